@@ -1,0 +1,144 @@
+"""Database plumbing both services use: URL parsing, connection scopes, migrations.
+
+Each service owns its own database and models; this module only knows how to open a
+peewee database from a URL, hold one connection per request or message, and apply a
+service's ordered list of migrations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import peewee
+from dramatiq.middleware import Middleware
+from playhouse.db_url import connect
+from playhouse.migrate import SchemaMigrator
+
+log = logging.getLogger(__name__)
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 10_000,
+    "synchronous": "normal",
+    "foreign_keys": 1,
+    "cache_size": -16_000,
+}
+
+
+def open_database(url: str) -> peewee.Database:
+    """A peewee database for ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite"):
+        return connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+    return connect(url, autorollback=True)
+
+
+def is_postgres(db: peewee.Database) -> bool:
+    return isinstance(db, peewee.PostgresqlDatabase)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class FalconConnectionScope:
+    """Falcon middleware: one database connection per request."""
+
+    def __init__(self, db: peewee.Database | peewee.DatabaseProxy):
+        self.db = db
+
+    def process_request(self, req, resp):
+        self.db.connect(reuse_if_open=True)
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        if not self.db.is_closed():
+            self.db.close()
+
+
+class DramatiqConnectionScope(Middleware):
+    """Dramatiq middleware: one database connection per message, closed however it ends."""
+
+    def __init__(self, db: peewee.Database | peewee.DatabaseProxy):
+        self.db = db
+
+    def before_process_message(self, broker, message):
+        self.db.connect(reuse_if_open=True)
+
+    def _close(self, *args, **kwargs):
+        if not self.db.is_closed():
+            self.db.close()
+
+    after_process_message = _close
+    after_skip_message = _close
+
+
+# --------------------------------------------------------------------------- migrations
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change. ``apply`` gets the database and a playhouse SchemaMigrator."""
+
+    version: int
+    name: str
+    apply: Callable[[peewee.Database, SchemaMigrator], None]
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+class SchemaNotCurrent(MigrationError):
+    """The database is behind the code; the service must not start on it."""
+
+
+def _history_model(db: peewee.Database) -> type[peewee.Model]:
+    class SchemaMigration(peewee.Model):
+        version = peewee.IntegerField(primary_key=True)
+        name = peewee.CharField()
+        applied_at = peewee.DateTimeField(default=utcnow)
+
+        class Meta:
+            database = db
+            table_name = "schema_migrations"
+
+    return SchemaMigration
+
+
+def applied_versions(db: peewee.Database) -> set[int]:
+    history = _history_model(db)
+    if not history.table_exists():
+        return set()
+    return {row.version for row in history.select(history.version)}
+
+
+def migrate(db: peewee.Database, migrations: Sequence[Migration]) -> list[Migration]:
+    """Apply the migrations not yet applied, each in its own transaction, in order."""
+    history = _history_model(db)
+    history.create_table(safe=True)
+    done = applied_versions(db)
+    applied = []
+    migrator = SchemaMigrator.from_database(db)
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version in done:
+            continue
+        with db.atomic():
+            migration.apply(db, migrator)
+            history.create(version=migration.version, name=migration.name)
+        log.info("applied migration %s %s", migration.version, migration.name)
+        applied.append(migration)
+    return applied
+
+
+def check_current(db: peewee.Database, migrations: Sequence[Migration], service: str) -> None:
+    """Raise :class:`SchemaNotCurrent` with the command to run if anything is pending."""
+    pending = sorted({m.version for m in migrations} - applied_versions(db))
+    if pending:
+        raise SchemaNotCurrent(
+            f"the {service} database is not migrated (pending: {pending}); "
+            f"run `python -m {service} migrate` first"
+        )

@@ -1,0 +1,101 @@
+"""Trigger events: the versioned message the api publishes and the workflow service reads.
+
+The api builds a :class:`dramatiq.Message` with :func:`event_message` and enqueues it
+on the broker; it never imports workflow code. The message id is the event id, so a
+republished outbox row is recognisably the same message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import dramatiq
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.queues import ENTITY_QUEUES
+
+SCHEMA_VERSION = 1
+#: Name of the workflow service actor that receives trigger events.
+DISPATCH_ACTOR = "dispatch_event"
+
+EntityType = Literal["policy", "assessment", "evidence"]
+EVENT_TYPES = frozenset(
+    f"{entity}.{verb}"
+    for entity in ("policy", "assessment", "evidence")
+    for verb in (
+        "created",
+        "updated",
+        "status_changed",
+        "deleted",
+        "deadline_approaching",
+        "deadline_passed",
+    )
+)
+
+
+class InvalidEvent(ValueError):
+    """A message body that is not a valid trigger event; retrying cannot fix it."""
+
+
+class Event(BaseModel):
+    """A trigger event. ``data`` is the entity snapshot workflows match on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    event_type: str
+    entity_type: EntityType
+    entity_id: str = Field(min_length=1, max_length=64)
+    tenant_id: str = Field(min_length=1, max_length=64)
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    actor: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    #: Ids of the events that led to this one, oldest first (loop protection).
+    causation: list[str] = Field(default_factory=list)
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown event_type {self.event_type!r}")
+        if not self.event_type.startswith(self.entity_type + "."):
+            raise ValueError("event_type does not belong to entity_type")
+
+    @property
+    def queue_name(self) -> str:
+        return ENTITY_QUEUES[self.entity_type]
+
+    @property
+    def depth(self) -> int:
+        """How many events led to this one."""
+        return len(self.causation)
+
+    def caused_chain(self) -> list[str]:
+        """The causation list an event caused by this one carries."""
+        return [*self.causation, self.event_id]
+
+    def to_payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def parse_event(payload: Any) -> Event:
+    """Validate a message body; raise :class:`InvalidEvent` with the reason."""
+    if not isinstance(payload, dict):
+        raise InvalidEvent("event payload must be a JSON object")
+    try:
+        return Event.model_validate(payload)
+    except (ValidationError, ValueError) as exc:
+        raise InvalidEvent(str(exc)) from None
+
+
+def event_message(event: Event) -> dramatiq.Message:
+    """The Dramatiq message that carries ``event`` to the workflow service."""
+    return dramatiq.Message(
+        queue_name=event.queue_name,
+        actor_name=DISPATCH_ACTOR,
+        args=(event.to_payload(),),
+        kwargs={},
+        options={"tenant_id": event.tenant_id},
+        message_id=event.event_id,
+    )

@@ -1,0 +1,97 @@
+"""Fixtures for real Redis and real databases.
+
+Every test gets its own Redis key namespace (broker queues, job records, results), so
+tests never see each other's messages; databases are SQLite files in a tmp dir, or
+fresh PostgreSQL databases when ``TEST_DATABASE=postgres`` (the tox ``postgres`` env).
+A test that needs Redis or PostgreSQL and cannot reach it fails; it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+TEST_DATABASE = os.environ.get("TEST_DATABASE", "sqlite")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+JWT_SECRET = "test-secret-for-the-suite-only-0123456789"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc} (run the suite with make test)")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(redis_client: redis.Redis) -> Iterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    ns = f"t-{uuid.uuid4().hex[:12]}"
+    yield ns
+    for pattern in (f"{ns}:*", f"{ns}-*", f"{ns}.*"):
+        keys = list(redis_client.scan_iter(match=pattern, count=1000))
+        if keys:
+            redis_client.delete(*keys)
+
+
+@pytest.fixture
+def common_env(redis_url: str, namespace: str) -> dict[str, str]:
+    """Environment every process of the system under test shares."""
+    return {
+        "REDIS_URL": redis_url,
+        "REDIS_NAMESPACE": namespace,
+        "JWT_SECRET": JWT_SECRET,
+    }
+
+
+def _postgres_admin():
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def make_database_url(tmp_path_factory) -> Iterator[Callable[[str], str]]:
+    """Factory: a fresh, empty database URL for a label (SQLite file or PostgreSQL db)."""
+    created: list[str] = []
+
+    def make(label: str) -> str:
+        name = f"gw_{label}_{uuid.uuid4().hex[:10]}"
+        if TEST_DATABASE == "postgres":
+            conn = _postgres_admin()
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{name}"')
+            conn.close()
+            created.append(name)
+            base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+            return f"{base}/{name}"
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / (name + '.db')}"
+
+    yield make
+    if created:
+        conn = _postgres_admin()
+        with conn.cursor() as cur:
+            for name in created:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
