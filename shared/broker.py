@@ -15,7 +15,6 @@ Two changes to stock Dramatiq live here, each small and for a measured reason:
 
 from __future__ import annotations
 
-import select
 import threading
 import time
 from collections.abc import Iterable
@@ -147,7 +146,7 @@ class _WakingConsumer(_RedisConsumer):
     def _wake_pending(self, timeout: float) -> bool:
         try:
             message = self.pubsub.get_message(timeout=timeout)
-        except (ValueError, select.error):
+        except (OSError, ValueError):
             return False
         return message is not None
 

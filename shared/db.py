@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import peewee
 from dramatiq.middleware import Middleware
@@ -32,7 +33,7 @@ SQLITE_PRAGMAS = {
 def open_database(url: str) -> peewee.Database:
     """A peewee database for ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite"):
         return connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     return connect(url, autorollback=True)
@@ -79,6 +80,7 @@ class DramatiqConnectionScope(Middleware):
 
 # --------------------------------------------------------------------------- migrations
 
+
 @dataclass(frozen=True)
 class Migration:
     """One schema change. ``apply`` gets the database and a playhouse SchemaMigrator."""
@@ -96,7 +98,7 @@ class SchemaNotCurrent(MigrationError):
     """The database is behind the code; the service must not start on it."""
 
 
-def _history_model(db: peewee.Database) -> type[peewee.Model]:
+def _history_model(db: peewee.Database) -> Any:
     class SchemaMigration(peewee.Model):
         version = peewee.IntegerField(primary_key=True)
         name = peewee.CharField()
@@ -113,7 +115,7 @@ def applied_versions(db: peewee.Database) -> set[int]:
     history = _history_model(db)
     if not history.table_exists():
         return set()
-    return {row.version for row in history.select(history.version)}
+    return {version for (version,) in history.select(history.version).tuples()}
 
 
 def migrate(db: peewee.Database, migrations: Sequence[Migration]) -> list[Migration]:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.queues import ENTITY_QUEUES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 #: Name of the workflow service actor that receives trigger events.
 DISPATCH_ACTOR = "dispatch_event"
 

@@ -41,28 +41,51 @@ class QueueSpec:
         """
         if self.backoff == "none":
             return 0
-        if self.backoff == "fixed":
-            delay = self.delay_ms
-        else:
-            delay = self.delay_ms * 2 ** max(retry - 1, 0)
+        fixed = self.backoff == "fixed"
+        delay = self.delay_ms if fixed else self.delay_ms * 2 ** max(retry - 1, 0)
         return int(delay * scale)
 
 
 CATALOG: dict[str, QueueSpec] = {
     spec.name: spec
     for spec in (
-        QueueSpec("governance.policy", 5, "exponential", 2_000, DEFAULT_TIME_LIMIT_MS,
-                  "policy trigger dispatch and executions"),
-        QueueSpec("governance.assessment", 3, "fixed", 5_000, DEFAULT_TIME_LIMIT_MS,
-                  "assessment triggers and executions"),
-        QueueSpec("governance.evidence", 5, "exponential", 3_000, DEFAULT_TIME_LIMIT_MS,
-                  "evidence triggers and executions"),
-        QueueSpec("governance.notification", 10, "fixed", 1_000, DEFAULT_TIME_LIMIT_MS,
-                  "in-app, e-mail and webhook delivery"),
+        QueueSpec(
+            "governance.policy",
+            5,
+            "exponential",
+            2_000,
+            DEFAULT_TIME_LIMIT_MS,
+            "policy trigger dispatch and executions",
+        ),
+        QueueSpec(
+            "governance.assessment",
+            3,
+            "fixed",
+            5_000,
+            DEFAULT_TIME_LIMIT_MS,
+            "assessment triggers and executions",
+        ),
+        QueueSpec(
+            "governance.evidence",
+            5,
+            "exponential",
+            3_000,
+            DEFAULT_TIME_LIMIT_MS,
+            "evidence triggers and executions",
+        ),
+        QueueSpec(
+            "governance.notification",
+            10,
+            "fixed",
+            1_000,
+            DEFAULT_TIME_LIMIT_MS,
+            "in-app, e-mail and webhook delivery",
+        ),
         QueueSpec("governance.reporting", 2, "none", 0, 5 * 60_000, "report generation"),
         QueueSpec("governance.export", 3, "none", 0, 3 * 60_000, "data exports"),
-        QueueSpec("governance.audit", 2, "none", 0, 10 * 60_000,
-                  "audit log append, audit packages"),
+        QueueSpec(
+            "governance.audit", 2, "none", 0, 10 * 60_000, "audit log append, audit packages"
+        ),
         QueueSpec("governance.import", 3, "none", 0, 2 * 60_000, "bulk imports"),
     )
 }

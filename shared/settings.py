@@ -7,6 +7,7 @@ reads ``os.environ``.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,39 +26,39 @@ class ConfigError(ValueError):
 class Env:
     """Typed access to one mapping of environment variables."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None):
+    def __init__(self, environ: Mapping[builtins.str, str] | None = None):
         self.environ = os.environ if environ is None else environ
 
-    def str(self, name: str, default: str = "") -> str:
+    def str(self, name: builtins.str, default: builtins.str = "") -> builtins.str:
         value = self.environ.get(name)
         return default if value is None or value == "" else value
 
-    def first(self, names: list[str], default: str) -> str:
+    def first(self, names: list[builtins.str], default: builtins.str) -> builtins.str:
         for name in names:
             value = self.environ.get(name)
             if value:
                 return value
         return default
 
-    def int(self, name: str, default: int) -> int:
+    def int(self, name: builtins.str, default: builtins.int) -> builtins.int:
         raw = self.environ.get(name)
         if not raw:
             return default
         try:
-            return int(raw)
+            return builtins.int(raw)
         except ValueError:
             raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
-    def float(self, name: str, default: float) -> float:
+    def float(self, name: builtins.str, default: builtins.float) -> builtins.float:
         raw = self.environ.get(name)
         if not raw:
             return default
         try:
-            return float(raw)
+            return builtins.float(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         raw = self.environ.get(name)
         if not raw:
             return default

@@ -59,7 +59,11 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, cwd=ROOT, stdout=self.log_file, stderr=subprocess.STDOUT,
+            self.argv,
+            env=self.env,
+            cwd=ROOT,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         return self
@@ -87,8 +91,12 @@ class ServiceProcess:
         poll(ready, timeout=timeout, interval=0.1, message=f"{self.name} at {url}")
 
     def wait_log(self, text: str, timeout: float = 30.0) -> None:
-        poll(lambda: text in self.log(), timeout=timeout, interval=0.1,
-             message=f"{text!r} in {self.name}'s log")
+        poll(
+            lambda: text in self.log(),
+            timeout=timeout,
+            interval=0.1,
+            message=f"{text!r} in {self.name}'s log",
+        )
 
     def signal(self, sig: int) -> None:
         if self.alive():

@@ -37,11 +37,22 @@ def processes() -> dict[str, list[str]]:
     procs = {
         "api-web": [*gunicorn, "-b", f"127.0.0.1:{API_PORT}", "api_service.wsgi:app"],
         "api-relay": [sys.executable, "-m", "api_service", "relay"],
-        "workflow-web": [*gunicorn, "-b", f"127.0.0.1:{WORKFLOW_PORT}", "workflow_service.wsgi:app"],
+        "workflow-web": [
+            *gunicorn,
+            "-b",
+            f"127.0.0.1:{WORKFLOW_PORT}",
+            "workflow_service.wsgi:app",
+        ],
         "workflow-scheduler": [sys.executable, "-m", "workflow_service", "scheduler"],
     }
-    worker = [str(BIN / "dramatiq"), "workflow_service.worker", "--processes", "1",
-              "--threads", os.environ.get("WORKER_THREADS", "8")]
+    worker = [
+        str(BIN / "dramatiq"),
+        "workflow_service.worker",
+        "--processes",
+        "1",
+        "--threads",
+        os.environ.get("WORKER_THREADS", "8"),
+    ]
     if os.environ.get("WORKER_GROUPS", "per-queue") == "all":
         procs["workers-all"] = [*worker, "--queues", *QUEUES]
     else:
@@ -59,8 +70,11 @@ def main() -> int:
     for name, argv in processes().items():
         running[name] = subprocess.Popen(argv, env=env)
         print(f"[run] started {name} (pid {running[name].pid})", flush=True)
-    print(f"[run] api on http://127.0.0.1:{API_PORT}  workflow admin and console on "
-          f"http://127.0.0.1:{WORKFLOW_PORT}/console  (Ctrl-C stops everything)", flush=True)
+    print(
+        f"[run] api on http://127.0.0.1:{API_PORT}  workflow admin and console on "
+        f"http://127.0.0.1:{WORKFLOW_PORT}/console  (Ctrl-C stops everything)",
+        flush=True,
+    )
 
     stopping = False
 

