@@ -36,7 +36,7 @@ def open_database(url: str) -> peewee.Database:
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite"):
         return connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
-    return connect(url, autorollback=True)
+    return connect(url)
 
 
 def is_postgres(db: peewee.Database) -> bool:

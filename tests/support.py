@@ -16,6 +16,7 @@ import httpx
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
+SIGTERM, SIGKILL = signal.SIGTERM, signal.SIGKILL
 
 
 def poll(
@@ -102,7 +103,7 @@ class ServiceProcess:
         if self.alive():
             os.killpg(self.pid, sig)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+    def stop(self, sig: int = SIGTERM, timeout: float = 30.0) -> int | None:
         if self.proc is None:
             return None
         if self.alive():
@@ -110,7 +111,7 @@ class ServiceProcess:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
+                self.signal(SIGKILL)
                 self.proc.wait(5)
         self.log_file.close()
         return self.proc.returncode

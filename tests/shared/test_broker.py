@@ -1,0 +1,128 @@
+"""The broker factory against real Redis: wake-ups, catalog retries, dead letters."""
+
+import threading
+import time
+
+import dramatiq
+import pytest
+from dramatiq import Worker
+
+from shared.broker import actor_options, create_broker
+from shared.settings import CommonSettings
+from tests.support import poll
+
+
+@pytest.fixture
+def broker(redis_url, namespace):
+    broker = create_broker(
+        CommonSettings(redis_url=redis_url, namespace=namespace, retry_delay_scale=0.2)
+    )
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def start_worker(broker):
+    workers = []
+
+    def start(threads: int = 2) -> Worker:
+        worker = Worker(broker, worker_threads=threads, worker_timeout=1000)
+        worker.start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def test_every_catalog_queue_is_declared(broker):
+    assert {"governance.policy", "governance.import"} <= broker.get_declared_queues()
+
+
+def test_actor_options_come_from_the_catalog():
+    assert actor_options("governance.notification") == {
+        "queue_name": "governance.notification",
+        "max_retries": 9,
+        "time_limit": 600_000,
+    }
+
+
+def test_an_idle_worker_is_woken_by_an_enqueue(broker, start_worker):
+    # Given a worker that has been idle longer than its poll backoff would allow
+    seen: dict[str, float] = {}
+    done = threading.Event()
+
+    def ping(key):
+        seen[key] = time.monotonic()
+        done.set()
+
+    dramatiq.actor(ping, broker=broker, actor_name="ping", queue_name="governance.policy")
+    start_worker()
+    time.sleep(1.2)
+
+    # When a message is sent, it is picked up long before the 1 s worker timeout
+    sent = time.monotonic()
+    broker.get_actor("ping").send("a")
+    assert done.wait(5)
+    assert seen["a"] - sent < 0.5
+
+
+def test_fixed_backoff_waits_the_catalog_delay(broker, start_worker):
+    # governance.notification: fixed 1 s, scaled by 0.2 -> 200 ms between attempts
+    attempts: list[float] = []
+
+    def flaky():
+        attempts.append(time.monotonic())
+        if len(attempts) < 4:
+            raise ConnectionError("receiver down")
+
+    dramatiq.actor(flaky, broker=broker, **actor_options("governance.notification"))
+    start_worker()
+    broker.get_actor("flaky").send()
+    poll(lambda: len(attempts) == 4, timeout=10, message="four attempts")
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert all(0.18 <= gap <= 0.3 for gap in gaps), gaps
+
+
+def test_exponential_backoff_doubles_from_the_catalog_delay(broker, start_worker):
+    # governance.policy: exponential from 2 s, scaled by 0.2 -> 400, 800 ms
+    attempts: list[float] = []
+
+    def flaky():
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise RuntimeError("not yet")
+
+    dramatiq.actor(flaky, broker=broker, **actor_options("governance.policy"))
+    start_worker()
+    broker.get_actor("flaky").send()
+    poll(lambda: len(attempts) == 3, timeout=10, message="three attempts")
+    first, second = attempts[1] - attempts[0], attempts[2] - attempts[1]
+    assert 0.38 <= first <= 0.5, first
+    assert 0.78 <= second <= 0.92, second
+
+
+def test_exhausted_and_non_retryable_messages_are_dead_lettered(
+    broker, start_worker, redis_client, namespace
+):
+    runs = {"always": 0, "invalid": 0}
+
+    def always():
+        runs["always"] += 1
+        raise RuntimeError("broken for good")
+
+    def invalid():
+        runs["invalid"] += 1
+        raise ValueError("bad input")
+
+    opts = actor_options("governance.reporting")  # 2 attempts, no backoff
+    dramatiq.actor(always, broker=broker, **opts)
+    dramatiq.actor(invalid, broker=broker, throws=(ValueError,), **opts)
+    start_worker()
+    broker.get_actor("always").send()
+    broker.get_actor("invalid").send()
+
+    dead = f"{namespace}:governance.reporting.XQ"
+    poll(lambda: redis_client.zcard(dead) == 2, timeout=10, message="two dead letters")
+    assert runs == {"always": 2, "invalid": 1}

@@ -1,0 +1,77 @@
+import pytest
+
+from shared.events import DISPATCH_ACTOR, Event, InvalidEvent, event_message, parse_event
+
+
+def make_event(**overrides) -> Event:
+    fields = {
+        "event_type": "policy.status_changed",
+        "entity_type": "policy",
+        "entity_id": "p-1",
+        "tenant_id": "acme",
+        "data": {"status": "in_review", "old_status": "draft"},
+    }
+    return Event(**{**fields, **overrides})
+
+
+def test_message_carries_the_event_with_its_id_as_message_id():
+    event = make_event()
+    message = event_message(event)
+    assert message.message_id == event.event_id
+    assert message.queue_name == "governance.policy"
+    assert message.actor_name == DISPATCH_ACTOR
+    assert message.options["tenant_id"] == "acme"
+    assert parse_event(message.args[0]) == event
+
+
+def test_round_trip_through_json_keeps_every_field():
+    event = make_event(causation=["e-0"], actor="alice")
+    assert parse_event(event.to_payload()) == event
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        None,
+        [],
+        "text",
+        {"event_type": "policy.created"},
+        {
+            "event_type": "policy.exploded",
+            "entity_type": "policy",
+            "entity_id": "x",
+            "tenant_id": "t",
+        },
+        {
+            "event_type": "evidence.created",
+            "entity_type": "policy",
+            "entity_id": "x",
+            "tenant_id": "t",
+        },
+        {
+            "event_type": "policy.created",
+            "entity_type": "policy",
+            "entity_id": "x",
+            "tenant_id": "t",
+            "surprise": 1,
+        },
+        {
+            "schema_version": 2,
+            "event_type": "policy.created",
+            "entity_type": "policy",
+            "entity_id": "x",
+            "tenant_id": "t",
+        },
+    ],
+)
+def test_invalid_payloads_are_rejected_with_a_reason(payload):
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(payload)
+    assert str(info.value)
+
+
+def test_causation_chain_grows_by_one_per_hop():
+    first = make_event()
+    second = make_event(causation=first.caused_chain())
+    assert second.depth == 1
+    assert second.caused_chain() == [first.event_id, second.event_id]
