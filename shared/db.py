@@ -90,6 +90,10 @@ class Migration:
     apply: Callable[[peewee.Database, SchemaMigrator], None]
 
 
+#: Arbitrary constant naming the advisory lock migration runners share.
+MIGRATION_LOCK_KEY = 727_100_001
+
+
 class MigrationError(RuntimeError):
     pass
 
@@ -119,21 +123,32 @@ def applied_versions(db: peewee.Database) -> set[int]:
 
 
 def migrate(db: peewee.Database, migrations: Sequence[Migration]) -> list[Migration]:
-    """Apply the migrations not yet applied, each in its own transaction, in order."""
-    history = _history_model(db)
-    history.create_table(safe=True)
-    done = applied_versions(db)
-    applied = []
-    migrator = SchemaMigrator.from_database(db)
-    for migration in sorted(migrations, key=lambda m: m.version):
-        if migration.version in done:
-            continue
-        with db.atomic():
-            migration.apply(db, migrator)
-            history.create(version=migration.version, name=migration.name)
-        log.info("applied migration %s %s", migration.version, migration.name)
-        applied.append(migration)
-    return applied
+    """Apply the migrations not yet applied, each in its own transaction, in order.
+
+    On PostgreSQL a session advisory lock serializes concurrent runners (several pods
+    starting at once); SQLite's write lock does the same for a file.
+    """
+    postgres = is_postgres(db)
+    if postgres:
+        db.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    try:
+        history = _history_model(db)
+        history.create_table(safe=True)
+        done = applied_versions(db)
+        applied = []
+        migrator = SchemaMigrator.from_database(db)
+        for migration in sorted(migrations, key=lambda m: m.version):
+            if migration.version in done:
+                continue
+            with db.atomic():
+                migration.apply(db, migrator)
+                history.create(version=migration.version, name=migration.name)
+            log.info("applied migration %s %s", migration.version, migration.name)
+            applied.append(migration)
+        return applied
+    finally:
+        if postgres:
+            db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
 
 
 def check_current(db: peewee.Database, migrations: Sequence[Migration], service: str) -> None:
