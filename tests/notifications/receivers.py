@@ -1,0 +1,127 @@
+"""Real receivers run inside the test process: an HTTP webhook endpoint and an SMTP server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from aiosmtpd.controller import Controller
+
+from tests.support import free_port, poll
+from workflow_service.notifications.signing import InvalidSignature, verify_signature
+
+
+@dataclass
+class ReceivedRequest:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    signature_ok: bool
+    signature_error: str = ""
+
+
+@dataclass
+class WebhookReceiver:
+    """An HTTP server answering with the statuses of ``script`` in turn (then the last one).
+
+    Every request's signature is checked with :func:`verify_signature`, as a real
+    receiver would.
+    """
+
+    secret: str
+    script: list[int] = field(default_factory=lambda: [200])
+    requests: list[ReceivedRequest] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items()}
+                try:
+                    verify_signature(receiver.secret, headers, body)
+                    ok, error = True, ""
+                except InvalidSignature as exc:
+                    ok, error = False, str(exc)
+                with receiver.lock:
+                    receiver.requests.append(ReceivedRequest(self.path, headers, body, ok, error))
+                    index = min(len(receiver.requests), len(receiver.script)) - 1
+                    status = receiver.script[index]
+                answer = b'{"received": true}' if status < 300 else b'{"error": "scripted"}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def __enter__(self) -> WebhookReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[ReceivedRequest]:
+        return poll(
+            lambda: len(self.requests) >= count and list(self.requests),
+            timeout=timeout,
+            message=f"{count} webhook request(s)",
+        )
+
+
+class _Sink:
+    def __init__(self):
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(message)  # type: ignore[arg-type]
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 Message accepted for delivery"
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on a free port; read what it received."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.sink = _Sink()
+        self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return self.sink.messages
+
+    def wait_for(self, match: Callable[[EmailMessage], bool], timeout: float = 15.0):
+        return poll(
+            lambda: [m for m in self.sink.messages if match(m)],
+            timeout=timeout,
+            message="an e-mail",
+        )

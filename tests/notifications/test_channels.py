@@ -1,0 +1,137 @@
+"""Signing and the e-mail / webhook senders against real servers in the test process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.notifications.receivers import SmtpServer, WebhookReceiver
+from tests.support import free_port
+from workflow_service.notifications import signing
+from workflow_service.notifications.channels import (
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    build_email,
+    post_webhook,
+    send_email,
+    webhook_body,
+)
+from workflow_service.notifications.settings import NotificationSettings
+
+SECRET = "webhook-test-secret"
+
+
+def settings(**overrides) -> NotificationSettings:
+    base = {"webhook_secret": SECRET, "webhook_timeout_s": 2.0, "smtp_timeout_s": 2.0}
+    return NotificationSettings(**{**base, **overrides})
+
+
+# ---------------------------------------------------------------------------- signing
+
+
+def test_signature_round_trip_and_tampering():
+    body = b'{"a":1}'
+    headers = signing.sign(SECRET, body, timestamp=1_700_000_000)
+    assert headers["X-Signature"].startswith("sha256=")
+    assert signing.verify_signature(SECRET, headers, body, clock=lambda: 1_700_000_010) == (
+        1_700_000_000
+    )
+    lowercase = {k.lower(): v for k, v in headers.items()}
+    signing.verify_signature(SECRET, lowercase, body, clock=lambda: 1_700_000_000)
+    for bad_body, bad_secret in ((b'{"a":2}', SECRET), (body, "other-secret")):
+        with pytest.raises(signing.InvalidSignature, match="does not match"):
+            signing.verify_signature(bad_secret, headers, bad_body, clock=lambda: 1_700_000_000)
+    # The timestamp is signed too: moving it forward to dodge the replay check fails.
+    moved = {**headers, "X-Signature-Timestamp": "1700000300"}
+    with pytest.raises(signing.InvalidSignature, match="does not match"):
+        signing.verify_signature(SECRET, moved, body, clock=lambda: 1_700_000_300)
+
+
+def test_old_and_future_timestamps_are_rejected_as_replays():
+    body = b"{}"
+    headers = signing.sign(SECRET, body, timestamp=1_000)
+    with pytest.raises(signing.InvalidSignature, match="window"):
+        signing.verify_signature(SECRET, headers, body, clock=lambda: 1_000 + 301)
+    with pytest.raises(signing.InvalidSignature, match="window"):
+        signing.verify_signature(SECRET, headers, body, clock=lambda: 1_000 - 301)
+    with pytest.raises(signing.InvalidSignature, match="missing"):
+        signing.verify_signature(SECRET, {}, body)
+
+
+# ---------------------------------------------------------------------------- webhook
+
+
+def test_webhook_post_is_signed_and_the_receiver_verifies_it():
+    with WebhookReceiver(SECRET, [200]) as receiver:
+        body = webhook_body({"event": "policy.approved", "id": "p-1"})
+        receipt = post_webhook(settings(), receiver.url, body, delivery_id="d-1")
+        (request,) = receiver.wait_for(1)
+    assert receipt.status == 200
+    assert request.signature_ok, request.signature_error
+    assert request.headers["X-Delivery-Id"] == "d-1"
+    assert json.loads(request.body) == {"event": "policy.approved", "id": "p-1"}
+
+
+@pytest.mark.parametrize("status", [500, 503, 408, 429])
+def test_webhook_retryable_answers(status):
+    with (
+        WebhookReceiver(SECRET, [status]) as receiver,
+        pytest.raises(TransientDeliveryError) as info,
+    ):
+        post_webhook(settings(), receiver.url, b"{}", delivery_id="d")
+    assert info.value.status == status
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 410, 302])
+def test_webhook_other_answers_are_permanent_with_the_answer_recorded(status):
+    with (
+        WebhookReceiver(SECRET, [status]) as receiver,
+        pytest.raises(PermanentDeliveryError) as info,
+    ):
+        post_webhook(settings(), receiver.url, b"{}", delivery_id="d")
+    assert info.value.status == status
+    assert "scripted" in info.value.response
+
+
+def test_webhook_connection_refused_is_transient():
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    with pytest.raises(TransientDeliveryError, match="failed"):
+        post_webhook(settings(), url, b"{}", delivery_id="d")
+
+
+def test_webhook_url_must_be_http():
+    with pytest.raises(PermanentDeliveryError, match="http"):
+        post_webhook(settings(), "file:///etc/passwd", b"{}", delivery_id="d")
+
+
+# ----------------------------------------------------------------------------- e-mail
+
+
+def test_email_reaches_a_real_smtp_server():
+    with SmtpServer() as smtp:
+        config = settings(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_from="gov@example.org")
+        msg = build_email(
+            config,
+            to="olivia@example.org",
+            subject="Approved:\r\nBcc: x@y",
+            text="Your policy was approved.",
+            html="<p>approved</p>",
+            message_id="<d-1@governance>",
+        )
+        send_email(config, msg)
+        (received,) = smtp.wait_for(lambda m: m["Message-ID"] == "<d-1@governance>")
+    assert received["To"] == "olivia@example.org"
+    assert received["Subject"] == "Approved: Bcc: x@y"  # no header injection
+    assert received["Bcc"] is None
+    assert "approved" in received.get_body(("plain",)).get_content()
+    assert smtp.sink.envelopes[0] == ("gov@example.org", ["olivia@example.org"])
+
+
+def test_email_to_an_unreachable_server_is_transient():
+    config = settings(smtp_host="127.0.0.1", smtp_port=free_port())
+    msg = build_email(
+        config, to="a@example.org", subject="s", text="t", html=None, message_id="<x@y>"
+    )
+    with pytest.raises(TransientDeliveryError):
+        send_email(config, msg)

@@ -1,0 +1,134 @@
+"""The sandboxed renderer fills in given values and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+
+from workflow_service.notifications.templates import (
+    MAX_OUTPUT_CHARS,
+    TemplateInvalid,
+    TemplateRenderError,
+    renderer,
+)
+
+CONTEXT = {
+    "entity": {"id": "p-1", "title": "Access control", "owner": "olivia", "tags": ["a", "b"]},
+    "execution": {"id": "e-1", "workflow": "Policy approval"},
+    "comments": ["looks fine"],
+}
+
+
+def test_renders_entity_and_execution_fields():
+    out = renderer.render(
+        "{{ entity.title }} ({{ entity.id }}) by {{ entity.owner }}: "
+        "{{ entity.tags | join(', ') }} via {{ execution.workflow }}",
+        CONTEXT,
+    )
+    assert out == "Access control (p-1) by olivia: a, b via Policy approval"
+
+
+def test_unknown_field_is_an_error_naming_it():
+    with pytest.raises(TemplateRenderError, match="titel"):
+        renderer.render("{{ entity.titel }}", CONTEXT)
+
+
+def test_html_bodies_escape_values_and_text_bodies_do_not():
+    context = {"entity": {"title": "<script>alert(1)</script>"}}
+    assert renderer.render("<p>{{ entity.title }}</p>", context, html=True) == (
+        "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"
+    )
+    assert renderer.render("{{ entity.title }}", context) == "<script>alert(1)</script>"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ entity.__class__ }}",
+        "{{ entity.__class__.__mro__[1].__subclasses__() }}",
+        "{{ entity.items.__globals__ }}",
+        "{{ ''.__class__.__base__.__subclasses__() }}",
+        "{{ entity.title.format.__globals__ }}",
+        "{{ cycler.__init__.__globals__.os }}",
+        "{{ self._TemplateReference__context }}",
+    ],
+)
+def test_internals_are_unreachable(source):
+    with pytest.raises(TemplateRenderError):
+        renderer.render(source, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ entity.tags.append('x') }}",
+        "{{ entity.update({'owner': 'mallory'}) }}",
+        "{{ entity.pop('owner') }}",
+        "{{ entity.tags.clear() }}",
+    ],
+)
+def test_mutating_methods_are_refused_and_values_unchanged(source):
+    context = {"entity": {"owner": "olivia", "tags": ["a"]}}
+    with pytest.raises(TemplateRenderError, match="not allowed|unsafe"):
+        renderer.render(source, context)
+    assert context == {"entity": {"owner": "olivia", "tags": ["a"]}}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% include '/etc/passwd' %}",
+        "{% import '/etc/passwd' as p %}",
+        "{% extends '/etc/passwd' %}",
+        "{% from 'x' import y %}",
+    ],
+)
+def test_templates_cannot_read_files(source):
+    with pytest.raises(TemplateInvalid):
+        renderer.check(source)
+    with pytest.raises(TemplateRenderError):
+        renderer.render(source, CONTEXT)
+
+
+def test_objects_in_the_context_arrive_as_plain_values():
+    class Secretive:
+        password = "hunter2"
+
+        def __str__(self):
+            return "secretive"
+
+    out = renderer.render("{{ thing }}", {"thing": Secretive()})
+    assert out == "secretive"
+    with pytest.raises(TemplateRenderError):
+        renderer.render("{{ thing.password }}", {"thing": Secretive()})
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'a' * 100000000 }}",
+        "{{ 9 ** 999999999 }}",
+        "{% for i in range(100000000) %}x{% endfor %}",
+        "{{ lipsum(1000) }}",
+    ],
+)
+def test_resource_bombs_are_refused(source):
+    with pytest.raises(TemplateRenderError):
+        renderer.render(source, CONTEXT)
+
+
+def test_output_is_bounded():
+    context = {"rows": ["x" * 1000] * 200}
+    with pytest.raises(TemplateRenderError, match=str(MAX_OUTPUT_CHARS)):
+        renderer.render(
+            "{% for r in rows %}{% for s in rows %}{{ r }}{% endfor %}{% endfor %}", context
+        )
+
+
+def test_deep_loop_nesting_and_huge_templates_are_invalid():
+    deep = "{% for a in x %}{% for b in x %}{% for c in x %}{% endfor %}{% endfor %}{% endfor %}"
+    with pytest.raises(TemplateInvalid, match="nested"):
+        renderer.check(deep)
+    with pytest.raises(TemplateInvalid, match="at most"):
+        renderer.check("x" * 20_000)
+    with pytest.raises(TemplateInvalid, match="syntax"):
+        renderer.check("{{ unclosed")

@@ -1,0 +1,1 @@
+"""Notification delivery: in-app inbox, e-mail and signed webhooks on governance.notification."""

@@ -1,0 +1,46 @@
+"""Delivery settings (SMTP, webhooks), read from the environment by the service settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.settings import Env
+
+DEV_WEBHOOK_SECRET = "dev-only-webhook-secret-change-me"
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "governance@localhost"
+    smtp_timeout_s: float = 10.0
+    webhook_secret: str = DEV_WEBHOOK_SECRET
+    webhook_timeout_s: float = 10.0
+    #: A claimed delivery whose sender vanished may be claimed again after this long.
+    #: Longer than any send can take (socket timeouts above), so two live senders
+    #: never hold the same delivery.
+    claim_lease_s: float = 60.0
+
+    def __repr__(self) -> str:  # never print credentials or secrets
+        return (
+            f"NotificationSettings(smtp={self.smtp_host}:{self.smtp_port}, "
+            f"starttls={self.smtp_starttls}, from={self.smtp_from!r})"
+        )
+
+    @classmethod
+    def from_env(cls, env: Env) -> NotificationSettings:
+        return cls(
+            smtp_host=env.str("SMTP_HOST", cls.smtp_host),
+            smtp_port=env.int("SMTP_PORT", cls.smtp_port),
+            smtp_starttls=env.bool("SMTP_STARTTLS", False),
+            smtp_username=env.str("SMTP_USERNAME") or None,
+            smtp_password=env.str("SMTP_PASSWORD") or None,
+            smtp_from=env.str("SMTP_FROM", cls.smtp_from),
+            smtp_timeout_s=env.float("SMTP_TIMEOUT", cls.smtp_timeout_s),
+            webhook_secret=env.str("WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
+            webhook_timeout_s=env.float("WEBHOOK_TIMEOUT", cls.webhook_timeout_s),
+        )
