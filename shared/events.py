@@ -17,8 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared.queues import ENTITY_QUEUES
 
 SCHEMA_VERSION: Literal[1] = 1
-#: Name of the workflow service actor that receives trigger events.
+#: Name of the workflow service actor that receives trigger events (on governance.policy;
+#: see dispatch_actor_name for the other entity queues).
 DISPATCH_ACTOR = "dispatch_event"
+#: HTTP header carrying the causation chain of a change a workflow step asks the api to
+#: make: the event ids that led to it, oldest first, comma-separated. The api copies it
+#: into the ``causation`` of the events that change emits.
+CAUSATION_HEADER = "X-Causation"
 
 EntityType = Literal["policy", "assessment", "evidence"]
 EVENT_TYPES = frozenset(
@@ -89,11 +94,21 @@ def parse_event(payload: Any) -> Event:
         raise InvalidEvent(str(exc)) from None
 
 
+def dispatch_actor_name(entity_type: str) -> str:
+    """The dispatch actor of an entity's queue.
+
+    A Dramatiq actor belongs to one queue and takes its retry policy from it, so each
+    entity queue has its own dispatch actor: ``dispatch_event`` on governance.policy,
+    ``dispatch_event_<entity>`` on the others.
+    """
+    return DISPATCH_ACTOR if entity_type == "policy" else f"{DISPATCH_ACTOR}_{entity_type}"
+
+
 def event_message(event: Event) -> dramatiq.Message:
     """The Dramatiq message that carries ``event`` to the workflow service."""
     return dramatiq.Message(
         queue_name=event.queue_name,
-        actor_name=DISPATCH_ACTOR,
+        actor_name=dispatch_actor_name(event.entity_type),
         args=(event.to_payload(),),
         kwargs={},
         options={"tenant_id": event.tenant_id},
