@@ -1,0 +1,222 @@
+"""The job-status middleware against real Redis, with Dramatiq's Worker in-process.
+
+The same behaviour is checked end to end with real worker processes in
+``test_lifecycle.py``; here the failures are precise and the tests fast.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import dramatiq
+import pytest
+from dramatiq import Worker
+
+from shared.broker import actor_options, create_broker
+from shared.jobstatus import JobStatusStore, report_progress
+from shared.queues import spec_for
+from shared.settings import CommonSettings
+from tests.support import poll
+
+QUEUE = "governance.policy"
+SCALE = 0.05  # exponential from 2 s becomes 100 ms, 200 ms, ...
+
+
+@pytest.fixture
+def keep():
+    """(keep_succeeded, keep_failed); None keeps the catalog's retention."""
+    return (None, None)
+
+
+@pytest.fixture
+def settings(redis_url, namespace, keep):
+    return CommonSettings(
+        redis_url=redis_url,
+        namespace=namespace,
+        retry_delay_scale=SCALE,
+        keep_succeeded=keep[0],
+        keep_failed=keep[1],
+    )
+
+
+@pytest.fixture
+def broker(settings):
+    broker = create_broker(settings)
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def store(broker, settings):
+    return JobStatusStore(broker.client, settings.namespace)
+
+
+@pytest.fixture
+def worker(broker):
+    started = []
+
+    def start():
+        w = Worker(broker, worker_threads=4, worker_timeout=100)
+        w.start()
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+def states(store, job_id):
+    return [(e["state"], e.get("attempt")) for e in store.get(job_id)["timeline"]]
+
+
+def test_a_job_that_fails_twice_then_succeeds(broker, store, worker):
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) <= 2:
+            raise ValueError(f"boom {len(calls)}")
+        return "ok"
+
+    actor = dramatiq.actor(
+        flaky, broker=broker, actor_name="flaky", store_results=True, **actor_options(QUEUE)
+    )
+    message = actor.send_with_options(args=(), tenant_id="acme")
+    worker()
+
+    record = poll(
+        lambda: (r := store.get(message.message_id)) and r["state"] == "succeeded" and r,
+        message="job to succeed",
+    )
+
+    assert states(store, message.message_id) == [
+        ("queued", None),
+        ("running", 1),
+        ("retrying", 1),
+        ("running", 2),
+        ("retrying", 2),
+        ("running", 3),
+        ("succeeded", 3),
+    ]
+    timeline = record["timeline"]
+    spec = spec_for(QUEUE)
+    assert [e["delay_ms"] for e in timeline if e["state"] == "retrying"] == [
+        spec.retry_delay_ms(1, SCALE),
+        spec.retry_delay_ms(2, SCALE),
+    ]
+    assert timeline[2]["error"] == {"type": "ValueError", "message": "boom 1"}
+    # The next attempt starts at (not before) the promised time.
+    assert timeline[3]["at"] >= timeline[2]["next_retry_at"]
+    assert timeline[5]["at"] >= timeline[4]["next_retry_at"]
+    assert record["attempt"] == 3 and record["max_attempts"] == spec.attempts
+    assert record["tenant_id"] == "acme"
+    assert record["result"]["backend_key"]
+    assert record["error"] is None or record["error"]["type"] == "ValueError"
+    assert (
+        actor.message()
+        .copy(message_id=message.message_id)
+        .get_result(backend=next(m.backend for m in broker.middleware if hasattr(m, "backend")))
+        == "ok"
+    )
+
+
+def test_exhausted_retries_fail_and_dead_letter(broker, store, worker, namespace):
+    def always():
+        raise RuntimeError("nope")
+
+    actor = dramatiq.actor(
+        always, broker=broker, actor_name="always", **{**actor_options(QUEUE), "max_retries": 1}
+    )
+    message = actor.send()
+    worker()
+    record = poll(lambda: (r := store.get(message.message_id)) and r["state"] == "failed" and r)
+    assert record["attempt"] == 2 and record["max_attempts"] == 2
+    assert record["error"] == {"type": "RuntimeError", "message": "nope"}
+    raw = store.raw(message.message_id)
+    assert broker.client.zscore(f"{namespace}:{QUEUE}.XQ", raw["broker_id"]) is not None
+
+
+def test_parent_children_and_progress(broker, store, worker):
+    release = threading.Event()
+
+    def child(n):
+        report_progress(40, f"step 2 of 5 ({n})")
+        release.wait(10)
+
+    child_actor = dramatiq.actor(child, broker=broker, actor_name="child", **actor_options(QUEUE))
+
+    def parent():
+        for n in range(3):
+            child_actor.send(n)
+
+    parent_actor = dramatiq.actor(
+        parent, broker=broker, actor_name="parent", **actor_options(QUEUE)
+    )
+    message = parent_actor.send()
+    worker()
+
+    def children_running():
+        record = store.get(message.message_id)
+        return record["children"]["by_state"].get("running") == 3 and record
+
+    record = poll(children_running, message="three running children")
+    for item in record["children"]["items"]:
+        child_record = store.get(item["id"])
+        assert child_record["parent"] == message.message_id
+        assert child_record["progress"]["percent"] == 40
+        assert child_record["progress"]["message"].startswith("step 2 of 5")
+    release.set()
+    poll(lambda: store.get(message.message_id)["children"]["by_state"] == {"succeeded": 3})
+
+
+@pytest.mark.parametrize("keep", [(3, 2)])
+def test_retention_keeps_the_configured_numbers_and_never_a_running_job(
+    broker, store, worker, namespace
+):
+    release = threading.Event()
+
+    def slow():
+        release.wait(10)
+
+    def quick(fail):
+        if fail:
+            raise KeyError("x")
+
+    slow_actor = dramatiq.actor(slow, broker=broker, actor_name="slow", **actor_options(QUEUE))
+    quick_actor = dramatiq.actor(
+        quick, broker=broker, actor_name="quick", **{**actor_options(QUEUE), "max_retries": 0}
+    )
+    running = slow_actor.send()
+    worker()
+    poll(lambda: store.get(running.message_id)["state"] == "running")
+    sent = [quick_actor.send(i % 2 == 1) for i in range(10)]
+    poll(lambda: store.stats(QUEUE).get("processed", 0) >= 10, message="ten processed")
+    counts = store.counts(QUEUE)
+    assert counts["succeeded"] == 3 and counts["failed"] == 2
+    assert store.get(running.message_id)["state"] == "running"
+    kept = {m.message_id for m in sent if store.raw(m.message_id)}
+    assert len(kept) == 5
+    # The dead-letter set keeps what the failed records keep.
+    assert broker.client.zcard(f"{namespace}:{QUEUE}.XQ") == 2
+    release.set()
+
+
+def test_listing_is_tenant_scoped_and_paginates(broker, store):
+    def noop():
+        pass
+
+    actor = dramatiq.actor(noop, broker=broker, actor_name="noop", **actor_options(QUEUE))
+    acme = [actor.send_with_options(tenant_id="acme").message_id for _ in range(7)]
+    other = actor.send_with_options(tenant_id="globex").message_id
+
+    seen, cursor = [], None
+    while True:
+        items, cursor = store.list_jobs(queues=[QUEUE], tenant="acme", limit=3, cursor=cursor)
+        seen.extend(i["id"] for i in items)
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(acme) and len(seen) == 7
+    assert other not in seen
+    items, _ = store.list_jobs(queues=[QUEUE], states=["queued"], tenant="globex")
+    assert [i["id"] for i in items] == [other]
