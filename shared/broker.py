@@ -37,6 +37,7 @@ from dramatiq.middleware import (
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
+from shared.jobstatus import JobStatus, JobStatusStore
 from shared.queues import CATALOG, spec_for
 from shared.settings import CommonSettings
 
@@ -193,6 +194,15 @@ def build_middleware(settings: CommonSettings, client: redis.Redis) -> list[Midd
         CatalogRetries(delay_scale=settings.retry_delay_scale),
         CurrentMessage(),
         Results(backend=RedisBackend(client=client, namespace=f"{settings.namespace}-results")),
+        # After Retries, CurrentMessage and Results: see JobStatus for why.
+        JobStatus(
+            JobStatusStore(
+                client,
+                settings.namespace,
+                keep_succeeded=settings.keep_succeeded,
+                keep_failed=settings.keep_failed,
+            )
+        ),
     ]
 
 
