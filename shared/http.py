@@ -42,12 +42,12 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 class ApiError(falcon.HTTPError):
     """An HTTP error with extra JSON fields beside title and description."""
 
-    def __init__(self, status, title: str, description: str, **extra: Any):
+    def __init__(self, status, title: str, description: str, /, **extra: Any):
         super().__init__(status, title=title, description=description)
         self.extra = extra
 
 
-def error_body(title: str, description: str, **extra: Any) -> dict[str, Any]:
+def error_body(title: str, description: str, /, **extra: Any) -> dict[str, Any]:
     return {"title": title, "description": description, **extra}
 
 

@@ -1,0 +1,62 @@
+"""``python -m api_service migrate | relay | token``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from shared.auth import ROLES, issue_token
+from shared.db import SchemaNotCurrent, migrate, open_database
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m api_service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply pending database migrations")
+    commands.add_parser("relay", help="publish unsent outbox events until stopped")
+    token = commands.add_parser("token", help="print a development token")
+    token.add_argument("--sub", required=True, help="the user id")
+    token.add_argument(
+        "--roles", required=True, help=f"comma-separated roles from: {', '.join(ROLES)}"
+    )
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from api_service.settings import ApiSettings
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = ApiSettings.from_env()
+    if args.command == "migrate":
+        from api_service.migrations import MIGRATIONS
+
+        db = open_database(settings.database_url)
+        with db.connection_context():
+            applied = migrate(db, MIGRATIONS)
+        print(f"api_service: applied {len(applied)} migration(s); schema is current")
+        return 0
+    if args.command == "relay":
+        from api_service import relay
+
+        try:
+            return relay.main(settings)
+        except SchemaNotCurrent as exc:
+            print(f"api_service relay: {exc}", file=sys.stderr)
+            return 2
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    try:
+        print(issue_token(settings.jwt_secret, args.sub, roles, args.tenant, args.ttl))
+    except ValueError as exc:
+        print(f"api_service token: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The api's Falcon application: ``create_app`` wires routes to the resources it is
+given and reads no environment (``api_service.wsgi`` does that)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import falcon
+import peewee
+from dramatiq.broker import Broker
+from prometheus_client import CollectorRegistry
+
+from api_service import errors
+from api_service.metrics import OutboxBacklogCollector
+from api_service.migrations import MIGRATIONS
+from api_service.models import database
+from api_service.outbox import OutboxPublisher
+from api_service.policies import PolicyService
+from api_service.resources import (
+    PolicyCollection,
+    PolicyItem,
+    PolicyTransitions,
+    PolicyVersions,
+)
+from api_service.settings import ApiSettings
+from shared.auth import AuthMiddleware, TokenDecoder
+from shared.broker import create_broker
+from shared.db import FalconConnectionScope, check_current, open_database, utcnow
+from shared.http import ApiDocs, RequestMetrics, add_standard_routes, install_error_handling
+
+API_VERSION = "1.0.0"
+#: Probes must answer (503) even when the database cannot be reached, so they do not
+#: open the request's connection up front; the readiness check connects itself.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+
+
+class ProbeAwareConnectionScope(FalconConnectionScope):
+    def process_request(self, req, resp):
+        if req.path not in PROBE_PATHS:
+            super().process_request(req, resp)
+
+
+@dataclass
+class Deps:
+    """What the app talks to; tests pass their own (a test database, a fake clock)."""
+
+    db: peewee.Database
+    broker: Broker
+    clock: Callable[[], datetime] = utcnow
+    #: Reads job-status records for /jobs; None until that store is wired in.
+    job_store: Any = None
+    registry: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
+
+
+def build_deps(settings: ApiSettings) -> Deps:
+    """Real dependencies for ``settings``: a pooled database and a publishing broker
+    whose Redis client gives up quickly (the relay delivers what a request could not)."""
+    db = open_database(settings.pooled_database_url)
+    broker = create_broker(dataclasses.replace(settings, redis_url=settings.publish_redis_url))
+    return Deps(db=db, broker=broker)
+
+
+def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
+    """The WSGI app. Raises ``SchemaNotCurrent`` on an unmigrated database."""
+    database.initialize(deps.db)
+    with deps.db.connection_context():
+        check_current(deps.db, MIGRATIONS, "api_service")
+
+    decoder = TokenDecoder(settings.jwt_secret, settings.jwt_public_key)
+    app = falcon.App(
+        middleware=[
+            RequestMetrics(deps.registry, "api"),
+            AuthMiddleware(decoder),
+            ProbeAwareConnectionScope(deps.db),
+        ]
+    )
+    install_error_handling(app)
+    errors.install(app)
+
+    outbox = OutboxPublisher(
+        deps.broker,
+        deps.clock,
+        claim_seconds=settings.outbox_claim_seconds,
+        pause_seconds=settings.publish_pause_seconds,
+    )
+    policies = PolicyService(deps.db, outbox, deps.clock)
+    limit = settings.max_body_bytes
+
+    docs = ApiDocs(
+        "Policy API",
+        API_VERSION,
+        "Policies with a lifecycle; every change publishes a trigger event to the "
+        "governance.policy queue.",
+    )
+    docs.add_route(app, "/policies", PolicyCollection(policies, limit))
+    docs.add_route(app, "/policies/{policy_id}", PolicyItem(policies, limit))
+    docs.add_route(app, "/policies/{policy_id}/transitions", PolicyTransitions(policies, limit))
+    docs.add_route(app, "/policies/{policy_id}/versions", PolicyVersions(policies))
+    # /jobs and /jobs/{job_id} (job status, from deps.job_store) are registered here.
+
+    deps.registry.register(OutboxBacklogCollector(deps.db, deps.clock))
+    add_standard_routes(
+        app,
+        docs,
+        registry=deps.registry,
+        checks=[
+            ("database", lambda: deps.db.execute_sql("SELECT 1")),
+            ("redis", lambda: deps.broker.client.ping()),
+        ],
+    )
+    return app

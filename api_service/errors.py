@@ -1,0 +1,60 @@
+"""Domain errors of the policy service and their one mapping to HTTP answers."""
+
+from __future__ import annotations
+
+import falcon
+
+from shared.http import ApiError
+
+
+class DomainError(Exception):
+    status = falcon.HTTP_400
+    title = "Bad request"
+
+    def __init__(self, description: str, **extra):
+        super().__init__(description)
+        self.description = description
+        self.extra = extra
+
+
+class PolicyNotFound(DomainError):
+    status = falcon.HTTP_404
+    title = "Policy not found"
+
+
+class VersionMismatch(DomainError):
+    status = falcon.HTTP_412
+    title = "Stale version"
+
+
+class VersionRequired(DomainError):
+    status = falcon.HTTP_428
+    title = "Version required"
+
+
+class TransitionNotAllowed(DomainError):
+    status = falcon.HTTP_409
+    title = "Transition not allowed"
+
+
+class ConcurrentChange(DomainError):
+    status = falcon.HTTP_409
+    title = "Concurrent change"
+
+
+class IdempotencyKeyReused(DomainError):
+    status = falcon.HTTP_422
+    title = "Idempotency key reused"
+
+
+class TransitionForbidden(DomainError):
+    status = falcon.HTTP_403
+    title = "Forbidden"
+
+
+def handle_domain_error(req, resp, exc: DomainError, params) -> None:
+    raise ApiError(exc.status, exc.title, exc.description, **exc.extra)
+
+
+def install(app: falcon.App) -> None:
+    app.add_error_handler(DomainError, handle_domain_error)

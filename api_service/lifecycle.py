@@ -1,0 +1,32 @@
+"""The policy lifecycle: which status may follow which, and who may move it there."""
+
+from __future__ import annotations
+
+STATUSES = ("draft", "in_review", "approved", "published", "archived")
+
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "draft": ("in_review",),
+    "in_review": ("approved", "draft"),
+    "approved": ("published", "draft"),
+    "published": ("archived", "in_review"),
+    "archived": (),
+}
+
+#: Roles that may make a move; a move not listed here is open to editors (and admins
+#: and the workflow service). Approving is a decision, so an editor cannot make it:
+#: otherwise whoever writes a policy could approve it.
+_DECISION_ROLES = ("approver", "service")
+_EDITOR_ROLES = ("editor", "service")
+MOVE_ROLES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("in_review", "approved"): _DECISION_ROLES,
+    ("in_review", "draft"): ("editor", "approver", "service"),
+}
+
+
+def allowed_targets(status: str) -> tuple[str, ...]:
+    return TRANSITIONS.get(status, ())
+
+
+def roles_for(old: str, new: str) -> tuple[str, ...]:
+    """Roles (besides admin) that may move a policy from ``old`` to ``new``."""
+    return MOVE_ROLES.get((old, new), _EDITOR_ROLES)

@@ -1,0 +1,22 @@
+"""The api service's schema history, applied by ``python -m api_service migrate``."""
+
+from __future__ import annotations
+
+import peewee
+from playhouse.migrate import SchemaMigrator
+
+from api_service.models import MODELS
+from shared.db import Migration
+
+
+def _initial(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    # The first version creates the tables as the models describe them; later
+    # versions use ``migrator`` operations (add_column, add_index...) so that an
+    # existing database moves forward without being rebuilt.
+    with db.bind_ctx(MODELS):
+        db.create_tables(MODELS)
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "policies, versions, outbox, idempotency records", _initial),
+]

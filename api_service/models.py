@@ -1,0 +1,113 @@
+"""The api service's tables. Models are bound through a proxy so settings and tests
+choose the database (``database.initialize(db)``)."""
+
+from __future__ import annotations
+
+import json
+
+import peewee
+
+from shared.db import utcnow
+
+database = peewee.DatabaseProxy()
+
+
+class JSONTextField(peewee.TextField):
+    """JSON stored as text: the same column type on SQLite and PostgreSQL."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Policy(BaseModel):
+    id = peewee.UUIDField(primary_key=True)
+    tenant = peewee.CharField(max_length=64)
+    title = peewee.CharField(max_length=200)
+    policy_type = peewee.CharField(max_length=64)
+    content = peewee.TextField(default="")
+    owner = peewee.CharField(max_length=128)
+    status = peewee.CharField(max_length=20, default="draft")
+    version = peewee.IntegerField(default=1)
+    review_frequency = peewee.CharField(max_length=20, null=True)
+    next_review_date = peewee.DateField(null=True)
+    effective_date = peewee.DateField(null=True)
+    tags = JSONTextField(default=list)
+    created_by = peewee.CharField(max_length=128)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_by = peewee.CharField(max_length=128)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    deleted_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("tenant", "created_at", "id"), False),
+            (("tenant", "status"), False),
+            (("tenant", "policy_type"), False),
+            (("tenant", "owner"), False),
+        )
+
+
+class PolicyVersion(BaseModel):
+    """The policy as it was after each change (the audit trail of its content)."""
+
+    id = peewee.BigAutoField()
+    policy = peewee.ForeignKeyField(Policy, backref="versions", on_delete="CASCADE")
+    version = peewee.IntegerField()
+    change = peewee.CharField(max_length=32)  # the event type that recorded it
+    snapshot = JSONTextField()
+    changed_by = peewee.CharField(max_length=128)
+    changed_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("policy", "version"), True),)
+
+
+class Outbox(BaseModel):
+    """Events written with the change that caused them, published after commit.
+
+    ``claimed_until`` is a lease: the request that wrote a row holds it while it
+    publishes, a relay holds the rows it claimed; nobody else publishes a row under a
+    live lease, so a row is published once unless its holder dies mid-publish.
+    """
+
+    id = peewee.BigAutoField()
+    event_id = peewee.CharField(max_length=36, unique=True)
+    tenant = peewee.CharField(max_length=64)
+    queue_name = peewee.CharField(max_length=64)
+    payload = JSONTextField()
+    created_at = peewee.DateTimeField(default=utcnow)
+    claimed_until = peewee.DateTimeField(null=True)
+    claimed_by = peewee.CharField(max_length=36, null=True)
+    attempts = peewee.IntegerField(default=0)
+    last_error = peewee.TextField(null=True)
+    sent_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("sent_at", "id"), False),)
+
+
+class IdempotencyRecord(BaseModel):
+    """The first answer to a request sent with an ``Idempotency-Key``, for replays."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.CharField(max_length=64)
+    key = peewee.CharField(max_length=200)
+    request_hash = peewee.CharField(max_length=64)
+    status = peewee.IntegerField()
+    body = JSONTextField()
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("tenant", "key"), True),)
+
+
+MODELS = (Policy, PolicyVersion, Outbox, IdempotencyRecord)

@@ -1,0 +1,429 @@
+"""Policy use cases: each write changes the policy, records a version snapshot and adds
+an event to the outbox in one transaction, then publishes the event after commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import peewee
+
+from api_service import lifecycle
+from api_service.errors import (
+    ConcurrentChange,
+    IdempotencyKeyReused,
+    PolicyNotFound,
+    TransitionForbidden,
+    TransitionNotAllowed,
+    VersionMismatch,
+    VersionRequired,
+)
+from api_service.models import IdempotencyRecord, Policy, PolicyVersion
+from api_service.outbox import Clock, OutboxPublisher, PendingEvent, write_transaction
+from api_service.schemas import EDITABLE_FIELDS, PolicyCreate, PolicyUpdate, TransitionRequest
+from shared.auth import Principal
+from shared.db import is_postgres
+from shared.events import Event
+
+#: Fields of the event snapshot workflows match on (content is left out: it can be
+#: large and conditions do not look into it).
+SNAPSHOT_FIELDS = (
+    "title",
+    "policy_type",
+    "owner",
+    "status",
+    "version",
+    "review_frequency",
+    "next_review_date",
+    "effective_date",
+    "tags",
+    "created_by",
+    "updated_by",
+)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def policy_body(policy: Policy) -> dict[str, Any]:
+    """The JSON representation of a policy."""
+    return {
+        "id": str(policy.id),
+        "tenant": policy.tenant,
+        "title": policy.title,
+        "policy_type": policy.policy_type,
+        "content": policy.content,
+        "owner": policy.owner,
+        "status": policy.status,
+        "version": policy.version,
+        "review_frequency": policy.review_frequency,
+        "next_review_date": _json_value(policy.next_review_date),
+        "effective_date": _json_value(policy.effective_date),
+        "tags": list(policy.tags or []),
+        "created_by": policy.created_by,
+        "created_at": _json_value(policy.created_at),
+        "updated_by": policy.updated_by,
+        "updated_at": _json_value(policy.updated_at),
+    }
+
+
+def job_links(events: Sequence[PendingEvent]) -> list[dict[str, str]]:
+    return [{"id": p.event.event_id, "href": f"/jobs/{p.event.event_id}"} for p in events]
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    status: str | None = None
+    policy_type: str | None = None
+    owner: str | None = None
+    q: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    policy: Policy
+    events: list[PendingEvent]
+
+    def body(self) -> dict[str, Any]:
+        return {**policy_body(self.policy), "jobs": job_links(self.events)}
+
+
+class PolicyService:
+    """Policies of one database; every method is scoped to the caller's tenant."""
+
+    def __init__(self, db: peewee.Database, outbox: OutboxPublisher, clock: Clock):
+        self.db = db
+        self.outbox = outbox
+        self.clock = clock
+
+    # ----------------------------------------------------------------------- reads
+
+    def get(self, principal: Principal, policy_id: uuid.UUID) -> Policy:
+        policy = (
+            Policy.select()
+            .where(
+                (Policy.id == policy_id)
+                & (Policy.tenant == principal.tenant)
+                & Policy.deleted_at.is_null()
+            )
+            .first()
+        )
+        if policy is None:
+            raise PolicyNotFound(f"No policy {policy_id} in tenant {principal.tenant}.")
+        return policy
+
+    def list(
+        self,
+        principal: Principal,
+        filters: ListFilters,
+        *,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> tuple[list[Policy], tuple[datetime, uuid.UUID] | None]:
+        """Newest first; ``after`` is the (created_at, id) of the last row already seen."""
+        query = Policy.select().where(
+            (Policy.tenant == principal.tenant) & Policy.deleted_at.is_null()
+        )
+        if filters.status:
+            query = query.where(Policy.status == filters.status)
+        if filters.policy_type:
+            query = query.where(Policy.policy_type == filters.policy_type)
+        if filters.owner:
+            query = query.where(Policy.owner == filters.owner)
+        if filters.q:
+            # A substring match without LIKE, so % and _ in the search text are literal.
+            find = peewee.fn.strpos if is_postgres(self.db) else peewee.fn.instr
+            needle = filters.q.lower()
+            query = query.where(
+                (find(peewee.fn.lower(Policy.title), needle) > 0)
+                | (find(peewee.fn.lower(Policy.content), needle) > 0)
+            )
+        if after is not None:
+            created_at, last_id = after
+            query = query.where(
+                (Policy.created_at < created_at)
+                | ((Policy.created_at == created_at) & (Policy.id < last_id))
+            )
+        rows = list(query.order_by(Policy.created_at.desc(), Policy.id.desc()).limit(limit + 1))
+        if len(rows) <= limit:
+            return rows, None
+        rows = rows[:limit]
+        return rows, (rows[-1].created_at, rows[-1].id)
+
+    def versions(self, principal: Principal, policy_id: uuid.UUID) -> list[PolicyVersion]:
+        # Deleted policies keep their history readable (the delete is a version too).
+        exists = Policy.select(Policy.id).where(
+            (Policy.id == policy_id) & (Policy.tenant == principal.tenant)
+        )
+        if not exists.exists():
+            raise PolicyNotFound(f"No policy {policy_id} in tenant {principal.tenant}.")
+        return list(
+            PolicyVersion.select()
+            .where(PolicyVersion.policy == policy_id)
+            .order_by(PolicyVersion.version)
+        )
+
+    # ---------------------------------------------------------------------- writes
+
+    def create(self, principal: Principal, data: PolicyCreate) -> WriteResult:
+        now = self.clock()
+        with write_transaction(self.db):
+            policy = Policy.create(
+                id=uuid.uuid4(),
+                tenant=principal.tenant,
+                title=data.title,
+                policy_type=data.policy_type,
+                content=data.content,
+                owner=data.owner or principal.sub,
+                status="draft",
+                version=1,
+                review_frequency=data.review_frequency,
+                next_review_date=data.next_review_date,
+                effective_date=data.effective_date,
+                tags=data.tags,
+                created_by=principal.sub,
+                created_at=now,
+                updated_by=principal.sub,
+                updated_at=now,
+            )
+            pending = self._record(policy, principal, "policy.created", {}, [])
+        self.outbox.publish([pending])
+        return WriteResult(policy, [pending])
+
+    def update(
+        self,
+        principal: Principal,
+        policy_id: uuid.UUID,
+        data: PolicyUpdate,
+        *,
+        if_match: int | None,
+    ) -> WriteResult:
+        expected = self._expected_version(data.version, if_match, required=True)
+        changes = data.model_dump(exclude_unset=True, exclude={"version"})
+        with write_transaction(self.db):
+            policy = self.get(principal, policy_id)
+            self._check_version(policy, expected)
+            changed = {
+                name: value
+                for name, value in changes.items()
+                if name in EDITABLE_FIELDS and getattr(policy, name) != value
+            }
+            if not changed:
+                return WriteResult(policy, [])
+            policy = self._conditional_update(policy, principal, changed, expected)
+            pending = self._record(
+                policy, principal, "policy.updated", {"changed_fields": sorted(changed)}, []
+            )
+        self.outbox.publish([pending])
+        return WriteResult(policy, [pending])
+
+    def delete(
+        self, principal: Principal, policy_id: uuid.UUID, *, if_match: int | None
+    ) -> WriteResult:
+        expected = self._expected_version(None, if_match, required=False)
+        with write_transaction(self.db):
+            policy = self.get(principal, policy_id)
+            self._check_version(policy, expected)
+            policy = self._conditional_update(
+                policy, principal, {"deleted_at": self.clock()}, expected
+            )
+            pending = self._record(policy, principal, "policy.deleted", {}, [])
+        self.outbox.publish([pending])
+        return WriteResult(policy, [pending])
+
+    def transition(
+        self,
+        principal: Principal,
+        policy_id: uuid.UUID,
+        data: TransitionRequest,
+        *,
+        if_match: int | None,
+        causation: list[str],
+        idempotency_key: str | None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Move the policy to ``data.to``; answers (status, body).
+
+        With an idempotency key the first successful answer is stored in the same
+        transaction as the move, and a repeat of the key replays it without moving
+        anything; a repeat with a different request is refused.
+        """
+        expected = self._expected_version(data.version, if_match, required=False)
+        fingerprint = _fingerprint(
+            {"policy": str(policy_id), **data.model_dump(mode="json"), "if_match": if_match}
+        )
+        if idempotency_key:
+            replay = self._replay(principal, idempotency_key, fingerprint)
+            if replay is not None:
+                return replay
+        try:
+            with write_transaction(self.db):
+                policy = self.get(principal, policy_id)
+                self._check_version(policy, expected)
+                old = policy.status
+                allowed = lifecycle.allowed_targets(old)
+                if data.to not in allowed:
+                    raise TransitionNotAllowed(
+                        f"A policy in status '{old}' cannot move to '{data.to}'; allowed: "
+                        f"{', '.join(allowed) or 'none'}.",
+                        status=old,
+                        allowed=list(allowed),
+                    )
+                roles = lifecycle.roles_for(old, data.to)
+                if not principal.has_role(*roles):
+                    raise TransitionForbidden(
+                        f"Moving a policy from '{old}' to '{data.to}' needs one of the roles: "
+                        f"{', '.join(sorted({*roles, 'admin'}))}."
+                    )
+                policy = self._conditional_update(policy, principal, {"status": data.to}, expected)
+                extra: dict[str, Any] = {"old_status": old}
+                if data.comment:
+                    extra["comment"] = data.comment
+                pending = self._record(policy, principal, "policy.status_changed", extra, causation)
+                body = WriteResult(policy, [pending]).body()
+                if idempotency_key:
+                    IdempotencyRecord.create(
+                        tenant=principal.tenant,
+                        key=idempotency_key,
+                        request_hash=fingerprint,
+                        status=200,
+                        body=body,
+                        created_at=self.clock(),
+                    )
+        except peewee.IntegrityError:
+            # A concurrent request with the same key committed first: answer as it did.
+            if idempotency_key:
+                replay = self._replay(principal, idempotency_key, fingerprint)
+                if replay is not None:
+                    return replay
+            raise
+        self.outbox.publish([pending])
+        return 200, body
+
+    # --------------------------------------------------------------------- helpers
+
+    def _replay(
+        self, principal: Principal, key: str, fingerprint: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        record = IdempotencyRecord.get_or_none(
+            (IdempotencyRecord.tenant == principal.tenant) & (IdempotencyRecord.key == key)
+        )
+        if record is None:
+            return None
+        if record.request_hash != fingerprint:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {key!r} was already used with a different request; "
+                "use a new key for a different request.",
+            )
+        return record.status, record.body
+
+    @staticmethod
+    def _expected_version(
+        body_version: int | None, if_match: int | None, *, required: bool
+    ) -> int | None:
+        if body_version is not None and if_match is not None and body_version != if_match:
+            raise VersionMismatch(
+                f"If-Match names version {if_match} but the body names version {body_version}."
+            )
+        expected = body_version if body_version is not None else if_match
+        if expected is None and required:
+            raise VersionRequired(
+                "Send the version this change is based on, as an If-Match header (the "
+                "policy's ETag) or as 'version' in the body, so a concurrent change is "
+                "never overwritten."
+            )
+        return expected
+
+    @staticmethod
+    def _check_version(policy: Policy, expected: int | None) -> None:
+        if expected is not None and policy.version != expected:
+            raise VersionMismatch(
+                f"The policy is at version {policy.version}, not {expected}; reload it and "
+                "apply your change again.",
+                current_version=policy.version,
+            )
+
+    def _conditional_update(
+        self,
+        policy: Policy,
+        principal: Principal,
+        changes: dict[str, Any],
+        expected: int | None = None,
+    ) -> Policy:
+        """Apply ``changes`` only if nobody changed the policy since it was read.
+
+        Two writers that read the same version both get here on PostgreSQL; the row
+        lock makes the second re-check ``version`` after the first commits, so exactly
+        one updates a row.
+        """
+        now = self.clock()
+        values = {
+            **changes,
+            "version": policy.version + 1,
+            "updated_by": principal.sub,
+            "updated_at": now,
+        }
+        updated = (
+            Policy.update(**values)
+            .where(
+                (Policy.id == policy.id)
+                & (Policy.version == policy.version)
+                & Policy.deleted_at.is_null()
+            )
+            .execute()
+        )
+        if updated != 1:
+            if expected is not None:
+                raise VersionMismatch(
+                    f"The policy is no longer at version {expected}; reload it and apply "
+                    "your change again."
+                )
+            raise ConcurrentChange(
+                "The policy changed while this request was handled; reload it and retry."
+            )
+        for name, value in values.items():
+            setattr(policy, name, value)
+        return policy
+
+    def _record(
+        self,
+        policy: Policy,
+        principal: Principal,
+        event_type: str,
+        extra: dict[str, Any],
+        causation: list[str],
+    ) -> PendingEvent:
+        """The version snapshot and the outbox event of a change (same transaction)."""
+        PolicyVersion.create(
+            policy=policy.id,
+            version=policy.version,
+            change=event_type,
+            snapshot=policy_body(policy),
+            changed_by=principal.sub,
+            changed_at=policy.updated_at,
+        )
+        data = {name: _json_value(getattr(policy, name)) for name in SNAPSHOT_FIELDS}
+        data.update(extra)
+        event = Event(
+            event_type=event_type,
+            entity_type="policy",
+            entity_id=str(policy.id),
+            tenant_id=policy.tenant,
+            actor=principal.sub,
+            data=data,
+            causation=causation,
+        )
+        return self.outbox.add(event)
+
+
+def _fingerprint(request: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()

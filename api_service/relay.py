@@ -1,0 +1,78 @@
+"""The outbox relay process: ``python -m api_service relay``.
+
+Publishes what requests could not (Redis down, a worker killed after commit) and
+prunes old sent rows. Several relays may run; they claim disjoint rows. SIGTERM stops
+it after the row in hand, so a restart republishes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+import time
+
+import peewee
+
+from api_service.migrations import MIGRATIONS
+from api_service.models import database
+from api_service.outbox import OutboxRelay
+from api_service.settings import ApiSettings
+from shared.broker import create_broker
+from shared.db import check_current, open_database, utcnow
+
+log = logging.getLogger("api_service.relay")
+
+#: How often sent rows past the retention are pruned.
+PRUNE_EVERY_SECONDS = 60.0
+
+
+def run(relay: OutboxRelay, stop: threading.Event, *, interval: float) -> None:
+    """Loop until ``stop`` is set: publish a batch, prune now and then, sleep when idle."""
+    db = relay.db
+    next_prune = 0.0
+    while not stop.is_set():
+        delivered, full = 0, False
+        try:
+            with db.connection_context():
+                delivered = relay.publish_batch(stop)
+                full = delivered >= relay.batch_size
+                if time.monotonic() >= next_prune:
+                    relay.prune()
+                    next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+        except peewee.DatabaseError:
+            log.exception("relay round failed; retrying in %.1fs", interval)
+        if not full:
+            stop.wait(interval)
+
+
+def main(settings: ApiSettings) -> int:
+    db = open_database(settings.database_url)
+    database.initialize(db)
+    with db.connection_context():
+        check_current(db, MIGRATIONS, "api_service")
+    broker = create_broker(dataclasses.replace(settings, redis_url=settings.publish_redis_url))
+    relay = OutboxRelay(
+        db,
+        broker,
+        utcnow,
+        batch_size=settings.relay_batch_size,
+        claim_seconds=settings.outbox_claim_seconds,
+        retention_seconds=settings.outbox_retention_seconds,
+        idempotency_retention_seconds=settings.idempotency_retention_seconds,
+    )
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        log.info("relay stopping (signal %s)", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    log.info(
+        "relay started (id %s, interval %.2fs)", relay.relay_id, settings.relay_interval_seconds
+    )
+    run(relay, stop, interval=settings.relay_interval_seconds)
+    log.info("relay stopped")
+    return 0

@@ -1,0 +1,282 @@
+"""HTTP resources of the policy API: thin adapters between Falcon and PolicyService."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+
+import falcon
+
+from api_service.lifecycle import STATUSES
+from api_service.policies import ListFilters, PolicyService, policy_body
+from api_service.schemas import (
+    PolicyCreate,
+    PolicyDeletedOut,
+    PolicyListOut,
+    PolicyOut,
+    PolicyUpdate,
+    PolicyVersionListOut,
+    PolicyWriteOut,
+    TransitionRequest,
+)
+from shared.auth import require_role
+from shared.http import (
+    Operation,
+    Param,
+    bad_parameter,
+    decode_cursor,
+    encode_cursor,
+    parse_body,
+    parse_choice,
+    parse_limit,
+    parse_uuid,
+    read_json,
+)
+
+READ_ROLES = ("viewer", "editor", "approver", "service")
+WRITE_ROLES = ("editor",)
+#: Who may ask for a transition at all; the lifecycle decides per move.
+TRANSITION_ROLES = ("editor", "approver", "service")
+
+_EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+MAX_CAUSATION = 32
+MAX_QUERY_LENGTH = 200
+
+IF_MATCH = Param("If-Match", "header", "The ETag (version) the change is based on.")
+ID_PARAM = Param("policy_id", "path", "Policy id", {"type": "string", "format": "uuid"})
+
+
+def if_match_version(req) -> int | None:
+    """The version an If-Match header names; None without one (or with ``*``)."""
+    raw = req.get_header("If-Match")
+    if not raw or raw.strip() == "*":
+        return None
+    value = raw.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    if not value.isdigit():
+        raise bad_parameter(
+            "If-Match", f"If-Match must be a policy ETag such as '\"3\"', got {raw!r}."
+        )
+    return int(value)
+
+
+def causation_chain(req) -> list[str]:
+    """Event ids from ``X-Causation`` (sent by workflow steps that change a policy)."""
+    raw = req.get_header("X-Causation")
+    if not raw:
+        return []
+    ids = [part.strip() for part in raw.split(",") if part.strip()]
+    if len(ids) > MAX_CAUSATION or not all(_EVENT_ID.match(i) for i in ids):
+        raise bad_parameter(
+            "X-Causation",
+            f"X-Causation must be up to {MAX_CAUSATION} comma-separated event ids.",
+        )
+    return ids
+
+
+def idempotency_key(req) -> str | None:
+    raw = req.get_header("Idempotency-Key")
+    if raw is None:
+        return None
+    key = raw.strip()
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise bad_parameter(
+            "Idempotency-Key", "Idempotency-Key must be 1 to 200 printable characters."
+        )
+    return key
+
+
+def _set_etag(resp, version: int) -> None:
+    resp.etag = f'"{version}"'
+
+
+class PolicyCollection:
+    docs = {
+        "POST": Operation(
+            "Create a policy (status draft); publishes policy.created",
+            request=PolicyCreate,
+            response=PolicyWriteOut,
+            status=201,
+            roles=WRITE_ROLES,
+        ),
+        "GET": Operation(
+            "List policies, newest first",
+            response=PolicyListOut,
+            roles=READ_ROLES,
+            errors=(400,),
+            params=(
+                Param("status", schema={"type": "string", "enum": list(STATUSES)}),
+                Param("policy_type"),
+                Param("owner"),
+                Param("q", description="Text searched in title and content"),
+                Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 200}),
+                Param("cursor", description="next_cursor of the previous page"),
+            ),
+        ),
+    }
+
+    def __init__(self, service: PolicyService, max_body_bytes: int):
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    def on_post(self, req, resp):
+        principal = require_role(req, *WRITE_ROLES)
+        data = parse_body(PolicyCreate, read_json(req, self.max_body_bytes))
+        result = self.service.create(principal, data)
+        resp.status = falcon.HTTP_201
+        resp.location = f"/policies/{result.policy.id}"
+        _set_etag(resp, result.policy.version)
+        resp.media = result.body()
+
+    def on_get(self, req, resp):
+        principal = require_role(req, *READ_ROLES)
+        q = req.get_param("q") or None
+        if q is not None and len(q) > MAX_QUERY_LENGTH:
+            raise bad_parameter("q", f"'q' may be at most {MAX_QUERY_LENGTH} characters.")
+        filters = ListFilters(
+            status=parse_choice(req, "status", STATUSES),
+            policy_type=req.get_param("policy_type") or None,
+            owner=req.get_param("owner") or None,
+            q=q,
+        )
+        limit = parse_limit(req, default=50, maximum=200)
+        after = None
+        cursor = req.get_param("cursor")
+        if cursor:
+            position = decode_cursor(cursor, ("t", "i"))
+            try:
+                after = (datetime.fromisoformat(position["t"]), uuid.UUID(position["i"]))
+            except (TypeError, ValueError):
+                raise bad_parameter(
+                    "cursor", "'cursor' is not a cursor returned by this API."
+                ) from None
+        rows, last = self.service.list(principal, filters, after=after, limit=limit)
+        next_cursor = None
+        if last is not None:
+            next_cursor = encode_cursor({"t": last[0].isoformat(), "i": str(last[1])})
+        resp.media = {"items": [policy_body(p) for p in rows], "next_cursor": next_cursor}
+
+
+class PolicyItem:
+    docs = {
+        "GET": Operation(
+            "Get a policy (ETag = version)",
+            response=PolicyOut,
+            roles=READ_ROLES,
+            errors=(400, 404),
+            params=(ID_PARAM,),
+        ),
+        "PATCH": Operation(
+            "Change fields of a policy; needs If-Match or 'version' (stale: 412); "
+            "publishes policy.updated",
+            request=PolicyUpdate,
+            response=PolicyWriteOut,
+            roles=WRITE_ROLES,
+            errors=(404, 409, 412, 428),
+            params=(ID_PARAM, IF_MATCH),
+        ),
+        "DELETE": Operation(
+            "Delete a policy (soft); publishes policy.deleted",
+            response=PolicyDeletedOut,
+            roles=WRITE_ROLES,
+            errors=(400, 404, 409, 412),
+            params=(ID_PARAM, IF_MATCH),
+        ),
+    }
+
+    def __init__(self, service: PolicyService, max_body_bytes: int):
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    def on_get(self, req, resp, policy_id):
+        principal = require_role(req, *READ_ROLES)
+        policy = self.service.get(principal, parse_uuid(policy_id, "policy_id"))
+        _set_etag(resp, policy.version)
+        resp.media = policy_body(policy)
+
+    def on_patch(self, req, resp, policy_id):
+        principal = require_role(req, *WRITE_ROLES)
+        pid = parse_uuid(policy_id, "policy_id")
+        if_match = if_match_version(req)
+        data = parse_body(PolicyUpdate, read_json(req, self.max_body_bytes))
+        result = self.service.update(principal, pid, data, if_match=if_match)
+        _set_etag(resp, result.policy.version)
+        resp.media = result.body()
+
+    def on_delete(self, req, resp, policy_id):
+        principal = require_role(req, *WRITE_ROLES)
+        pid = parse_uuid(policy_id, "policy_id")
+        result = self.service.delete(principal, pid, if_match=if_match_version(req))
+        resp.media = {"id": str(pid), "deleted": True, "jobs": result.body()["jobs"]}
+
+
+class PolicyTransitions:
+    docs = {
+        "POST": Operation(
+            "Move a policy through its lifecycle (forbidden move: 409 with the allowed "
+            "targets); Idempotency-Key replays the first answer; publishes "
+            "policy.status_changed",
+            request=TransitionRequest,
+            response=PolicyWriteOut,
+            roles=TRANSITION_ROLES,
+            errors=(404, 409, 412),
+            params=(
+                ID_PARAM,
+                IF_MATCH,
+                Param("Idempotency-Key", "header", "Replays the first answer for this key"),
+                Param("X-Causation", "header", "Comma-separated ids of the causing events"),
+            ),
+        ),
+    }
+
+    def __init__(self, service: PolicyService, max_body_bytes: int):
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    def on_post(self, req, resp, policy_id):
+        principal = require_role(req, *TRANSITION_ROLES)
+        pid = parse_uuid(policy_id, "policy_id")
+        if_match = if_match_version(req)
+        causation = causation_chain(req)
+        key = idempotency_key(req)
+        data = parse_body(TransitionRequest, read_json(req, self.max_body_bytes))
+        status, body = self.service.transition(
+            principal, pid, data, if_match=if_match, causation=causation, idempotency_key=key
+        )
+        resp.status = status
+        _set_etag(resp, body["version"])
+        resp.media = body
+
+
+class PolicyVersions:
+    docs = {
+        "GET": Operation(
+            "The policy's version snapshots, oldest first",
+            response=PolicyVersionListOut,
+            roles=READ_ROLES,
+            errors=(400, 404),
+            params=(ID_PARAM,),
+        ),
+    }
+
+    def __init__(self, service: PolicyService):
+        self.service = service
+
+    def on_get(self, req, resp, policy_id):
+        principal = require_role(req, *READ_ROLES)
+        versions = self.service.versions(principal, parse_uuid(policy_id, "policy_id"))
+        resp.media = {
+            "items": [
+                {
+                    "version": v.version,
+                    "change": v.change,
+                    "changed_by": v.changed_by,
+                    "changed_at": v.changed_at.isoformat(),
+                    "snapshot": v.snapshot,
+                }
+                for v in versions
+            ]
+        }

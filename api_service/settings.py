@@ -1,0 +1,82 @@
+"""The api service's settings, read once from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from shared.http import DEFAULT_MAX_BODY_BYTES
+from shared.settings import CommonSettings, Env, sqlite_default
+
+DEFAULT_DATABASE_FILE = "api.db"
+
+
+@dataclass(frozen=True)
+class ApiSettings(CommonSettings):
+    database_url: str = sqlite_default(CommonSettings.var_dir, DEFAULT_DATABASE_FILE)
+    #: Largest request body accepted, in bytes (larger bodies get a 413).
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: Sent outbox rows are deleted after this many seconds.
+    outbox_retention_seconds: int = 7 * 24 * 3600
+    #: Idempotency records (replayed transition answers) are kept this long.
+    idempotency_retention_seconds: int = 24 * 3600
+    #: How long the relay sleeps when it found nothing to publish.
+    relay_interval_seconds: float = 1.0
+    #: Rows the relay claims at a time.
+    relay_batch_size: int = 100
+    #: How long a claim on an outbox row lasts: the request that wrote a row owns it for
+    #: this long (the relay leaves it alone), and so does a relay that claimed it.
+    outbox_claim_seconds: float = 30.0
+    #: Socket timeouts of the publishing Redis client, so a dead Redis cannot hold a
+    #: request for long; the relay delivers what the request could not.
+    publish_timeout_seconds: float = 0.5
+    #: After a failed publish, requests skip publishing for this long (the relay takes
+    #: over) instead of each paying for the failure.
+    publish_pause_seconds: float = 2.0
+    #: Connections per process in the PostgreSQL pool.
+    db_pool_size: int = 32
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
+        env = Env(environ)
+        common = cls.common_from_env(env)
+        default_db = sqlite_default(common["var_dir"], DEFAULT_DATABASE_FILE)
+        return cls(
+            **common,
+            database_url=env.first(["API_DATABASE_URL", "DATABASE_URL"], default_db),
+            max_body_bytes=env.int("API_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            outbox_retention_seconds=env.int("OUTBOX_RETENTION_SECONDS", 7 * 24 * 3600),
+            idempotency_retention_seconds=env.int("IDEMPOTENCY_RETENTION_SECONDS", 24 * 3600),
+            relay_interval_seconds=env.float("RELAY_INTERVAL_SECONDS", 1.0),
+            relay_batch_size=env.int("RELAY_BATCH_SIZE", 100),
+            outbox_claim_seconds=env.float("OUTBOX_CLAIM_SECONDS", 30.0),
+            publish_timeout_seconds=env.float("PUBLISH_TIMEOUT_SECONDS", 0.5),
+            publish_pause_seconds=env.float("PUBLISH_PAUSE_SECONDS", 2.0),
+            db_pool_size=env.int("API_DB_POOL_SIZE", 32),
+        )
+
+    @property
+    def publish_redis_url(self) -> str:
+        """``redis_url`` with short socket timeouts unless the URL sets its own."""
+        parts = urlsplit(self.redis_url)
+        query = dict(parse_qsl(parts.query))
+        timeout = str(self.publish_timeout_seconds)
+        query.setdefault("socket_timeout", timeout)
+        query.setdefault("socket_connect_timeout", timeout)
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    @property
+    def pooled_database_url(self) -> str:
+        """PostgreSQL URLs go through peewee's connection pool (one connect per request
+        would cost more than the request itself); SQLite URLs are used as they are."""
+        url = self.database_url
+        for scheme in ("postgresql://", "postgres://"):
+            if url.startswith(scheme):
+                sep = "&" if "?" in url else "?"
+                return (
+                    "postgresql+pool://"
+                    + url[len(scheme) :]
+                    + f"{sep}max_connections={self.db_pool_size}&stale_timeout=300"
+                )
+        return url
