@@ -1,0 +1,96 @@
+"""``/jobs``: the status of the background jobs a caller's writes started.
+
+Answers from the job-status records the workers write to Redis
+(:mod:`shared.jobstatus`); the api never asks the workflow service. Records are scoped
+to the caller's tenant: another tenant's job is a 404, exactly like an unknown one.
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from shared.auth import principal_of
+from shared.http import Operation, Param, bad_parameter, parse_choice, parse_limit, parse_uuid
+from shared.jobstatus import (
+    STATES,
+    InvalidCursor,
+    JobDetailOut,
+    JobPageOut,
+    JobStatusStore,
+)
+from shared.queues import QUEUE_NAMES
+
+LIST_PARAMS = (
+    Param("queue", description="Only jobs of this queue.", schema={"enum": list(QUEUE_NAMES)}),
+    Param("state", description="Only jobs in this state.", schema={"enum": list(STATES)}),
+    Param("limit", description="Page size (1-200, default 50).", schema={"type": "integer"}),
+    Param("cursor", description="next_cursor of the previous page."),
+)
+
+
+def job_not_found(job_id: str) -> falcon.HTTPNotFound:
+    return falcon.HTTPNotFound(
+        title="Job not found",
+        description=f"There is no job {job_id} for your tenant (records of finished jobs "
+        "are kept for a limited number of jobs per queue).",
+    )
+
+
+class JobItem:
+    docs = {
+        "GET": Operation(
+            summary="A job's status, timeline, progress and the jobs it started",
+            response=JobDetailOut,
+            errors=(400, 404),
+        )
+    }
+
+    def __init__(self, store: JobStatusStore):
+        self.store = store
+
+    def on_get(self, req, resp, job_id):
+        principal = principal_of(req)
+        job_id = str(parse_uuid(job_id, "job_id"))
+        record = self.store.get(job_id)
+        if record is None or record["tenant_id"] != principal.tenant:
+            raise job_not_found(job_id)
+        resp.media = record
+
+
+class JobCollection:
+    docs = {
+        "GET": Operation(
+            summary="Your tenant's jobs, newest first",
+            response=JobPageOut,
+            params=LIST_PARAMS,
+            errors=(400,),
+        )
+    }
+
+    def __init__(self, store: JobStatusStore):
+        self.store = store
+
+    def on_get(self, req, resp):
+        principal = principal_of(req)
+        queue = parse_choice(req, "queue", QUEUE_NAMES)
+        state = parse_choice(req, "state", STATES)
+        limit = parse_limit(req)
+        try:
+            items, next_cursor = self.store.list_jobs(
+                queues=[queue] if queue else QUEUE_NAMES,
+                states=[state] if state else STATES,
+                tenant=principal.tenant,
+                limit=limit,
+                cursor=req.get_param("cursor") or None,
+            )
+        except InvalidCursor:
+            raise bad_parameter(
+                "cursor", "'cursor' is not a cursor returned by this API."
+            ) from None
+        resp.media = {"items": items, "next_cursor": next_cursor}
+
+
+def add_job_routes(app: falcon.App, docs, store: JobStatusStore) -> None:
+    """Register ``/jobs`` and ``/jobs/{job_id}`` (with ``docs``, an ApiDocs)."""
+    docs.add_route(app, "/jobs", JobCollection(store))
+    docs.add_route(app, "/jobs/{job_id}", JobItem(store))
