@@ -15,6 +15,7 @@ from dramatiq.broker import Broker
 from prometheus_client import CollectorRegistry
 
 from api_service import errors
+from api_service.jobs import add_job_routes
 from api_service.metrics import OutboxBacklogCollector
 from api_service.migrations import MIGRATIONS
 from api_service.models import database
@@ -31,6 +32,7 @@ from shared.auth import AuthMiddleware, TokenDecoder
 from shared.broker import create_broker
 from shared.db import FalconConnectionScope, check_current, open_database, utcnow
 from shared.http import ApiDocs, RequestMetrics, add_standard_routes, install_error_handling
+from shared.jobstatus import JobStatusStore
 
 API_VERSION = "1.0.0"
 #: Probes must answer (503) even when the database cannot be reached, so they do not
@@ -100,7 +102,8 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
     docs.add_route(app, "/policies/{policy_id}", PolicyItem(policies, limit))
     docs.add_route(app, "/policies/{policy_id}/transitions", PolicyTransitions(policies, limit))
     docs.add_route(app, "/policies/{policy_id}/versions", PolicyVersions(policies))
-    # /jobs and /jobs/{job_id} (job status, from deps.job_store) are registered here.
+    job_store = deps.job_store or JobStatusStore(deps.broker.client, settings.namespace)
+    add_job_routes(app, docs, job_store)
 
     deps.registry.register(OutboxBacklogCollector(deps.db, deps.clock))
     add_standard_routes(
