@@ -46,6 +46,7 @@ import redis
 from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import CurrentMessage, Middleware, Retries
 from dramatiq.results import Results
+from pydantic import BaseModel, ConfigDict
 
 from shared.queues import CATALOG, base_queue_name
 
@@ -405,21 +406,28 @@ class JobStatusStore:
         if not data:
             return None
         record = present({_text(k) or "": _text(v) or "" for k, v in data.items()})
-        record["timeline"] = [json.loads(e) for e in events]
+        record["timeline"] = [_present_event(json.loads(e)) for e in events]
         record["children"] = self.children_summary(
-            [_text(c) or "" for c in child_ids], limit=children_limit
+            [_text(c) or "" for c in child_ids], limit=children_limit, tenant=record["tenant_id"]
         )
         return record
 
-    def children_summary(self, child_ids: list[str], *, limit: int = 50) -> dict[str, Any]:
+    def children_summary(
+        self, child_ids: list[str], *, limit: int = 50, tenant: str | None = None
+    ) -> dict[str, Any]:
+        """Counts per state and the first ``limit`` children (of ``tenant`` only, if given)."""
         pipe = self.client.pipeline(transaction=False)
         for child in child_ids:
-            pipe.hmget(self.job_key(child), "state", "actor", "queue", "progress")
+            pipe.hmget(self.job_key(child), "state", "actor", "queue", "progress", "tenant")
         by_state: dict[str, int] = {}
         items: list[dict[str, Any]] = []
-        for child, (state, actor, queue, progress) in zip(
+        total = 0
+        for child, (state, actor, queue, progress, child_tenant) in zip(
             child_ids, pipe.execute() if child_ids else [], strict=True
         ):
+            if tenant and state is not None and (_text(child_tenant) or None) != tenant:
+                continue
+            total += 1
             state_text = _text(state) or "pruned"
             by_state[state_text] = by_state.get(state_text, 0) + 1
             if len(items) < limit:
@@ -433,7 +441,7 @@ class JobStatusStore:
                         "href": f"/jobs/{child}",
                     }
                 )
-        return {"total": len(child_ids), "by_state": by_state, "items": items}
+        return {"total": total, "by_state": by_state, "items": items}
 
     def list_jobs(
         self,
@@ -562,6 +570,90 @@ def present(data: dict[str, str]) -> dict[str, Any]:
         "retry_of": data.get("retry_of") or None,
         "retried_as": data.get("retried_as") or None,
     }
+
+
+def _present_event(event: dict[str, Any]) -> dict[str, Any]:
+    for name in ("at", "next_retry_at", "eta"):
+        if name in event:
+            event[name] = iso(event[name])
+    return event
+
+
+# -- the public shape, for the OpenAPI documents of both services ----------------------
+
+
+class JobErrorOut(BaseModel):
+    type: str
+    message: str
+
+
+class JobProgressOut(BaseModel):
+    percent: int
+    message: str
+    at: str | None
+
+
+class JobResultOut(BaseModel):
+    #: Key of the result in Dramatiq's Results backend (the record never copies it).
+    backend_key: str
+
+
+class JobOut(BaseModel):
+    id: str
+    href: str
+    queue: str | None
+    actor: str | None
+    tenant_id: str | None
+    state: str | None
+    attempt: int
+    max_attempts: int | None
+    enqueued_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str | None
+    eta: str | None
+    next_retry_at: str | None
+    error: JobErrorOut | None
+    progress: JobProgressOut | None
+    result: JobResultOut | None
+    parent: str | None
+    retry_of: str | None
+    retried_as: str | None
+
+
+class TimelineEntryOut(BaseModel):
+    """One step of a job's life; retrying entries carry the error and the next attempt."""
+
+    model_config = ConfigDict(extra="allow")
+
+    state: str
+    at: str | None
+    attempt: int | None = None
+
+
+class ChildOut(BaseModel):
+    id: str
+    state: str
+    actor: str | None
+    queue: str | None
+    progress: int | None
+    href: str
+
+
+class ChildrenOut(BaseModel):
+    total: int
+    by_state: dict[str, int]
+    items: list[ChildOut]
+
+
+class JobDetailOut(JobOut):
+    timeline: list[TimelineEntryOut]
+    children: ChildrenOut
+
+
+class JobPageOut(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None
 
 
 class _ThreadState(threading.local):

@@ -106,7 +106,8 @@ def test_a_job_that_fails_twice_then_succeeds(broker, store, worker):
         spec.retry_delay_ms(2, SCALE),
     ]
     assert timeline[2]["error"] == {"type": "ValueError", "message": "boom 1"}
-    # The next attempt starts at (not before) the promised time.
+    # The next attempt starts at (not before) the promised time (ISO strings of one
+    # format and zone compare in time order).
     assert timeline[3]["at"] >= timeline[2]["next_retry_at"]
     assert timeline[5]["at"] >= timeline[4]["next_retry_at"]
     assert record["attempt"] == 3 and record["max_attempts"] == spec.attempts

@@ -1,0 +1,13 @@
+"""Operations views of the queues: depths, dead letters, job records, retry and metrics.
+
+``broker_state`` reads Dramatiq's own Redis layout (it is the source of truth for what
+is waiting, in flight and dead); ``service`` combines it with the job-status records;
+``resources`` exposes both to the admin role; ``metrics`` turns them into Prometheus
+series collected on scrape.
+"""
+
+from workflow_service.ops.metrics import QueueCollector
+from workflow_service.ops.resources import add_ops_routes
+from workflow_service.ops.service import JobOps
+
+__all__ = ["JobOps", "QueueCollector", "add_ops_routes"]

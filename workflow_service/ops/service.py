@@ -1,0 +1,168 @@
+"""What an operator can do with queues and jobs: look, retry a dead job, drop one."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import dramatiq
+import redis
+
+from shared.jobstatus import FAILED, STATES, JobStatusStore, iso, now_ms
+from shared.queues import CATALOG, QUEUE_NAMES
+from workflow_service.ops.broker_state import BrokerState
+
+#: Options a dead message carries from its last run that a fresh attempt must not.
+RUN_OPTIONS = ("retries", "traceback", "requeue_timestamp", "redis_message_id", "eta")
+
+
+class JobNotFound(LookupError):
+    def __init__(self, job_id: str):
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+class JobNotDead(Exception):
+    """The job is not (or no longer) in its queue's dead-letter set."""
+
+    def __init__(self, job_id: str, reason: str):
+        super().__init__(reason)
+        self.job_id = job_id
+        self.reason = reason
+
+
+class JobOps:
+    """Queue overview, ops job listing, retry and deletion of dead jobs."""
+
+    def __init__(self, store: JobStatusStore, broker: dramatiq.Broker, state: BrokerState):
+        self.store = store
+        self.broker = broker
+        self.state = state
+
+    def queues(self) -> list[dict[str, Any]]:
+        """One row per catalog queue: what waits, runs and died, and what is kept."""
+        depths = self.state.depths(list(QUEUE_NAMES))
+        rows = []
+        for name in QUEUE_NAMES:
+            spec = CATALOG[name]
+            depth = depths[name]
+            kept = self.store.counts(name)
+            stats = self.store.stats(name)
+            rows.append(
+                {
+                    "name": name,
+                    "carries": spec.carries,
+                    "attempts": spec.attempts,
+                    "backoff": spec.backoff,
+                    "delay_ms": spec.delay_ms,
+                    "ready": depth.ready,
+                    "delayed": depth.delayed,
+                    "in_flight": depth.in_flight,
+                    "dead": depth.dead,
+                    "running": kept["running"],
+                    "retrying": kept["retrying"],
+                    "succeeded_kept": kept["succeeded"],
+                    "failed_kept": kept["failed"],
+                    "keep_succeeded": self.store.keep(name, "succeeded"),
+                    "keep_failed": self.store.keep(name, "failed"),
+                    "processed": int(stats.get("processed", 0)),
+                    "failed": int(stats.get("failed", 0)),
+                    "retried": int(stats.get("retried", 0)),
+                    "workers": self.store.workers_seen(name),
+                }
+            )
+        return rows
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        record = self.store.get(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        raw = self.store.raw(job_id) or {}
+        record["dead_lettered"] = bool(
+            record["state"] == FAILED
+            and raw.get("broker_id")
+            and self.state.is_dead(record["queue"], raw["broker_id"])
+        )
+        return record
+
+    def list_jobs(
+        self,
+        *,
+        queue: str | None,
+        state: str | None,
+        tenant: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return self.store.list_jobs(
+            queues=[queue] if queue else QUEUE_NAMES,
+            states=[state] if state else STATES,
+            tenant=tenant,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    def _dead_record(self, job_id: str, *, retried_ok: bool = False) -> dict[str, str]:
+        raw = self.store.raw(job_id)
+        if raw is None:
+            raise JobNotFound(job_id)
+        if raw.get("state") != FAILED:
+            raise JobNotDead(job_id, f"the job is {raw.get('state')}; only failed jobs qualify")
+        if raw.get("retried_as") and not retried_ok:
+            raise JobNotDead(job_id, f"the job was already retried as {raw['retried_as']}")
+        return raw
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        """Send a dead job again as a new job with a fresh attempt count.
+
+        The new job keeps the message (actor, arguments, tenant) and the parent; the
+        records link both ways (``retry_of`` / ``retried_as``). Taking the message out
+        of the dead-letter set is atomic, so two operators cannot both retry it.
+        """
+        raw = self._dead_record(job_id)
+        queue, broker_id = raw["queue"], raw.get("broker_id", "")
+        claimed_at = time.time() * 1000
+        data = self.state.claim_dead(queue, broker_id) if broker_id else None
+        if data is None:
+            raise JobNotDead(job_id, "the message is no longer in the dead-letter queue")
+        dead = dramatiq.Message.decode(data)
+        options = {k: v for k, v in dead.options.items() if k not in RUN_OPTIONS}
+        options["retry_of"] = job_id
+        if raw.get("parent"):
+            options["parent_job_id"] = raw["parent"]
+        fresh = dramatiq.Message(
+            queue_name=queue,
+            actor_name=dead.actor_name,
+            args=dead.args,
+            kwargs=dead.kwargs,
+            options=options,
+            message_id=str(uuid.uuid4()),
+        )
+        try:
+            self.broker.enqueue(fresh)
+        except redis.RedisError:
+            self.state.restore_dead(queue, broker_id, data, claimed_at)
+            raise
+        at = now_ms(self.store.clock)
+        self.store.transition(
+            job_id,
+            queue,
+            fields={"retried_as": fresh.message_id},
+            event={"state": "retried", "at": at, "retried_as": fresh.message_id},
+            must_exist=True,
+            at_ms=at,
+        )
+        return {
+            "id": fresh.message_id,
+            "href": f"/jobs/{fresh.message_id}",
+            "retry_of": job_id,
+            "enqueued_at": iso(at),
+        }
+
+    def delete(self, job_id: str) -> None:
+        """Drop a failed job: its message from the dead-letter set and its record."""
+        raw = self._dead_record(job_id, retried_ok=True)
+        if raw.get("broker_id"):
+            self.state.claim_dead(raw["queue"], raw["broker_id"])
+        self.store.delete(job_id)
