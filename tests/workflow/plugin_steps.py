@@ -1,0 +1,49 @@
+"""Step kinds for tests only, loaded through WORKFLOW_PLUGINS=tests.workflow.plugin_steps.
+
+* ``flaky``: fails its first ``fail_times`` attempts, then completes (retry tests).
+* ``slow_note``: sleeps, then writes an inbox row in the step's transaction (crash and
+  shutdown tests count those rows to prove the side effect happened exactly once).
+"""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import Field
+
+from workflow_service.steps import Step, StepConfig, StepContext, StepOutcome, register
+from workflow_service.steps.notify import deliver_in_app
+from workflow_service.steps.recipients import Address
+
+
+class FlakyConfig(StepConfig):
+    fail_times: int = Field(ge=0, le=20)
+
+
+@register
+class Flaky(Step):
+    kind = "flaky"
+    Config = FlakyConfig
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        config: FlakyConfig = self.config  # type: ignore[assignment]
+        if ctx.attempt <= config.fail_times:
+            raise RuntimeError(f"flaky step failing on attempt {ctx.attempt}")
+        return StepOutcome.completed({"attempt": ctx.attempt})
+
+
+class SlowNoteConfig(StepConfig):
+    seconds: float = Field(ge=0, le=60)
+    recipient: str = "observer"
+
+
+@register
+class SlowNote(Step):
+    kind = "slow_note"
+    Config = SlowNoteConfig
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        config: SlowNoteConfig = self.config  # type: ignore[assignment]
+        time.sleep(config.seconds)
+        deliver_in_app(ctx, [Address(user=config.recipient)], "slow note", "")
+        return StepOutcome.completed({"slept": config.seconds, "attempt": ctx.attempt})

@@ -1,0 +1,149 @@
+"""The engine against a real database and Redis, with messages collected, not delivered."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.events import Event
+from workflow_service.definitions import validate_definition
+from workflow_service.engine import ExecutionFailed, run_actor_name
+from workflow_service.models import Execution, Notification, StepRun, Task
+from workflow_service.runtime import cache_invalidator
+from workflow_service.workflows import WorkflowStore
+
+
+def make_workflow(store, **overrides):
+    definition = {
+        "name": "notify owner",
+        "entity_type": "policy",
+        "trigger": "on_create",
+        "conditions": [{"field": "policy_type", "op": "eq", "value": "security"}],
+        "steps": [
+            {"kind": "notify", "recipients": ["owner"], "subject": "New: {{ entity.title }}"},
+            {"kind": "create_task", "assignee": "owner", "title": "Review {{ entity.title }}"},
+        ],
+        **overrides,
+    }
+    return store.create("acme", "alice", validate_definition(definition), "active")
+
+
+def event(**overrides):
+    fields = {
+        "event_type": "policy.created",
+        "entity_type": "policy",
+        "entity_id": "p-1",
+        "tenant_id": "acme",
+        "data": {"title": "Passwords", "policy_type": "security", "owner": "bob"},
+    }
+    fields.update(overrides)
+    return Event(**fields)
+
+
+@pytest.fixture
+def store(workflow_db, redis_client, namespace):
+    return WorkflowStore(workflow_db, cache_invalidator(redis_client, namespace))
+
+
+def test_dispatch_creates_one_execution_per_event_and_resends_the_same_job(engine, store):
+    workflow = make_workflow(store)
+    make_workflow(store, conditions=[{"field": "policy_type", "op": "eq", "value": "hr"}])
+    e = event()
+
+    first = engine.dispatch(e)
+    again = engine.dispatch(e)
+
+    assert [x.id for x in first] == [x.id for x in again]
+    assert len(first) == 1 and first[0].workflow_id == workflow.id
+    assert Execution.select().count() == 1
+    ids = [m.message_id for m in engine.outbox.messages]
+    assert ids == [first[0].job_id, first[0].job_id]
+    assert engine.outbox.messages[0].actor_name == run_actor_name("policy")
+    assert engine.outbox.messages[0].options["tenant_id"] == "acme"
+
+
+def test_run_executes_steps_in_order_and_logs_them(engine, store):
+    make_workflow(store)
+    [execution] = engine.dispatch(event())
+
+    assert engine.run(execution.id) == "completed"
+
+    steps = list(StepRun.select().order_by(StepRun.position))
+    assert [(s.key, s.kind, s.status) for s in steps] == [
+        ("0", "notify", "completed"),
+        ("1", "create_task", "completed"),
+    ]
+    assert steps[0].output["subject"] == "New: Passwords"
+    note = Notification.get()
+    assert (note.recipient, note.subject) == ("bob", "New: Passwords")
+    task = Task.get()
+    assert (task.assignee, task.title) == ("bob", "Review Passwords")
+    # A second delivery of the run message changes nothing.
+    assert engine.run(execution.id) == "completed"
+    assert Notification.select().count() == 1 and StepRun.select().count() == 2
+
+
+def test_retry_resumes_at_the_failed_step_without_repeating_earlier_ones(engine, store):
+    make_workflow(
+        store,
+        steps=[
+            {"kind": "notify", "recipients": ["owner"], "subject": "hi"},
+            {"kind": "flaky", "fail_times": 2},
+        ],
+    )
+    [execution] = engine.dispatch(event())
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            engine.run(execution.id)
+        assert Execution.get_by_id(execution.id).status == "pending"
+
+    assert engine.run(execution.id) == "completed"
+    runs = [(s.key, s.attempt, s.status) for s in StepRun.select().order_by(StepRun.id)]
+    assert runs == [
+        ("0", 1, "completed"),
+        ("1", 1, "failed"),
+        ("1", 2, "failed"),
+        ("1", 3, "completed"),
+    ]
+    assert Notification.select().count() == 1
+
+
+def test_permanent_step_failure_fails_the_execution(engine, store):
+    make_workflow(store, steps=[{"kind": "assign", "assignee": "owner"}])
+    [execution] = engine.dispatch(event(data={"policy_type": "security"}))
+    with pytest.raises(ExecutionFailed):
+        engine.run(execution.id)
+    failed = Execution.get_by_id(execution.id)
+    assert failed.status == "failed"
+    assert "no owner" in failed.error
+
+
+def test_a_chain_deeper_than_the_limit_fails_without_running(engine, store):
+    make_workflow(store)
+    deep = event(causation=[f"e{i}" for i in range(6)])
+    [execution] = engine.dispatch(deep)
+    assert execution.status == "failed"
+    assert "causation chain too deep" in execution.error and "limit is 5" in execution.error
+    assert engine.outbox.messages == []
+
+
+def test_cache_reloads_only_when_the_tenant_version_changes(engine, store):
+    workflow = make_workflow(store)
+    engine.dispatch(event())
+    engine.dispatch(event())
+    loads = engine.cache.loads
+    assert loads == 1  # the second event was matched from memory
+
+    store.set_status("acme", workflow.id, "alice", "inactive")
+    assert engine.dispatch(event()) == []
+    assert engine.cache.loads == loads + 1
+
+    store.set_status("acme", workflow.id, "alice", "active")
+    assert len(engine.dispatch(event())) == 1
+
+
+def test_cancelled_execution_does_not_start_its_next_step(engine, store):
+    make_workflow(store)
+    [execution] = engine.dispatch(event())
+    assert engine.cancel(execution.id)
+    assert engine.run(execution.id) == "cancelled"
+    assert StepRun.select().count() == 0

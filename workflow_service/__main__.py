@@ -1,0 +1,55 @@
+"""``python -m workflow_service migrate | scheduler``.
+
+Further commands register in :data:`COMMANDS` (name -> (help, function(argv) -> int)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from shared.db import migrate
+from workflow_service.db import init_database
+from workflow_service.migrations import all_migrations
+from workflow_service.settings import WorkflowSettings
+
+
+def cmd_migrate(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="python -m workflow_service migrate").parse_args(argv)
+    settings = WorkflowSettings.from_env()
+    db = init_database(settings.database_url)
+    applied = migrate(db, all_migrations())
+    names = ", ".join(f"{m.version} {m.name}" for m in applied) or "nothing to apply"
+    print(f"workflow_service database migrated: {names}")
+    db.close()
+    return 0
+
+
+def cmd_scheduler(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="python -m workflow_service scheduler").parse_args(argv)
+    from workflow_service.scheduler import main
+
+    return main()
+
+
+COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
+    "migrate": ("apply pending database migrations", cmd_migrate),
+    "scheduler": ("run the scheduler (one leader at a time)", cmd_scheduler),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not argv or argv[0] not in COMMANDS:
+        print("usage: python -m workflow_service <command> [args]\n\ncommands:")
+        for name, (help_text, _) in COMMANDS.items():
+            print(f"  {name:12} {help_text}")
+        return 2
+    return COMMANDS[argv[0]][1](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

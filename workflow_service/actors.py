@@ -1,0 +1,156 @@
+"""The workflow actors, one set per entity queue.
+
+A Dramatiq actor is bound to one queue and takes its retries and time limit from it, so
+every entity queue (governance.policy, .assessment, .evidence) gets its own actors:
+
+* ``dispatch_event`` / ``dispatch_event_<entity>``: a trigger event -> executions.
+* ``run_execution`` / ``run_execution_<entity>``: run or resume one execution.
+* ``execution_failed`` / ``execution_failed_<entity>``: the ``on_retry_exhausted``
+  target of the run actor; marks the execution failed with its last error. Dramatiq
+  has already dead-lettered the run message by then.
+
+Messages that can never succeed (not an event, an unknown execution) raise an
+exception listed in ``throws``: they fail at once without retries, land in the
+dead-letter queue and are recorded in ``rejected_message``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
+from shared.broker import actor_options
+from shared.events import InvalidEvent, dispatch_actor_name, parse_event
+from shared.queues import ENTITY_QUEUES, base_queue_name
+from workflow_service import broker as worker_broker
+from workflow_service.engine import (
+    Engine,
+    ExecutionFailed,
+    UnknownExecution,
+    exhausted_actor_name,
+    run_actor_name,
+)
+from workflow_service.models import Execution, RejectedMessage
+from workflow_service.runtime import build_engine
+
+log = logging.getLogger(__name__)
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+class InvalidMessage(ValueError):
+    """A message whose arguments are not what the actor takes."""
+
+
+def engine() -> Engine:
+    global _engine
+    if _engine is None:
+        with _engine_lock:
+            if _engine is None:
+                _engine = build_engine(
+                    worker_broker.settings,
+                    worker_broker.database_proxy,
+                    worker_broker.broker,
+                    worker_broker.broker.client,
+                )
+    return _engine
+
+
+def record_rejected(reason: str, args: tuple, kwargs: dict) -> None:
+    message = CurrentMessage.get_current_message()
+    try:
+        payload = json.dumps({"args": args, "kwargs": kwargs}, default=str)
+    except (TypeError, ValueError):
+        payload = repr(args)
+    try:
+        RejectedMessage.create(
+            message_id=message.message_id if message else "",
+            queue_name=message.queue_name if message else "",
+            actor_name=message.actor_name if message else "",
+            reason=reason[:4000],
+            payload=payload[:4000],
+        )
+    except Exception:  # noqa: BLE001 - the dead-letter queue still holds it
+        log.exception("could not record the rejected message")
+
+
+def dispatch_event(*args, **kwargs) -> dict:
+    """A trigger event: create the matching executions and send their run messages."""
+    if len(args) != 1 or kwargs:
+        reason = "a dispatch message takes exactly one argument, the event"
+        record_rejected(reason, args, kwargs)
+        raise InvalidMessage(reason)
+    try:
+        event = parse_event(args[0])
+    except InvalidEvent as exc:
+        record_rejected(f"invalid event: {exc}", args, kwargs)
+        raise
+    message = CurrentMessage.get_current_message()
+    if message is not None and base_queue_name(message.queue_name) != event.queue_name:
+        reason = f"a {event.entity_type} event arrived on {message.queue_name}"
+        record_rejected(reason, args, kwargs)
+        raise InvalidEvent(reason)
+    executions = engine().dispatch(event, parent_job_id=message.message_id if message else None)
+    return {"executions": [e.id for e in executions], "jobs": [e.job_id for e in executions]}
+
+
+def run_execution(*args, **kwargs) -> dict:
+    """Run one execution from its first unfinished step."""
+    if len(args) != 1 or kwargs or not _is_uuid(args[0]):
+        reason = "a run message takes exactly one argument, an execution id"
+        record_rejected(reason, args, kwargs)
+        raise InvalidMessage(reason)
+    try:
+        status = engine().run(args[0])
+    except UnknownExecution as exc:
+        record_rejected(str(exc), args, kwargs)
+        raise
+    return {"execution_id": args[0], "status": status}
+
+
+def execution_failed(message_data: dict, retry_info: dict) -> None:
+    """Retries are exhausted: the execution fails with its last error."""
+    execution_id = (message_data.get("args") or [None])[0]
+    if not _is_uuid(execution_id):
+        return
+    last_error = (
+        Execution.select(Execution.error).where(Execution.id == execution_id).scalar()
+        or "unknown error"
+    )
+    attempts = int(retry_info.get("retries", 0)) + 1
+    engine().fail(execution_id, f"gave up after {attempts} attempts: {last_error}")
+
+
+def _is_uuid(value) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
+def _register() -> None:
+    for entity, queue in ENTITY_QUEUES.items():
+        options = actor_options(queue)
+        dramatiq.actor(
+            dispatch_event,
+            actor_name=dispatch_actor_name(entity),
+            throws=(InvalidEvent, InvalidMessage),
+            **options,
+        )
+        dramatiq.actor(
+            run_execution,
+            actor_name=run_actor_name(entity),
+            throws=(InvalidMessage, UnknownExecution, ExecutionFailed),
+            on_retry_exhausted=exhausted_actor_name(entity),
+            **options,
+        )
+        dramatiq.actor(execution_failed, actor_name=exhausted_actor_name(entity), **options)
+
+
+_register()

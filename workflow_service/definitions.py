@@ -1,0 +1,151 @@
+"""What a valid workflow definition is: triggers, conditions, steps.
+
+:func:`validate_definition` returns a :class:`WorkflowDefinition` or raises
+:class:`InvalidDefinition` with one ``{"field", "message"}`` per problem
+(``trigger``, ``conditions.0.op``, ``steps.2.recipients.0``), which the admin API
+answers as a 422.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from workflow_service.conditions import OPERATORS
+from workflow_service.steps.registry import step_errors
+
+TRIGGERS = (
+    "on_create",
+    "on_update",
+    "on_status_change",
+    "on_delete",
+    "on_deadline_approaching",
+    "on_deadline_passed",
+    "scheduled",
+    "manual",
+)
+#: The trigger an event type fires (``policy.status_changed`` -> ``on_status_change``).
+EVENT_TRIGGERS = {
+    "created": "on_create",
+    "updated": "on_update",
+    "status_changed": "on_status_change",
+    "deleted": "on_delete",
+    "deadline_approaching": "on_deadline_approaching",
+    "deadline_passed": "on_deadline_passed",
+}
+Trigger = Literal[
+    "on_create",
+    "on_update",
+    "on_status_change",
+    "on_delete",
+    "on_deadline_approaching",
+    "on_deadline_passed",
+    "scheduled",
+    "manual",
+]
+Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "contains", "exists"]
+assert set(Operator.__args__) == set(OPERATORS)  # type: ignore[attr-defined]
+FIELD_PATTERN = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
+MAX_STEPS = 50
+
+
+def trigger_for_event(event_type: str) -> str | None:
+    return EVENT_TRIGGERS.get(event_type.split(".", 1)[-1])
+
+
+class InvalidDefinition(ValueError):
+    def __init__(self, errors: list[dict[str, str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Condition(Strict):
+    field: str = Field(min_length=1, max_length=200, pattern=FIELD_PATTERN)
+    op: Operator
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _value_fits_op(self):
+        value = self.value
+        if self.op in ("in", "not_in") and not isinstance(value, list):
+            raise ValueError(f"'{self.op}' needs a list value")
+        if self.op in ("gt", "gte", "lt", "lte") and (
+            isinstance(value, bool) or not isinstance(value, int | float | str)
+        ):
+            raise ValueError(f"'{self.op}' needs a number or a string value")
+        if self.op == "exists" and value is not None and not isinstance(value, bool):
+            raise ValueError("'exists' takes true, false or no value")
+        if self.op == "contains" and value is None:
+            raise ValueError("'contains' needs a value")
+        return self
+
+
+class ScheduleConfig(Strict):
+    """``scheduled`` workflows: a crontab line and the entity each run is for."""
+
+    cron: str = Field(min_length=9, max_length=100)
+    entity_id: str = Field(min_length=1, max_length=64)
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _valid_cron(self):
+        try:
+            CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+        except (ValueError, LookupError) as exc:
+            raise ValueError(f"invalid cron or timezone: {exc}") from None
+        return self
+
+
+class WorkflowDefinition(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    entity_type: Literal["policy", "assessment", "evidence"]
+    trigger: Trigger
+    trigger_config: dict[str, Any] = Field(default_factory=dict)
+    conditions: list[Condition] = Field(default_factory=list, max_length=50)
+    steps: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_STEPS)
+
+    def stored(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _pydantic_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    errors = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        field = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "body")
+        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        errors.append({"field": field, "message": message})
+    return errors
+
+
+def validate_definition(data: Any) -> WorkflowDefinition:
+    if not isinstance(data, dict):
+        raise InvalidDefinition([{"field": "body", "message": "must be a JSON object"}])
+    try:
+        definition = WorkflowDefinition.model_validate(data)
+    except ValidationError as exc:
+        errors = _pydantic_errors(exc)
+        # Report step problems too, so one answer names everything to fix.
+        if isinstance(data.get("steps"), list) and data["steps"]:
+            errors.extend(step_errors(data["steps"]))
+        raise InvalidDefinition(errors) from None
+    errors = step_errors(definition.steps)
+    if definition.trigger == "scheduled":
+        try:
+            ScheduleConfig.model_validate(definition.trigger_config)
+        except ValidationError as exc:
+            errors.extend(_pydantic_errors(exc, "trigger_config"))
+    elif definition.trigger_config:
+        errors.append(
+            {"field": "trigger_config", "message": "only 'scheduled' workflows take a config"}
+        )
+    if errors:
+        raise InvalidDefinition(errors)
+    return definition

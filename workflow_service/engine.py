@@ -1,0 +1,462 @@
+"""Dispatch and run: the trigger path's steps 3 to 5, independent of Dramatiq actors.
+
+* :meth:`Engine.dispatch` finds the active workflows an event matches, creates one
+  execution per (workflow, event) - the execution id is derived from both, and the pair
+  is a unique key, so a redelivered event creates nothing new - and sends one run
+  message per pending execution, with a message id derived from the execution id (a
+  re-dispatch re-sends the same job).
+* :meth:`Engine.run` claims an execution with a conditional UPDATE, runs its steps in
+  order from the first one without a completed step run, and records each attempt of
+  each step in the step log. See :mod:`workflow_service.steps.base` for how steps keep
+  side effects to one.
+
+The actors in :mod:`workflow_service.actors` are thin wrappers around this class.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import dramatiq
+import peewee
+
+from shared.db import utcnow
+from shared.events import Event
+from shared.jobstatus import report_progress
+from shared.queues import ENTITY_QUEUES
+from workflow_service.apiclient import ApiClient
+from workflow_service.cache import ActiveWorkflowCache
+from workflow_service.conditions import matches
+from workflow_service.definitions import trigger_for_event
+from workflow_service.models import (
+    Execution,
+    ExecutionStatus,
+    StepRun,
+    StepStatus,
+    Workflow,
+    WorkflowVersion,
+)
+from workflow_service.steps import (
+    Directory,
+    NoDirectory,
+    StepContext,
+    StepFailed,
+    StepOutcome,
+    Trigger,
+    build_step_or_fail,
+)
+
+log = logging.getLogger(__name__)
+
+ID_NAMESPACE = uuid.UUID("1b5f3c0e-7a4d-4f0e-8d8e-5a0c2f9b6d31")
+ERROR_LIMIT = 4000
+
+
+def run_actor_name(entity_type: str) -> str:
+    """``run_execution`` on governance.policy, ``run_execution_<entity>`` elsewhere."""
+    return "run_execution" if entity_type == "policy" else f"run_execution_{entity_type}"
+
+
+def exhausted_actor_name(entity_type: str) -> str:
+    """The actor Dramatiq's Retries calls (``on_retry_exhausted``) for a run actor."""
+    return "execution_failed" if entity_type == "policy" else f"execution_failed_{entity_type}"
+
+
+def execution_id_for(workflow_id: str, event_id: str) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"execution:{workflow_id}:{event_id}"))
+
+
+def run_job_id(execution_id: str, tag: str = "") -> str:
+    """Message id of an execution's run message; ``tag`` distinguishes resumptions."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"run:{execution_id}:{tag}"))
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:ERROR_LIMIT]
+
+
+class ExecutionFailed(Exception):
+    """The execution failed for good (recorded); the message must not be retried."""
+
+
+class UnknownExecution(Exception):
+    """A run message for an execution that does not exist; retrying cannot help."""
+
+
+@dataclass
+class Engine:
+    settings: Any  # WorkflowSettings
+    db: peewee.Database | peewee.DatabaseProxy
+    broker: Any  # anything with enqueue(message)
+    api: ApiClient
+    cache: ActiveWorkflowCache
+    directory: Directory = field(default_factory=NoDirectory)
+    clock: Callable[[], datetime] = utcnow
+
+    # ------------------------------------------------------------------------ dispatch
+
+    def dispatch(self, event: Event, parent_job_id: str | None = None) -> list[Execution]:
+        trigger_name = trigger_for_event(event.event_type)
+        if trigger_name is None:
+            return []
+        trigger = Trigger.from_payload(event.to_payload())
+        candidates = self.cache.get(event.tenant_id, event.entity_type, trigger_name)
+        executions = [
+            self.create_execution(workflow.id, workflow.version, trigger)
+            for workflow in candidates
+            if matches(workflow.conditions, trigger.data, trigger.envelope)
+        ]
+        for execution in executions:
+            if execution.status == ExecutionStatus.PENDING:
+                self.send_run(execution, parent_job_id)
+        return executions
+
+    def create_execution(self, workflow_id: str, version: int, trigger: Trigger) -> Execution:
+        """The execution of ``workflow_id`` for ``trigger``: created once, then found."""
+        execution_id = execution_id_for(workflow_id, trigger.event_id)
+        now = self.clock()
+        status, error, finished = ExecutionStatus.PENDING, None, None
+        limit = self.settings.max_causation_depth
+        if trigger.depth > limit:
+            status, finished = ExecutionStatus.FAILED, now
+            error = (
+                f"causation chain too deep: event {trigger.event_id} is {trigger.depth} "
+                f"changes deep ({' -> '.join(trigger.causation)}), the limit is {limit} "
+                "(MAX_CAUSATION_DEPTH); stopped to break a trigger loop"
+            )
+        Execution.insert(
+            id=execution_id,
+            tenant_id=trigger.tenant_id,
+            workflow=workflow_id,
+            workflow_version=version,
+            event_id=trigger.event_id,
+            event=trigger.to_payload(),
+            entity_type=trigger.entity_type,
+            entity_id=trigger.entity_id,
+            status=status,
+            error=error,
+            job_id=run_job_id(execution_id),
+            created_at=now,
+            updated_at=now,
+            finished_at=finished,
+        ).on_conflict_ignore().execute()
+        return Execution.get_by_id(execution_id)
+
+    def run_message(self, execution: Execution, parent_job_id: str | None = None):
+        options: dict[str, Any] = {"tenant_id": execution.tenant_id}
+        if parent_job_id:
+            options["parent_job_id"] = parent_job_id
+        return dramatiq.Message(
+            queue_name=ENTITY_QUEUES[execution.entity_type],
+            actor_name=run_actor_name(execution.entity_type),
+            args=(execution.id,),
+            kwargs={},
+            options=options,
+            message_id=execution.job_id,
+        )
+
+    def send_run(self, execution: Execution, parent_job_id: str | None = None) -> str:
+        self.broker.enqueue(self.run_message(execution, parent_job_id))
+        return execution.job_id
+
+    def manual_run(
+        self, workflow: Workflow, entity_id: str, data: dict, actor: str | None
+    ) -> Execution:
+        trigger = Trigger(
+            event_id=str(uuid.uuid4()),
+            event_type=f"{workflow.entity_type}.manual",
+            entity_type=workflow.entity_type,
+            entity_id=entity_id,
+            tenant_id=workflow.tenant_id,
+            actor=actor,
+            data=data,
+            occurred_at=self.clock().isoformat() + "Z",
+        )
+        execution = self.create_execution(workflow.id, workflow.version, trigger)
+        self.send_run(execution)
+        return execution
+
+    def scheduled_run(self, workflow: Workflow, entity_id: str, fire_time: datetime) -> Execution:
+        """One execution per workflow and fire time, however many schedulers fire it."""
+        trigger = Trigger(
+            event_id=str(uuid.uuid5(ID_NAMESPACE, f"{workflow.id}:{fire_time.isoformat()}")),
+            event_type=f"{workflow.entity_type}.scheduled",
+            entity_type=workflow.entity_type,
+            entity_id=entity_id,
+            tenant_id=workflow.tenant_id,
+            occurred_at=fire_time.isoformat(),
+        )
+        execution = self.create_execution(workflow.id, workflow.version, trigger)
+        if execution.status == ExecutionStatus.PENDING:
+            self.send_run(execution)
+        return execution
+
+    # ----------------------------------------------------------------------------- run
+
+    def claim(self, execution_id: str) -> bool:
+        """Take the execution if it is pending, or running under a claim so old that its
+        worker must be gone. One conditional UPDATE: two workers cannot both win."""
+        now = self.clock()
+        stale = now - timedelta(seconds=self.settings.claim_timeout_s)
+        claimed = (
+            Execution.update(
+                status=ExecutionStatus.RUNNING,
+                attempts=Execution.attempts + 1,
+                claimed_at=now,
+                updated_at=now,
+                started_at=peewee.fn.COALESCE(Execution.started_at, now),
+            )
+            .where(
+                (Execution.id == execution_id)
+                & (
+                    (Execution.status == ExecutionStatus.PENDING)
+                    | (
+                        (Execution.status == ExecutionStatus.RUNNING)
+                        & (Execution.claimed_at < stale)
+                    )
+                )
+            )
+            .execute()
+        )
+        return claimed == 1
+
+    def run(self, execution_id: str) -> str:
+        """Run or resume an execution; returns its status afterwards."""
+        execution = Execution.get_or_none(Execution.id == execution_id)
+        if execution is None:
+            raise UnknownExecution(f"no execution {execution_id}")
+        if not self.claim(execution_id):
+            log.info("execution %s not claimable (%s); skipped", execution_id, execution.status)
+            return execution.status
+        execution = Execution.get_by_id(execution_id)
+        try:
+            return self._run_claimed(execution)
+        except StepFailed as exc:
+            self.fail(execution_id, describe(exc))
+            raise ExecutionFailed(str(exc)) from exc
+        except BaseException as exc:
+            # Hand it back for the retry (or the sweep) to claim; keep the error for the
+            # record the retries-exhausted handler writes.
+            (
+                Execution.update(
+                    status=ExecutionStatus.PENDING, error=describe(exc), updated_at=self.clock()
+                )
+                .where(
+                    (Execution.id == execution_id) & (Execution.status == ExecutionStatus.RUNNING)
+                )
+                .execute()
+            )
+            raise
+
+    def _run_claimed(self, execution: Execution) -> str:
+        version = WorkflowVersion.get_or_none(
+            (WorkflowVersion.workflow == execution.workflow_id)
+            & (WorkflowVersion.version == execution.workflow_version)
+        )
+        if version is None:
+            raise StepFailed(
+                f"workflow {execution.workflow_id} version {execution.workflow_version} is gone"
+            )
+        definition = version.definition
+        trigger = Trigger.from_payload(execution.event)
+        runs = list(StepRun.select().where(StepRun.execution == execution.id).order_by(StepRun.id))
+        completed = {r.key: r for r in runs if r.status == StepStatus.COMPLETED}
+        latest = {r.key: r for r in runs}
+        plan: list[tuple[str, dict]] = [(str(i), s) for i, s in enumerate(definition["steps"])]
+        index = 0
+        while index < len(plan):
+            key, spec = plan[index]
+            done = completed.get(key)
+            if done is not None:
+                branch = list(done.branch or ())
+            else:
+                if self._cancelled(execution.id):
+                    return ExecutionStatus.CANCELLED
+                report_progress(int(100 * index / len(plan)), f"step {index + 1} of {len(plan)}")
+                outcome = self._run_step(
+                    execution,
+                    trigger,
+                    key,
+                    index,
+                    len(plan),
+                    spec,
+                    latest.get(key),
+                    definition.get("name", ""),
+                )
+                if outcome.state == "waiting":
+                    return self._wait(execution.id)
+                branch = list(outcome.branch)
+            plan[index + 1 : index + 1] = [(f"{key}.{j}", s) for j, s in enumerate(branch)]
+            index += 1
+        now = self.clock()
+        finished = (
+            Execution.update(
+                status=ExecutionStatus.COMPLETED, error=None, finished_at=now, updated_at=now
+            )
+            .where((Execution.id == execution.id) & (Execution.status == ExecutionStatus.RUNNING))
+            .execute()
+        )
+        report_progress(100, f"{len(plan)} of {len(plan)} steps done")
+        if not finished:
+            return Execution.get_by_id(execution.id).status
+        return ExecutionStatus.COMPLETED
+
+    def _run_step(
+        self,
+        execution: Execution,
+        trigger: Trigger,
+        key: str,
+        index: int,
+        count: int,
+        spec: dict,
+        previous: StepRun | None,
+        workflow_name: str,
+    ) -> StepOutcome:
+        step = build_step_or_fail(spec)
+        now = self.clock()
+        run = StepRun.create(
+            execution=execution.id,
+            key=key,
+            position=index,
+            kind=spec["kind"],
+            attempt=execution.attempts,
+            started_at=now,
+        )
+        # Each step renews the claim, so only a worker silent for the claim timeout
+        # loses its execution to another.
+        Execution.update(claimed_at=now, updated_at=now).where(
+            Execution.id == execution.id
+        ).execute()
+        ctx = StepContext(
+            execution=execution,
+            trigger=trigger,
+            step_key=key,
+            step_number=index + 1,
+            step_count=count,
+            attempt=execution.attempts,
+            settings=self.settings,
+            db=self.db,
+            api=self.api,
+            enqueue=self.broker.enqueue,
+            directory=self.directory,
+            workflow_name=workflow_name,
+            previous=previous,
+        )
+        try:
+            if step.transactional:
+                with self.db.atomic():
+                    outcome = step.run(ctx)
+                    self._record(run, outcome)
+            else:
+                outcome = step.run(ctx)
+                self._record(run, outcome)
+        except BaseException as exc:
+            (
+                StepRun.update(
+                    status=StepStatus.FAILED, error=describe(exc), finished_at=self.clock()
+                )
+                .where(StepRun.id == run.id)
+                .execute()
+            )
+            raise
+        return outcome
+
+    def _record(self, run: StepRun, outcome: StepOutcome) -> None:
+        waiting = outcome.state == "waiting"
+        (
+            StepRun.update(
+                status=StepStatus.WAITING if waiting else StepStatus.COMPLETED,
+                output=outcome.output,
+                branch=list(outcome.branch) or None,
+                finished_at=None if waiting else self.clock(),
+            )
+            .where(StepRun.id == run.id)
+            .execute()
+        )
+
+    def _cancelled(self, execution_id: str) -> bool:
+        status = Execution.select(Execution.status).where(Execution.id == execution_id).scalar()
+        return status == ExecutionStatus.CANCELLED
+
+    def _wait(self, execution_id: str) -> str:
+        (
+            Execution.update(status=ExecutionStatus.WAITING_APPROVAL, updated_at=self.clock())
+            .where((Execution.id == execution_id) & (Execution.status == ExecutionStatus.RUNNING))
+            .execute()
+        )
+        return ExecutionStatus.WAITING_APPROVAL
+
+    # ------------------------------------------------------------ state changes by others
+
+    def fail(self, execution_id: str, error: str) -> bool:
+        now = self.clock()
+        return bool(
+            Execution.update(
+                status=ExecutionStatus.FAILED,
+                error=error[:ERROR_LIMIT],
+                finished_at=now,
+                updated_at=now,
+            )
+            .where((Execution.id == execution_id) & Execution.status.not_in(ExecutionStatus.FINAL))
+            .execute()
+        )
+
+    def cancel(self, execution_id: str) -> bool:
+        """Cancel unless already final; a running step finishes, the next does not start."""
+        now = self.clock()
+        return bool(
+            Execution.update(status=ExecutionStatus.CANCELLED, finished_at=now, updated_at=now)
+            .where((Execution.id == execution_id) & Execution.status.not_in(ExecutionStatus.FINAL))
+            .execute()
+        )
+
+    def resume(self, execution_id: str, tag: str) -> str | None:
+        """Move a waiting execution back to pending and send a run message, exactly once.
+
+        ``tag`` (e.g. the decided step's key) makes the resumption's job id distinct and
+        deterministic. Returns the job id, or None when it was not waiting.
+        """
+        job_id = run_job_id(execution_id, tag)
+        moved = (
+            Execution.update(status=ExecutionStatus.PENDING, job_id=job_id, updated_at=self.clock())
+            .where(
+                (Execution.id == execution_id)
+                & (Execution.status == ExecutionStatus.WAITING_APPROVAL)
+            )
+            .execute()
+        )
+        if not moved:
+            return None
+        return self.send_run(Execution.get_by_id(execution_id))
+
+    def sweep(self, older_than_s: float, limit: int = 500) -> list[str]:
+        """Re-send run messages of executions stuck pending or running (same job ids)."""
+        now = self.clock()
+        pending_before = now - timedelta(seconds=older_than_s)
+        claim_before = now - timedelta(seconds=max(older_than_s, self.settings.claim_timeout_s))
+        stuck = (
+            Execution.select()
+            .where(
+                (
+                    (Execution.status == ExecutionStatus.PENDING)
+                    & (Execution.updated_at < pending_before)
+                )
+                | (
+                    (Execution.status == ExecutionStatus.RUNNING)
+                    & (Execution.claimed_at < claim_before)
+                )
+            )
+            .order_by(Execution.updated_at)
+            .limit(limit)
+        )
+        sent = []
+        for execution in stuck:
+            self.send_run(execution)
+            sent.append(execution.id)
+        return sent

@@ -1,0 +1,46 @@
+"""Schema migrations of the workflow service (``python -m workflow_service migrate``).
+
+Versions 1-99 are the core's. Feature packages keep their own lists (versions 100-299)
+in a ``migrations`` module exposing ``MIGRATIONS`` and add one line to
+:data:`EXTENSION_MODULES`; :func:`all_migrations` collects them and refuses overlaps.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import peewee
+from playhouse.migrate import SchemaMigrator
+
+from shared.db import Migration
+
+#: Modules that hold further migration lists (each exposes ``MIGRATIONS``).
+EXTENSION_MODULES: list[str] = [
+    # "workflow_service.approvals.migrations",
+    # "workflow_service.notifications.migrations",
+    # "workflow_service.users_migrations",
+]
+
+
+def _core_tables(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    # The table set as of version 1. Later changes to these tables get their own
+    # migration here (migrator.add_column, ...), never an edit of this one.
+    from workflow_service.models import CORE_MODELS
+
+    db.create_tables(CORE_MODELS)
+
+
+CORE_MIGRATIONS: list[Migration] = [
+    Migration(1, "core tables: workflows, executions, step log, tasks, inbox", _core_tables),
+]
+
+
+def all_migrations() -> list[Migration]:
+    migrations = list(CORE_MIGRATIONS)
+    for module_name in EXTENSION_MODULES:
+        migrations.extend(importlib.import_module(module_name).MIGRATIONS)
+    versions = [m.version for m in migrations]
+    duplicates = sorted({v for v in versions if versions.count(v) > 1})
+    if duplicates:
+        raise RuntimeError(f"migration versions used twice: {duplicates}")
+    return migrations

@@ -1,0 +1,61 @@
+"""The workflow service's settings, read once from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.settings import CommonSettings, Env, sqlite_default
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
+class WorkflowSettings(CommonSettings):
+    database_url: str = "sqlite:///var/workflow.db"
+    #: Where ``change_status`` and other HTTP steps reach the api.
+    api_url: str = DEFAULT_API_URL
+    api_timeout_s: float = 10.0
+    #: Dramatiq's heartbeat timeout: a dead worker's messages are requeued after it.
+    worker_heartbeat_timeout_ms: int | None = None
+    #: How many Redis commands per million also run the broker's maintenance (requeue of
+    #: dead workers' messages). None keeps Dramatiq's default (1000).
+    broker_maintenance_chance: int | None = None
+    #: A running execution whose claim is older than this may be claimed again (its
+    #: worker died). Keep it at or above the heartbeat timeout.
+    claim_timeout_s: float = 120.0
+    #: The scheduler re-sends run messages of executions pending or running longer.
+    sweep_after_s: float = 300.0
+    sweep_interval_s: float = 60.0
+    #: Upper bound on how long a worker trusts its cache of active workflows.
+    workflow_cache_ttl_s: float = 30.0
+    #: Leader lock of the scheduler; another scheduler takes over after it expires.
+    scheduler_lock_ttl_s: float = 30.0
+    #: Extra modules that register step kinds (imported by web, workers and scheduler).
+    plugins: tuple[str, ...] = ()
+    max_body_bytes: int = 256 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkflowSettings:
+        env = Env(environ)
+        common = cls.common_from_env(env)
+        heartbeat = env.int("WORKER_HEARTBEAT_TIMEOUT_MS", 0)
+        maintenance = env.int("BROKER_MAINTENANCE_CHANCE", 0)
+        return cls(
+            **common,
+            database_url=env.first(
+                ["WORKFLOW_DATABASE_URL", "DATABASE_URL"],
+                sqlite_default(common["var_dir"], "workflow.db"),
+            ),
+            api_url=env.str("API_URL", DEFAULT_API_URL).rstrip("/"),
+            api_timeout_s=env.float("API_TIMEOUT_S", 10.0),
+            worker_heartbeat_timeout_ms=heartbeat or None,
+            broker_maintenance_chance=maintenance or None,
+            claim_timeout_s=env.float("EXECUTION_CLAIM_TIMEOUT_S", 120.0),
+            sweep_after_s=env.float("EXECUTION_SWEEP_AFTER_S", 300.0),
+            sweep_interval_s=env.float("EXECUTION_SWEEP_INTERVAL_S", 60.0),
+            workflow_cache_ttl_s=env.float("WORKFLOW_CACHE_TTL_S", 30.0),
+            scheduler_lock_ttl_s=env.float("SCHEDULER_LOCK_TTL_S", 30.0),
+            plugins=tuple(p.strip() for p in env.str("WORKFLOW_PLUGINS").split(",") if p.strip()),
+            max_body_bytes=env.int("WORKFLOW_MAX_BODY_BYTES", 256 * 1024),
+        )

@@ -1,0 +1,230 @@
+"""The step interface: what a workflow step is and what it gets to work with.
+
+A step kind is a class registered under its name::
+
+    from workflow_service.steps import Step, StepContext, StepOutcome, register
+
+    @register
+    class Assign(Step):
+        kind = "assign"
+
+        class Config(StepConfig):          # the step's options; unknown fields are refused
+            assignee: str
+
+        transactional = True               # see below
+
+        def run(self, ctx: StepContext) -> StepOutcome:
+            ...
+            return StepOutcome.completed({"assignee": ...})
+
+A workflow definition lists steps as flat objects, ``{"kind": "assign", "name":
+"optional label", **options}``; the options are validated against ``Config`` when the
+workflow is saved (a 422 naming ``steps.<i>.<field>``) and again before a run.
+
+**Outcomes.** ``run`` returns :class:`StepOutcome`:
+
+* ``StepOutcome.completed(output, branch=[...])``: the step is done; ``output`` (JSON)
+  is kept in the step log. ``branch`` is an optional list of step definitions that run
+  next, before the following top-level step (keys ``"<key>.0"``, ``"<key>.1"``...); a
+  decision step uses it to run its on-approve or on-reject steps.
+* ``StepOutcome.waiting(output)``: the execution moves to ``waiting_approval`` and the
+  worker is released. Whoever decides calls ``Engine.resume(execution_id)``, which moves
+  it back to ``pending`` (a conditional UPDATE, so exactly once) and sends a run
+  message; the engine then calls ``run`` of the same step again, with
+  ``ctx.previous`` holding its waiting step run, and the step returns ``completed``.
+
+**Failures.** Raise :class:`StepFailed` for an error no retry can fix (the execution
+fails at once and the message is dead-lettered). Any other exception is retried with
+the queue's backoff; the next attempt resumes at this step.
+
+**Side effects exactly once.** With ``transactional = True`` (the default) ``run`` is
+called inside the database transaction that records the step as completed, so a
+database side effect and the completion commit together or not at all; also give the
+rows a unique key on ``(execution, ctx.step_key, ...)`` and insert with
+``on_conflict_ignore`` so a concurrent duplicate cannot add a second one. Steps with an
+external side effect set ``transactional = False`` and make it idempotent: HTTP calls
+send ``ctx.idempotency_key`` (derived from the execution and the step), messages use a
+message id derived from it (``ctx.message_id(suffix)``).
+
+**Context.** :class:`StepContext` gives the execution row, the trigger (event
+envelope and ``data`` snapshot, causation chain), the database, the settings, an HTTP
+client for the api with a service token (``ctx.api``), ``ctx.enqueue(message)`` to send
+Dramatiq messages, ``ctx.directory`` to expand roles into users, and ``ctx.render``
+for sandboxed templates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+import dramatiq
+import peewee
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from workflow_service.apiclient import ApiClient
+    from workflow_service.models import Execution, StepRun
+    from workflow_service.settings import WorkflowSettings
+
+
+class StepConfig(BaseModel):
+    """Base of step option models: unknown options are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepFailed(Exception):
+    """A step error that retrying cannot fix (bad configuration, a refused transition)."""
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    state: Literal["completed", "waiting"]
+    output: dict[str, Any] = field(default_factory=dict)
+    branch: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def completed(
+        cls, output: Mapping[str, Any] | None = None, branch: Sequence[Mapping[str, Any]] = ()
+    ) -> StepOutcome:
+        return cls("completed", dict(output or {}), tuple(dict(s) for s in branch))
+
+    @classmethod
+    def waiting(cls, output: Mapping[str, Any] | None = None) -> StepOutcome:
+        return cls("waiting", dict(output or {}))
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What started an execution: an event's envelope and data, or a manual run."""
+
+    event_id: str
+    event_type: str
+    entity_type: str
+    entity_id: str
+    tenant_id: str
+    actor: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    causation: tuple[str, ...] = ()
+    occurred_at: str | None = None
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> Trigger:
+        return cls(
+            event_id=str(payload["event_id"]),
+            event_type=str(payload["event_type"]),
+            entity_type=str(payload["entity_type"]),
+            entity_id=str(payload["entity_id"]),
+            tenant_id=str(payload["tenant_id"]),
+            actor=payload.get("actor"),
+            data=dict(payload.get("data") or {}),
+            causation=tuple(payload.get("causation") or ()),
+            occurred_at=str(payload["occurred_at"]) if payload.get("occurred_at") else None,
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "entity_type": self.entity_type,
+            "entity_id": self.entity_id,
+            "tenant_id": self.tenant_id,
+            "actor": self.actor,
+            "data": self.data,
+            "causation": list(self.causation),
+            "occurred_at": self.occurred_at,
+        }
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        payload = self.to_payload()
+        payload.pop("data")
+        return payload
+
+    @property
+    def depth(self) -> int:
+        return len(self.causation)
+
+    def caused_chain(self) -> list[str]:
+        """The causation chain an entity change made by this execution passes on."""
+        return [*self.causation, self.event_id]
+
+
+class Directory(Protocol):
+    """Expands a role into user ids; ``None`` when no user directory is configured."""
+
+    def users_with_role(self, tenant_id: str, role: str) -> list[str] | None: ...
+
+
+class NoDirectory:
+    """Without a user directory roles stay roles (role-addressed inbox rows)."""
+
+    def users_with_role(self, tenant_id: str, role: str) -> list[str] | None:
+        return None
+
+
+#: Namespace of message ids derived from execution and step, so a re-send is recognisable.
+MESSAGE_ID_NAMESPACE = uuid.UUID("6f1d8a52-3b1e-4c55-9a57-0c6f7b3f2e11")
+
+
+@dataclass
+class StepContext:
+    execution: Execution
+    trigger: Trigger
+    step_key: str
+    #: 1-based place among the steps known so far, and their count (for progress).
+    step_number: int
+    step_count: int
+    attempt: int
+    settings: WorkflowSettings
+    db: peewee.Database
+    api: ApiClient
+    enqueue: Callable[[dramatiq.Message], Any]
+    directory: Directory
+    workflow_name: str = ""
+    #: The latest earlier run of this step (e.g. the waiting run a decision resumes).
+    previous: StepRun | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        """Same for every attempt of this step of this execution."""
+        return f"{self.execution.id}:{self.step_key}"
+
+    def message_id(self, suffix: str = "") -> str:
+        return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{self.idempotency_key}:{suffix}"))
+
+    @property
+    def template_values(self) -> dict[str, Any]:
+        """What templates may read: the entity snapshot, the event and the execution."""
+        return {
+            "entity": {
+                **self.trigger.data,
+                "id": self.trigger.entity_id,
+                "type": self.trigger.entity_type,
+            },
+            "event": self.trigger.envelope,
+            "execution": {"id": self.execution.id, "workflow": self.workflow_name},
+        }
+
+    def render(self, template: str) -> str:
+        from workflow_service.templating import render
+
+        return render(template, self.template_values)
+
+
+class Step:
+    """Base of step kinds; see the module docstring."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[StepConfig]] = StepConfig
+    #: Run inside the transaction that records completion (database side effects).
+    transactional: ClassVar[bool] = True
+
+    def __init__(self, config: StepConfig):
+        self.config = config
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        raise NotImplementedError

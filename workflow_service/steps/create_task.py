@@ -1,0 +1,74 @@
+"""``create_task``: a to-do for a user (``assignee``: user id or ``owner``) or for
+everyone with a role (``role``), with an optional due time in days."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, model_validator
+
+from shared.auth import ROLES
+from shared.db import utcnow
+from workflow_service import templating
+from workflow_service.models import Task
+from workflow_service.steps.base import Step, StepConfig, StepContext, StepFailed, StepOutcome
+from workflow_service.steps.notify import Template
+from workflow_service.steps.registry import register
+
+
+def _role(value: str) -> str:
+    if value not in ROLES:
+        raise ValueError(f"unknown role {value!r}; roles: {', '.join(ROLES)}")
+    return value
+
+
+class CreateTaskConfig(StepConfig):
+    title: Template = Field(min_length=1, max_length=300)
+    description: Template = ""
+    assignee: str | None = Field(default=None, min_length=1, max_length=128)
+    role: Annotated[str, AfterValidator(_role)] | None = None
+    due_in_days: float | None = Field(default=None, gt=0, le=3650)
+
+    @model_validator(mode="after")
+    def _someone(self):
+        if (self.assignee is None) == (self.role is None):
+            raise ValueError("give exactly one of 'assignee' and 'role'")
+        return self
+
+
+@register
+class CreateTask(Step):
+    kind = "create_task"
+    Config = CreateTaskConfig
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        config: CreateTaskConfig = self.config  # type: ignore[assignment]
+        assignee = config.assignee
+        if assignee == "owner":
+            assignee = ctx.trigger.data.get("owner") or None
+            if not assignee:
+                raise StepFailed("assignee 'owner': the event data has no owner")
+        try:
+            title = ctx.render(config.title)
+            description = ctx.render(config.description)
+        except templating.TemplateError as exc:
+            raise StepFailed(str(exc)) from None
+        task_id = ctx.message_id("task")
+        due = utcnow() + timedelta(days=config.due_in_days) if config.due_in_days else None
+        Task.insert(
+            id=task_id,
+            tenant_id=ctx.execution.tenant_id,
+            execution=ctx.execution.id,
+            step_key=ctx.step_key,
+            title=title[:300],
+            description=description,
+            assignee=assignee,
+            assignee_role=config.role,
+            entity_type=ctx.trigger.entity_type,
+            entity_id=ctx.trigger.entity_id,
+            due_at=due,
+        ).on_conflict_ignore().execute()
+        return StepOutcome.completed(
+            {"task_id": task_id, "assignee": assignee, "role": config.role, "title": title}
+        )

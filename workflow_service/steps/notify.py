@@ -1,0 +1,103 @@
+"""``notify``: tell people about an entity, on one or more channels.
+
+Options: ``recipients`` (see :mod:`.recipients`), ``channels`` (default ``["in_app"]``),
+``subject`` and ``body`` (sandboxed templates over ``entity``, ``event``, ``execution``).
+
+Channels are handlers in :data:`CHANNELS`; ``in_app`` writes inbox rows in the step's
+transaction (unique per execution, step and address, so never twice). Other channels
+register a handler here: ``CHANNELS["email"] = handler``, where ``handler(ctx, addresses,
+subject, body)`` returns a JSON-able summary for the step log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, field_validator
+
+from shared.db import utcnow
+from workflow_service import templating
+from workflow_service.models import Notification
+from workflow_service.steps.base import Step, StepConfig, StepContext, StepOutcome
+from workflow_service.steps.recipients import Address, check_recipient, resolve
+from workflow_service.steps.registry import register
+
+ChannelHandler = Callable[[StepContext, list[Address], str, str], Any]
+
+
+def deliver_in_app(ctx: StepContext, addresses: list[Address], subject: str, body: str) -> Any:
+    now = utcnow()
+    rows = [
+        {
+            "id": ctx.message_id(address.key),
+            "tenant_id": ctx.execution.tenant_id,
+            "recipient": address.user,
+            "recipient_role": address.role,
+            "address": address.key,
+            "channel": "in_app",
+            "execution": ctx.execution.id,
+            "step_key": ctx.step_key,
+            "subject": subject[:300],
+            "body": body,
+            "entity_type": ctx.trigger.entity_type,
+            "entity_id": ctx.trigger.entity_id,
+            "created_at": now,
+        }
+        for address in addresses
+    ]
+    if rows:
+        Notification.insert_many(rows).on_conflict_ignore().execute()
+    return {"delivered": [a.key for a in addresses]}
+
+
+CHANNELS: dict[str, ChannelHandler] = {"in_app": deliver_in_app}
+
+
+def _template(value: str) -> str:
+    try:
+        templating.check(value)
+    except templating.TemplateError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+Template = Annotated[str, AfterValidator(_template)]
+
+
+class NotifyConfig(StepConfig):
+    recipients: list[Annotated[str, AfterValidator(check_recipient)]] = Field(min_length=1)
+    channels: list[str] = Field(default_factory=lambda: ["in_app"], min_length=1)
+    subject: Template = Field(min_length=1, max_length=300)
+    body: Template = ""
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, channels: list[str]) -> list[str]:
+        unknown = [c for c in channels if c not in CHANNELS]
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}; channels: {', '.join(CHANNELS)}")
+        return channels
+
+
+@register
+class Notify(Step):
+    kind = "notify"
+    Config = NotifyConfig
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        config: NotifyConfig = self.config  # type: ignore[assignment]
+        try:
+            subject = ctx.render(config.subject)
+            body = ctx.render(config.body)
+        except templating.TemplateError as exc:
+            from workflow_service.steps.base import StepFailed
+
+            raise StepFailed(str(exc)) from None
+        addresses, skipped = resolve(config.recipients, ctx)
+        output: dict[str, Any] = {"subject": subject, "recipients": [a.key for a in addresses]}
+        if skipped:
+            output["skipped"] = skipped
+        for channel in config.channels:
+            output[channel] = CHANNELS[channel](ctx, addresses, subject, body)
+        return StepOutcome.completed(output)

@@ -1,0 +1,98 @@
+"""Step kinds by name, and the validation of a workflow's step list."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from workflow_service.steps.base import Step, StepFailed
+
+#: Modules that register step kinds when imported. Feature packages add one line each.
+STEP_MODULES: list[str] = [
+    "workflow_service.steps.notify",
+    "workflow_service.steps.assign",
+    "workflow_service.steps.create_task",
+    "workflow_service.steps.change_status",
+    # "workflow_service.approvals.steps",
+    # "workflow_service.notifications.steps",
+]
+
+_REGISTRY: dict[str, type[Step]] = {}
+#: Keys of a step definition that belong to the engine, not to the step's options.
+RESERVED_KEYS = ("kind", "name")
+
+
+def register(cls: type[Step]) -> type[Step]:
+    """Class decorator: make ``cls`` available under ``cls.kind``."""
+    existing = _REGISTRY.get(cls.kind)
+    if existing is not None and existing is not cls:
+        raise RuntimeError(f"step kind {cls.kind!r} is registered twice")
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def load_steps(plugins: Iterable[str] = ()) -> None:
+    """Import the built-in step modules and any configured plugin modules."""
+    for module in [*STEP_MODULES, *plugins]:
+        importlib.import_module(module)
+
+
+def kinds() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def step_class(kind: str) -> type[Step]:
+    return _REGISTRY[kind]
+
+
+def step_errors(steps: Any, prefix: str = "steps") -> list[dict[str, str]]:
+    """Problems of a step list as ``[{"field", "message"}]``; empty when it is valid."""
+    if not isinstance(steps, list):
+        return [{"field": prefix, "message": "must be a list of step objects"}]
+    errors: list[dict[str, str]] = []
+    for index, spec in enumerate(steps):
+        where = f"{prefix}.{index}"
+        if not isinstance(spec, Mapping):
+            errors.append({"field": where, "message": "must be an object with a 'kind'"})
+            continue
+        kind = spec.get("kind")
+        if not isinstance(kind, str) or kind not in _REGISTRY:
+            errors.append(
+                {
+                    "field": f"{where}.kind",
+                    "message": f"unknown step kind {kind!r}; known kinds: {', '.join(kinds())}",
+                }
+            )
+            continue
+        name = spec.get("name")
+        if name is not None and not isinstance(name, str):
+            errors.append({"field": f"{where}.name", "message": "must be a string"})
+        try:
+            build_step(spec)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False, include_input=False):
+                loc = ".".join(str(p) for p in err["loc"])
+                message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+                errors.append({"field": f"{where}.{loc}" if loc else where, "message": message})
+    return errors
+
+
+def build_step(spec: Mapping[str, Any]) -> Step:
+    """The step object for one definition; raises pydantic's ValidationError."""
+    cls = _REGISTRY[spec["kind"]]
+    options = {k: v for k, v in spec.items() if k not in RESERVED_KEYS}
+    return cls(cls.Config.model_validate(options))
+
+
+def build_step_or_fail(spec: Mapping[str, Any]) -> Step:
+    """Like :func:`build_step` for the engine: a bad stored step is a permanent failure."""
+    kind = spec.get("kind") if isinstance(spec, Mapping) else None
+    if kind not in _REGISTRY:
+        raise StepFailed(f"unknown step kind {kind!r} (is its module loaded?)")
+    try:
+        return build_step(spec)
+    except ValidationError as exc:
+        raise StepFailed(f"invalid {kind} step: {exc}") from None
