@@ -464,24 +464,18 @@ class JobStatusStore:
             if after is None:
                 pipe.zrevrangebyscore(key, "+inf", "-inf", start=0, num=limit + 1, withscores=True)
             else:
-                pipe.zcount(key, after[0], after[0])
+                # Strictly older records, plus every record tied with the cursor's score
+                # (the ids decide which of those come after the cursor).
                 pipe.zrevrangebyscore(
-                    key, after[0], "-inf", start=0, num=limit + 1, withscores=True
+                    key, f"({after[0]}", "-inf", start=0, num=limit + 1, withscores=True
                 )
-        results = pipe.execute()
-        if after is not None:
-            # Items tied with the cursor's score may all precede the cursor: fetch past them.
-            ties = results[0::2]
-            extra = [i for i, n in enumerate(ties) if n > 1]
-            results = results[1::2]
-            if extra:
-                pipe = self.client.pipeline(transaction=False)
-                for i in extra:
-                    pipe.zrevrangebyscore(
-                        keys[i], after[0], "-inf", start=0, num=limit + 1 + ties[i], withscores=True
-                    )
-                for i, rows in zip(extra, pipe.execute(), strict=True):
-                    results[i] = rows
+                pipe.zrangebyscore(key, after[0], after[0], withscores=True)
+        fetched = pipe.execute()
+        results = (
+            fetched
+            if after is None
+            else [older + tied for older, tied in zip(fetched[0::2], fetched[1::2], strict=True)]
+        )
         candidates: list[tuple[int, str]] = []
         for rows in results:
             for member, score in rows:

@@ -221,3 +221,23 @@ def test_listing_is_tenant_scoped_and_paginates(broker, store):
     assert other not in seen
     items, _ = store.list_jobs(queues=[QUEUE], states=["queued"], tenant="globex")
     assert [i["id"] for i in items] == [other]
+
+
+def test_pages_never_repeat_or_skip_records_that_share_a_timestamp(store):
+    # Given ten records, seven of them entering their state in the same millisecond
+    ids = [f"job-{n:02d}" for n in range(10)]
+    for n, job_id in enumerate(ids):
+        store.transition(
+            job_id, QUEUE, state="queued", fields={"id": job_id}, at_ms=1000 if n < 7 else n
+        )
+
+    # When they are read three at a time
+    seen, cursor = [], None
+    while True:
+        items, cursor = store.list_jobs(queues=[QUEUE], limit=3, cursor=cursor)
+        seen.extend(i["id"] for i in items)
+        if cursor is None:
+            break
+
+    # Then each appears once, newest first
+    assert seen == sorted(ids[:7], reverse=True) + ["job-09", "job-08", "job-07"]

@@ -1,0 +1,114 @@
+"""The api's /jobs: records written by the broker's middleware when a policy write
+publishes its event, read back through the real app (real Redis, real database)."""
+
+from __future__ import annotations
+
+import pytest
+from falcon import testing
+
+from api_service.app import Deps, create_app
+from api_service.migrations import MIGRATIONS
+from api_service.settings import ApiSettings
+from shared.auth import issue_token
+from shared.broker import create_broker
+from shared.db import migrate, open_database
+from tests.conftest import JWT_SECRET
+
+POLICY = {"title": "Access control", "policy_type": "security"}
+
+
+@pytest.fixture
+def api(redis_url, namespace, make_database_url):
+    settings = ApiSettings(
+        redis_url=redis_url,
+        namespace=namespace,
+        jwt_secret=JWT_SECRET,
+        database_url=make_database_url("jobsapi"),
+    )
+    db = open_database(settings.database_url)
+    with db.connection_context():
+        migrate(db, MIGRATIONS)
+    broker = create_broker(settings)
+    client = testing.TestClient(create_app(settings, Deps(db=db, broker=broker)))
+    yield client
+    broker.close()
+    db.close()
+
+
+def auth(tenant, roles=("editor",), sub="alice"):
+    return {"Authorization": f"Bearer {issue_token(JWT_SECRET, sub, roles, tenant)}"}
+
+
+def create_policy(api, tenant):
+    resp = api.simulate_post("/policies", json=POLICY, headers=auth(tenant))
+    assert resp.status_code == 201, resp.text
+    return resp.json["jobs"][0]["id"]
+
+
+def test_a_write_response_links_to_its_queued_job(api):
+    job_id = create_policy(api, "acme")
+
+    resp = api.simulate_get(f"/jobs/{job_id}", headers=auth("acme", ("viewer",)))
+
+    assert resp.status_code == 200, resp.text
+    job = resp.json
+    assert job["id"] == job_id and job["href"] == f"/jobs/{job_id}"
+    assert job["state"] == "queued" and job["queue"] == "governance.policy"
+    assert job["tenant_id"] == "acme" and job["attempt"] == 0 and job["max_attempts"] == 5
+    assert [e["state"] for e in job["timeline"]] == ["queued"]
+    assert job["children"] == {"total": 0, "by_state": {}, "items": []}
+
+
+def test_another_tenants_job_is_not_found(api):
+    job_id = create_policy(api, "acme")
+
+    resp = api.simulate_get(f"/jobs/{job_id}", headers=auth("globex", ("admin",)))
+
+    assert resp.status_code == 404
+    assert resp.json["title"] == "Job not found"
+    unknown = api.simulate_get("/jobs/6f1c1f9e-0000-4000-8000-000000000000", headers=auth("acme"))
+    assert unknown.status_code == 404
+
+
+def test_bad_input_is_a_400_naming_the_parameter(api):
+    headers = auth("acme")
+    for path, params, name in [
+        ("/jobs/not-a-uuid", None, "job_id"),
+        ("/jobs", {"state": "sleeping"}, "state"),
+        ("/jobs", {"queue": "governance:policy"}, "queue"),
+        ("/jobs", {"limit": "0"}, "limit"),
+        ("/jobs", {"cursor": "%%%"}, "cursor"),
+        ("/jobs", {"cursor": "bm90IGEgY3Vyc29y"}, "cursor"),
+    ]:
+        resp = api.simulate_get(path, params=params, headers=headers)
+        assert resp.status_code == 400, (path, params, resp.text)
+        assert name in resp.json["title"], resp.json
+    assert api.simulate_get("/jobs").status_code == 401
+
+
+def test_the_list_is_tenant_scoped_filtered_and_paginated(api):
+    mine = {create_policy(api, "acme") for _ in range(5)}
+    theirs = create_policy(api, "globex")
+
+    seen, cursor = [], None
+    while True:
+        params = {"queue": "governance.policy", "state": "queued", "limit": "2"}
+        if cursor:
+            params["cursor"] = cursor
+        resp = api.simulate_get("/jobs", params=params, headers=auth("acme"))
+        assert resp.status_code == 200, resp.text
+        assert len(resp.json["items"]) <= 2
+        seen.extend(item["id"] for item in resp.json["items"])
+        cursor = resp.json["next_cursor"]
+        if not cursor:
+            break
+
+    assert len(seen) == 5 and set(seen) == mine and theirs not in seen
+    empty = api.simulate_get("/jobs", params={"state": "failed"}, headers=auth("acme"))
+    assert empty.json == {"items": [], "next_cursor": None}
+
+
+def test_the_openapi_document_describes_jobs(api):
+    doc = api.simulate_get("/openapi.json").json
+    assert "/jobs" in doc["paths"] and "/jobs/{job_id}" in doc["paths"]
+    assert "JobDetailOut" in doc["components"]["schemas"]
