@@ -16,6 +16,7 @@ import peewee
 from api_service import lifecycle
 from api_service.errors import (
     ConcurrentChange,
+    DomainError,
     IdempotencyKeyReused,
     PolicyNotFound,
     TransitionForbidden,
@@ -261,12 +262,12 @@ class PolicyService:
         fingerprint = _fingerprint(
             {"policy": str(policy_id), **data.model_dump(mode="json"), "if_match": if_match}
         )
-        if idempotency_key:
-            replay = self._replay(principal, idempotency_key, fingerprint)
-            if replay is not None:
-                return replay
         try:
             with write_transaction(self.db):
+                if idempotency_key:
+                    replay = self._replay(principal, idempotency_key, fingerprint)
+                    if replay is not None:
+                        return replay
                 policy = self.get(principal, policy_id)
                 self._check_version(policy, expected)
                 old = policy.status
@@ -299,8 +300,9 @@ class PolicyService:
                         body=body,
                         created_at=self.clock(),
                     )
-        except peewee.IntegrityError:
-            # A concurrent request with the same key committed first: answer as it did.
+        except (peewee.IntegrityError, DomainError):
+            # A concurrent request with the same key may have committed first (the
+            # unique key, or its move making ours stale): then answer as it did.
             if idempotency_key:
                 replay = self._replay(principal, idempotency_key, fingerprint)
                 if replay is not None:
