@@ -1,0 +1,62 @@
+"""The operations console: one static page, its script and stylesheet, served from the
+package (no CDN, so it works on a machine without internet access).
+
+The page itself is public; it asks for an admin token once, keeps it in the browser's
+``sessionStorage`` and sends it on every call to the data APIs, which check it.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import falcon
+
+ASSETS = {
+    "index.html": "text/html; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+}
+#: Everything the page loads comes from this origin; nothing inline, nothing framed.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+def _load() -> dict[str, bytes]:
+    folder = resources.files(__name__) / "static"
+    return {name: (folder / name).read_bytes() for name in ASSETS}
+
+
+class ConsoleResource:
+    auth_public = True
+
+    def __init__(self) -> None:
+        self.files = _load()
+
+    def _send(self, resp, name: str) -> None:
+        resp.content_type = ASSETS[name]
+        resp.data = self.files[name]
+        resp.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Referrer-Policy", "no-referrer")
+        resp.cache_control = ["no-cache"]
+
+    def on_get(self, req, resp):
+        """The operations console page (asks for an admin token)."""
+        self._send(resp, "index.html")
+
+    def on_get_asset(self, req, resp, name):
+        """A script or stylesheet of the console."""
+        if name not in ASSETS or name == "index.html":
+            raise falcon.HTTPNotFound(
+                title="Not found", description=f"The console has no asset {name!r}."
+            )
+        self._send(resp, name)
+
+
+def add_console_routes(app: falcon.App, docs) -> None:
+    """``/console`` and ``/console/{name}`` (public: the page asks for a token)."""
+    console = ConsoleResource()
+    docs.add_route(app, "/console", console)
+    docs.add_route(app, "/console/{name}", console, suffix="asset")

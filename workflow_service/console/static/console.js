@@ -1,0 +1,383 @@
+// Operations console: reads /queues, /jobs and /executions of this service with the
+// admin token the operator pasted once (kept in sessionStorage, i.e. for this tab).
+// Every value from the server is set with textContent, never parsed as HTML.
+"use strict";
+
+(function () {
+  const TOKEN_KEY = "governance.console.token";
+  const REFRESH_MS = 3000;
+  const $ = (id) => document.getElementById(id);
+  const state = { job: null, execution: null, jobsCursor: null, timer: null, busy: false };
+
+  // -- plumbing ------------------------------------------------------------------------
+
+  function token() {
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  class HttpError extends Error {
+    constructor(status, body) {
+      super((body && (body.description || body.title)) || "HTTP " + status);
+      this.status = status;
+    }
+  }
+
+  async function api(method, path, params) {
+    const url = new URL(path, window.location.origin);
+    for (const [key, value] of Object.entries(params || {})) {
+      if (value !== "" && value !== null && value !== undefined) url.searchParams.set(key, value);
+    }
+    const resp = await fetch(url, {
+      method: method,
+      headers: { Authorization: "Bearer " + token(), Accept: "application/json" },
+    });
+    let body = null;
+    if (resp.status !== 204) {
+      try { body = await resp.json(); } catch (e) { body = null; }
+    }
+    if (resp.status === 401) {
+      signOut("Your token was refused: " + ((body && body.description) || "unauthorized"));
+      throw new HttpError(401, body);
+    }
+    if (!resp.ok) throw new HttpError(resp.status, body);
+    return body;
+  }
+
+  function el(tag, text, className) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (className) node.className = className;
+    return node;
+  }
+
+  function row(cells) {
+    const tr = document.createElement("tr");
+    for (const cell of cells) {
+      const td = document.createElement("td");
+      if (cell instanceof Node) td.appendChild(cell); else td.textContent = cell ?? "";
+      tr.appendChild(td);
+    }
+    return tr;
+  }
+
+  function link(text, onClick, testId) {
+    const a = el("a", text);
+    a.href = "#";
+    if (testId) a.dataset.testid = testId;
+    a.addEventListener("click", (event) => { event.preventDefault(); onClick(); });
+    return a;
+  }
+
+  function badge(text) {
+    const span = el("span", text, "badge state-" + String(text || "none"));
+    span.dataset.state = text || "";
+    return span;
+  }
+
+  function when(iso) {
+    if (!iso) return "";
+    const d = new Date(iso);
+    return isNaN(d) ? iso : d.toLocaleString();
+  }
+
+  function short(id) {
+    return id ? String(id).slice(0, 8) : "";
+  }
+
+  function setStatus(text, isError) {
+    const status = $("status");
+    status.textContent = text;
+    status.className = isError ? "error" : "muted";
+  }
+
+  function fill(dl, pairs) {
+    dl.replaceChildren();
+    for (const [name, value] of pairs) {
+      if (value === null || value === undefined || value === "") continue;
+      dl.appendChild(el("dt", name));
+      const dd = document.createElement("dd");
+      if (value instanceof Node) dd.appendChild(value); else dd.textContent = String(value);
+      dl.appendChild(dd);
+    }
+  }
+
+  // -- sign in / out -------------------------------------------------------------------
+
+  function signOut(message) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    stopTimer();
+    $("app").hidden = true;
+    $("sign-out").hidden = true;
+    $("login").hidden = false;
+    $("login-error").textContent = message || "";
+  }
+
+  function signIn(value) {
+    sessionStorage.setItem(TOKEN_KEY, value.trim());
+    $("login").hidden = true;
+    $("app").hidden = false;
+    $("sign-out").hidden = false;
+    refresh();
+    startTimer();
+  }
+
+  function startTimer() {
+    stopTimer();
+    if ($("auto-refresh").checked) state.timer = setInterval(refresh, REFRESH_MS);
+  }
+
+  function stopTimer() {
+    if (state.timer) clearInterval(state.timer);
+    state.timer = null;
+  }
+
+  // -- queues --------------------------------------------------------------------------
+
+  async function loadQueues() {
+    const body = await api("GET", "/queues");
+    const tbody = $("queues").tBodies[0];
+    tbody.replaceChildren();
+    const select = $("filter-queue");
+    for (const q of body.items) {
+      const name = link(q.name, () => { select.value = q.name; loadJobs(); });
+      name.title = q.carries + " · " + q.attempts + " attempts, " + q.backoff + " backoff";
+      const tr = row([
+        name, q.ready, q.delayed, q.in_flight, q.dead, q.running, q.retrying,
+        q.succeeded_kept + " / " + q.keep_succeeded, q.failed_kept + " / " + q.keep_failed,
+        q.processed, q.failed, q.retried, q.workers.length,
+      ]);
+      tr.dataset.queue = q.name;
+      tbody.appendChild(tr);
+      if (![...select.options].some((o) => o.value === q.name)) {
+        select.appendChild(el("option", q.name));
+      }
+    }
+  }
+
+  // -- jobs ----------------------------------------------------------------------------
+
+  function jobFilters() {
+    return {
+      queue: $("filter-queue").value,
+      state: $("filter-state").value,
+      tenant: $("filter-tenant").value.trim(),
+      limit: 50,
+    };
+  }
+
+  async function loadJobs(append) {
+    const params = jobFilters();
+    if (append && state.jobsCursor) params.cursor = state.jobsCursor;
+    const body = await api("GET", "/jobs", params);
+    const tbody = $("jobs").tBodies[0];
+    if (!append) tbody.replaceChildren();
+    for (const job of body.items) {
+      const tr = row([
+        link(short(job.id), () => openJob(job.id), "job-link"),
+        job.actor, job.tenant_id, badge(job.state),
+        job.attempt + (job.max_attempts ? " / " + job.max_attempts : ""),
+        when(job.updated_at), job.error ? job.error.type + ": " + job.error.message : "",
+      ]);
+      tr.dataset.jobId = job.id;
+      tr.dataset.state = job.state;
+      tbody.appendChild(tr);
+    }
+    state.jobsCursor = body.next_cursor;
+    $("jobs-more").hidden = !body.next_cursor;
+  }
+
+  async function openJob(id) {
+    state.job = id;
+    $("job-action-result").textContent = "";
+    await loadJob();
+  }
+
+  async function loadJob() {
+    if (!state.job) return;
+    let job;
+    try {
+      job = await api("GET", "/jobs/" + encodeURIComponent(state.job));
+    } catch (e) {
+      if (e.status === 404) { $("job-detail").hidden = true; state.job = null; return; }
+      throw e;
+    }
+    const panel = $("job-detail");
+    panel.hidden = false;
+    panel.dataset.state = job.state;
+    $("job-id").textContent = job.id;
+    const parent = job.parent ? link(job.parent, () => openJob(job.parent)) : null;
+    const retryOf = job.retry_of ? link(job.retry_of, () => openJob(job.retry_of)) : null;
+    const retriedAs = job.retried_as
+      ? link(job.retried_as, () => openJob(job.retried_as), "retried-as") : null;
+    fill($("job-fields"), [
+      ["state", badge(job.state)],
+      ["queue", job.queue], ["actor", job.actor], ["tenant", job.tenant_id],
+      ["attempt", job.attempt + (job.max_attempts ? " of " + job.max_attempts : "")],
+      ["enqueued", when(job.enqueued_at)], ["started", when(job.started_at)],
+      ["finished", when(job.finished_at)], ["next retry", when(job.next_retry_at)],
+      ["error", job.error ? job.error.type + ": " + job.error.message : null],
+      ["result", job.result ? job.result.backend_key : null],
+      ["parent", parent], ["retry of", retryOf], ["retried as", retriedAs],
+      ["dead-lettered", job.dead_lettered ? "yes" : null],
+    ]);
+    const progress = $("job-progress");
+    progress.hidden = !job.progress;
+    if (job.progress) {
+      $("job-progress-bar").value = job.progress.percent;
+      $("job-progress-text").textContent = job.progress.percent + "% " + job.progress.message;
+    }
+    const timeline = $("job-timeline");
+    timeline.replaceChildren();
+    for (const entry of job.timeline) {
+      const li = el("li");
+      li.appendChild(badge(entry.state));
+      let text = " " + when(entry.at);
+      if (entry.attempt) text += " · attempt " + entry.attempt;
+      if (entry.next_retry_at) text += " · next attempt at " + when(entry.next_retry_at);
+      if (entry.error) text += " · " + entry.error.type + ": " + entry.error.message;
+      if (entry.retried_as) text += " · retried as " + entry.retried_as;
+      li.appendChild(document.createTextNode(text));
+      timeline.appendChild(li);
+    }
+    const children = $("job-children");
+    children.replaceChildren();
+    for (const child of job.children.items) {
+      const li = el("li");
+      li.appendChild(link(short(child.id), () => openJob(child.id)));
+      li.appendChild(document.createTextNode(" " + (child.actor || "") + " "));
+      li.appendChild(badge(child.state));
+      children.appendChild(li);
+    }
+    if (!job.children.total) children.appendChild(el("li", "none", "muted"));
+    const dead = job.state === "failed" && job.dead_lettered && !job.retried_as;
+    $("job-retry").hidden = !dead;
+    $("job-delete").hidden = job.state !== "failed";
+  }
+
+  async function retryJob() {
+    const result = $("job-action-result");
+    try {
+      const body = await api("POST", "/jobs/" + encodeURIComponent(state.job) + "/retry");
+      result.textContent = "Sent again as " + body.id;
+      await openJob(body.id);
+      result.textContent = "Retry of " + body.retry_of;
+      await loadJobs();
+    } catch (e) {
+      result.textContent = "Retry failed: " + e.message;
+    }
+  }
+
+  async function deleteJob() {
+    if (!window.confirm("Drop this failed job and its dead letter?")) return;
+    try {
+      await api("DELETE", "/jobs/" + encodeURIComponent(state.job));
+      state.job = null;
+      $("job-detail").hidden = true;
+      await loadJobs();
+    } catch (e) {
+      $("job-action-result").textContent = "Delete failed: " + e.message;
+    }
+  }
+
+  // -- executions ----------------------------------------------------------------------
+
+  function items(body) {
+    return Array.isArray(body) ? body : (body.items || body.executions || []);
+  }
+
+  async function loadExecutions() {
+    const body = await api("GET", "/executions", {
+      status: $("filter-execution-status").value, limit: 50,
+    });
+    const tbody = $("executions").tBodies[0];
+    tbody.replaceChildren();
+    for (const ex of items(body)) {
+      const tr = row([
+        link(short(ex.id), () => openExecution(ex.id), "execution-link"),
+        ex.workflow_name || ex.workflow_id || "",
+        (ex.entity_type ? ex.entity_type + " " : "") + short(ex.entity_id),
+        badge(ex.status),
+        ex.current_step ?? ex.step_index ?? "",
+        when(ex.updated_at || ex.finished_at || ex.started_at || ex.created_at),
+        typeof ex.error === "string" ? ex.error : (ex.error ? JSON.stringify(ex.error) : ""),
+      ]);
+      tr.dataset.executionId = ex.id;
+      tbody.appendChild(tr);
+    }
+  }
+
+  async function openExecution(id) {
+    state.execution = id;
+    await loadExecution();
+  }
+
+  async function loadExecution() {
+    if (!state.execution) return;
+    const ex = await api("GET", "/executions/" + encodeURIComponent(state.execution));
+    $("execution-detail").hidden = false;
+    $("execution-id").textContent = ex.id;
+    fill($("execution-fields"), [
+      ["status", badge(ex.status)],
+      ["workflow", ex.workflow_name || ex.workflow_id],
+      ["workflow version", ex.workflow_version],
+      ["entity", (ex.entity_type || "") + " " + (ex.entity_id || "")],
+      ["event", ex.event_id], ["job", ex.job_id ? link(ex.job_id, () => openJob(ex.job_id)) : null],
+      ["started", when(ex.started_at)], ["finished", when(ex.finished_at)],
+      ["error", typeof ex.error === "string" ? ex.error : (ex.error ? JSON.stringify(ex.error) : null)],
+    ]);
+    const tbody = $("execution-steps").tBodies[0];
+    tbody.replaceChildren();
+    for (const step of ex.steps || ex.step_log || []) {
+      const detail = step.error || (step.output ? JSON.stringify(step.output) : "");
+      tbody.appendChild(row([
+        step.index ?? step.position ?? "", step.kind || step.type || "", badge(step.status),
+        when(step.started_at), when(step.finished_at),
+        typeof detail === "string" ? detail : JSON.stringify(detail),
+      ]));
+    }
+  }
+
+  // -- refresh loop --------------------------------------------------------------------
+
+  async function refresh() {
+    if (state.busy || !token()) return;
+    state.busy = true;
+    try {
+      await Promise.all([loadQueues(), loadJobs(), loadJob()]);
+      try {
+        await loadExecutions();
+        await loadExecution();
+      } catch (e) {
+        if (e.status === 401) throw e;
+        $("executions").tBodies[0].replaceChildren(row(["executions unavailable: " + e.message]));
+      }
+      setStatus("updated " + new Date().toLocaleTimeString());
+    } catch (e) {
+      if (e.status !== 401) setStatus(e.message, true);
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("login-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = $("token").value;
+      if (value.trim()) signIn(value);
+    });
+    $("sign-out").addEventListener("click", () => signOut(""));
+    $("refresh").addEventListener("click", refresh);
+    $("auto-refresh").addEventListener("change", startTimer);
+    $("job-filters").addEventListener("change", () => { state.jobsCursor = null; loadJobs(); });
+    $("job-filters").addEventListener("submit", (e) => { e.preventDefault(); loadJobs(); });
+    $("jobs-more").addEventListener("click", () => loadJobs(true));
+    $("execution-filters").addEventListener("change", loadExecutions);
+    $("job-retry").addEventListener("click", retryJob);
+    $("job-delete").addEventListener("click", deleteJob);
+    $("job-close").addEventListener("click", () => { state.job = null; $("job-detail").hidden = true; });
+    $("execution-close").addEventListener("click", () => {
+      state.execution = null; $("execution-detail").hidden = true;
+    });
+    if (token()) signIn(token()); else signOut("");
+  });
+})();
