@@ -1,0 +1,214 @@
+"""The admin API through falcon's TestClient, on a real database and Redis."""
+
+from __future__ import annotations
+
+import falcon.testing
+import pytest
+
+from shared.auth import issue_token
+from tests.conftest import JWT_SECRET
+from tests.workflow.conftest import Outbox
+from workflow_service.db import database
+from workflow_service.models import Execution
+from workflow_service.web.app import Deps, create_app
+
+NOTIFY = {
+    "kind": "notify",
+    "recipients": ["owner", "role:approver"],
+    "subject": "Hi {{ entity.title }}",
+}
+DEFINITION = {
+    "name": "welcome",
+    "entity_type": "policy",
+    "trigger": "on_create",
+    "conditions": [{"field": "policy_type", "op": "in", "value": ["security", "hr"]}],
+    "steps": [NOTIFY],
+}
+
+
+def auth(sub="alice", roles=("editor",), tenant="acme"):
+    return {"Authorization": f"Bearer {issue_token(JWT_SECRET, sub, list(roles), tenant)}"}
+
+
+@pytest.fixture
+def outbox():
+    return Outbox()
+
+
+@pytest.fixture
+def client(settings, workflow_db, redis_client, outbox):
+    app = create_app(settings, Deps(db=workflow_db, broker=outbox, redis=redis_client))
+    return falcon.testing.TestClient(app)
+
+
+@pytest.fixture
+def engine_for_runs(client, settings, redis_client, outbox):
+    from workflow_service.runtime import build_engine
+
+    return build_engine(settings, database, outbox, redis_client)
+
+
+def create(client, body=None, **headers):
+    return client.simulate_post("/workflows", json=body or DEFINITION, headers=headers or auth())
+
+
+def test_auth_rules(client):
+    assert client.simulate_get("/workflows").status_code == 401
+    assert (
+        client.simulate_get("/workflows", headers={"Authorization": "Bearer x"}).status_code == 401
+    )
+    assert create(client, **auth(roles=["viewer"])).status_code == 403
+    created = create(client).json
+    other = auth(tenant="globex", roles=["admin"])
+    assert client.simulate_get(f"/workflows/{created['id']}", headers=other).status_code == 404
+    assert (
+        client.simulate_get(
+            f"/workflows/{created['id']}", headers=auth(roles=["viewer"])
+        ).status_code
+        == 200
+    )
+    assert client.simulate_get("/workflows/not-a-uuid", headers=auth()).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"trigger": "on_whim"}, "trigger"),
+        ({"conditions": [{"field": "status", "op": "like", "value": 1}]}, "conditions.0.op"),
+        ({"conditions": [{"field": "status", "op": "in", "value": "draft"}]}, "conditions.0"),
+        ({"steps": [{"kind": "teleport"}]}, "steps.0.kind"),
+        ({"steps": [{"kind": "notify", "subject": "x"}]}, "steps.0.recipients"),
+        (
+            {"steps": [{"kind": "notify", "recipients": ["role:king"], "subject": "x"}]},
+            "steps.0.recipients.0",
+        ),
+        ({"steps": [{**NOTIFY, "colour": "red"}]}, "steps.0.colour"),
+        ({"steps": ["notify"]}, "steps.0"),
+        ({"steps": []}, "steps"),
+        (
+            {"trigger": "scheduled", "trigger_config": {"cron": "not a cron", "entity_id": "p"}},
+            "trigger_config",
+        ),
+        ({"name": ""}, "name"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_invalid_definitions_get_a_422_naming_the_field(client, change, field):
+    response = create(client, {**DEFINITION, **change})
+    assert response.status_code == 422, response.text
+    assert response.json["title"] == "Invalid workflow"
+    assert field in [e["field"] for e in response.json["errors"]], response.json
+    assert field in response.json["description"]
+
+
+def test_bad_bodies_are_4xx(client):
+    assert (
+        client.simulate_post(
+            "/workflows", body="{", headers={**auth(), "Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )
+    assert create(client, [1, 2]).status_code == 422
+
+
+def test_every_edit_is_a_new_version(client):
+    created = create(client).json
+    assert created["version"] == 1 and created["status"] == "inactive"
+    url = f"/workflows/{created['id']}"
+    patched = client.simulate_patch(url, json={"name": "renamed", "version": 1}, headers=auth())
+    assert patched.status_code == 200 and patched.json["version"] == 2
+    stale = client.simulate_patch(url, json={"name": "again", "version": 1}, headers=auth())
+    assert stale.status_code == 412
+    bad = client.simulate_patch(url, json={"steps": [{"kind": "nope"}]}, headers=auth())
+    assert bad.status_code == 422
+    active = client.simulate_post(f"{url}/activate", headers=auth())
+    assert active.json["status"] == "active" and active.json["version"] == 3
+    versions = client.simulate_get(f"{url}/versions", headers=auth()).json["items"]
+    assert [v["version"] for v in versions] == [3, 2, 1]
+    assert versions[1]["definition"]["name"] == "renamed"
+    listed = client.simulate_get("/workflows?status=active", headers=auth()).json["items"]
+    assert [w["id"] for w in listed] == [created["id"]]
+    assert client.simulate_post(f"{url}/archive", headers=auth()).json["status"] == "archived"
+    assert client.simulate_post(f"{url}/activate", headers=auth()).status_code == 409
+    assert client.simulate_delete(url, headers=auth()).status_code == 204
+    assert client.simulate_get(url, headers=auth()).status_code == 404
+
+
+def test_manual_run_executions_inbox_and_tasks(client, engine_for_runs, outbox):
+    body = {
+        **DEFINITION,
+        "steps": [NOTIFY, {"kind": "create_task", "role": "approver", "title": "Check"}],
+    }
+    workflow = create(client, body).json
+    run = client.simulate_post(
+        f"/workflows/{workflow['id']}/run",
+        json={"entity_id": "p-9", "data": {"title": "Travel", "owner": "bob"}},
+        headers=auth(),
+    )
+    assert run.status_code == 202, run.text
+    assert run.json["job"]["id"] == outbox.messages[-1].message_id
+    execution_id = run.json["execution_id"]
+
+    assert engine_for_runs.run(execution_id) == "completed"
+
+    detail = client.simulate_get(f"/executions/{execution_id}", headers=auth()).json
+    assert [(s["kind"], s["status"]) for s in detail["steps"]] == [
+        ("notify", "completed"),
+        ("create_task", "completed"),
+    ]
+    listed = client.simulate_get("/executions?entity_id=p-9&status=completed", headers=auth()).json
+    assert [e["id"] for e in listed["items"]] == [execution_id]
+    assert client.simulate_get("/executions?status=bogus", headers=auth()).status_code == 400
+    assert (
+        client.simulate_get(
+            f"/executions/{execution_id}", headers=auth(tenant="globex")
+        ).status_code
+        == 404
+    )
+
+    bob = auth("bob", ["viewer"])
+    inbox = client.simulate_get("/notifications", headers=bob).json
+    assert [n["subject"] for n in inbox["items"]] == ["Hi Travel"] and inbox["unread"] == 1
+    note_id = inbox["items"][0]["id"]
+    assert client.simulate_post(f"/notifications/{note_id}/read", headers=bob).json["read_at"]
+    assert client.simulate_get("/notifications?unread=true", headers=bob).json["items"] == []
+    carol = auth("carol", ["approver"])
+    assert client.simulate_post(f"/notifications/{note_id}/read", headers=carol).status_code == 404
+    tasks = client.simulate_get("/tasks", headers=carol).json["items"]
+    assert [t["title"] for t in tasks] == ["Check"]
+    assert client.simulate_get("/tasks", headers=bob).json["items"] == []
+    done = client.simulate_post(f"/tasks/{tasks[0]['id']}/complete", headers=carol)
+    assert done.json["status"] == "completed" and done.json["completed_by"] == "carol"
+    assert (
+        client.simulate_post(f"/tasks/{tasks[0]['id']}/complete", headers=carol).status_code == 409
+    )
+
+    cancel = client.simulate_post(f"/executions/{execution_id}/cancel", headers=auth())
+    assert cancel.status_code == 409
+
+
+def test_cancel_a_pending_execution(client):
+    workflow = create(client).json
+    run = client.simulate_post(
+        f"/workflows/{workflow['id']}/run", json={"entity_id": "p"}, headers=auth()
+    )
+    url = f"/executions/{run.json['execution_id']}/cancel"
+    assert client.simulate_post(url, headers=auth(roles=["viewer"])).status_code == 403
+    assert client.simulate_post(url, headers=auth()).json["status"] == "cancelled"
+    assert Execution.get_by_id(run.json["execution_id"]).status == "cancelled"
+
+
+def test_probes_and_openapi(client, workflow_db):
+    assert client.simulate_get("/healthz").json == {"status": "ok"}
+    assert client.simulate_get("/readyz").status_code == 200
+    assert "workflow_http_requests" in client.simulate_get("/metrics").text
+    paths = client.simulate_get("/openapi.json").json["paths"]
+    for path in (
+        "/workflows",
+        "/workflows/{workflow_id}/run",
+        "/executions/{execution_id}",
+        "/executions/{execution_id}/cancel",
+        "/tasks",
+        "/notifications",
+    ):
+        assert path in paths

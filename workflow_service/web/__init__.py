@@ -1,0 +1,1 @@
+"""The workflow service's admin HTTP API (Falcon)."""

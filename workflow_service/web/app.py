@@ -1,0 +1,122 @@
+"""The admin web: ``create_app`` wires routes to what it is given and reads no
+environment (``workflow_service.wsgi`` does that)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+import peewee
+import redis
+from prometheus_client import CollectorRegistry
+
+from shared.auth import AuthMiddleware, TokenDecoder
+from shared.broker import create_broker
+from shared.db import FalconConnectionScope, check_current, open_database
+from shared.http import ApiDocs, RequestMetrics, add_standard_routes, install_error_handling
+from workflow_service.db import database
+from workflow_service.engine import Engine
+from workflow_service.migrations import all_migrations
+from workflow_service.runtime import build_engine, cache_invalidator
+from workflow_service.settings import WorkflowSettings
+from workflow_service.steps import load_steps
+from workflow_service.web.executions import add_execution_routes
+from workflow_service.web.inbox import add_inbox_routes
+from workflow_service.web.workflows import add_workflow_routes
+from workflow_service.workflows import WorkflowStore
+
+API_VERSION = "1.0.0"
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+
+
+class ProbeAwareConnectionScope(FalconConnectionScope):
+    """Probes answer (503) even when the database is down: no connection up front."""
+
+    def process_request(self, req, resp):
+        if req.path not in PROBE_PATHS and not req.path.startswith("/console"):
+            super().process_request(req, resp)
+
+
+@dataclass
+class Deps:
+    """What the app talks to; tests pass their own."""
+
+    db: peewee.Database
+    broker: Any  # a Dramatiq broker (enqueue); its Redis client backs the cache version
+    redis: redis.Redis
+    registry: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
+    engine: Engine | None = None
+
+
+@dataclass
+class AppContext:
+    """Everything route-registering functions may need."""
+
+    settings: WorkflowSettings
+    deps: Deps
+    engine: Engine
+    store: WorkflowStore
+
+
+#: Feature packages register their routes here: one function each, called with
+#: (app, docs, context) after the core routes.
+RouteRegistrar = Callable[[falcon.App, ApiDocs, AppContext], None]
+
+
+def extension_registrars() -> list[RouteRegistrar]:
+    registrars: list[RouteRegistrar] = []
+    # Job status and operations: /queues, /jobs, /console
+    # Approvals, users, templates: /approvals, /users, /workflows/from-template/...
+    return registrars
+
+
+def build_deps(settings: WorkflowSettings) -> Deps:
+    db = open_database(settings.database_url)
+    broker = create_broker(settings)
+    return Deps(db=db, broker=broker, redis=broker.client)
+
+
+def create_app(settings: WorkflowSettings, deps: Deps) -> falcon.App:
+    """The WSGI app. Raises ``SchemaNotCurrent`` on an unmigrated database."""
+    database.initialize(deps.db)
+    with deps.db.connection_context():
+        check_current(deps.db, all_migrations(), "workflow_service")
+    load_steps(settings.plugins)
+
+    app = falcon.App(
+        middleware=[
+            RequestMetrics(deps.registry, "workflow"),
+            AuthMiddleware(TokenDecoder(settings.jwt_secret, settings.jwt_public_key)),
+            ProbeAwareConnectionScope(deps.db),
+        ]
+    )
+    install_error_handling(app)
+    engine = deps.engine or build_engine(settings, database, deps.broker, deps.redis)
+    store = WorkflowStore(database, cache_invalidator(deps.redis, settings.namespace))
+    context = AppContext(settings=settings, deps=deps, engine=engine, store=store)
+    docs = ApiDocs(
+        "Workflow admin API",
+        API_VERSION,
+        "Workflow definitions, executions with their step log, tasks and the in-app inbox.",
+    )
+    limit = settings.max_body_bytes
+    add_workflow_routes(app, docs, store, engine, limit)
+    add_execution_routes(app, docs, engine)
+    add_inbox_routes(app, docs)
+    for register in extension_registrars():
+        register(app, docs, context)
+
+    def check_database() -> None:
+        with deps.db.connection_context():
+            deps.db.execute_sql("SELECT 1")
+
+    add_standard_routes(
+        app,
+        docs,
+        registry=deps.registry,
+        checks=[("database", check_database), ("redis", lambda: deps.redis.ping())],
+    )
+    return app

@@ -1,0 +1,161 @@
+"""Request and response models of the admin API (validation and the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflow_service.definitions import Condition, Trigger, WorkflowDefinition
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkflowCreate(WorkflowDefinition):
+    """A workflow definition; ``status`` defaults to inactive (activate when ready)."""
+
+    status: Literal["active", "inactive"] = "inactive"
+
+
+class WorkflowPatch(Strict):
+    """Fields to change; the result is validated whole and stored as a new version.
+    ``version``, when given, must be the current one (else 412)."""
+
+    version: int | None = Field(default=None, ge=1)
+    name: str | None = None
+    description: str | None = None
+    entity_type: Literal["policy", "assessment", "evidence"] | None = None
+    trigger: Trigger | None = None
+    trigger_config: dict[str, Any] | None = None
+    conditions: list[Condition] | None = None
+    steps: list[dict[str, Any]] | None = None
+
+
+class WorkflowOut(BaseModel):
+    id: str
+    tenant_id: str
+    name: str
+    description: str
+    entity_type: str
+    trigger: str
+    trigger_config: dict[str, Any]
+    conditions: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+    status: str
+    version: int
+    created_by: str
+    updated_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class WorkflowListOut(BaseModel):
+    items: list[WorkflowOut]
+
+
+class WorkflowVersionOut(BaseModel):
+    version: int
+    status: str
+    definition: dict[str, Any]
+    created_by: str
+    created_at: datetime
+
+
+class WorkflowVersionListOut(BaseModel):
+    items: list[WorkflowVersionOut]
+
+
+class RunRequest(Strict):
+    entity_id: str = Field(min_length=1, max_length=64)
+    #: The entity snapshot the steps see (``owner``, ``title``...).
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobRef(BaseModel):
+    id: str
+    href: str
+
+
+class RunAccepted(BaseModel):
+    execution_id: str
+    status: str
+    job: JobRef
+
+
+class StepRunOut(BaseModel):
+    key: str
+    position: int
+    kind: str
+    attempt: int
+    status: str
+    output: dict[str, Any] | None
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class ExecutionOut(BaseModel):
+    id: str
+    tenant_id: str
+    workflow_id: str
+    workflow_version: int
+    event_id: str
+    event_type: str
+    entity_type: str
+    entity_id: str
+    status: str
+    attempts: int
+    error: str | None
+    job: JobRef
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    steps: list[StepRunOut] | None = None
+
+
+class ExecutionListOut(BaseModel):
+    items: list[ExecutionOut]
+    next_cursor: str | None
+
+
+class TaskOut(BaseModel):
+    id: str
+    title: str
+    description: str
+    assignee: str | None
+    assignee_role: str | None
+    entity_type: str
+    entity_id: str
+    execution_id: str | None
+    status: str
+    due_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None
+    completed_by: str | None
+
+
+class TaskListOut(BaseModel):
+    items: list[TaskOut]
+    next_cursor: str | None
+
+
+class NotificationOut(BaseModel):
+    id: str
+    subject: str
+    body: str
+    recipient: str | None
+    recipient_role: str | None
+    entity_type: str | None
+    entity_id: str | None
+    execution_id: str | None
+    created_at: datetime
+    read_at: datetime | None
+
+
+class NotificationListOut(BaseModel):
+    items: list[NotificationOut]
+    next_cursor: str | None
+    unread: int

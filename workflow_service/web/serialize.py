@@ -1,0 +1,99 @@
+"""Rows as the JSON the admin API answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflow_service.models import Execution, Notification, StepRun, Task, Workflow
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() + "Z" if value is not None else None
+
+
+def workflow_body(w: Workflow) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "tenant_id": w.tenant_id,
+        **w.definition(),
+        "status": w.status,
+        "version": w.version,
+        "created_by": w.created_by,
+        "updated_by": w.updated_by,
+        "created_at": _iso(w.created_at),
+        "updated_at": _iso(w.updated_at),
+    }
+
+
+def job_ref(job_id: str) -> dict[str, str]:
+    return {"id": job_id, "href": f"/jobs/{job_id}"}
+
+
+def step_body(s: StepRun) -> dict[str, Any]:
+    return {
+        "key": s.key,
+        "position": s.position,
+        "kind": s.kind,
+        "attempt": s.attempt,
+        "status": s.status,
+        "output": s.output,
+        "error": s.error,
+        "started_at": _iso(s.started_at),
+        "finished_at": _iso(s.finished_at),
+    }
+
+
+def execution_body(e: Execution, steps: list[StepRun] | None = None) -> dict[str, Any]:
+    body = {
+        "id": e.id,
+        "tenant_id": e.tenant_id,
+        "workflow_id": e.workflow_id,
+        "workflow_version": e.workflow_version,
+        "event_id": e.event_id,
+        "event_type": (e.event or {}).get("event_type"),
+        "entity_type": e.entity_type,
+        "entity_id": e.entity_id,
+        "status": e.status,
+        "attempts": e.attempts,
+        "error": e.error,
+        "job": job_ref(e.job_id),
+        "created_at": _iso(e.created_at),
+        "started_at": _iso(e.started_at),
+        "finished_at": _iso(e.finished_at),
+    }
+    if steps is not None:
+        body["steps"] = [step_body(s) for s in steps]
+    return body
+
+
+def task_body(t: Task) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "title": t.title,
+        "description": t.description,
+        "assignee": t.assignee,
+        "assignee_role": t.assignee_role,
+        "entity_type": t.entity_type,
+        "entity_id": t.entity_id,
+        "execution_id": t.execution_id,
+        "status": t.status,
+        "due_at": _iso(t.due_at),
+        "created_at": _iso(t.created_at),
+        "completed_at": _iso(t.completed_at),
+        "completed_by": t.completed_by,
+    }
+
+
+def notification_body(n: Notification) -> dict[str, Any]:
+    return {
+        "id": n.id,
+        "subject": n.subject,
+        "body": n.body,
+        "recipient": n.recipient,
+        "recipient_role": n.recipient_role,
+        "entity_type": n.entity_type,
+        "entity_id": n.entity_id,
+        "execution_id": n.execution_id,
+        "created_at": _iso(n.created_at),
+        "read_at": _iso(n.read_at),
+    }

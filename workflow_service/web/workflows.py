@@ -1,0 +1,277 @@
+"""``/workflows``: definitions, their versions, status changes and manual runs."""
+
+from __future__ import annotations
+
+import falcon
+
+from shared.auth import require_role
+from shared.http import ApiError, Operation, Param, parse_body, parse_choice, read_json
+from workflow_service.definitions import TRIGGERS, InvalidDefinition, validate_definition
+from workflow_service.engine import Engine
+from workflow_service.models import WorkflowStatus
+from workflow_service.web.common import (
+    READ_ROLES,
+    WRITE_ROLES,
+    invalid_definition,
+    not_found,
+    uuid_param,
+)
+from workflow_service.web.schemas import (
+    RunAccepted,
+    RunRequest,
+    WorkflowCreate,
+    WorkflowListOut,
+    WorkflowOut,
+    WorkflowPatch,
+    WorkflowVersionListOut,
+)
+from workflow_service.web.serialize import execution_body, job_ref, workflow_body
+from workflow_service.workflows import WorkflowInUse, WorkflowNotFound, WorkflowStore
+
+ID = Param("workflow_id", "path", "Workflow id", {"type": "string", "format": "uuid"})
+WRITE = (*WRITE_ROLES, "admin")
+READ = (*READ_ROLES, "admin")
+
+
+def _get(store: WorkflowStore, tenant: str, workflow_id: str):
+    workflow_id = uuid_param(workflow_id, "workflow_id")
+    try:
+        return store.get(tenant, workflow_id)
+    except WorkflowNotFound:
+        raise not_found("workflow", workflow_id) from None
+
+
+class WorkflowCollection:
+    docs = {
+        "GET": Operation(
+            "List the tenant's workflows",
+            response=WorkflowListOut,
+            params=(
+                Param("status", description="active, inactive or archived"),
+                Param("entity_type"),
+                Param("trigger"),
+            ),
+            errors=(400,),
+            roles=READ,
+        ),
+        "POST": Operation(
+            "Create a workflow (version 1)",
+            request=WorkflowCreate,
+            response=WorkflowOut,
+            status=201,
+            roles=WRITE,
+        ),
+    }
+
+    def __init__(self, store: WorkflowStore, max_body_bytes: int):
+        self.store = store
+        self.max_body_bytes = max_body_bytes
+
+    def on_get(self, req, resp):
+        principal = require_role(req, *READ_ROLES)
+        filters = {
+            "status": parse_choice(req, "status", WorkflowStatus.ALL),
+            "entity_type": parse_choice(req, "entity_type", ("policy", "assessment", "evidence")),
+            "trigger": parse_choice(req, "trigger", TRIGGERS),
+        }
+        rows = self.store.list(principal.tenant, **filters)
+        resp.media = {"items": [workflow_body(w) for w in rows]}
+
+    def on_post(self, req, resp):
+        principal = require_role(req, *WRITE_ROLES)
+        data = read_json(req, self.max_body_bytes)
+        if not isinstance(data, dict):
+            raise invalid_definition(
+                InvalidDefinition([{"field": "body", "message": "must be a JSON object"}])
+            )
+        data = dict(data)
+        status = data.pop("status", WorkflowStatus.INACTIVE)
+        if status not in (WorkflowStatus.ACTIVE, WorkflowStatus.INACTIVE):
+            raise invalid_definition(
+                InvalidDefinition([{"field": "status", "message": "must be active or inactive"}])
+            )
+        try:
+            definition = validate_definition(data)
+        except InvalidDefinition as exc:
+            raise invalid_definition(exc) from None
+        workflow = self.store.create(principal.tenant, principal.sub, definition, status)
+        resp.status = falcon.HTTP_201
+        resp.location = f"/workflows/{workflow.id}"
+        resp.media = workflow_body(workflow)
+
+
+class WorkflowItem:
+    docs = {
+        "GET": Operation(
+            "A workflow", response=WorkflowOut, params=(ID,), errors=(404,), roles=READ
+        ),
+        "PATCH": Operation(
+            "Edit a workflow; the result is a new version",
+            request=WorkflowPatch,
+            response=WorkflowOut,
+            params=(ID,),
+            errors=(404, 412),
+            roles=WRITE,
+        ),
+        "DELETE": Operation(
+            "Delete a workflow that never ran (archive one that did)",
+            status=204,
+            params=(ID,),
+            errors=(404, 409),
+            roles=WRITE,
+        ),
+    }
+
+    def __init__(self, store: WorkflowStore, max_body_bytes: int):
+        self.store = store
+        self.max_body_bytes = max_body_bytes
+
+    def on_get(self, req, resp, workflow_id):
+        principal = require_role(req, *READ_ROLES)
+        resp.media = workflow_body(_get(self.store, principal.tenant, workflow_id))
+
+    def on_patch(self, req, resp, workflow_id):
+        principal = require_role(req, *WRITE_ROLES)
+        current = _get(self.store, principal.tenant, workflow_id)
+        data = read_json(req, self.max_body_bytes)
+        patch = parse_body(WorkflowPatch, data)
+        if patch.version is not None and patch.version != current.version:
+            raise ApiError(
+                falcon.HTTP_412,
+                "Stale version",
+                f"The workflow is at version {current.version}, not {patch.version}; "
+                "reload it and apply your change again.",
+                current_version=current.version,
+            )
+        changes = {k: v for k, v in data.items() if k != "version"}
+        try:
+            workflow = self.store.update(principal.tenant, current.id, principal.sub, changes)
+        except InvalidDefinition as exc:
+            raise invalid_definition(exc) from None
+        except WorkflowNotFound:
+            raise not_found("workflow", current.id) from None
+        resp.media = workflow_body(workflow)
+
+    def on_delete(self, req, resp, workflow_id):
+        principal = require_role(req, *WRITE_ROLES)
+        workflow = _get(self.store, principal.tenant, workflow_id)
+        try:
+            self.store.delete(principal.tenant, workflow.id)
+        except WorkflowInUse:
+            raise falcon.HTTPConflict(
+                title="Workflow has executions",
+                description="A workflow that ran keeps its history; archive it instead "
+                f"(POST /workflows/{workflow.id}/archive).",
+            ) from None
+        resp.status = falcon.HTTP_204
+
+
+class WorkflowStatusAction:
+    """``POST /workflows/{id}/activate`` (``deactivate``, ``archive``)."""
+
+    def __init__(self, store: WorkflowStore, status: str):
+        self.store = store
+        self.status = status
+        self.docs = {
+            "POST": Operation(
+                f"Set the workflow's status to {status} (a new version)",
+                response=WorkflowOut,
+                params=(ID,),
+                errors=(404, 409),
+                roles=WRITE,
+            )
+        }
+
+    def on_post(self, req, resp, workflow_id):
+        principal = require_role(req, *WRITE_ROLES)
+        workflow = _get(self.store, principal.tenant, workflow_id)
+        if workflow.status == WorkflowStatus.ARCHIVED and self.status != WorkflowStatus.ARCHIVED:
+            raise falcon.HTTPConflict(
+                title="Workflow archived",
+                description="An archived workflow cannot be reactivated; create a new one.",
+            )
+        workflow = self.store.set_status(principal.tenant, workflow.id, principal.sub, self.status)
+        resp.media = workflow_body(workflow)
+
+
+class WorkflowVersions:
+    docs = {
+        "GET": Operation(
+            "Every version of a workflow, newest first",
+            response=WorkflowVersionListOut,
+            params=(ID,),
+            errors=(404,),
+            roles=READ,
+        )
+    }
+
+    def __init__(self, store: WorkflowStore):
+        self.store = store
+
+    def on_get(self, req, resp, workflow_id):
+        principal = require_role(req, *READ_ROLES)
+        workflow = _get(self.store, principal.tenant, workflow_id)
+        resp.media = {
+            "items": [
+                {
+                    "version": v.version,
+                    "status": v.status,
+                    "definition": v.definition,
+                    "created_by": v.created_by,
+                    "created_at": v.created_at.isoformat() + "Z",
+                }
+                for v in self.store.versions(workflow)
+            ]
+        }
+
+
+class WorkflowRun:
+    docs = {
+        "POST": Operation(
+            "Run the workflow now for one entity; answers with the job to follow",
+            request=RunRequest,
+            response=RunAccepted,
+            status=202,
+            params=(ID,),
+            errors=(404, 409),
+            roles=WRITE,
+        )
+    }
+
+    def __init__(self, store: WorkflowStore, engine: Engine, max_body_bytes: int):
+        self.store = store
+        self.engine = engine
+        self.max_body_bytes = max_body_bytes
+
+    def on_post(self, req, resp, workflow_id):
+        principal = require_role(req, *WRITE_ROLES)
+        workflow = _get(self.store, principal.tenant, workflow_id)
+        body = parse_body(RunRequest, read_json(req, self.max_body_bytes))
+        if workflow.status == WorkflowStatus.ARCHIVED:
+            raise falcon.HTTPConflict(
+                title="Workflow archived", description="An archived workflow cannot run."
+            )
+        execution = self.engine.manual_run(workflow, body.entity_id, body.data, principal.sub)
+        resp.status = falcon.HTTP_202
+        resp.location = f"/executions/{execution.id}"
+        resp.media = {
+            "execution_id": execution.id,
+            "status": execution.status,
+            "job": job_ref(execution.job_id),
+            "execution": execution_body(execution),
+        }
+
+
+def add_workflow_routes(app, docs, store: WorkflowStore, engine: Engine, limit: int) -> None:
+    docs.add_route(app, "/workflows", WorkflowCollection(store, limit))
+    docs.add_route(app, "/workflows/{workflow_id}", WorkflowItem(store, limit))
+    docs.add_route(app, "/workflows/{workflow_id}/versions", WorkflowVersions(store))
+    docs.add_route(app, "/workflows/{workflow_id}/run", WorkflowRun(store, engine, limit))
+    for action, status in (
+        ("activate", WorkflowStatus.ACTIVE),
+        ("deactivate", WorkflowStatus.INACTIVE),
+        ("archive", WorkflowStatus.ARCHIVED),
+    ):
+        docs.add_route(
+            app, f"/workflows/{{workflow_id}}/{action}", WorkflowStatusAction(store, status)
+        )
