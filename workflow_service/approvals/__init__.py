@@ -1,0 +1,1 @@
+"""Approvals: the ``require_approval`` step, decisions, and their HTTP API."""

@@ -1,0 +1,166 @@
+"""Periodic approval and delivery housekeeping, run by the scheduler (one leader).
+
+* overdue stages: marked once (conditional UPDATE) and their pending approvers and
+  ``escalate_to`` people told in-app, and by e-mail where the directory has an address;
+* decided approvals whose execution still waits (the deciding request died between
+  commit and resume, or decided in the instant before the execution was parked) are
+  resumed; the engine's resume is conditional, so this never resumes twice;
+* open approvals of cancelled or ended executions are cancelled;
+* deliveries left pending (their message lost) are sent again; claiming makes a
+  duplicate message harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import dramatiq
+
+from shared.db import utcnow
+from workflow_service.approvals import service
+from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot, ApprovalStatus
+from workflow_service.db import database
+from workflow_service.models import Execution, ExecutionStatus
+from workflow_service.notifications import delivery
+from workflow_service.notifications.models import Channel, Delivery, DeliveryStatus
+from workflow_service.notifications.steps import delivery_id
+from workflow_service.users import directory
+
+log = logging.getLogger(__name__)
+BATCH = 200
+
+
+def mark_overdue(broker: dramatiq.Broker, now: datetime | None = None) -> list[str]:
+    """Escalate every pending stage past its due time, once; returns the request ids."""
+    now = now or utcnow()
+    due = (
+        ApprovalRequest.select()
+        .where(
+            (ApprovalRequest.status == ApprovalStatus.PENDING)
+            & (ApprovalRequest.due_at < now)
+            & ApprovalRequest.overdue_at.is_null()
+        )
+        .limit(BATCH)
+    )
+    escalated, to_send = [], []
+    for request in due:
+        with database.atomic():
+            claimed = (
+                ApprovalRequest.update(overdue_at=now, updated_at=now)
+                .where(
+                    (ApprovalRequest.id == request.id)
+                    & (ApprovalRequest.status == ApprovalStatus.PENDING)
+                    & ApprovalRequest.overdue_at.is_null()
+                )
+                .execute()
+            )
+            if not claimed:
+                continue
+            to_send += _escalate(request, now)
+        escalated.append(request.id)
+    delivery.enqueue(broker, to_send)
+    return escalated
+
+
+def _escalate(request: ApprovalRequest, now: datetime) -> list[str]:
+    stage = request.current_stage
+    pending = [
+        s.approver
+        for s in ApprovalSlot.select(ApprovalSlot.approver).where(
+            (ApprovalSlot.request == request.id)
+            & (ApprovalSlot.stage == stage)
+            & (ApprovalSlot.status == ApprovalStatus.PENDING)
+        )
+    ]
+    people = directory.resolve(
+        request.tenant_id,
+        [f"user:{u}" for u in pending] + list(request.escalate_to),
+        owner=request.owner,
+        initiator=request.initiator,
+    )
+    key = f"{request.step_key}.overdue.{stage}"
+    subject = f"Overdue approval: {request.title}"[:300]
+    body = (
+        f'The approval "{request.title}" was due at {request.due_at:%Y-%m-%d %H:%M} UTC '
+        f"and still waits for: {', '.join(pending) or 'nobody'}. Approval id: {request.id}"
+    )
+    service.notify_in_app(request, [p.user_id for p in people], key, subject, body)
+    items = [
+        delivery.PlannedDelivery(
+            recipient=p.user_id, channel=Channel.EMAIL, address=p.email, subject=subject, body=body
+        )
+        for p in people
+        if p.email
+    ]
+    return delivery.plan(
+        tenant_id=request.tenant_id,
+        execution_id=request.execution_id,
+        step_key=key,
+        entity_type=request.entity_type,
+        entity_id=request.entity_id,
+        items=items,
+        id_for=lambda i: delivery_id(request.execution_id, key, i.recipient, i.channel),
+    )
+
+
+def settle_stragglers(
+    resume: Callable[[str, str], str | None], now: datetime | None = None, grace_s: float = 5.0
+) -> dict[str, int]:
+    """Resume executions whose approval was decided; cancel approvals of ended ones."""
+    now = now or utcnow()
+    before = now - timedelta(seconds=grace_s)
+    decided = (
+        ApprovalRequest.select(ApprovalRequest)
+        .join(Execution, on=(ApprovalRequest.execution == Execution.id))
+        .where(
+            ApprovalRequest.status.in_((ApprovalStatus.APPROVED, ApprovalStatus.REJECTED))
+            & (Execution.status == ExecutionStatus.WAITING_APPROVAL)
+            & (ApprovalRequest.decided_at < before)
+        )
+        .limit(BATCH)
+    )
+    resumed = 0
+    for request in decided:
+        if resume(request.execution_id, f"approval:{request.step_key}"):
+            log.info("resumed execution %s after approval %s", request.execution_id, request.id)
+            resumed += 1
+    ended = (
+        ApprovalRequest.select(ApprovalRequest.execution)
+        .join(Execution, on=(ApprovalRequest.execution == Execution.id))
+        .where(
+            (ApprovalRequest.status == ApprovalStatus.PENDING)
+            & Execution.status.in_(ExecutionStatus.FINAL)
+        )
+        .limit(BATCH)
+    )
+    cancelled = sum(service.cancel_for_execution(r.execution_id, now) for r in ended)
+    return {"resumed": resumed, "cancelled": cancelled}
+
+
+def resend_deliveries(
+    broker: dramatiq.Broker,
+    older_than_s: float = 120.0,
+    lease_s: float = 60.0,
+    now: datetime | None = None,
+) -> list[str]:
+    """Send again deliveries stuck pending, or claimed by a worker that vanished."""
+    now = now or utcnow()
+    stuck = [
+        d.id
+        for d in Delivery.select(Delivery.id)
+        .where(
+            (
+                (Delivery.status == DeliveryStatus.PENDING)
+                & (Delivery.updated_at < now - timedelta(seconds=older_than_s))
+            )
+            | (
+                (Delivery.status == DeliveryStatus.SENDING)
+                & (Delivery.claimed_at < now - timedelta(seconds=lease_s))
+            )
+        )
+        .limit(BATCH)
+    ]
+    delivery.enqueue(broker, stuck)
+    return stuck

@@ -1,0 +1,85 @@
+"""Approval tables.
+
+An :class:`ApprovalRequest` is one ``require_approval`` step of one execution (unique
+on both). It holds the stage plan and the outcome. Each approver of the current stage
+gets an :class:`ApprovalSlot`; the slot is where the decision is recorded for audit
+(who, when, comment, the entity's version at that moment) and what "mine" lists.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import peewee
+
+from shared.db import utcnow
+from workflow_service.db import BaseModel, JSONField
+from workflow_service.models import Execution
+
+
+class ApprovalStatus:
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    ALL = (PENDING, APPROVED, REJECTED, CANCELLED)
+
+
+class ApprovalRequest(BaseModel):
+    id = peewee.CharField(max_length=36, primary_key=True, default=lambda: str(uuid.uuid4()))
+    tenant_id = peewee.CharField(max_length=64)
+    execution = peewee.ForeignKeyField(Execution, backref="approval_requests", on_delete="CASCADE")
+    step_key = peewee.CharField(max_length=64)
+    title = peewee.CharField(max_length=300)
+    entity_type = peewee.CharField(max_length=32)
+    entity_id = peewee.CharField(max_length=64)
+    #: The entity's version when approval was requested (from the trigger event).
+    entity_version = peewee.IntegerField(null=True)
+    owner = peewee.CharField(max_length=128, null=True)
+    initiator = peewee.CharField(max_length=128, null=True)
+    #: [{"approvers": [...], "mode": "all"|"any"|"quorum", "quorum": n}, ...] in order.
+    stages = JSONField()
+    allow_self_approval = peewee.BooleanField(default=False)
+    #: Seconds each stage has before it is overdue (None: no due time).
+    due_in_s = peewee.IntegerField(null=True)
+    escalate_to = JSONField(default=list)
+    current_stage = peewee.IntegerField(default=0)
+    status = peewee.CharField(max_length=16, default=ApprovalStatus.PENDING)
+    due_at = peewee.DateTimeField(null=True)
+    overdue_at = peewee.DateTimeField(null=True)
+    decided_at = peewee.DateTimeField(null=True)
+    decided_by = peewee.CharField(max_length=128, null=True)
+    #: Bumped by every decision: the UPDATE that bumps it serializes concurrent deciders.
+    lock_version = peewee.IntegerField(default=0)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("execution", "step_key"), True),
+            (("tenant_id", "status", "created_at"), False),
+            (("status", "due_at"), False),
+        )
+
+
+class ApprovalSlot(BaseModel):
+    id = peewee.AutoField()
+    request = peewee.ForeignKeyField(ApprovalRequest, backref="slots", on_delete="CASCADE")
+    tenant_id = peewee.CharField(max_length=64)
+    stage = peewee.IntegerField()
+    approver = peewee.CharField(max_length=128)
+    status = peewee.CharField(max_length=16, default=ApprovalStatus.PENDING)
+    comment = peewee.TextField(null=True)
+    decided_at = peewee.DateTimeField(null=True)
+    #: The entity's version when this approver decided (what they actually saw).
+    entity_version = peewee.IntegerField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("request", "stage", "approver"), True),
+            (("tenant_id", "approver", "status"), False),
+        )
+
+
+APPROVAL_MODELS: tuple[type[BaseModel], ...] = (ApprovalRequest, ApprovalSlot)

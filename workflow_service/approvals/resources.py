@@ -1,0 +1,245 @@
+"""``/approvals``: what awaits my decision, one approval, and deciding it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import falcon
+from pydantic import BaseModel, Field
+
+from shared.auth import principal_of
+from shared.http import (
+    ApiDocs,
+    Operation,
+    Param,
+    StrictModel,
+    parse_body,
+    parse_choice,
+    parse_limit,
+    read_json,
+)
+from workflow_service.approvals import service
+from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot, ApprovalStatus
+from workflow_service.models import Execution, ExecutionStatus
+from workflow_service.web.common import after_cursor, next_cursor, page_cursor, uuid_param
+
+log = logging.getLogger(__name__)
+
+#: (execution id, tag) -> job id of the run message, or None when it was not waiting.
+Resume = Callable[[str, str], "str | None"]
+#: (tenant, entity type, entity id) -> the entity's current version, or None.
+VersionLookup = Callable[[str, str, str], "int | None"]
+#: Waits for an execution to reach ``waiting_approval`` after its step committed.
+RESUME_BACKOFF_S = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
+
+
+class DecisionIn(StrictModel):
+    decision: Literal["approve", "reject"]
+    comment: str | None = Field(default=None, max_length=4000)
+
+
+class DecisionOut(BaseModel):
+    id: str
+    status: str
+    stage: int
+    outcome: str | None
+    my_decision: str | None
+    job: dict | None
+
+
+ID = Param("approval_id", "path", "Approval id", {"type": "string", "format": "uuid"})
+
+
+def _get(tenant: str, approval_id: str) -> ApprovalRequest:
+    approval_id = uuid_param(approval_id, "approval_id")
+    try:
+        return service.get_request(tenant, approval_id)
+    except service.ApprovalNotFound:
+        raise falcon.HTTPNotFound(
+            title="Approval not found", description=f"No approval {approval_id} in your tenant."
+        ) from None
+
+
+class ApprovalCollection:
+    docs = {
+        "GET": Operation(
+            "Approvals I am an approver of (newest first)",
+            params=(
+                Param(
+                    "status",
+                    description="pending (awaiting my decision), approved, rejected or cancelled",
+                ),
+                Param("all", description="admins: every approval of the tenant"),
+                Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 200}),
+                Param("cursor"),
+            ),
+            errors=(400,),
+        )
+    }
+
+    def on_get(self, req, resp):
+        principal = principal_of(req)
+        status = parse_choice(req, "status", ApprovalStatus.ALL)
+        limit = parse_limit(req)
+        query = ApprovalRequest.select().where(ApprovalRequest.tenant_id == principal.tenant)
+        if req.get_param_as_bool("all") and principal.has_role("admin"):
+            if status:
+                query = query.where(ApprovalRequest.status == status)
+        else:
+            where = (ApprovalSlot.tenant_id == principal.tenant) & (
+                ApprovalSlot.approver == principal.sub
+            )
+            if status == ApprovalStatus.PENDING:
+                where &= ApprovalSlot.status == ApprovalStatus.PENDING
+            mine = ApprovalSlot.select(ApprovalSlot.request).where(where)
+            query = query.where(ApprovalRequest.id.in_(mine))
+            if status:
+                query = query.where(ApprovalRequest.status == status)
+        rows = list(after_cursor(query, ApprovalRequest, page_cursor(req)).limit(limit))
+        resp.media = {
+            "items": [service.request_dict(r, principal.sub) for r in rows],
+            "next_cursor": next_cursor(rows, limit),
+        }
+
+
+class ApprovalItem:
+    docs = {
+        "GET": Operation(
+            "One approval with its stages and decisions", params=(ID,), errors=(403, 404)
+        )
+    }
+
+    def on_get(self, req, resp, approval_id):
+        principal = principal_of(req)
+        request = _get(principal.tenant, approval_id)
+        involved = (
+            ApprovalSlot.select()
+            .where((ApprovalSlot.request == request.id) & (ApprovalSlot.approver == principal.sub))
+            .exists()
+        )
+        if not (
+            involved
+            or principal.has_role("admin", "service")
+            or principal.sub in (request.owner, request.initiator)
+        ):
+            raise falcon.HTTPForbidden(
+                title="Forbidden",
+                description="Only its approvers, the entity's owner and admins see an approval.",
+            )
+        resp.media = service.request_dict(request, principal.sub)
+
+
+class ApprovalDecision:
+    docs = {
+        "POST": Operation(
+            "Approve or reject (once; the decision is final)",
+            request=DecisionIn,
+            response=DecisionOut,
+            params=(ID,),
+            errors=(403, 404, 409),
+        )
+    }
+
+    def __init__(self, resume: Resume, entity_version: VersionLookup, max_body_bytes: int):
+        self.resume = resume
+        self.entity_version = entity_version
+        self.max_body_bytes = max_body_bytes
+
+    def on_post(self, req, resp, approval_id):
+        principal = principal_of(req)
+        request = _get(principal.tenant, approval_id)
+        body = parse_body(DecisionIn, read_json(req, self.max_body_bytes))
+        version = self.entity_version(principal.tenant, request.entity_type, request.entity_id)
+        try:
+            result = service.decide(
+                principal.tenant,
+                request.id,
+                principal.sub,
+                body.decision,
+                body.comment,
+                entity_version=version,
+            )
+        except service.NotAnApprover as exc:
+            title = (
+                "Self-approval refused"
+                if isinstance(exc, service.SelfApprovalRefused)
+                else "Not an approver"
+            )
+            raise falcon.HTTPForbidden(title=title, description=str(exc)) from None
+        except service.AlreadyDecided as exc:
+            raise falcon.HTTPConflict(title="Already decided", description=str(exc)) from None
+        except service.ExecutionNotWaiting as exc:
+            raise falcon.HTTPConflict(title="Execution not waiting", description=str(exc)) from None
+        job_id = None
+        if result.outcome is not None:
+            job_id = self._resume(result.request)
+        resp.media = {
+            "id": result.request.id,
+            "status": result.request.status,
+            "stage": result.request.current_stage + 1,
+            "outcome": result.outcome,
+            "my_decision": result.slot.status,
+            "job": {"id": job_id, "href": f"/jobs/{job_id}"} if job_id else None,
+        }
+
+    def _resume(self, request: ApprovalRequest) -> str | None:
+        """Resume the execution; wait briefly if its worker has not parked it yet.
+
+        The step's transaction commits the open request a moment before the engine
+        marks the execution ``waiting_approval``; a decision inside that gap finds
+        nothing to resume. The scheduler's approval sweep covers anything left.
+        """
+        for pause in RESUME_BACKOFF_S:
+            time.sleep(pause)
+            job_id = self.resume(request.execution_id, f"approval:{request.step_key}")
+            if job_id:
+                return job_id
+            status = (
+                Execution.select(Execution.status)
+                .where(Execution.id == request.execution_id)
+                .scalar()
+            )
+            if status != ExecutionStatus.RUNNING:
+                return None
+        log.warning("execution %s still running; the sweep will resume it", request.execution_id)
+        return None
+
+
+def policy_version_lookup(api) -> VersionLookup:
+    """The entity's current version from the api (None when it cannot be read)."""
+
+    def lookup(tenant: str, entity_type: str, entity_id: str) -> int | None:
+        if entity_type != "policy":
+            return None
+        try:
+            response = api.request("GET", f"/policies/{entity_id}", tenant)
+            if response.status_code == 200:
+                version = response.json().get("version")
+                return version if isinstance(version, int) else None
+        except Exception:  # noqa: BLE001 - the decision must not depend on the api
+            log.warning(
+                "could not read the version of %s %s", entity_type, entity_id, exc_info=True
+            )
+        return None
+
+    return lookup
+
+
+def add_routes(
+    app: falcon.App,
+    docs: ApiDocs,
+    *,
+    resume: Resume,
+    entity_version: VersionLookup,
+    max_body_bytes: int,
+) -> None:
+    docs.add_route(app, "/approvals", ApprovalCollection())
+    docs.add_route(app, "/approvals/{approval_id}", ApprovalItem())
+    docs.add_route(
+        app,
+        "/approvals/{approval_id}/decision",
+        ApprovalDecision(resume, entity_version, max_body_bytes),
+    )

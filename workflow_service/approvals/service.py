@@ -1,0 +1,445 @@
+"""Opening approval requests, recording decisions, and settling outcomes.
+
+Concurrency: every decision starts with ``UPDATE approval_request SET lock_version =
+lock_version + 1 WHERE id = ? AND status = 'pending'``. On PostgreSQL that row lock
+makes concurrent deciders of one request take turns, and each re-reads the slots after
+the previous one committed; on SQLite the UPDATE takes the database's write lock, with
+the same effect. So the stage is counted with every earlier decision in view, the
+request flips from ``pending`` exactly once, and exactly one decider gets the outcome
+and resumes the execution (whose own resume is a conditional UPDATE as well).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import peewee
+
+from shared.db import utcnow
+from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot, ApprovalStatus
+from workflow_service.db import database
+from workflow_service.models import Execution, ExecutionStatus, Notification
+from workflow_service.users import directory
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+class ApprovalError(Exception):
+    """Base of decision errors; the web layer maps each subclass to a status."""
+
+
+class ApprovalNotFound(ApprovalError):
+    pass
+
+
+class NotAnApprover(ApprovalError):
+    pass
+
+
+class SelfApprovalRefused(NotAnApprover):
+    pass
+
+
+class AlreadyDecided(ApprovalError):
+    pass
+
+
+class ExecutionNotWaiting(ApprovalError):
+    """The execution was cancelled (or ended) while the approval was open."""
+
+
+class NoEligibleApprovers(ApprovalError):
+    """A stage cannot be decided by the people it names (the step fails with this)."""
+
+
+# ------------------------------------------------------------------------------ stages
+
+
+@dataclass(frozen=True)
+class Stage:
+    approvers: tuple[str, ...]
+    mode: str = "any"  # all | any | quorum
+    quorum: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Stage:
+        return cls(tuple(data["approvers"]), data.get("mode", "any"), data.get("quorum"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"approvers": list(self.approvers), "mode": self.mode, "quorum": self.quorum}
+
+    def needed(self, slots: int) -> int:
+        """Approvals that settle the stage, given how many approvers it has."""
+        if self.mode == "all":
+            return slots
+        if self.mode == "quorum":
+            return self.quorum or 1
+        return 1
+
+
+def stages_of(request: ApprovalRequest) -> list[Stage]:
+    return [Stage.from_dict(s) for s in request.stages]
+
+
+def _self_ids(request: ApprovalRequest) -> set[str]:
+    """Who may not approve unless self-approval is allowed: owner and initiator."""
+    return {p for p in (request.owner, request.initiator) if p}
+
+
+def notify_in_app(
+    request: ApprovalRequest, users: Sequence[str], key: str, subject: str, body: str
+) -> None:
+    rows = [
+        {
+            "id": _notification_id(request.id, key, user),
+            "tenant_id": request.tenant_id,
+            "recipient": user,
+            "address": f"user:{user}",
+            "channel": "in_app",
+            "execution": request.execution_id,
+            "step_key": key,
+            "subject": subject[:300],
+            "body": body,
+            "entity_type": request.entity_type,
+            "entity_id": request.entity_id,
+        }
+        for user in users
+    ]
+    if rows:
+        Notification.insert_many(rows).on_conflict_ignore().execute()
+
+
+def _notification_id(request_id: str, key: str, user: str) -> str:
+    import uuid
+
+    return str(uuid.uuid5(uuid.UUID(request_id), f"{key}:{user}"))
+
+
+def open_stage(request: ApprovalRequest, index: int, now: datetime) -> list[str]:
+    """Create the slots of stage ``index`` and tell its approvers; return their ids."""
+    stage = stages_of(request)[index]
+    people = directory.resolve(
+        request.tenant_id, stage.approvers, owner=request.owner, initiator=request.initiator
+    )
+    excluded: list[str] = []
+    if not request.allow_self_approval:
+        excluded = [p.user_id for p in people if p.user_id in _self_ids(request)]
+        people = [p for p in people if p.user_id not in _self_ids(request)]
+    needed = stage.needed(len(people))
+    if not people or len(people) < needed:
+        detail = f" (self-approval excluded {', '.join(excluded)})" if excluded else ""
+        raise NoEligibleApprovers(
+            f"stage {index + 1} needs {max(needed, 1)} approval(s) but "
+            f"{', '.join(stage.approvers)} name {len(people)} eligible approver(s){detail}"
+        )
+    ApprovalSlot.insert_many(
+        [
+            {
+                "request": request.id,
+                "tenant_id": request.tenant_id,
+                "stage": index,
+                "approver": p.user_id,
+                "created_at": now,
+            }
+            for p in people
+        ]
+    ).on_conflict_ignore().execute()
+    users = [p.user_id for p in people]
+    stage_note = f" (stage {index + 1} of {len(request.stages)})" if len(request.stages) > 1 else ""
+    notify_in_app(
+        request,
+        users,
+        f"{request.step_key}.approval.{index}",
+        f"Approval requested: {request.title}"[:300],
+        f"Your decision is requested{stage_note}. Approval id: {request.id}",
+    )
+    return users
+
+
+def open_request(
+    *,
+    execution: Execution,
+    step_key: str,
+    title: str,
+    stages: Sequence[Stage],
+    owner: str | None,
+    initiator: str | None,
+    entity_version: int | None,
+    allow_self_approval: bool,
+    due_in_s: int | None,
+    escalate_to: Sequence[str],
+    now: datetime | None = None,
+) -> ApprovalRequest:
+    """The request of this execution's step, created with its first stage if new."""
+    now = now or utcnow()
+    existing = ApprovalRequest.get_or_none(
+        (ApprovalRequest.execution == execution.id) & (ApprovalRequest.step_key == step_key)
+    )
+    if existing is not None:
+        return existing
+    ApprovalRequest.insert(
+        tenant_id=execution.tenant_id,
+        execution=execution.id,
+        step_key=step_key,
+        title=title[:300],
+        entity_type=execution.entity_type,
+        entity_id=execution.entity_id,
+        entity_version=entity_version,
+        owner=owner,
+        initiator=initiator,
+        stages=[s.to_dict() for s in stages],
+        allow_self_approval=allow_self_approval,
+        due_in_s=due_in_s,
+        escalate_to=list(escalate_to),
+        due_at=now + timedelta(seconds=due_in_s) if due_in_s else None,
+        created_at=now,
+        updated_at=now,
+    ).on_conflict_ignore().execute()
+    request = ApprovalRequest.get(
+        (ApprovalRequest.execution == execution.id) & (ApprovalRequest.step_key == step_key)
+    )
+    open_stage(request, 0, now)
+    return request
+
+
+# --------------------------------------------------------------------------- deciding
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    request: ApprovalRequest
+    slot: ApprovalSlot
+    #: ``approved``/``rejected`` when this decision settled the request, else None.
+    outcome: str | None
+    #: The stage that opened because of this decision (sequential approvals).
+    advanced_to: int | None = None
+
+
+def get_request(tenant_id: str, request_id: str) -> ApprovalRequest:
+    request = ApprovalRequest.get_or_none(
+        (ApprovalRequest.id == request_id) & (ApprovalRequest.tenant_id == tenant_id)
+    )
+    if request is None:
+        raise ApprovalNotFound(f"no approval {request_id!r}")
+    return request
+
+
+def decide(
+    tenant_id: str,
+    request_id: str,
+    user_id: str,
+    decision: str,
+    comment: str | None,
+    *,
+    entity_version: int | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> DecisionResult:
+    """Record ``user_id``'s decision; settle the stage or request when it decides them."""
+    request = get_request(tenant_id, request_id)
+    mine = list(
+        ApprovalSlot.select().where(
+            (ApprovalSlot.request == request.id) & (ApprovalSlot.approver == user_id)
+        )
+    )
+    if not mine:
+        if not request.allow_self_approval and user_id in _self_ids(request):
+            raise SelfApprovalRefused(
+                "Self-approval is not allowed: you own this "
+                f"{request.entity_type} or made the change that requested approval."
+            )
+        raise NotAnApprover("You are not an approver of this approval.")
+    cancelled_execution = False
+    with database.atomic():
+        now = clock()
+        locked = (
+            ApprovalRequest.update(lock_version=ApprovalRequest.lock_version + 1, updated_at=now)
+            .where(
+                (ApprovalRequest.id == request.id)
+                & (ApprovalRequest.status == ApprovalStatus.PENDING)
+            )
+            .execute()
+        )
+        request = ApprovalRequest.get_by_id(request.id)
+        if not locked:
+            raise AlreadyDecided(f"This approval is already {request.status}.")
+        execution = Execution.get_by_id(request.execution_id)
+        if execution.status in ExecutionStatus.FINAL:
+            _settle(request, ApprovalStatus.CANCELLED, None, now)
+            cancelled_execution = True
+        else:
+            result = _record(request, user_id, decision, comment, entity_version, now)
+    if cancelled_execution:
+        raise ExecutionNotWaiting(
+            f"The execution of this approval is {execution.status}; no decision is possible."
+        )
+    return result
+
+
+def _record(
+    request: ApprovalRequest,
+    user_id: str,
+    decision: str,
+    comment: str | None,
+    entity_version: int | None,
+    now: datetime,
+) -> DecisionResult:
+    stage_index = request.current_stage
+    slot = ApprovalSlot.get_or_none(
+        (ApprovalSlot.request == request.id)
+        & (ApprovalSlot.stage == stage_index)
+        & (ApprovalSlot.approver == user_id)
+    )
+    if slot is None:
+        earlier = (
+            ApprovalSlot.select()
+            .where(
+                (ApprovalSlot.request == request.id)
+                & (ApprovalSlot.approver == user_id)
+                & (ApprovalSlot.stage < stage_index)
+            )
+            .exists()
+        )
+        if earlier:
+            raise AlreadyDecided("You already decided at an earlier stage of this approval.")
+        raise NotAnApprover("You approve at a later stage; this stage is not yours yet.")
+    if slot.status != ApprovalStatus.PENDING:
+        raise AlreadyDecided(f"Your decision is already recorded ({slot.status}).")
+    status = ApprovalStatus.APPROVED if decision == "approve" else ApprovalStatus.REJECTED
+    ApprovalSlot.update(
+        status=status, comment=comment, decided_at=now, entity_version=entity_version
+    ).where(ApprovalSlot.id == slot.id).execute()
+    slot = ApprovalSlot.get_by_id(slot.id)
+
+    if status == ApprovalStatus.REJECTED:
+        _settle(request, ApprovalStatus.REJECTED, user_id, now)
+        return DecisionResult(ApprovalRequest.get_by_id(request.id), slot, ApprovalStatus.REJECTED)
+
+    counts = dict(
+        ApprovalSlot.select(ApprovalSlot.status, peewee.fn.COUNT(ApprovalSlot.id))
+        .where((ApprovalSlot.request == request.id) & (ApprovalSlot.stage == stage_index))
+        .group_by(ApprovalSlot.status)
+        .tuples()
+    )
+    stage = stages_of(request)[stage_index]
+    if counts.get(ApprovalStatus.APPROVED, 0) < stage.needed(sum(counts.values())):
+        return DecisionResult(request, slot, None)
+    _cancel_pending_slots(request.id, stage_index)
+    if stage_index + 1 < len(request.stages):
+        following = stage_index + 1
+        ApprovalRequest.update(
+            current_stage=following,
+            due_at=now + timedelta(seconds=request.due_in_s) if request.due_in_s else None,
+            overdue_at=None,
+            updated_at=now,
+        ).where(ApprovalRequest.id == request.id).execute()
+        request = ApprovalRequest.get_by_id(request.id)
+        open_stage(request, following, now)
+        return DecisionResult(request, slot, None, advanced_to=following)
+    _settle(request, ApprovalStatus.APPROVED, user_id, now)
+    return DecisionResult(ApprovalRequest.get_by_id(request.id), slot, ApprovalStatus.APPROVED)
+
+
+def _cancel_pending_slots(request_id: str, stage: int | None = None) -> None:
+    where = (ApprovalSlot.request == request_id) & (ApprovalSlot.status == ApprovalStatus.PENDING)
+    if stage is not None:
+        where &= ApprovalSlot.stage == stage
+    ApprovalSlot.update(status=ApprovalStatus.CANCELLED).where(where).execute()
+
+
+def _settle(request: ApprovalRequest, status: str, by: str | None, now: datetime) -> None:
+    """Mark the request decided (under the decision lock) and cancel what is pending."""
+    ApprovalRequest.update(status=status, decided_at=now, decided_by=by, updated_at=now).where(
+        ApprovalRequest.id == request.id
+    ).execute()
+    _cancel_pending_slots(request.id)
+
+
+def cancel_for_execution(execution_id: str, now: datetime | None = None) -> int:
+    """Cancel the open approvals of a cancelled execution; returns how many."""
+    now = now or utcnow()
+    with database.atomic():
+        ids = [
+            r.id
+            for r in ApprovalRequest.select(ApprovalRequest.id).where(
+                (ApprovalRequest.execution == execution_id)
+                & (ApprovalRequest.status == ApprovalStatus.PENDING)
+            )
+        ]
+        for request_id in ids:
+            ApprovalRequest.update(
+                status=ApprovalStatus.CANCELLED, decided_at=now, updated_at=now
+            ).where(
+                (ApprovalRequest.id == request_id)
+                & (ApprovalRequest.status == ApprovalStatus.PENDING)
+            ).execute()
+            _cancel_pending_slots(request_id)
+    return len(ids)
+
+
+# ------------------------------------------------------------------------------ views
+
+
+def decisions_of(request: ApprovalRequest) -> list[dict[str, Any]]:
+    slots = (
+        ApprovalSlot.select()
+        .where(ApprovalSlot.request == request.id)
+        .order_by(ApprovalSlot.stage, ApprovalSlot.id)
+    )
+    return [
+        {
+            "stage": s.stage + 1,
+            "approver": s.approver,
+            "status": s.status,
+            "comment": s.comment,
+            "decided_at": _iso(s.decided_at),
+            "entity_version": s.entity_version,
+        }
+        for s in slots
+    ]
+
+
+def comments_of(request: ApprovalRequest) -> list[dict[str, Any]]:
+    """Decided slots with a comment: what the owner reads after a rejection."""
+    return [d for d in decisions_of(request) if d["comment"] and d["decided_at"]]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() + "Z" if value else None
+
+
+def request_dict(request: ApprovalRequest, viewer: str | None = None) -> dict[str, Any]:
+    decisions = decisions_of(request)
+    mine = [d for d in decisions if d["approver"] == viewer]
+    current = [d for d in mine if d["stage"] == request.current_stage + 1]
+    return {
+        "id": request.id,
+        "title": request.title,
+        "status": request.status,
+        "entity_type": request.entity_type,
+        "entity_id": request.entity_id,
+        "entity_version": request.entity_version,
+        "execution_id": request.execution_id,
+        "step_key": request.step_key,
+        "owner": request.owner,
+        "initiator": request.initiator,
+        "allow_self_approval": request.allow_self_approval,
+        "stage": request.current_stage + 1,
+        "stages": request.stages,
+        "due_at": _iso(request.due_at),
+        "overdue": request.overdue_at is not None,
+        "created_at": _iso(request.created_at),
+        "decided_at": _iso(request.decided_at),
+        "decided_by": request.decided_by,
+        "my_decision": mine[-1]["status"] if mine else None,
+        "can_decide": request.status == ApprovalStatus.PENDING
+        and bool(current)
+        and current[0]["status"] == ApprovalStatus.PENDING,
+        "decisions": decisions,
+    }

@@ -1,0 +1,234 @@
+"""The ``require_approval`` step kind.
+
+Options::
+
+    {"kind": "require_approval",
+     "approvers": ["role:approver", "user:carol"],   # or "stages": [...] (sequential)
+     "mode": "all" | "any" | "quorum", "quorum": 2,
+     "stages": [{"approvers": [...], "mode": "all"}, {"approvers": [...], "mode": "any"}],
+     "title": "Approve {{ entity.title }}",
+     "due_in": "2d",                                  # per stage; s, m, h or d
+     "escalate_to": ["role:admin"],                   # told when a stage is overdue
+     "allow_self_approval": false,
+     "on_approve": [ ...steps... ], "on_reject": [ ...steps... ]}
+
+First run: opens the request and its first stage, and returns ``waiting`` (the
+execution moves to ``waiting_approval`` and frees its worker). The decision that
+settles the request resumes the execution; the second run finds the outcome and
+returns the on-approve or on-reject steps as the branch the engine runs next.
+``notify`` steps in those lists become ``approval_notify`` steps, whose templates can
+also read ``approval`` (status, decided_by, decisions, comments).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+
+from workflow_service.approvals import service
+from workflow_service.approvals.models import ApprovalRequest, ApprovalStatus
+from workflow_service.notifications.templates import TemplateInvalid, TemplateRenderError, renderer
+from workflow_service.steps import Step, StepConfig, StepContext, StepFailed, StepOutcome, register
+from workflow_service.steps.notify import Notify, NotifyConfig
+from workflow_service.steps.registry import step_errors
+from workflow_service.users.directory import parse_recipient
+
+DEFAULT_TITLE = "Approve {{ entity.type }} {{ entity.title | default(entity.id) }}"
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _recipient(value: str) -> str:
+    parse_recipient(value)
+    return value.strip()
+
+
+def _template(value: str) -> str:
+    try:
+        renderer.check(value)
+    except TemplateInvalid as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _duration(value: Any) -> Any:
+    """``90``, ``"90s"``, ``"30m"``, ``"4h"``, ``"2d"`` -> seconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return int(match.group(1)) * _UNIT_S[match.group(2)]
+    raise ValueError("must be seconds or a duration like '90s', '30m', '4h' or '2d'")
+
+
+Recipient = Annotated[str, AfterValidator(_recipient)]
+Template = Annotated[str, AfterValidator(_template)]
+Duration = Annotated[int, BeforeValidator(_duration), Field(ge=1, le=366 * 86400)]
+Mode = Literal["all", "any", "quorum"]
+
+
+def _check_quorum(mode: str, quorum: int | None) -> None:
+    if mode == "quorum" and quorum is None:
+        raise ValueError("mode 'quorum' needs 'quorum': how many approvals decide")
+    if mode != "quorum" and quorum is not None:
+        raise ValueError("'quorum' is only used with mode 'quorum'")
+
+
+class StageConfig(StepConfig):
+    approvers: list[Recipient] = Field(min_length=1, max_length=50)
+    mode: Mode = "any"
+    quorum: int | None = Field(default=None, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _quorum(self):
+        _check_quorum(self.mode, self.quorum)
+        return self
+
+
+class RequireApprovalConfig(StepConfig):
+    approvers: list[Recipient] | None = Field(default=None, min_length=1, max_length=50)
+    mode: Mode = "any"
+    quorum: int | None = Field(default=None, ge=1, le=100)
+    stages: list[StageConfig] | None = Field(default=None, min_length=1, max_length=10)
+    title: Template = Field(default=DEFAULT_TITLE, min_length=1, max_length=300)
+    due_in: Duration | None = None
+    escalate_to: list[Recipient] = Field(default_factory=list, max_length=50)
+    allow_self_approval: bool = False
+    on_approve: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    on_reject: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+
+    @model_validator(mode="after")
+    def _one_plan(self):
+        if (self.approvers is None) == (self.stages is None):
+            raise ValueError("give either 'approvers' (one stage) or 'stages' (sequential)")
+        if self.stages is not None and (self.quorum is not None or self.mode != "any"):
+            raise ValueError("with 'stages', set 'mode' and 'quorum' on each stage")
+        _check_quorum(self.mode, self.quorum)
+        return self
+
+    @field_validator("on_approve", "on_reject")
+    @classmethod
+    def _valid_steps(cls, steps: list[dict[str, Any]], info) -> list[dict[str, Any]]:
+        errors = step_errors(steps, prefix=info.field_name)
+        if errors:
+            raise ValueError("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        return steps
+
+    def stage_plan(self) -> list[service.Stage]:
+        if self.stages is not None:
+            return [service.Stage(tuple(s.approvers), s.mode, s.quorum) for s in self.stages]
+        return [service.Stage(tuple(self.approvers or ()), self.mode, self.quorum)]
+
+
+def _version(data: dict[str, Any]) -> int | None:
+    version = data.get("version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+@register
+class RequireApproval(Step):
+    kind = "require_approval"
+    Config = RequireApprovalConfig
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        config: RequireApprovalConfig = self.config  # type: ignore[assignment]
+        request = ApprovalRequest.get_or_none(
+            (ApprovalRequest.execution == ctx.execution.id)
+            & (ApprovalRequest.step_key == ctx.step_key)
+        )
+        if request is None:
+            return self._open(ctx, config)
+        if request.status == ApprovalStatus.PENDING:
+            stage = request.current_stage + 1
+            return StepOutcome.waiting({"approval_id": request.id, "stage": stage})
+        if request.status == ApprovalStatus.CANCELLED:
+            raise StepFailed(f"approval {request.id} was cancelled")
+        approved = request.status == ApprovalStatus.APPROVED
+        steps = config.on_approve if approved else config.on_reject
+        return StepOutcome.completed(
+            {
+                "approval_id": request.id,
+                "outcome": request.status,
+                "decided_by": request.decided_by,
+                "decisions": service.decisions_of(request),
+            },
+            branch=[_with_approval(step, ctx.step_key) for step in steps],
+        )
+
+    def _open(self, ctx: StepContext, config: RequireApprovalConfig) -> StepOutcome:
+        try:
+            title = renderer.render(config.title, ctx.template_values)
+        except TemplateRenderError as exc:
+            raise StepFailed(f"title: {exc}") from None
+        try:
+            request = service.open_request(
+                execution=ctx.execution,
+                step_key=ctx.step_key,
+                title=title,
+                stages=config.stage_plan(),
+                owner=_str(ctx.trigger.data.get("owner")),
+                initiator=ctx.trigger.actor,
+                entity_version=_version(ctx.trigger.data),
+                allow_self_approval=config.allow_self_approval,
+                due_in_s=config.due_in,
+                escalate_to=config.escalate_to,
+            )
+        except service.NoEligibleApprovers as exc:
+            raise StepFailed(str(exc)) from None
+        approvers = [d["approver"] for d in service.decisions_of(request)]
+        return StepOutcome.waiting({"approval_id": request.id, "stage": 1, "approvers": approvers})
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _with_approval(step: dict[str, Any], approval_step: str) -> dict[str, Any]:
+    if step.get("kind") == "notify":
+        return {**step, "kind": ApprovalNotify.kind, "approval_step": approval_step}
+    return dict(step)
+
+
+class ApprovalNotifyConfig(NotifyConfig):
+    #: Key of the require_approval step whose outcome the templates may read.
+    approval_step: str = Field(min_length=1, max_length=64)
+
+
+@dataclass
+class _ApprovalContext(StepContext):
+    approval: dict[str, Any] | None = None
+
+    @property
+    def template_values(self) -> dict[str, Any]:
+        return {**super().template_values, "approval": self.approval or {}}
+
+
+@register
+class ApprovalNotify(Notify):
+    """``notify`` inside on_approve / on_reject: templates also see ``approval``."""
+
+    kind = "approval_notify"
+    Config = ApprovalNotifyConfig
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        config: ApprovalNotifyConfig = self.config  # type: ignore[assignment]
+        request = ApprovalRequest.get_or_none(
+            (ApprovalRequest.execution == ctx.execution.id)
+            & (ApprovalRequest.step_key == config.approval_step)
+        )
+        values: dict[str, Any] = {}
+        if request is not None:
+            values = {
+                "id": request.id,
+                "status": request.status,
+                "title": request.title,
+                "decided_by": request.decided_by,
+                "decisions": service.decisions_of(request),
+                "comments": service.comments_of(request),
+            }
+        fields = {name: getattr(ctx, name) for name in ctx.__dataclass_fields__}
+        return super().run(_ApprovalContext(**fields, approval=values))

@@ -1,0 +1,58 @@
+"""``deliver_notification`` on governance.notification: one attempt per message.
+
+Retries follow the queue catalog (10 attempts, fixed 1 s, scaled by
+RETRY_DELAY_SCALE): a transient failure is raised and Dramatiq's Retries middleware
+schedules the next attempt; a permanent one is in ``throws`` and fails at once, its
+answer already recorded on the delivery.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
+from shared.broker import actor_options
+from workflow_service import broker as worker_broker
+from workflow_service.notifications import delivery
+from workflow_service.notifications.channels import PermanentDeliveryError
+
+OPTIONS = actor_options(delivery.NOTIFICATION_QUEUE)
+
+
+class InvalidDeliveryMessage(ValueError):
+    pass
+
+
+def deliver_notification(*args, **kwargs) -> dict:
+    """Send one delivery (in-app, e-mail or webhook) unless it was sent already."""
+    if len(args) != 1 or kwargs or not _is_uuid(args[0]):
+        raise InvalidDeliveryMessage("a delivery message takes one argument, a delivery id")
+    message = CurrentMessage.get_current_message()
+    retries = int(message.options.get("retries", 0)) if message else 0
+    try:
+        status = delivery.attempt(
+            args[0],
+            worker_broker.settings.notifications,
+            last_attempt=retries >= OPTIONS["max_retries"],
+        )
+    except delivery.DeliveryBusy as exc:
+        raise dramatiq.Retry(str(exc), delay=exc.retry_in_ms) from None
+    return {"delivery_id": args[0], "status": status}
+
+
+def _is_uuid(value) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
+dramatiq.actor(
+    deliver_notification,
+    actor_name=delivery.DELIVER_ACTOR,
+    throws=(PermanentDeliveryError, InvalidDeliveryMessage),
+    **OPTIONS,
+)

@@ -1,0 +1,267 @@
+"""Planning deliveries (in a step) and making one delivery attempt (in the actor).
+
+Exactly-once, and where it is only almost:
+
+* Planning inserts rows with INSERT ... ON CONFLICT DO NOTHING on the unique key
+  (execution, step, recipient, channel), so a retried step plans nothing new; it then
+  (re)sends one message per unfinished row. Duplicate messages are harmless.
+* A worker sends only after claiming the row with a conditional UPDATE
+  (pending -> sending, or a ``sending`` claim older than the lease). Only the worker
+  holding the claim token may record the outcome.
+* in_app: the inbox row is written in the same transaction that marks the delivery
+  sent, so it happens exactly once.
+* e-mail and webhook leave the system before we can record them. If the worker dies
+  after the other side accepted and before ``sent`` is committed (one UPDATE, a few
+  milliseconds), the row stays ``sending``; after the lease it is claimed and sent
+  again. That window is what remains; the repeat carries the same ``Message-ID`` /
+  ``X-Delivery-Id`` so a receiver can drop it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import dramatiq
+
+from shared.db import utcnow
+from workflow_service.db import database
+from workflow_service.models import Notification
+from workflow_service.notifications.channels import (
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    build_email,
+    post_webhook,
+    send_email,
+    webhook_body,
+)
+from workflow_service.notifications.models import Channel, Delivery, DeliveryStatus
+from workflow_service.notifications.settings import NotificationSettings
+
+log = logging.getLogger(__name__)
+
+DELIVER_ACTOR = "deliver_notification"
+NOTIFICATION_QUEUE = "governance.notification"
+
+
+@dataclass(frozen=True)
+class PlannedDelivery:
+    """One message to one recipient on one channel, already rendered."""
+
+    recipient: str
+    channel: str
+    address: str | None = None
+    subject: str = ""
+    body: str = ""
+    html: str | None = None
+    payload: dict[str, Any] | None = field(default=None)
+
+
+def plan(
+    *,
+    tenant_id: str,
+    execution_id: str,
+    step_key: str,
+    entity_type: str | None,
+    entity_id: str | None,
+    items: Iterable[PlannedDelivery],
+    id_for: Callable[[PlannedDelivery], str] | None = None,
+) -> list[str]:
+    """Record the deliveries (idempotently); return the ids of those not yet final."""
+    rows = [
+        {
+            "id": id_for(item) if id_for else str(uuid.uuid4()),
+            "tenant_id": tenant_id,
+            "execution": execution_id,
+            "step_key": step_key,
+            "recipient": item.recipient,
+            "channel": item.channel,
+            "address": item.address,
+            "subject": item.subject[:300],
+            "body": item.body,
+            "html": item.html,
+            "payload": item.payload,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+        }
+        for item in items
+    ]
+    if rows:
+        with database.atomic():
+            Delivery.insert_many(rows).on_conflict_ignore().execute()
+    return [
+        d.id
+        for d in Delivery.select(Delivery.id).where(
+            (Delivery.execution == execution_id)
+            & (Delivery.step_key == step_key)
+            & Delivery.status.not_in(DeliveryStatus.FINAL)
+        )
+    ]
+
+
+def delivery_message(delivery_id: str) -> dramatiq.Message:
+    return dramatiq.Message(
+        queue_name=NOTIFICATION_QUEUE,
+        actor_name=DELIVER_ACTOR,
+        args=(delivery_id,),
+        kwargs={},
+        options={},
+    )
+
+
+def enqueue(broker: dramatiq.Broker, delivery_ids: Iterable[str]) -> list[str]:
+    """Send one delivery message per id (call after the rows are committed)."""
+    return [broker.enqueue(delivery_message(d)).message_id for d in delivery_ids]
+
+
+# ------------------------------------------------------------------------ one attempt
+
+
+class DeliveryNotFound(LookupError):
+    """No such delivery (yet): the planning transaction may not have committed."""
+
+
+class DeliveryBusy(RuntimeError):
+    """Another worker holds a live claim on it."""
+
+    def __init__(self, retry_in_ms: int):
+        super().__init__(f"another worker is sending it; look again in {retry_in_ms} ms")
+        self.retry_in_ms = retry_in_ms
+
+
+def claim(delivery_id: str, settings: NotificationSettings, now: datetime) -> str | None:
+    """Take the delivery for sending; return the claim token, or None if not claimable."""
+    token = str(uuid.uuid4())
+    expired = now - timedelta(seconds=settings.claim_lease_s)
+    claimed = (
+        Delivery.update(
+            status=DeliveryStatus.SENDING,
+            claim_token=token,
+            claimed_at=now,
+            attempts=Delivery.attempts + 1,
+            updated_at=now,
+        )
+        .where(
+            (Delivery.id == delivery_id)
+            & (
+                (Delivery.status == DeliveryStatus.PENDING)
+                | ((Delivery.status == DeliveryStatus.SENDING) & (Delivery.claimed_at < expired))
+            )
+        )
+        .execute()
+    )
+    return token if claimed else None
+
+
+def _finish(delivery_id: str, token: str, **fields: Any) -> bool:
+    fields.setdefault("updated_at", utcnow())
+    return bool(
+        Delivery.update(claim_token=None, **fields)
+        .where((Delivery.id == delivery_id) & (Delivery.claim_token == token))
+        .execute()
+    )
+
+
+def attempt(
+    delivery_id: str,
+    settings: NotificationSettings,
+    *,
+    last_attempt: bool,
+    clock: Callable[[], datetime] = utcnow,
+) -> str:
+    """Make one attempt; return the final status, or raise for the queue to retry.
+
+    Raises :class:`TransientDeliveryError` (retry), :class:`PermanentDeliveryError`
+    (no retry; the delivery is recorded failed), :class:`DeliveryNotFound` and
+    :class:`DeliveryBusy` (retry later).
+    """
+    now = clock()
+    token = claim(delivery_id, settings, now)
+    if token is None:
+        current = Delivery.get_or_none(Delivery.id == delivery_id)
+        if current is None:
+            raise DeliveryNotFound(f"delivery {delivery_id} does not exist")
+        if current.status in DeliveryStatus.FINAL:
+            return current.status  # a duplicate message: done already
+        remaining = current.claimed_at + timedelta(seconds=settings.claim_lease_s) - now
+        raise DeliveryBusy(max(int(remaining.total_seconds() * 1000), 100))
+    delivery = Delivery.get_by_id(delivery_id)
+    try:
+        if delivery.channel == Channel.IN_APP:
+            with database.atomic():
+                Notification.insert(
+                    tenant_id=delivery.tenant_id,
+                    recipient=delivery.recipient,
+                    address=f"user:{delivery.recipient}",
+                    channel=Channel.IN_APP,
+                    execution=delivery.execution_id,
+                    step_key=delivery.step_key,
+                    subject=delivery.subject,
+                    body=delivery.body,
+                    entity_type=delivery.entity_type,
+                    entity_id=delivery.entity_id,
+                ).on_conflict_ignore().execute()
+                _finish(delivery_id, token, status=DeliveryStatus.SENT, sent_at=clock(), error=None)
+            return DeliveryStatus.SENT
+        receipt = _send_external(delivery, settings)
+    except PermanentDeliveryError as exc:
+        _finish(
+            delivery_id,
+            token,
+            status=DeliveryStatus.FAILED,
+            error=str(exc),
+            response_status=exc.status,
+            response=exc.response or None,
+        )
+        raise
+    except TransientDeliveryError as exc:
+        status = DeliveryStatus.FAILED if last_attempt else DeliveryStatus.PENDING
+        _finish(
+            delivery_id,
+            token,
+            status=status,
+            error=str(exc),
+            response_status=exc.status,
+            response=exc.response or None,
+        )
+        raise
+    except BaseException:
+        # A bug or a shutdown: give the claim back so the retry can take it at once.
+        _finish(delivery_id, token, status=DeliveryStatus.PENDING)
+        raise
+    # The narrow window: sent, not yet recorded (see the module docstring).
+    _finish(
+        delivery_id,
+        token,
+        status=DeliveryStatus.SENT,
+        sent_at=clock(),
+        error=None,
+        response_status=receipt.status,
+        response=receipt.response or None,
+    )
+    return DeliveryStatus.SENT
+
+
+def _send_external(delivery: Delivery, settings: NotificationSettings):
+    if delivery.channel == Channel.EMAIL:
+        if not delivery.address:
+            raise PermanentDeliveryError(f"user {delivery.recipient!r} has no e-mail address")
+        msg = build_email(
+            settings,
+            to=delivery.address,
+            subject=delivery.subject,
+            text=delivery.body,
+            html=delivery.html,
+            message_id=f"<{delivery.id}@governance-workflows>",
+        )
+        return send_email(settings, msg)
+    if delivery.channel == Channel.WEBHOOK:
+        body = webhook_body(delivery.payload or {})
+        return post_webhook(
+            settings, delivery.address or delivery.recipient, body, delivery_id=delivery.id
+        )
+    raise PermanentDeliveryError(f"unknown channel {delivery.channel!r}")

@@ -1,0 +1,19 @@
+"""Notification migrations (versions 130-169)."""
+
+from __future__ import annotations
+
+import peewee
+from playhouse.migrate import SchemaMigrator
+
+from shared.db import Migration
+
+
+def _delivery_table(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    from workflow_service.notifications.models import NOTIFICATION_MODELS
+
+    db.create_tables(NOTIFICATION_MODELS)
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(130, "notification deliveries", _delivery_table),
+]

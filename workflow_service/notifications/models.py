@@ -1,0 +1,87 @@
+"""The delivery record: one row per (execution, step, recipient, channel).
+
+The unique key is what makes "never sent twice" hold across step retries and
+duplicate messages: planning a delivery again finds the existing row, and only the
+worker that claims a row (conditional UPDATE) may send it.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import peewee
+
+from shared.db import utcnow
+from workflow_service.db import BaseModel, JSONField
+from workflow_service.models import Execution
+
+
+class Channel:
+    IN_APP = "in_app"
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+    ALL = (IN_APP, EMAIL, WEBHOOK)
+
+
+class DeliveryStatus:
+    PENDING = "pending"
+    #: Claimed by one worker, which is sending it now (or died while sending).
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    FINAL = (SENT, FAILED)
+
+
+class Delivery(BaseModel):
+    id = peewee.CharField(max_length=36, primary_key=True, default=lambda: str(uuid.uuid4()))
+    tenant_id = peewee.CharField(max_length=64)
+    execution = peewee.ForeignKeyField(Execution, backref="deliveries", on_delete="CASCADE")
+    step_key = peewee.CharField(max_length=64)
+    #: A user id for in_app and email; the URL for a webhook.
+    recipient = peewee.CharField(max_length=512)
+    channel = peewee.CharField(max_length=16)
+    #: Where it goes: the e-mail address or URL (the user id for in_app).
+    address = peewee.CharField(max_length=512, null=True)
+    subject = peewee.CharField(max_length=300, default="")
+    body = peewee.TextField(default="")
+    html = peewee.TextField(null=True)
+    #: The JSON a webhook posts.
+    payload = JSONField(null=True)
+    entity_type = peewee.CharField(max_length=32, null=True)
+    entity_id = peewee.CharField(max_length=64, null=True)
+    status = peewee.CharField(max_length=16, default=DeliveryStatus.PENDING)
+    attempts = peewee.IntegerField(default=0)
+    claim_token = peewee.CharField(max_length=36, null=True)
+    claimed_at = peewee.DateTimeField(null=True)
+    #: What the other side answered last (HTTP or SMTP status and text).
+    response_status = peewee.IntegerField(null=True)
+    response = peewee.TextField(null=True)
+    error = peewee.TextField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    sent_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("execution", "step_key", "recipient", "channel"), True),
+            (("status", "updated_at"), False),
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "execution_id": self.execution_id,
+            "step_key": self.step_key,
+            "recipient": self.recipient,
+            "channel": self.channel,
+            "status": self.status,
+            "attempts": self.attempts,
+            "response_status": self.response_status,
+            "response": self.response,
+            "error": self.error,
+            "created_at": self.created_at.isoformat() + "Z",
+            "sent_at": self.sent_at.isoformat() + "Z" if self.sent_at else None,
+        }
+
+
+NOTIFICATION_MODELS: tuple[type[BaseModel], ...] = (Delivery,)

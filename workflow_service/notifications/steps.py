@@ -1,0 +1,119 @@
+"""Plugs e-mail into ``notify`` and adds the ``webhook`` step kind.
+
+Both plan rows on the delivery table inside the step's transaction (so a retried step
+plans nothing twice) and send one ``deliver_notification`` message per row. Delivery
+ids are derived from (execution, step, recipient, channel): if the step's transaction
+rolls back after a message went out, the retried step plans the same id and the early
+message still finds its row.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from workflow_service.notifications import delivery
+from workflow_service.notifications.models import Channel
+from workflow_service.steps import Step, StepConfig, StepContext, StepOutcome, register
+from workflow_service.steps.notify import CHANNELS
+from workflow_service.steps.recipients import Address
+from workflow_service.users import directory
+
+DELIVERY_NAMESPACE = uuid.UUID("a3c1f0e2-55d4-4b8e-9d0f-7e2b6c4d9a18")
+
+
+def delivery_id(execution_id: str, step_key: str, recipient: str, channel: str) -> str:
+    return str(uuid.uuid5(DELIVERY_NAMESPACE, f"{execution_id}|{step_key}|{recipient}|{channel}"))
+
+
+def _plan_and_send(ctx: StepContext, items: list[delivery.PlannedDelivery]) -> list[str]:
+    ids = delivery.plan(
+        tenant_id=ctx.execution.tenant_id,
+        execution_id=ctx.execution.id,
+        step_key=ctx.step_key,
+        entity_type=ctx.trigger.entity_type,
+        entity_id=ctx.trigger.entity_id,
+        items=items,
+        id_for=lambda item: delivery_id(
+            ctx.execution.id, ctx.step_key, item.recipient, item.channel
+        ),
+    )
+    for delivery_id_ in ids:
+        ctx.enqueue(delivery.delivery_message(delivery_id_))
+    return ids
+
+
+def deliver_email(ctx: StepContext, addresses: list[Address], subject: str, body: str) -> Any:
+    """``notify`` channel ``email``: one delivery per user with an e-mail address."""
+    items, skipped = [], []
+    for address in addresses:
+        if address.user is None:
+            skipped.append(f"{address.key} (a role with no directory users)")
+            continue
+        user = directory.get_user(ctx.execution.tenant_id, address.user)
+        if user is None or not user.email or not user.active:
+            skipped.append(f"{address.key} (no e-mail address in the user directory)")
+            continue
+        items.append(
+            delivery.PlannedDelivery(
+                recipient=address.user,
+                channel=Channel.EMAIL,
+                address=user.email,
+                subject=subject,
+                body=body,
+            )
+        )
+    ids = _plan_and_send(ctx, items)
+    return {
+        "queued": [f"user:{i.recipient}" for i in items],
+        "deliveries": ids,
+        **({"skipped": skipped} if skipped else {}),
+    }
+
+
+CHANNELS[Channel.EMAIL] = deliver_email
+
+
+class WebhookConfig(StepConfig):
+    url: str = Field(min_length=1, max_length=512)
+    #: Static JSON sent as ``data`` beside the entity, event and execution.
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return url
+
+
+@register
+class Webhook(Step):
+    """POST a signed JSON document about the entity to ``url`` (via the notification queue)."""
+
+    kind = "webhook"
+    Config = WebhookConfig
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        config: WebhookConfig = self.config  # type: ignore[assignment]
+        payload = {
+            "workflow": ctx.workflow_name,
+            "execution_id": ctx.execution.id,
+            "step": ctx.step_key,
+            "event": ctx.trigger.envelope,
+            "entity": {
+                **ctx.trigger.data,
+                "id": ctx.trigger.entity_id,
+                "type": ctx.trigger.entity_type,
+            },
+            "data": config.data,
+        }
+        item = delivery.PlannedDelivery(
+            recipient=config.url, channel=Channel.WEBHOOK, address=config.url, payload=payload
+        )
+        ids = _plan_and_send(ctx, [item])
+        return StepOutcome.completed({"url": config.url, "deliveries": ids})

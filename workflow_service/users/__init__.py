@@ -1,0 +1,1 @@
+"""The user directory: who people are (JWT ``sub``), their e-mail, roles and tenant."""

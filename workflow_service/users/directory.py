@@ -1,0 +1,197 @@
+"""Reading and writing the directory, and turning recipient specs into people.
+
+A recipient (or approver) is named as one of:
+
+* ``"user:<id>"`` - that user (the JWT ``sub``);
+* ``"role:<role>"`` - every active directory user of the tenant holding the role;
+* ``"owner"`` - the entity's owner, from the trigger event's data;
+* ``"initiator"`` - whoever made the change that started the execution (event actor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import peewee
+
+from shared.auth import ROLES
+from shared.db import utcnow
+from workflow_service.db import database
+from workflow_service.users.models import User, UserRole
+
+SPECIAL_RECIPIENTS = ("owner", "initiator")
+
+
+class UserNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class RecipientSpec:
+    kind: str  # user | role | owner | initiator
+    value: str = ""
+
+    def __str__(self) -> str:
+        return self.kind if self.kind in SPECIAL_RECIPIENTS else f"{self.kind}:{self.value}"
+
+
+def parse_recipient(spec: object) -> RecipientSpec:
+    """Parse ``"user:alice"``, ``"role:approver"``, ``"owner"`` or ``"initiator"``."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("a recipient must be a non-empty string")
+    spec = spec.strip()
+    if spec in SPECIAL_RECIPIENTS:
+        return RecipientSpec(spec)
+    kind, sep, value = spec.partition(":")
+    if not sep or kind not in ("user", "role") or not value:
+        raise ValueError(
+            f"recipient {spec!r} must be 'owner', 'initiator', 'user:<id>' or 'role:<role>'"
+        )
+    if kind == "role" and value not in ROLES:
+        raise ValueError(f"recipient {spec!r} names an unknown role; known: {', '.join(ROLES)}")
+    return RecipientSpec(kind, value)
+
+
+@dataclass(frozen=True)
+class Person:
+    """A resolved recipient. ``known`` is False for ids absent from the directory."""
+
+    user_id: str
+    name: str
+    email: str | None
+    known: bool = True
+
+
+def _person(user: User) -> Person:
+    return Person(user.user_id, user.name or user.user_id, user.email)
+
+
+def get_user(tenant_id: str, user_id: str) -> User | None:
+    return User.get_or_none((User.tenant_id == tenant_id) & (User.user_id == user_id))
+
+
+def roles_of(user: User) -> list[str]:
+    return sorted(r.role for r in UserRole.select(UserRole.role).where(UserRole.user == user))
+
+
+def users_with_role(tenant_id: str, role: str) -> list[User]:
+    return list(
+        User.select()
+        .join(UserRole)
+        .where((UserRole.tenant_id == tenant_id) & (UserRole.role == role) & User.active)
+        .order_by(User.user_id)
+    )
+
+
+def resolve(
+    tenant_id: str,
+    specs: Iterable[str | RecipientSpec],
+    *,
+    owner: str | None = None,
+    initiator: str | None = None,
+) -> list[Person]:
+    """The people ``specs`` name, each once, in the order first named.
+
+    ``owner``/``initiator`` that are not set resolve to nobody; user ids missing from
+    the directory still resolve (in-app delivery works by id) but carry no e-mail.
+    """
+    out: dict[str, Person] = {}
+
+    def add_id(user_id: str | None) -> None:
+        if not user_id or user_id in out:
+            return
+        user = get_user(tenant_id, user_id)
+        if user is not None and user.active:
+            out[user_id] = _person(user)
+        elif user is None:
+            out[user_id] = Person(user_id, user_id, None, known=False)
+
+    for raw in specs:
+        spec = raw if isinstance(raw, RecipientSpec) else parse_recipient(raw)
+        if spec.kind == "user":
+            add_id(spec.value)
+        elif spec.kind == "owner":
+            add_id(owner)
+        elif spec.kind == "initiator":
+            add_id(initiator)
+        else:
+            for user in users_with_role(tenant_id, spec.value):
+                out.setdefault(user.user_id, _person(user))
+    return list(out.values())
+
+
+# ----------------------------------------------------------------------------- writes
+
+
+def save_user(
+    tenant_id: str,
+    user_id: str,
+    *,
+    name: str = "",
+    email: str | None = None,
+    roles: Sequence[str] = (),
+    active: bool = True,
+) -> tuple[User, bool]:
+    """Create or replace a user and their roles; returns (user, created)."""
+    with database.atomic():
+        now = utcnow()
+        try:
+            with database.atomic():
+                user = User.create(
+                    tenant_id=tenant_id,
+                    user_id=user_id,
+                    name=name,
+                    email=email,
+                    active=active,
+                    created_at=now,
+                    updated_at=now,
+                )
+            created = True
+        except peewee.IntegrityError:
+            user = User.get((User.tenant_id == tenant_id) & (User.user_id == user_id))
+            user.name, user.email, user.active, user.updated_at = name, email, active, now
+            user.save()
+            created = False
+        UserRole.delete().where(UserRole.user == user).execute()
+        unique_roles = sorted(set(roles))
+        if unique_roles:
+            UserRole.insert_many(
+                [{"user": user.id, "tenant_id": tenant_id, "role": r} for r in unique_roles]
+            ).execute()
+    return user, created
+
+
+def delete_user(tenant_id: str, user_id: str) -> None:
+    user = get_user(tenant_id, user_id)
+    if user is None:
+        raise UserNotFound(user_id)
+    with database.atomic():
+        UserRole.delete().where(UserRole.user == user).execute()
+        user.delete_instance()
+
+
+def user_dict(user: User, roles: list[str] | None = None) -> dict:
+    return {
+        "id": user.user_id,
+        "name": user.name,
+        "email": user.email,
+        "roles": roles_of(user) if roles is None else roles,
+        "tenant": user.tenant_id,
+        "active": user.active,
+        "created_at": user.created_at.isoformat() + "Z",
+        "updated_at": user.updated_at.isoformat() + "Z",
+    }
+
+
+class UserDirectory:
+    """The engine's role expander, backed by this directory.
+
+    A tenant with no directory users keeps role addresses (role-wide inbox rows), so
+    the service works before anyone imports a directory.
+    """
+
+    def users_with_role(self, tenant_id: str, role: str) -> list[str] | None:
+        if not User.select().where(User.tenant_id == tenant_id).exists():
+            return None
+        return [u.user_id for u in users_with_role(tenant_id, role)]

@@ -1,0 +1,19 @@
+"""Directory migrations (versions 100-129)."""
+
+from __future__ import annotations
+
+import peewee
+from playhouse.migrate import SchemaMigrator
+
+from shared.db import Migration
+
+
+def _directory_tables(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    from workflow_service.users.models import DIRECTORY_MODELS
+
+    db.create_tables(DIRECTORY_MODELS)
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(100, "user directory: users and their roles", _directory_tables),
+]

@@ -1,0 +1,73 @@
+"""Validated shapes of a directory user (API bodies and import files share them)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.auth import ROLES
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _check_roles(roles: list[str]) -> list[str]:
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        raise ValueError(f"unknown roles {unknown}; known roles: {', '.join(ROLES)}")
+    return sorted(set(roles))
+
+
+def _check_email(email: str | None) -> str | None:
+    if email is None or email == "":
+        return None
+    if not _EMAIL.match(email):
+        raise ValueError(f"{email!r} is not an e-mail address")
+    return email
+
+
+class UserFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    roles: list[str] = Field(default_factory=list, max_length=len(ROLES))
+    active: bool = True
+
+    _roles = field_validator("roles")(_check_roles)
+    _email = field_validator("email")(_check_email)
+
+
+class UserCreate(UserFields):
+    """A new directory user; ``id`` is the JWT ``sub`` the person signs in with."""
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")
+
+
+class UserUpdate(UserFields):
+    """A full replacement of a user's fields (PUT)."""
+
+
+class UserRecord(UserCreate):
+    """One row of an import file; ``tenant`` falls back to the command's --tenant."""
+
+    tenant: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _split_roles(cls, value):
+        # CSV cells carry roles as "editor approver" or "editor;approver".
+        if isinstance(value, str):
+            return [r for r in re.split(r"[\s,;|]+", value) if r]
+        return value
+
+
+class UserOut(BaseModel):
+    id: str
+    name: str
+    email: str | None
+    roles: list[str]
+    tenant: str
+    active: bool
+    created_at: str
+    updated_at: str
