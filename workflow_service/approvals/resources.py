@@ -243,3 +243,18 @@ def add_routes(
         "/approvals/{approval_id}/decision",
         ApprovalDecision(resume, entity_version, max_body_bytes),
     )
+
+
+def register(app: falcon.App, docs: ApiDocs, context) -> None:
+    """Route registrar for the admin web: /approvals and the workflow templates."""
+    from workflow_service.approvals import catalog
+
+    limit = context.settings.max_body_bytes
+    add_routes(
+        app,
+        docs,
+        resume=context.engine.resume,
+        entity_version=policy_version_lookup(context.engine.api),
+        max_body_bytes=limit,
+    )
+    catalog.add_routes(app, docs, store=context.store, max_body_bytes=limit)

@@ -130,3 +130,8 @@ class UserItem:
 def add_routes(app: falcon.App, docs: ApiDocs, *, max_body_bytes: int) -> None:
     docs.add_route(app, "/users", UserCollection(max_body_bytes))
     docs.add_route(app, "/users/{user_id}", UserItem(max_body_bytes))
+
+
+def register(app: falcon.App, docs: ApiDocs, context) -> None:
+    """Route registrar for the admin web: /users."""
+    add_routes(app, docs, max_body_bytes=context.settings.max_body_bytes)
