@@ -34,9 +34,21 @@ def cmd_scheduler(argv: list[str]) -> int:
     return main()
 
 
+def cmd_users(argv: list[str]) -> int:
+    from workflow_service.users.importing import main
+
+    settings = WorkflowSettings.from_env()
+    db = init_database(settings.database_url)
+    try:
+        return main(argv)
+    finally:
+        db.close()
+
+
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "migrate": ("apply pending database migrations", cmd_migrate),
     "scheduler": ("run the scheduler (one leader at a time)", cmd_scheduler),
+    "users": ("import users: users import FILE [--tenant T]", cmd_users),
 }
 
 

@@ -16,9 +16,9 @@ from shared.db import Migration
 
 #: Modules that hold further migration lists (each exposes ``MIGRATIONS``).
 EXTENSION_MODULES: list[str] = [
-    # "workflow_service.approvals.migrations",
-    # "workflow_service.notifications.migrations",
-    # "workflow_service.users_migrations",
+    "workflow_service.users.migrations",
+    "workflow_service.notifications.migrations",
+    "workflow_service.approvals.migrations",
 ]
 
 

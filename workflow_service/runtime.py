@@ -12,12 +12,14 @@ from workflow_service.apiclient import ApiClient
 from workflow_service.cache import ActiveWorkflowCache, bump_version
 from workflow_service.engine import Engine
 from workflow_service.settings import WorkflowSettings
-from workflow_service.steps import Directory, NoDirectory
+from workflow_service.steps import Directory
 
 
 def make_directory() -> Directory:
     """The user directory that expands roles into users (none configured: roles stay)."""
-    return NoDirectory()
+    from workflow_service.users.directory import UserDirectory
+
+    return UserDirectory()
 
 
 def build_engine(

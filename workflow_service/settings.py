@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.settings import CommonSettings, Env, sqlite_default
+from workflow_service.notifications.settings import NotificationSettings
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 
@@ -34,6 +35,8 @@ class WorkflowSettings(CommonSettings):
     #: Extra modules that register step kinds (imported by web, workers and scheduler).
     plugins: tuple[str, ...] = ()
     max_body_bytes: int = 256 * 1024
+    #: SMTP and webhook delivery (SMTP_*, WEBHOOK_*).
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkflowSettings:
@@ -58,4 +61,5 @@ class WorkflowSettings(CommonSettings):
             scheduler_lock_ttl_s=env.float("SCHEDULER_LOCK_TTL_S", 30.0),
             plugins=tuple(p.strip() for p in env.str("WORKFLOW_PLUGINS").split(",") if p.strip()),
             max_body_bytes=env.int("WORKFLOW_MAX_BODY_BYTES", 256 * 1024),
+            notifications=NotificationSettings.from_env(env),
         )

@@ -9,6 +9,7 @@ from workflow_service import broker  # noqa: F401, I001 - first: sets the global
 from workflow_service import actors  # noqa: F401
 
 # Further actor modules register here, one import each.
+from workflow_service.notifications import actors as notification_actors  # noqa: F401, E402
 
 from shared.db import check_current  # noqa: E402
 from workflow_service.migrations import all_migrations  # noqa: E402

@@ -16,8 +16,8 @@ STEP_MODULES: list[str] = [
     "workflow_service.steps.assign",
     "workflow_service.steps.create_task",
     "workflow_service.steps.change_status",
-    # "workflow_service.approvals.steps",
-    # "workflow_service.notifications.steps",
+    "workflow_service.notifications.steps",
+    "workflow_service.approvals.steps",
 ]
 
 _REGISTRY: dict[str, type[Step]] = {}
