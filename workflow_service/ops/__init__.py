@@ -8,6 +8,7 @@ series collected on scrape.
 
 from workflow_service.ops.metrics import QueueCollector
 from workflow_service.ops.resources import add_ops_routes
+from workflow_service.ops.routes import register_ops
 from workflow_service.ops.service import JobOps
 
-__all__ = ["JobOps", "QueueCollector", "add_ops_routes"]
+__all__ = ["JobOps", "QueueCollector", "add_ops_routes", "register_ops"]

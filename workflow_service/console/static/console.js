@@ -294,10 +294,10 @@
     for (const ex of items(body)) {
       const tr = row([
         link(short(ex.id), () => openExecution(ex.id), "execution-link"),
-        ex.workflow_name || ex.workflow_id || "",
+        ex.workflow_name || short(ex.workflow_id),
         (ex.entity_type ? ex.entity_type + " " : "") + short(ex.entity_id),
         badge(ex.status),
-        ex.current_step ?? ex.step_index ?? "",
+        ex.attempts ?? "",
         when(ex.updated_at || ex.finished_at || ex.started_at || ex.created_at),
         typeof ex.error === "string" ? ex.error : (ex.error ? JSON.stringify(ex.error) : ""),
       ]);
@@ -321,16 +321,18 @@
       ["workflow", ex.workflow_name || ex.workflow_id],
       ["workflow version", ex.workflow_version],
       ["entity", (ex.entity_type || "") + " " + (ex.entity_id || "")],
-      ["event", ex.event_id], ["job", ex.job_id ? link(ex.job_id, () => openJob(ex.job_id)) : null],
+      ["event", ex.event_type ? ex.event_type + " " + ex.event_id : ex.event_id],
+      ["attempts", ex.attempts],
+      ["job", ex.job && ex.job.id ? link(ex.job.id, () => openJob(ex.job.id), "execution-job") : null],
       ["started", when(ex.started_at)], ["finished", when(ex.finished_at)],
       ["error", typeof ex.error === "string" ? ex.error : (ex.error ? JSON.stringify(ex.error) : null)],
     ]);
     const tbody = $("execution-steps").tBodies[0];
     tbody.replaceChildren();
-    for (const step of ex.steps || ex.step_log || []) {
+    for (const step of ex.steps || []) {
       const detail = step.error || (step.output ? JSON.stringify(step.output) : "");
       tbody.appendChild(row([
-        step.index ?? step.position ?? "", step.kind || step.type || "", badge(step.status),
+        step.position ?? "", step.kind || "", step.attempt ?? "", badge(step.status),
         when(step.started_at), when(step.finished_at),
         typeof detail === "string" ? detail : JSON.stringify(detail),
       ]));
