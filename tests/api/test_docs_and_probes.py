@@ -1,0 +1,61 @@
+"""/openapi.json covers every route; probes and metrics answer."""
+
+from __future__ import annotations
+
+
+def test_openapi_covers_every_route_and_method(api):
+    spec = api.client.simulate_get("/openapi.json").json
+    assert spec["openapi"] == "3.1.0"
+    app = api.client.app
+    routes = {}
+    for node in _walk(app._router._roots):
+        if node.resource is not None:
+            methods = {
+                m.lower()
+                for m in node.method_map
+                if getattr(node.method_map[m], "__name__", "").startswith("on_")
+            }
+            routes[node.uri_template] = methods
+    for template, methods in routes.items():
+        assert template in spec["paths"], template
+        assert set(spec["paths"][template]) == methods, template
+    post = spec["paths"]["/policies"]["post"]
+    ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert {"title", "policy_type"} <= set(schema["required"])
+    assert schema["additionalProperties"] is False
+    assert set(post["responses"]) >= {"201", "401", "403", "422", "413"}
+    transitions = spec["paths"]["/policies/{policy_id}/transitions"]["post"]
+    assert {p["name"] for p in transitions["parameters"]} >= {
+        "policy_id",
+        "Idempotency-Key",
+        "If-Match",
+        "X-Causation",
+    }
+    assert spec["paths"]["/healthz"]["get"]["security"] == []
+
+
+def _walk(nodes):
+    for node in nodes:
+        yield node
+        yield from _walk(node.children)
+
+
+def test_metrics_count_requests_per_route_template(api):
+    policy = api.create()
+    api.get(policy["id"])
+    api.get(policy["id"])
+    text = api.client.simulate_get("/metrics").text
+    assert (
+        'api_http_requests_total{method="GET",route="/policies/{policy_id}",status="200"} 2.0'
+        in text
+    )
+    assert 'api_http_request_duration_seconds_count{method="POST",route="/policies"} 1.0' in text
+    assert "api_outbox_backlog 0.0" in text
+
+
+def test_probes(api):
+    assert api.client.simulate_get("/healthz").json == {"status": "ok"}
+    ready = api.client.simulate_get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json["checks"] == {"database": "ok", "redis": "ok"}
