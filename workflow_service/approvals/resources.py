@@ -219,10 +219,8 @@ def policy_version_lookup(api) -> VersionLookup:
             if response.status_code == 200:
                 version = response.json().get("version")
                 return version if isinstance(version, int) else None
-        except Exception:  # noqa: BLE001 - the decision must not depend on the api
-            log.warning(
-                "could not read the version of %s %s", entity_type, entity_id, exc_info=True
-            )
+        except Exception as exc:  # noqa: BLE001 - the decision must not depend on the api
+            log.warning("could not read the version of %s %s: %s", entity_type, entity_id, exc)
         return None
 
     return lookup

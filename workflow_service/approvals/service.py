@@ -128,6 +128,14 @@ def open_stage(request: ApprovalRequest, index: int, now: datetime) -> list[str]
     people = directory.resolve(
         request.tenant_id, stage.approvers, owner=request.owner, initiator=request.initiator
     )
+    # Separation of duties: who approved an earlier stage does not count again.
+    earlier = {
+        s.approver
+        for s in ApprovalSlot.select(ApprovalSlot.approver).where(
+            (ApprovalSlot.request == request.id) & (ApprovalSlot.stage < index)
+        )
+    }
+    people = [p for p in people if p.user_id not in earlier]
     excluded: list[str] = []
     if not request.allow_self_approval:
         excluded = [p.user_id for p in people if p.user_id in _self_ids(request)]
@@ -136,8 +144,8 @@ def open_stage(request: ApprovalRequest, index: int, now: datetime) -> list[str]
     if not people or len(people) < needed:
         detail = f" (self-approval excluded {', '.join(excluded)})" if excluded else ""
         raise NoEligibleApprovers(
-            f"stage {index + 1} needs {max(needed, 1)} approval(s) but "
-            f"{', '.join(stage.approvers)} name {len(people)} eligible approver(s){detail}"
+            f"stage {index + 1} needs {max(needed, 1)} approval(s) but its approvers "
+            f"({', '.join(stage.approvers)}) include {len(people)} eligible people{detail}"
         )
     ApprovalSlot.insert_many(
         [
