@@ -71,10 +71,11 @@ def extension_registrars() -> list[RouteRegistrar]:
     # Job status and operations: /queues, /jobs, /console
     # Approvals, users, templates: /approvals, /users, /workflows/from-template/...
     from workflow_service.approvals.resources import register as approval_routes
+    from workflow_service.notifications.resources import register as delivery_routes
     from workflow_service.ops import register_ops
     from workflow_service.users.resources import register as user_routes
 
-    registrars += [register_ops, approval_routes, user_routes]
+    registrars += [register_ops, approval_routes, user_routes, delivery_routes]
     return registrars
 
 
