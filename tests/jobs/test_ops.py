@@ -113,8 +113,8 @@ def test_queues_count_ready_in_flight_delayed_and_dead(system):
 
     # When a worker runs them (broken), one slow job holds a thread, and one job waits
     # for a retry a long way off
-    system.start_worker()
     system.break_it()
+    system.start_worker()
     poll(lambda: queue_row(system.client)["dead"] == 2, message="two dead letters")
     system.actors.slow.send()
     system.actors.fragile.send_with_options(args=(9,), delay=60_000)
