@@ -1,0 +1,158 @@
+"""One delivery attempt at a time: claims, outcomes, duplicates, and a vanished sender."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from shared.db import utcnow
+from tests.notifications.receivers import SmtpServer, WebhookReceiver
+from workflow_service.models import Notification
+from workflow_service.notifications import delivery
+from workflow_service.notifications.channels import PermanentDeliveryError, TransientDeliveryError
+from workflow_service.notifications.models import Delivery
+from workflow_service.notifications.settings import NotificationSettings
+
+SECRET = "delivery-test-secret"
+
+
+def settings(**overrides):
+    return NotificationSettings(
+        **{"webhook_secret": SECRET, "webhook_timeout_s": 2.0, "smtp_timeout_s": 2.0, **overrides}
+    )
+
+
+def plan(execution, *items, step_key="1"):
+    return delivery.plan(
+        tenant_id="acme",
+        execution_id=execution.id,
+        step_key=step_key,
+        entity_type="policy",
+        entity_id="p-1",
+        items=items,
+    )
+
+
+def webhook(url):
+    return delivery.PlannedDelivery(
+        recipient=url, channel="webhook", address=url, payload={"hello": "world"}
+    )
+
+
+def test_planning_twice_plans_once(execution):
+    item = delivery.PlannedDelivery(recipient="olivia", channel="in_app", subject="Hi")
+    first = plan(execution, item)
+    again = plan(execution, item)
+    assert len(first) == 1 and first == again
+    assert Delivery.select().count() == 1
+
+
+def test_in_app_is_written_with_the_sent_mark_and_only_once(execution):
+    (delivery_id,) = plan(
+        execution,
+        delivery.PlannedDelivery(
+            recipient="olivia", channel="in_app", subject="Approved", body="yes"
+        ),
+    )
+    assert delivery.attempt(delivery_id, settings(), last_attempt=False) == "sent"
+    # A duplicate message finds the delivery sent and does nothing
+    assert delivery.attempt(delivery_id, settings(), last_attempt=False) == "sent"
+    (note,) = Notification.select()
+    assert (note.recipient, note.address, note.subject) == ("olivia", "user:olivia", "Approved")
+    assert Delivery.get_by_id(delivery_id).attempts == 1
+
+
+def test_concurrent_duplicates_send_once(execution):
+    with WebhookReceiver(SECRET, [200]) as receiver:
+        (delivery_id,) = plan(execution, webhook(receiver.url))
+        barrier = threading.Barrier(4)
+        outcomes = []
+
+        def attempt():
+            barrier.wait()
+            try:
+                outcomes.append(delivery.attempt(delivery_id, settings(), last_attempt=False))
+            except delivery.DeliveryBusy:
+                outcomes.append("busy")
+
+        threads = [threading.Thread(target=attempt) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        receiver.wait_for(1)
+    assert len(receiver.requests) == 1
+    assert outcomes.count("sent") >= 1 and set(outcomes) <= {"sent", "busy"}
+    assert Delivery.get_by_id(delivery_id).attempts == 1
+
+
+def test_transient_failure_releases_the_claim_and_the_last_one_fails(execution):
+    with WebhookReceiver(SECRET, [503]) as receiver:
+        (delivery_id,) = plan(execution, webhook(receiver.url))
+        with pytest.raises(TransientDeliveryError):
+            delivery.attempt(delivery_id, settings(), last_attempt=False)
+        row = Delivery.get_by_id(delivery_id)
+        assert (row.status, row.response_status, row.claim_token) == ("pending", 503, None)
+        with pytest.raises(TransientDeliveryError):
+            delivery.attempt(delivery_id, settings(), last_attempt=True)
+    row = Delivery.get_by_id(delivery_id)
+    assert (row.status, row.attempts) == ("failed", 2)
+    assert "503" in row.error
+
+
+def test_permanent_failure_records_the_answer(execution):
+    with WebhookReceiver(SECRET, [404]) as receiver:
+        (delivery_id,) = plan(execution, webhook(receiver.url))
+        with pytest.raises(PermanentDeliveryError):
+            delivery.attempt(delivery_id, settings(), last_attempt=False)
+    row = Delivery.get_by_id(delivery_id)
+    assert (row.status, row.response_status) == ("failed", 404)
+    assert "scripted" in row.response
+    # failed is final: a duplicate message sends nothing
+    assert delivery.attempt(delivery_id, settings(), last_attempt=False) == "failed"
+    assert len(receiver.requests) == 1
+
+
+def test_a_vanished_senders_claim_is_taken_over_after_the_lease(execution):
+    with SmtpServer() as smtp:
+        config = settings(smtp_host="127.0.0.1", smtp_port=smtp.port)
+        (delivery_id,) = plan(
+            execution,
+            delivery.PlannedDelivery(
+                recipient="olivia",
+                channel="email",
+                address="olivia@example.org",
+                subject="Approved",
+                body="yes",
+            ),
+        )
+        # Given: a worker claimed it and died
+        now = utcnow()
+        assert delivery.claim(delivery_id, config, now)
+        # Then: nobody else sends it while the claim is fresh
+        with pytest.raises(delivery.DeliveryBusy):
+            delivery.attempt(delivery_id, config, last_attempt=False, clock=lambda: now)
+        # ...and after the lease, it is claimed again and sent, with a stable Message-ID
+        later = now + timedelta(seconds=config.claim_lease_s + 1)
+        assert (
+            delivery.attempt(delivery_id, config, last_attempt=False, clock=lambda: later) == "sent"
+        )
+        (mail,) = smtp.wait_for(lambda m: True)
+    assert mail["Message-ID"] == f"<{delivery_id}@governance-workflows>"
+    assert Delivery.get_by_id(delivery_id).attempts == 2
+
+
+def test_email_without_an_address_fails_permanently(execution):
+    (delivery_id,) = plan(
+        execution,
+        delivery.PlannedDelivery(recipient="ghost", channel="email", address=None, subject="s"),
+    )
+    with pytest.raises(PermanentDeliveryError, match="no e-mail"):
+        delivery.attempt(delivery_id, settings(), last_attempt=False)
+
+
+def test_unknown_delivery_is_reported_for_a_retry(workflow_db):
+    with pytest.raises(delivery.DeliveryNotFound):
+        delivery.attempt("00000000-0000-0000-0000-000000000000", settings(), last_attempt=False)
