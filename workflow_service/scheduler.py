@@ -1,0 +1,222 @@
+"""``python -m workflow_service scheduler``: timed work, one leader at a time.
+
+The scheduler only sends messages; workers do the work. Several scheduler processes
+may run (for availability); a Redis lock with a TTL picks the leader, which renews it
+every third of the TTL. Only the leader fires jobs; another takes over within one TTL
+after the leader dies. Jobs:
+
+* ``scheduled`` workflows: a cron job per active workflow (its ``trigger_config.cron``),
+  refreshed when workflows change. One execution per workflow and minute, even if two
+  schedulers fired (the event id is derived from both).
+* the sweep: re-sends run messages of executions stuck pending or running longer than
+  ``EXECUTION_SWEEP_AFTER_S`` (a lost message, a worker that died for good).
+
+Feature packages add jobs through :data:`JOB_REGISTRARS`: functions called with
+``(scheduler, context)`` that add APScheduler jobs and check ``context.is_leader()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from shared.broker import create_broker
+from shared.db import check_current
+from workflow_service.cache import version_key
+from workflow_service.db import database, init_database
+from workflow_service.engine import Engine
+from workflow_service.migrations import all_migrations
+from workflow_service.models import Workflow, WorkflowStatus
+from workflow_service.runtime import build_engine
+from workflow_service.settings import WorkflowSettings
+from workflow_service.steps import load_steps
+
+log = logging.getLogger(__name__)
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class LeaderLock:
+    """A Redis lock held by one process at a time, renewed while it lives."""
+
+    def __init__(self, client: redis.Redis, key: str, ttl_s: float):
+        self.client = client
+        self.key = key
+        self.ttl_ms = int(ttl_s * 1000)
+        self.token = uuid.uuid4().hex
+        self.held = False
+
+    def refresh(self) -> bool:
+        """Keep or take the lock; False when another process holds it or Redis is down."""
+        try:
+            if self.held and self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms):
+                return True
+            self.held = bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        except redis.RedisError:
+            log.warning("scheduler lock: Redis unreachable; not leading", exc_info=True)
+            self.held = False
+        return self.held
+
+    def release(self) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self.client.eval(_RELEASE, 1, self.key, self.token)
+        self.held = False
+
+
+@dataclass
+class SchedulerContext:
+    settings: WorkflowSettings
+    engine: Engine
+    lock: LeaderLock
+
+    def is_leader(self) -> bool:
+        return self.lock.held
+
+
+JobRegistrar = Callable[[BlockingScheduler, SchedulerContext], None]
+#: Further timed jobs (approval due dates, escalations), one registrar each.
+JOB_REGISTRARS: list[JobRegistrar] = []
+
+
+class ScheduledWorkflows:
+    """Keeps one cron job per active ``scheduled`` workflow."""
+
+    def __init__(self, scheduler: BlockingScheduler, context: SchedulerContext):
+        self.scheduler = scheduler
+        self.context = context
+        self.jobs: dict[str, str] = {}  # workflow id -> job id (which encodes the version)
+
+    def sync(self) -> None:
+        with database.connection_context():
+            rows = list(
+                Workflow.select().where(
+                    (Workflow.trigger == "scheduled") & (Workflow.status == WorkflowStatus.ACTIVE)
+                )
+            )
+        wanted = {row.id: f"workflow:{row.id}:{row.version}" for row in rows}
+        for workflow_id, job_id in list(self.jobs.items()):
+            if wanted.get(workflow_id) != job_id:
+                self.scheduler.remove_job(job_id)
+                del self.jobs[workflow_id]
+        for row in rows:
+            job_id = wanted[row.id]
+            if row.id in self.jobs:
+                continue
+            config = row.trigger_config
+            try:
+                trigger = CronTrigger.from_crontab(
+                    config["cron"], timezone=config.get("timezone", "UTC")
+                )
+            except (KeyError, ValueError) as exc:
+                log.error("workflow %s has an unusable schedule: %s", row.id, exc)
+                continue
+            self.scheduler.add_job(self.fire, trigger, args=(row.id,), id=job_id)
+            self.jobs[row.id] = job_id
+
+    def fire(self, workflow_id: str) -> None:
+        if not self.context.is_leader():
+            return
+        fire_time = datetime.now(UTC).replace(second=0, microsecond=0, tzinfo=None)
+        with database.connection_context():
+            workflow = Workflow.get_or_none(Workflow.id == workflow_id)
+            if workflow is None or workflow.status != WorkflowStatus.ACTIVE:
+                return
+            entity_id = workflow.trigger_config.get("entity_id", "")
+            execution = self.context.engine.scheduled_run(workflow, entity_id, fire_time)
+        log.info("scheduled workflow %s fired: execution %s", workflow_id, execution.id)
+
+
+def build(settings: WorkflowSettings) -> tuple[BlockingScheduler, SchedulerContext]:
+    db = init_database(settings.database_url)
+    with db.connection_context():
+        check_current(db, all_migrations(), "workflow_service")
+    load_steps(settings.plugins)
+    broker = create_broker(settings)
+    engine = build_engine(settings, database, broker, broker.client)
+    lock = LeaderLock(
+        broker.client, f"{settings.namespace}:scheduler:leader", settings.scheduler_lock_ttl_s
+    )
+    context = SchedulerContext(settings, engine, lock)
+    scheduler = BlockingScheduler(timezone=UTC)
+    workflows = ScheduledWorkflows(scheduler, context)
+
+    def lead() -> None:
+        was = lock.held
+        if lock.refresh() and not was:
+            log.info("scheduler: now the leader")
+        elif was and not lock.held:
+            log.info("scheduler: lost the lead")
+
+    def sweep() -> None:
+        if not lock.held:
+            return
+        with database.connection_context():
+            sent = engine.sweep(settings.sweep_after_s)
+        if sent:
+            log.info("sweep re-sent %d stuck executions", len(sent))
+
+    last_versions: dict[str, bytes] = {}
+
+    def refresh_workflows() -> None:
+        # Cheap: only re-read scheduled workflows when some tenant's version moved.
+        pattern = version_key(settings.namespace, "*")
+        versions = {}
+        for key in broker.client.scan_iter(match=pattern, count=500):
+            versions[key.decode()] = broker.client.get(key) or b""
+        if versions != last_versions or not workflows.jobs:
+            last_versions.clear()
+            last_versions.update(versions)
+            workflows.sync()
+
+    interval = max(settings.scheduler_lock_ttl_s / 3, 0.5)
+    scheduler.add_job(
+        lead, "interval", seconds=interval, id="leader-lock", next_run_time=datetime.now(UTC)
+    )
+    scheduler.add_job(sweep, "interval", seconds=settings.sweep_interval_s, id="sweep")
+    scheduler.add_job(
+        refresh_workflows,
+        "interval",
+        seconds=5,
+        id="workflow-schedules",
+        next_run_time=datetime.now(UTC),
+    )
+    for register in JOB_REGISTRARS:
+        register(scheduler, context)
+    return scheduler, context
+
+
+def main() -> int:
+    settings = WorkflowSettings.from_env()
+    scheduler, context = build(settings)
+
+    def stop(signum, frame):
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("scheduler starting (lock ttl %.0fs)", settings.scheduler_lock_ttl_s)
+    try:
+        scheduler.start()
+    finally:
+        context.lock.release()
+    return 0
