@@ -1,0 +1,154 @@
+"""The user directory: admin API, file import, and recipient resolution."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.approvals.conftest import TENANT, auth
+from tests.support import ROOT
+from workflow_service.users.directory import UserDirectory, parse_recipient, resolve, roles_of
+from workflow_service.users.models import User
+
+ADMIN = auth("root")
+
+
+def test_admin_manages_users(client):
+    created = client.simulate_post(
+        "/users",
+        headers=ADMIN,
+        json={
+            "id": "erin",
+            "name": "Erin",
+            "email": "erin@example.org",
+            "roles": ["approver", "editor"],
+        },
+    )
+    assert created.status_code == 201, created.json
+    assert created.json["roles"] == ["approver", "editor"] and created.json["tenant"] == TENANT
+    assert client.simulate_post("/users", headers=ADMIN, json={"id": "erin"}).status_code == 409
+    replaced = client.simulate_put(
+        "/users/erin", headers=ADMIN, json={"name": "Erin B", "roles": ["viewer"]}
+    )
+    assert replaced.status_code == 200 and replaced.json["roles"] == ["viewer"]
+    assert replaced.json["email"] is None
+    approvers = client.simulate_get("/users", params={"role": "approver"}, headers=ADMIN).json
+    assert [u["id"] for u in approvers["items"]] == ["alice", "bob", "carol", "olivia"]
+    page = client.simulate_get("/users", params={"limit": 2}, headers=ADMIN).json
+    assert len(page["items"]) == 2 and page["next_after"] == page["items"][-1]["id"]
+    assert client.simulate_delete("/users/erin", headers=ADMIN).status_code == 204
+    assert client.simulate_get("/users/erin", headers=ADMIN).status_code == 404
+    assert client.simulate_delete("/users/erin", headers=ADMIN).status_code == 404
+
+
+def test_only_admins_and_only_their_tenant(client):
+    assert client.simulate_get("/users", headers=auth("alice")).status_code == 403
+    assert (
+        client.simulate_post("/users", headers=auth("olivia"), json={"id": "x"}).status_code == 403
+    )
+    assert client.simulate_get("/users").status_code == 401
+    other = auth("root", ["admin"], tenant="globex")
+    assert client.simulate_get("/users/alice", headers=other).status_code == 404
+    assert client.simulate_get("/users", headers=other).json["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"id": "x", "roles": ["wizard"]}, "roles"),
+        ({"id": "x", "email": "not-an-address"}, "email"),
+        ({"id": "", "name": "nobody"}, "id"),
+        ({"id": "x", "colour": "blue"}, "colour"),
+        ({"id": "x", "roles": "approver"}, "roles"),
+    ],
+)
+def test_bad_users_are_refused_naming_the_field(client, body, field):
+    answer = client.simulate_post("/users", headers=ADMIN, json=body)
+    assert answer.status_code == 422
+    assert field in answer.json["description"]
+
+
+def run_import(database_url, path, *args):
+    env = {**os.environ, "WORKFLOW_DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "workflow_service", "users", "import", str(path), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def url_of(db) -> str:
+    if "Postgres" in type(db).__name__:
+        params = db.connect_params
+        return (
+            f"postgresql://{params.get('user', 'postgres')}@{params.get('host')}:"
+            f"{params.get('port', 5432)}/{db.database}"
+        )
+    return f"sqlite:///{db.database}"
+
+
+def test_import_yaml_and_csv(workflow_db, tmp_path):
+    yaml_file = tmp_path / "people.yaml"
+    yaml_file.write_text(
+        "users:\n"
+        "  - {id: frank, name: Frank, email: frank@example.org, roles: [approver]}\n"
+        "  - {id: alice, name: Alice A, email: alice@example.org, roles: [approver, editor]}\n"
+        "  - {id: gina, name: Gina, roles: [viewer], tenant: globex}\n"
+    )
+    done = run_import(url_of(workflow_db), yaml_file, "--tenant", TENANT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "imported 3 users (2 created, 1 updated)" in done.stdout
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("id,name,email,roles\nhank,Hank,hank@example.org,editor;approver\n")
+    done = run_import(url_of(workflow_db), csv_file, "--tenant", TENANT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with workflow_db.connection_context():
+        frank = User.get((User.tenant_id == TENANT) & (User.user_id == "frank"))
+        assert roles_of(frank) == ["approver"]
+        alice = User.get((User.tenant_id == TENANT) & (User.user_id == "alice"))
+        assert alice.name == "Alice A" and roles_of(alice) == ["approver", "editor"]
+        assert User.get(User.user_id == "gina").tenant_id == "globex"
+        hank = User.get(User.user_id == "hank")
+        assert (hank.email, roles_of(hank)) == ("hank@example.org", ["approver", "editor"])
+
+
+def test_import_names_the_bad_row(workflow_db, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {id: ok, roles: [viewer]}\n- {id: bad, roles: [wizard]}\n")
+    done = run_import(url_of(workflow_db), bad, "--tenant", TENANT)
+    assert done.returncode == 2
+    assert "user #2" in done.stdout and "roles" in done.stdout
+    no_tenant = tmp_path / "no-tenant.csv"
+    no_tenant.write_text("id,name\nzed,Zed\n")
+    done = run_import(url_of(workflow_db), no_tenant)
+    assert done.returncode == 2 and "--tenant" in done.stdout
+    with workflow_db.connection_context():
+        assert not User.select().where(User.user_id.in_(["ok", "zed"])).exists()
+
+
+def test_recipients_resolve_by_id_role_owner_and_initiator(workflow_db):
+    people = resolve(
+        TENANT,
+        ["owner", "role:approver", "user:alice", "user:stranger", "initiator"],
+        owner="olivia",
+        initiator="dave",
+    )
+    ids = [p.user_id for p in people]
+    assert ids == ["olivia", "alice", "bob", "carol", "stranger", "dave"]
+    stranger = next(p for p in people if p.user_id == "stranger")
+    assert not stranger.known and stranger.email is None
+    assert next(p for p in people if p.user_id == "bob").email == "bob@example.org"
+    assert resolve(TENANT, ["owner"], owner=None) == []
+    with pytest.raises(ValueError, match="role"):
+        parse_recipient("role:wizard")
+    with pytest.raises(ValueError, match="user:<id>"):
+        parse_recipient("team:x")
+    directory = UserDirectory()
+    assert directory.users_with_role(TENANT, "approver") == ["alice", "bob", "carol", "olivia"]
+    assert directory.users_with_role("empty-tenant", "approver") is None
