@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
-import redis
 
 from shared.jobstatus import FAILED, STATES, JobStatusStore, iso, now_ms
 from shared.queues import CATALOG, QUEUE_NAMES
@@ -35,10 +35,20 @@ class JobNotDead(Exception):
 class JobOps:
     """Queue overview, ops job listing, retry and deletion of dead jobs."""
 
-    def __init__(self, store: JobStatusStore, broker: dramatiq.Broker, state: BrokerState):
+    def __init__(
+        self,
+        store: JobStatusStore,
+        broker: dramatiq.Broker,
+        state: BrokerState,
+        *,
+        before_retry: Callable[[dramatiq.Message, str], Any] | None = None,
+    ):
         self.store = store
         self.broker = broker
         self.state = state
+        #: Called with the dead message and the new job id before it is sent again
+        #: (the workflow service reopens a failed execution there).
+        self.before_retry = before_retry
 
     def queues(self) -> list[dict[str, Any]]:
         """One row per catalog queue: what waits, runs and died, and what is kept."""
@@ -140,8 +150,10 @@ class JobOps:
             message_id=str(uuid.uuid4()),
         )
         try:
+            if self.before_retry is not None:
+                self.before_retry(dead, fresh.message_id)
             self.broker.enqueue(fresh)
-        except redis.RedisError:
+        except Exception:
             self.state.restore_dead(queue, broker_id, data, claimed_at)
             raise
         at = now_ms(self.store.clock)
