@@ -31,6 +31,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from shared.broker import create_broker
 from shared.db import check_current
+from workflow_service.approvals.jobs import register_jobs as approval_jobs
 from workflow_service.cache import version_key
 from workflow_service.db import database, init_database
 from workflow_service.engine import Engine
@@ -95,7 +96,7 @@ class SchedulerContext:
 
 JobRegistrar = Callable[[BlockingScheduler, SchedulerContext], None]
 #: Further timed jobs (approval due dates, escalations), one registrar each.
-JOB_REGISTRARS: list[JobRegistrar] = []
+JOB_REGISTRARS: list[JobRegistrar] = [approval_jobs]
 
 
 class ScheduledWorkflows:

@@ -260,3 +260,39 @@ def test_sigterm_lets_in_flight_work_finish_and_loses_nothing(system, tenant):
     system.wait_for_executions(6, tenant=tenant, status="completed", timeout=30)
     observer = system.workflow_client(sub="observer", roles=["viewer"], tenant=tenant)
     assert len(observer.get("/notifications", params={"limit": 50}).json()["items"]) == 6
+
+
+def test_exhausted_retries_fail_the_execution_with_the_fixed_backoff_of_its_queue(system, tenant):
+    # governance.assessment: 3 attempts, fixed 5 s (scaled) between them.
+    client = system.workflow_client(tenant=tenant)
+    body = {
+        "name": "always failing",
+        "entity_type": "assessment",
+        "trigger": "on_create",
+        "steps": [{"kind": "flaky", "fail_times": 10}],
+        "status": "active",
+    }
+    assert client.post("/workflows", json=body).status_code == 201
+    broker = create_broker(CommonSettings(redis_url=system.redis_url, namespace=system.namespace))
+    event = Event(
+        event_type="assessment.created",
+        entity_type="assessment",
+        entity_id="a-1",
+        tenant_id=tenant,
+    )
+    broker.enqueue(event_message(event))
+
+    [failed] = system.wait_for_executions(1, tenant=tenant, status="failed", timeout=30)
+    assert failed["error"].startswith("gave up after 3 attempts: RuntimeError: flaky step")
+    steps = system.execution(failed["id"], tenant)["steps"]
+    assert [(s["attempt"], s["status"]) for s in steps] == [
+        (1, "failed"),
+        (2, "failed"),
+        (3, "failed"),
+    ]
+    starts = [parse_time(s["started_at"]) for s in steps]
+    for a, b in zip(starts, starts[1:], strict=False):
+        assert 5 * RETRY_SCALE <= (b - a).total_seconds() < 5 * RETRY_SCALE + 0.35
+    dead = f"{system.namespace}:governance.assessment.XQ.msgs"
+    assert any(failed["job"]["id"].encode() in body for body in broker.client.hvals(dead))
+    broker.close()
