@@ -23,7 +23,17 @@ from tests.system import System
 pytestmark = pytest.mark.e2e
 
 WEBHOOK_SECRET = "e2e-webhook-secret"
-TENANTS = ("approve", "reject", "self", "stages", "quorum", "race", "hook-flaky", "hook-400")
+TENANTS = (
+    "approve",
+    "reject",
+    "self",
+    "stages",
+    "quorum",
+    "race",
+    "overdue",
+    "hook-flaky",
+    "hook-400",
+)
 PEOPLE = {
     "olivia": ["editor", "approver"],
     "alice": ["approver"],
@@ -48,6 +58,8 @@ def system(tmp_path_factory, make_database_url, redis_url, smtp):
         "SMTP_FROM": "governance@example.org",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "WEBHOOK_TIMEOUT": "2",
+        # the scheduler's housekeeping (overdue approvals) runs every second
+        "EXECUTION_SWEEP_INTERVAL_S": "1",
     }
     with System.running(
         log_dir,
@@ -341,6 +353,40 @@ def test_simultaneous_final_decisions_resume_once(system):
             ("0", "completed"),
             ("0.0", "completed"),
         ]
+
+
+def test_overdue_approval_is_escalated_by_the_scheduler(system, smtp):
+    tenant = "overdue"
+    create_workflow(
+        system,
+        tenant,
+        [
+            {
+                "kind": "require_approval",
+                "approvers": ["user:alice"],
+                "due_in": "1s",
+                "escalate_to": ["user:carol"],
+                "on_approve": APPROVE,
+            }
+        ],
+    )
+    system.start_scheduler()
+    policy = new_policy(system, tenant, "Late review")
+    to_review(system, tenant, policy)
+    approval = pending_approval(system, tenant, "alice", policy)
+    for user in ("alice", "carol"):
+        (note,) = inbox(system, tenant, user, "Overdue approval")
+        assert approval["id"] in note["body"]
+    smtp.wait_for(
+        lambda m: (
+            m["To"] == f"carol@{tenant}.example.org" and m["Subject"].startswith("Overdue approval")
+        )
+    )
+    detail = as_user(system, tenant, "alice").get(f"/approvals/{approval['id']}").json()
+    assert detail["overdue"] is True and detail["status"] == "pending"
+    # still decidable after escalation
+    assert decide(system, tenant, "alice", approval).json()["outcome"] == "approved"
+    policy_status(system, tenant, policy, "approved")
 
 
 # --------------------------------------------------------------------------- webhooks

@@ -164,3 +164,27 @@ def resend_deliveries(
     ]
     delivery.enqueue(broker, stuck)
     return stuck
+
+
+def register_jobs(scheduler, context) -> None:
+    """Scheduler registrar: one housekeeping job, run by the leader only."""
+    settings = context.settings
+    engine = context.engine
+    interval = max(min(settings.sweep_interval_s, 30.0), 0.5)
+
+    def housekeeping() -> None:
+        if not context.is_leader():
+            return
+        with database.connection_context():
+            overdue = mark_overdue(engine.broker)
+            settled = settle_stragglers(engine.resume)
+            resent = resend_deliveries(engine.broker, lease_s=settings.notifications.claim_lease_s)
+        if overdue or any(settled.values()) or resent:
+            log.info(
+                "approvals: %d overdue, %s, %d deliveries re-sent",
+                len(overdue),
+                settled,
+                len(resent),
+            )
+
+    scheduler.add_job(housekeeping, "interval", seconds=interval, id="approvals-housekeeping")
