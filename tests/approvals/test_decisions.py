@@ -250,6 +250,7 @@ def test_a_cancelled_execution_cannot_be_decided(client, engine, outbox):
         f"/executions/{execution_id}/cancel", headers=auth(RUNNER, ["editor"])
     )
     assert cancelled.status_code in (200, 202), cancelled.json
+    assert pending_for(client, "alice") == []
     answer = decide(client, approval_id, "alice")
     assert answer.status_code == 409 and "cancelled" in answer.json["description"]
     assert ApprovalRequest.get_by_id(approval_id).status == "cancelled"

@@ -98,6 +98,13 @@ class ApprovalCollection:
             query = query.where(ApprovalRequest.id.in_(mine))
             if status:
                 query = query.where(ApprovalRequest.status == status)
+        if status == ApprovalStatus.PENDING:
+            # An execution cancelled a moment ago: its approvals are closed lazily
+            # (on the next decision or housekeeping run) but no longer awaited.
+            live = Execution.select(Execution.id).where(
+                Execution.status.not_in(ExecutionStatus.FINAL)
+            )
+            query = query.where(ApprovalRequest.execution.in_(live))
         rows = list(after_cursor(query, ApprovalRequest, page_cursor(req)).limit(limit))
         resp.media = {
             "items": [service.request_dict(r, principal.sub) for r in rows],
