@@ -84,6 +84,7 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
     errors.install(app)
 
     outbox = OutboxPublisher(
+        deps.db,
         deps.broker,
         deps.clock,
         claim_seconds=settings.outbox_claim_seconds,

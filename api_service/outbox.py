@@ -24,21 +24,13 @@ import peewee
 from dramatiq.broker import Broker
 
 from api_service.models import IdempotencyRecord, Outbox
+from api_service.transactions import write_transaction
 from shared.db import is_postgres
 from shared.events import Event, event_message, parse_event
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-
-def write_transaction(db: peewee.Database):
-    """A write transaction. On SQLite it takes the write lock at BEGIN: a transaction
-    that reads first and upgrades later fails at once (no busy wait) in WAL mode when
-    another writer committed in between."""
-    if isinstance(db, peewee.SqliteDatabase):
-        return db.atomic("IMMEDIATE")
-    return db.atomic()
 
 
 @dataclass(frozen=True)
@@ -54,6 +46,7 @@ class OutboxPublisher:
 
     def __init__(
         self,
+        db: peewee.Database,
         broker: Broker,
         clock: Clock,
         *,
@@ -61,6 +54,7 @@ class OutboxPublisher:
         pause_seconds: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
     ):
+        self.db = db
         self.broker = broker
         self.clock = clock
         self.claim = timedelta(seconds=claim_seconds)
@@ -110,9 +104,10 @@ class OutboxPublisher:
 
     def _mark_sent(self, row_id: int) -> None:
         try:
-            Outbox.update(sent_at=self.clock(), attempts=Outbox.attempts + 1).where(
-                (Outbox.id == row_id) & Outbox.sent_at.is_null()
-            ).execute()
+            with write_transaction(self.db):
+                Outbox.update(sent_at=self.clock(), attempts=Outbox.attempts + 1).where(
+                    (Outbox.id == row_id) & Outbox.sent_at.is_null()
+                ).execute()
         except peewee.DatabaseError:
             # Published but not marked: the relay republishes it (same message id)
             # once the lease ends. Logged so an operator can see why.

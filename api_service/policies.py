@@ -25,8 +25,9 @@ from api_service.errors import (
     VersionRequired,
 )
 from api_service.models import IdempotencyRecord, Policy, PolicyVersion
-from api_service.outbox import Clock, OutboxPublisher, PendingEvent, write_transaction
+from api_service.outbox import Clock, OutboxPublisher, PendingEvent
 from api_service.schemas import EDITABLE_FIELDS, PolicyCreate, PolicyUpdate, TransitionRequest
+from api_service.transactions import write_transaction
 from shared.auth import Principal
 from shared.db import is_postgres
 from shared.events import Event

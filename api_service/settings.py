@@ -68,14 +68,23 @@ class ApiSettings(CommonSettings):
 
     @property
     def pooled_database_url(self) -> str:
-        """PostgreSQL URLs go through peewee's connection pool (one connect per request
-        would cost more than the request itself); SQLite URLs are used as they are."""
+        """The database URL through peewee's connection pool.
+
+        Connecting per request costs more than the request: a PostgreSQL connect is a
+        round trip and a fork, and closing the last connection to a SQLite WAL database
+        checkpoints and deletes the WAL file. Pooled connections stay open and
+        ``close()`` hands them back.
+        """
         url = self.database_url
-        for scheme in ("postgresql://", "postgres://"):
-            if url.startswith(scheme):
+        for scheme, pooled in (
+            ("postgresql://", "postgresql+pool://"),
+            ("postgres://", "postgresql+pool://"),
+            ("sqlite:///", "sqlite+pool:///"),
+        ):
+            if url.startswith(scheme) and ":memory:" not in url:
                 sep = "&" if "?" in url else "?"
                 return (
-                    "postgresql+pool://"
+                    pooled
                     + url[len(scheme) :]
                     + f"{sep}max_connections={self.db_pool_size}&stale_timeout=300"
                 )

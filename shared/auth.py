@@ -8,8 +8,10 @@ key verifies it (no HS256-signed-with-the-public-key confusion).
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import falcon
@@ -42,13 +44,48 @@ class TokenError(Exception):
 class TokenDecoder:
     """Verifies tokens and turns their claims into a :class:`Principal`."""
 
-    def __init__(self, secret: str, public_key: str | None = None):
+    #: Verified tokens remembered per process (clients resend the same token).
+    CACHE_SIZE = 1024
+
+    def __init__(
+        self,
+        secret: str,
+        public_key: str | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
         if not secret and not public_key:
             raise ValueError("a JWT secret or public key is required")
         self.secret = secret
         self.public_key = public_key
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.clock = clock
 
     def decode(self, token: str) -> Principal:
+        """The token's principal; a token verified before is only checked for expiry.
+
+        Verifying a signature costs more than the rest of a small request, and the
+        cache key is the whole token, signature included, so a cached entry can only
+        answer for exactly the token that was verified.
+        """
+        with self._lock:
+            hit = self._verified.get(token)
+            if hit is not None:
+                self._verified.move_to_end(token)
+        if hit is not None:
+            principal, expires = hit
+            if self.clock() <= expires + LEEWAY_SECONDS:
+                return principal
+            raise TokenError("token has expired")
+        principal, expires = self._verify(token)
+        with self._lock:
+            self._verified[token] = (principal, expires)
+            if len(self._verified) > self.CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -72,7 +109,9 @@ class TokenDecoder:
             raise TokenError("token has expired") from None
         except jwt.PyJWTError as exc:
             raise TokenError(f"invalid token: {exc}") from None
-        return principal_from_claims(claims)
+        if not isinstance(claims.get("exp"), int | float):
+            raise TokenError("token claim 'exp' must be a number")
+        return principal_from_claims(claims), float(claims["exp"])
 
 
 def principal_from_claims(claims: dict) -> Principal:

@@ -197,3 +197,17 @@ def test_rs256_tokens_verify_with_the_public_key():
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def test_a_cached_token_still_expires():
+    now = time.time()
+    decoder = TokenDecoder(JWT_SECRET, clock=lambda: now)
+    token = jwt.encode(
+        {"sub": "a", "roles": ["viewer"], "tenant": "t", "exp": int(now) + 60}, JWT_SECRET
+    )
+    assert decoder.decode(token).sub == "a"
+    assert decoder.decode(token).sub == "a"  # answered from the cache
+
+    decoder.clock = lambda: now + 3600
+    with pytest.raises(TokenError, match="expired"):
+        decoder.decode(token)

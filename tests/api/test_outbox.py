@@ -136,7 +136,7 @@ def broker(redis_url, namespace):
 
 def _write_unpublished(db, broker, clock, n: int) -> list[str]:
     """n outbox rows as a request leaves them when its own publish never happened."""
-    publisher = OutboxPublisher(broker, clock, claim_seconds=30)
+    publisher = OutboxPublisher(db, broker, clock, claim_seconds=30)
     ids = []
     with db.atomic():
         for _ in range(n):

@@ -1,0 +1,292 @@
+"""Write throughput of the policy API against a bare Falcon JSON echo, same gunicorn.
+
+    .venv/bin/python bench/api_write.py --database sqlite
+    .venv/bin/python bench/api_write.py --database postgres
+
+Starts gunicorn twice with deploy/gunicorn.conf.py (same workers and threads): once
+with the real app (``api_service.wsgi:app``, a fresh migrated database, real Redis) and
+once with the echo app defined below, then drives each with the same closed-loop load
+(N keep-alive connections, each sending its next request when the last one answered)
+and prints requests/s, p50 and p99 latency for both and the ratio.
+
+Target: ``POST /policies`` at >= 0.25 of the echo's requests/s with p99 < 25 ms at
+32 connections. Every POST is a full write: JWT check, validation, policy row, version
+snapshot and outbox row in one transaction, the event published to Redis after commit
+and the outbox row marked sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import falcon
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+class _Echo:
+    def on_get(self, req, resp):
+        resp.media = {"ok": True}
+
+    def on_post(self, req, resp):
+        resp.status = falcon.HTTP_201
+        resp.media = req.get_media()
+
+
+#: The bare baseline: Falcon parsing and returning JSON, nothing else.
+echo_app = falcon.App()
+echo_app.add_route("/echo", _Echo())
+
+
+# ------------------------------------------------------------------------------ load
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
+async def _connection(host, port, request: bytes, state: dict, latencies, counts):
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while not state["stop"]:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            status = int(head[9:12])
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            if state["measuring"]:
+                latencies.append(time.perf_counter() - started)
+                if status >= 400:
+                    counts["errors"] += 1
+                counts["done"] += 1
+    finally:
+        writer.close()
+
+
+async def _drive(host, port, request: bytes, connections, warmup, duration):
+    state = {"stop": False, "measuring": False}
+    latencies: list[float] = []
+    counts = {"done": 0, "errors": 0}
+    tasks = [
+        asyncio.create_task(_connection(host, port, request, state, latencies, counts))
+        for _ in range(connections)
+    ]
+    await asyncio.sleep(warmup)
+    state["measuring"] = True
+    started = time.perf_counter()
+    await asyncio.sleep(duration)
+    state["measuring"] = False
+    elapsed = time.perf_counter() - started
+    state["stop"] = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return counts, latencies, elapsed
+
+
+def drive(name, port, request: bytes, connections, warmup, duration) -> Result:
+    counts, latencies, elapsed = asyncio.run(
+        _drive("127.0.0.1", port, request, connections, warmup, duration)
+    )
+    return Result(name, counts["done"], counts["errors"], elapsed, latencies)
+
+
+def http_request(method: str, path: str, body: dict, headers: dict[str, str]) -> bytes:
+    payload = json.dumps(body).encode()
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+# ------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(target: str, port: int, env: dict, log: Path) -> subprocess.Popen:
+    argv = [
+        str(BIN / "gunicorn"),
+        "-c",
+        str(ROOT / "deploy" / "gunicorn.conf.py"),
+        "-b",
+        f"127.0.0.1:{port}",
+        "--pythonpath",
+        str(ROOT / "bench"),
+        target,
+    ]
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    import http.client
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gunicorn {target} exited:\n{log.read_text()[-3000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz" if "api_service" in target else "/echo")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"gunicorn {target} did not answer:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def make_database(kind: str, workdir: Path) -> tuple[str, callable]:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / 'bench_api.db'}", lambda: None
+    import psycopg2
+
+    admin = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"bench_api_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+
+    def drop():
+        c = psycopg2.connect(admin)
+        c.autocommit = True
+        c.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.close()
+
+    return f"{admin.rsplit('/', 1)[0]}/{name}", drop
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
+    from api_service.migrations import MIGRATIONS
+    from shared.auth import issue_token
+    from shared.db import migrate, open_database
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    database_url, drop_database = make_database(args.database, workdir)
+    db = open_database(database_url)
+    with db.connection_context():
+        migrate(db, MIGRATIONS)
+    db.close()
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    secret = "bench-secret-0123456789abcdef0123456789"
+    env = {
+        **os.environ,
+        "API_DATABASE_URL": database_url,
+        "REDIS_NAMESPACE": namespace,
+        "JWT_SECRET": secret,
+    }
+    body = {
+        "title": "Benchmark policy",
+        "policy_type": "security",
+        "content": "Keep secrets out of logs. " * 20,
+        "tags": ["bench", "write"],
+    }
+    token = issue_token(secret, "bench", ["editor"], "bench-tenant", 3600)
+    results = []
+    try:
+        for name, target, request in (
+            ("echo POST /echo", "api_write:echo_app", http_request("POST", "/echo", body, {})),
+            (
+                "api POST /policies",
+                "api_service.wsgi:app",
+                http_request("POST", "/policies", body, {"Authorization": f"Bearer {token}"}),
+            ),
+        ):
+            port = free_port()
+            proc = start_gunicorn(target, port, env, workdir / f"{target.split(':')[0]}.log")
+            try:
+                results.append(
+                    drive(name, port, request, args.connections, args.warmup, args.duration)
+                )
+            finally:
+                stop(proc)
+    finally:
+        import redis
+
+        client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+        published = client.llen(f"{namespace}:governance.policy")
+        keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        drop_database()
+
+    workers = os.environ.get("WEB_WORKERS", "2")
+    threads = os.environ.get("WEB_THREADS", "8")
+    print(
+        f"database={args.database} connections={args.connections} "
+        f"gunicorn workers={workers} threads={threads} duration={args.duration}s"
+    )
+    print(f"{'':22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for r in results:
+        print(f"{r.name:22}{r.rps:9.0f}{r.percentile(50):9.2f}{r.percentile(99):9.2f}{r.errors:8d}")
+    echo, api = results
+    ratio = api.rps / echo.rps
+    p99 = api.percentile(99)
+    print(
+        f"ratio api/echo = {ratio:.3f} (target >= 0.25: {'met' if ratio >= 0.25 else 'NOT met'})"
+        f"; api p99 = {p99:.1f} ms (target < 25 ms: {'met' if p99 < 25 else 'NOT met'})"
+    )
+    print(f"events published to Redis during the run: {published}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
