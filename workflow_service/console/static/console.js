@@ -68,9 +68,9 @@
     return a;
   }
 
-  function badge(text) {
-    const span = el("span", text, "badge state-" + String(text || "none"));
-    span.dataset.state = text || "";
+  function badge(state, label) {
+    const span = el("span", label || state, "badge state-" + String(state || "none"));
+    span.dataset.state = state || "";
     return span;
   }
 
@@ -78,6 +78,14 @@
     if (!iso) return "";
     const d = new Date(iso);
     return isNaN(d) ? iso : d.toLocaleString();
+  }
+
+  function precise(iso) {
+    // Timeline entries are milliseconds apart when retries are quick.
+    if (!iso) return "";
+    const d = new Date(iso);
+    if (isNaN(d)) return iso;
+    return d.toLocaleTimeString() + "." + String(d.getMilliseconds()).padStart(3, "0");
   }
 
   function short(id) {
@@ -174,7 +182,7 @@
     for (const job of body.items) {
       const tr = row([
         link(short(job.id), () => openJob(job.id), "job-link"),
-        job.actor, job.tenant_id, badge(job.state),
+        job.actor, job.tenant_id, badge(job.state, job.retried_as ? job.state + " · retried" : null),
         job.attempt + (job.max_attempts ? " / " + job.max_attempts : ""),
         when(job.updated_at), job.error ? job.error.type + ": " + job.error.message : "",
       ]);
@@ -231,9 +239,9 @@
     for (const entry of job.timeline) {
       const li = el("li");
       li.appendChild(badge(entry.state));
-      let text = " " + when(entry.at);
+      let text = " " + precise(entry.at);
       if (entry.attempt) text += " · attempt " + entry.attempt;
-      if (entry.next_retry_at) text += " · next attempt at " + when(entry.next_retry_at);
+      if (entry.next_retry_at) text += " · next attempt at " + precise(entry.next_retry_at);
       if (entry.error) text += " · " + entry.error.type + ": " + entry.error.message;
       if (entry.retried_as) text += " · retried as " + entry.retried_as;
       li.appendChild(document.createTextNode(text));
