@@ -70,10 +70,8 @@ def test_writes_succeed_without_redis_and_the_relay_delivers_each_event_once(
     metrics = api.client.simulate_get("/metrics").text
     assert f"api_outbox_backlog {float(WRITES)}" in metrics
 
-    # Then, once Redis is back, relays deliver them; one is restarted half-way and a
+    # Then relays deliver them once Redis is back; one is restarted half-way and a
     # second one runs beside it the whole time.
-    redis_server.start()
-    client = redis_server.client()
     env = {
         **common_env,
         "REDIS_URL": redis_server.url,
@@ -86,7 +84,13 @@ def test_writes_succeed_without_redis_and_the_relay_delivers_each_event_once(
         return ServiceProcess(name, python_module("api_service", "relay"), env, tmp_path).start()
 
     first, second = relay("relay-1"), relay("relay-2")
+    restarted = None
     try:
+        first.wait_log("relay started")
+        second.wait_log("relay started")
+        assert Outbox.select().where(Outbox.sent_at.is_null()).count() == WRITES
+        redis_server.start()
+        client = redis_server.client()
         poll(
             lambda: client.hlen(f"{namespace}:governance.policy.msgs") > 0,
             timeout=30,
@@ -102,7 +106,7 @@ def test_writes_succeed_without_redis_and_the_relay_delivers_each_event_once(
         )
         restarted.wait_log("relay started")
     finally:
-        for proc in (first, second, locals().get("restarted")):
+        for proc in (first, second, restarted):
             if proc is not None:
                 proc.stop()
 
