@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.support import free_port, poll
 from workflow_service.notifications.signing import InvalidSignature, verify_signature
@@ -103,10 +104,34 @@ class _Sink:
 class SmtpServer:
     """A real SMTP server (aiosmtpd) on a free port; read what it received."""
 
-    def __init__(self):
+    def __init__(self, credentials: tuple[str, str] | None = None):
         self.port = free_port()
         self.sink = _Sink()
-        self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port)
+        self.logins: list[str] = []
+        options = {}
+        if credentials:
+            options = {
+                "auth_required": True,
+                "auth_require_tls": False,
+                "authenticator": self._authenticator(credentials),
+            }
+        self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port, **options)
+
+    def _authenticator(self, credentials: tuple[str, str]):
+        def check(server, session, envelope, mechanism, auth_data):
+            ok = (
+                isinstance(auth_data, LoginPassword)
+                and (
+                    auth_data.login.decode(),
+                    auth_data.password.decode(),
+                )
+                == credentials
+            )
+            if ok:
+                self.logins.append(auth_data.login.decode())
+            return AuthResult(success=ok)
+
+        return check
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

@@ -128,6 +128,27 @@ def test_email_reaches_a_real_smtp_server():
     assert smtp.sink.envelopes[0] == ("gov@example.org", ["olivia@example.org"])
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_email_logs_in_with_the_configured_credentials():
+    with SmtpServer(credentials=("mailer", "s3cret")) as smtp:
+        config = settings(
+            smtp_host="127.0.0.1",
+            smtp_port=smtp.port,
+            smtp_username="mailer",
+            smtp_password="s3cret",
+        )
+        msg = build_email(
+            config, to="a@example.org", subject="s", text="t", html=None, message_id="<auth@y>"
+        )
+        send_email(config, msg)
+        smtp.wait_for(lambda m: m["Message-ID"] == "<auth@y>")
+        assert smtp.logins == ["mailer"]
+        anonymous = settings(smtp_host="127.0.0.1", smtp_port=smtp.port)
+        with pytest.raises(PermanentDeliveryError) as info:
+            send_email(anonymous, msg)
+        assert info.value.status == 530  # authentication required
+
+
 def test_email_to_an_unreachable_server_is_transient():
     config = settings(smtp_host="127.0.0.1", smtp_port=free_port())
     msg = build_email(
