@@ -42,6 +42,8 @@ def test_admin_manages_users(client):
     assert client.simulate_delete("/users/erin", headers=ADMIN).status_code == 204
     assert client.simulate_get("/users/erin", headers=ADMIN).status_code == 404
     assert client.simulate_delete("/users/erin", headers=ADMIN).status_code == 404
+    spaced = client.simulate_put("/users/has%20space", headers=ADMIN, json={"name": "x"})
+    assert spaced.status_code == 400 and "user_id" in spaced.json["title"]
 
 
 def test_only_admins_and_only_their_tenant(client):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import falcon
 
 from shared.auth import require_role
@@ -11,6 +13,7 @@ from workflow_service.users.models import User, UserRole
 from workflow_service.users.schemas import UserCreate, UserOut, UserUpdate
 
 ADMIN = ("admin",)
+USER_ID = re.compile(r"^[^\s/]{1,128}$")
 
 
 def _not_found(user_id: str) -> falcon.HTTPNotFound:
@@ -102,10 +105,10 @@ class UserItem:
     def on_put(self, req, resp, user_id):
         principal = require_role(req, *ADMIN)
         body = parse_body(UserUpdate, read_json(req, self.max_body_bytes))
-        if len(user_id) > 128:
+        if not USER_ID.match(user_id):
             raise falcon.HTTPBadRequest(
                 title="Invalid parameter 'user_id'",
-                description="A user id is at most 128 characters.",
+                description="A user id is 1 to 128 characters without spaces or slashes.",
             )
         user, created = save_user(
             principal.tenant,
