@@ -99,18 +99,17 @@ def dispatch_event(*args, **kwargs) -> dict:
     return {"executions": [e.id for e in executions], "jobs": [e.job_id for e in executions]}
 
 
-def run_execution(*args, **kwargs) -> dict:
+def run_execution(*args, **kwargs) -> None:
     """Run one execution from its first unfinished step."""
     if len(args) != 1 or kwargs or not _is_uuid(args[0]):
         reason = "a run message takes exactly one argument, an execution id"
         record_rejected(reason, args, kwargs)
         raise InvalidMessage(reason)
     try:
-        status = engine().run(args[0])
+        engine().run(args[0])
     except UnknownExecution as exc:
         record_rejected(str(exc), args, kwargs)
         raise
-    return {"execution_id": args[0], "status": status}
 
 
 def execution_failed(message_data: dict, retry_info: dict) -> None:
@@ -141,6 +140,7 @@ def _register() -> None:
             dispatch_event,
             actor_name=dispatch_actor_name(entity),
             throws=(InvalidEvent, InvalidMessage),
+            store_results=True,  # the executions it created, for the job's record
             **options,
         )
         dramatiq.actor(

@@ -17,7 +17,7 @@ from workflow_service.settings import WorkflowSettings
 from workflow_service.steps import load_steps
 
 settings = WorkflowSettings.from_env()
-db = init_database(settings.database_url)
+db = init_database(settings.pooled_database_url)
 broker = create_broker(
     settings,
     extra_middleware=[DramatiqConnectionScope(database_proxy)],

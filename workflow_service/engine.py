@@ -98,6 +98,7 @@ class Engine:
     cache: ActiveWorkflowCache
     directory: Directory = field(default_factory=NoDirectory)
     clock: Callable[[], datetime] = utcnow
+    _definitions: dict[tuple[str, int], dict] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------------ dispatch
 
@@ -130,23 +131,27 @@ class Engine:
                 f"changes deep ({' -> '.join(trigger.causation)}), the limit is {limit} "
                 "(MAX_CAUSATION_DEPTH); stopped to break a trigger loop"
             )
-        Execution.insert(
-            id=execution_id,
-            tenant_id=trigger.tenant_id,
-            workflow=workflow_id,
-            workflow_version=version,
-            event_id=trigger.event_id,
-            event=trigger.to_payload(),
-            entity_type=trigger.entity_type,
-            entity_id=trigger.entity_id,
-            status=status,
-            error=error,
-            job_id=run_job_id(execution_id),
-            created_at=now,
-            updated_at=now,
-            finished_at=finished,
-        ).on_conflict_ignore().execute()
-        return Execution.get_by_id(execution_id)
+        values = {
+            "id": execution_id,
+            "tenant_id": trigger.tenant_id,
+            "workflow": workflow_id,
+            "workflow_version": version,
+            "event_id": trigger.event_id,
+            "event": trigger.to_payload(),
+            "entity_type": trigger.entity_type,
+            "entity_id": trigger.entity_id,
+            "status": status,
+            "error": error,
+            "attempts": 0,
+            "job_id": run_job_id(execution_id),
+            "created_at": now,
+            "updated_at": now,
+            "finished_at": finished,
+        }
+        inserted = Execution.insert(**values).on_conflict_ignore().as_rowcount().execute()
+        if inserted:
+            return Execution(**values)
+        return Execution.get_by_id(execution_id)  # a redelivery: the first one made it
 
     def run_message(self, execution: Execution, parent_job_id: str | None = None):
         options: dict[str, Any] = {"tenant_id": execution.tenant_id}
@@ -228,12 +233,12 @@ class Engine:
 
     def run(self, execution_id: str) -> str:
         """Run or resume an execution; returns its status afterwards."""
-        execution = Execution.get_or_none(Execution.id == execution_id)
-        if execution is None:
-            raise UnknownExecution(f"no execution {execution_id}")
         if not self.claim(execution_id):
-            log.info("execution %s not claimable (%s); skipped", execution_id, execution.status)
-            return execution.status
+            status = Execution.select(Execution.status).where(Execution.id == execution_id).scalar()
+            if status is None:
+                raise UnknownExecution(f"no execution {execution_id}")
+            log.info("execution %s not claimable (%s); skipped", execution_id, status)
+            return status
         execution = Execution.get_by_id(execution_id)
         try:
             return self._run_claimed(execution)
@@ -255,17 +260,15 @@ class Engine:
             raise
 
     def _run_claimed(self, execution: Execution) -> str:
-        version = WorkflowVersion.get_or_none(
-            (WorkflowVersion.workflow == execution.workflow_id)
-            & (WorkflowVersion.version == execution.workflow_version)
-        )
-        if version is None:
-            raise StepFailed(
-                f"workflow {execution.workflow_id} version {execution.workflow_version} is gone"
-            )
-        definition = version.definition
+        definition = self._definition(execution.workflow_id, execution.workflow_version)
         trigger = Trigger.from_payload(execution.event)
-        runs = list(StepRun.select().where(StepRun.execution == execution.id).order_by(StepRun.id))
+        # The first claim cannot find earlier step runs; later ones (retries,
+        # redeliveries, resumptions) resume after the completed steps.
+        runs = (
+            list(StepRun.select().where(StepRun.execution == execution.id).order_by(StepRun.id))
+            if execution.attempts > 1
+            else []
+        )
         completed = {r.key: r for r in runs if r.status == StepStatus.COMPLETED}
         latest = {r.key: r for r in runs}
         plan: list[tuple[str, dict]] = [(str(i), s) for i, s in enumerate(definition["steps"])]
@@ -276,7 +279,8 @@ class Engine:
             if done is not None:
                 branch = list(done.branch or ())
             else:
-                if self._cancelled(execution.id):
+                # The claim itself proved the execution was not cancelled.
+                if index > 0 and self._cancelled(execution.id):
                     return ExecutionStatus.CANCELLED
                 report_progress(int(100 * index / len(plan)), f"step {index + 1} of {len(plan)}")
                 outcome = self._run_step(
@@ -302,7 +306,6 @@ class Engine:
             .where((Execution.id == execution.id) & (Execution.status == ExecutionStatus.RUNNING))
             .execute()
         )
-        report_progress(100, f"{len(plan)} of {len(plan)} steps done")
         if not finished:
             return Execution.get_by_id(execution.id).status
         return ExecutionStatus.COMPLETED
@@ -328,11 +331,13 @@ class Engine:
             attempt=execution.attempts,
             started_at=now,
         )
-        # Each step renews the claim, so only a worker silent for the claim timeout
-        # loses its execution to another.
-        Execution.update(claimed_at=now, updated_at=now).where(
-            Execution.id == execution.id
-        ).execute()
+        # Steps renew the claim, so only a worker silent for the claim timeout loses its
+        # execution to another (no need right after the claim).
+        if execution.claimed_at is None or (now - execution.claimed_at).total_seconds() > 1:
+            Execution.update(claimed_at=now, updated_at=now).where(
+                Execution.id == execution.id
+            ).execute()
+            execution.claimed_at = now
         ctx = StepContext(
             execution=execution,
             trigger=trigger,
@@ -366,6 +371,22 @@ class Engine:
             )
             raise
         return outcome
+
+    def _definition(self, workflow_id: str, version: int) -> dict:
+        """A version's definition; versions never change, so each is read once."""
+        key = (workflow_id, version)
+        definition = self._definitions.get(key)
+        if definition is None:
+            row = WorkflowVersion.get_or_none(
+                (WorkflowVersion.workflow == workflow_id) & (WorkflowVersion.version == version)
+            )
+            if row is None:
+                raise StepFailed(f"workflow {workflow_id} version {version} is gone")
+            definition = row.definition
+            if len(self._definitions) > 1000:
+                self._definitions.clear()
+            self._definitions[key] = definition
+        return definition
 
     def _record(self, run: StepRun, outcome: StepOutcome) -> None:
         waiting = outcome.state == "waiting"

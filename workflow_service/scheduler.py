@@ -148,7 +148,7 @@ class ScheduledWorkflows:
 
 
 def build(settings: WorkflowSettings) -> tuple[BlockingScheduler, SchedulerContext]:
-    db = init_database(settings.database_url)
+    db = init_database(settings.pooled_database_url)
     with db.connection_context():
         check_current(db, all_migrations(), "workflow_service")
     load_steps(settings.plugins)

@@ -35,6 +35,7 @@ class WorkflowSettings(CommonSettings):
     #: Extra modules that register step kinds (imported by web, workers and scheduler).
     plugins: tuple[str, ...] = ()
     max_body_bytes: int = 256 * 1024
+    db_pool_size: int = 16
     #: SMTP and webhook delivery (SMTP_*, WEBHOOK_*).
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
@@ -61,5 +62,29 @@ class WorkflowSettings(CommonSettings):
             scheduler_lock_ttl_s=env.float("SCHEDULER_LOCK_TTL_S", 30.0),
             plugins=tuple(p.strip() for p in env.str("WORKFLOW_PLUGINS").split(",") if p.strip()),
             max_body_bytes=env.int("WORKFLOW_MAX_BODY_BYTES", 256 * 1024),
+            db_pool_size=env.int("WORKFLOW_DB_POOL_SIZE", 16),
             notifications=NotificationSettings.from_env(env),
         )
+
+    @property
+    def pooled_database_url(self) -> str:
+        """The database URL through peewee's connection pool.
+
+        Workers and web threads take a connection per message or request; pooled
+        connections stay open and ``close()`` hands them back. Connecting each time
+        would cost more than the work: a PostgreSQL connect is a round trip and a
+        fork, and closing the last connection to a SQLite WAL database checkpoints it.
+        """
+        url = self.database_url
+        for scheme, pooled in (
+            ("postgresql://", "postgresql+pool://"),
+            ("postgres://", "postgresql+pool://"),
+            ("sqlite:///", "sqlite+pool:///"),
+        ):
+            if url.startswith(scheme) and ":memory:" not in url:
+                sep = "&" if "?" in url else "?"
+                return (
+                    f"{pooled}{url[len(scheme) :]}{sep}max_connections={self.db_pool_size}"
+                    "&stale_timeout=300"
+                )
+        return url

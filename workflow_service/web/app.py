@@ -80,7 +80,7 @@ def extension_registrars() -> list[RouteRegistrar]:
 
 
 def build_deps(settings: WorkflowSettings) -> Deps:
-    db = open_database(settings.database_url)
+    db = open_database(settings.pooled_database_url)
     broker = create_broker(settings)
     return Deps(db=db, broker=broker, redis=broker.client)
 
