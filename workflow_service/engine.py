@@ -264,11 +264,26 @@ class Engine:
         trigger = Trigger.from_payload(execution.event)
         # The first claim cannot find earlier step runs; later ones (retries,
         # redeliveries, resumptions) resume after the completed steps.
-        runs = (
-            list(StepRun.select().where(StepRun.execution == execution.id).order_by(StepRun.id))
-            if execution.attempts > 1
-            else []
-        )
+        runs = []
+        if execution.attempts > 1:
+            # A step still "running" from an earlier attempt lost its worker (killed, or
+            # stopped past the claim timeout); say so in the step log.
+            (
+                StepRun.update(
+                    status=StepStatus.FAILED,
+                    error="interrupted: the worker running this attempt stopped",
+                    finished_at=self.clock(),
+                )
+                .where(
+                    (StepRun.execution == execution.id)
+                    & (StepRun.status == StepStatus.RUNNING)
+                    & (StepRun.attempt < execution.attempts)
+                )
+                .execute()
+            )
+            runs = list(
+                StepRun.select().where(StepRun.execution == execution.id).order_by(StepRun.id)
+            )
         completed = {r.key: r for r in runs if r.status == StepStatus.COMPLETED}
         latest = {r.key: r for r in runs}
         plan: list[tuple[str, dict]] = [(str(i), s) for i, s in enumerate(definition["steps"])]

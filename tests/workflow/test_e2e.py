@@ -235,7 +235,8 @@ def test_kill_9_mid_step_redelivers_and_the_side_effect_happens_once(system, ten
     # the new worker claims the execution again and completes it.
     [done] = system.wait_for_executions(1, tenant=tenant, status="completed", timeout=40)
     steps = system.execution(done["id"], tenant)["steps"]
-    assert [(s["attempt"], s["status"]) for s in steps] == [(1, "running"), (2, "completed")]
+    assert [(s["attempt"], s["status"]) for s in steps] == [(1, "failed"), (2, "completed")]
+    assert steps[0]["error"].startswith("interrupted")
     observer = system.workflow_client(sub="observer", roles=["viewer"], tenant=tenant)
     assert len(observer.get("/notifications").json()["items"]) == 1
 
