@@ -18,6 +18,7 @@ from workflow_service.approvals import jobs
 from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot
 from workflow_service.engine import ExecutionFailed
 from workflow_service.models import Execution, Notification, StepRun
+from workflow_service.notifications.models import Delivery
 
 OWNER = "olivia"
 RUNNER = "ed"  # the editor whose change started the execution (not in the directory)
@@ -115,6 +116,13 @@ def test_any_approver_decides_and_the_execution_resumes_once(client, engine, out
     assert approval["can_decide"] and approval["entity_version"] == 3
     assert {d["approver"] for d in approval["decisions"]} == {"alice", "bob", "carol"}
     assert pending_for(client, "bob")[0]["id"] == approval["id"]
+    # each approver is also e-mailed, through the notification queue
+    told = outbox.take("deliver_notification")
+    assert {Delivery.get_by_id(m.args[0]).address for m in told} == {
+        "alice@example.org",
+        "bob@example.org",
+        "carol@example.org",
+    }
     # When: one approver approves
     answer = decide(client, approval["id"], "bob", comment="fine by me")
     # Then: decided, resumed exactly once, on_approve ran and told the owner
@@ -212,8 +220,12 @@ def test_sequential_stages(client, engine, outbox):
     assert pending_for(client, "bob") == []
     early = decide(client, approval_id, "bob")
     assert early.status_code == 403
+    outbox.take("deliver_notification")
     first = decide(client, approval_id, "alice", comment="legal ok")
     assert first.json["outcome"] is None and first.json["stage"] == 2
+    # the second stage's approvers are e-mailed once the decision committed
+    told = outbox.take("deliver_notification")
+    assert sorted(Delivery.get_by_id(m.args[0]).recipient for m in told) == ["bob", "carol"]
     assert status_of(execution_id) == "waiting_approval"
     assert [a["id"] for a in pending_for(client, "bob")] == [approval_id]
     assert decide(client, approval_id, "alice").status_code == 409  # decided at stage 1
@@ -343,6 +355,7 @@ def test_overdue_stages_are_escalated_once(client, engine, outbox):
     step = approval_step(approvers=["user:alice"], due_in="1h", escalate_to=["role:admin"])
     execution_id = start(client, engine, outbox, step)
     request = only_approval(execution_id)
+    outbox.take("deliver_notification")  # alice was asked by e-mail
     assert jobs.mark_overdue(outbox, now=utcnow()) == []
     later = utcnow() + timedelta(hours=2)
     assert jobs.mark_overdue(outbox, now=later) == [request.id]

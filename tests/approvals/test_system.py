@@ -183,6 +183,11 @@ def test_policy_approval_template_approve(system, smtp):
     # The approver sees the approval and approves it
     approval = pending_approval(system, tenant, "alice", policy)
     assert approval["title"] == 'Approve policy "Access control" (version 2)'
+    (request_mail,) = smtp.wait_for(lambda m: m["To"] == f"alice@{tenant}.example.org")
+    assert (
+        request_mail["Subject"] == 'Approval requested: Approve policy "Access control" (version 2)'
+    )
+    assert approval["id"] in request_mail.get_body(("plain",)).get_content()
     answer = decide(system, tenant, "alice", approval, comment="Clear and complete")
     assert answer.status_code == 200, answer.text
     assert answer.json()["outcome"] == "approved"

@@ -25,7 +25,6 @@ from workflow_service.db import database
 from workflow_service.models import Execution, ExecutionStatus
 from workflow_service.notifications import delivery
 from workflow_service.notifications.models import Channel, Delivery, DeliveryStatus
-from workflow_service.notifications.steps import delivery_id
 from workflow_service.users import directory
 
 log = logging.getLogger(__name__)
@@ -101,7 +100,6 @@ def _escalate(request: ApprovalRequest, now: datetime) -> list[str]:
         entity_type=request.entity_type,
         entity_id=request.entity_id,
         items=items,
-        id_for=lambda i: delivery_id(request.execution_id, key, i.recipient, i.channel),
     )
 
 

@@ -14,6 +14,18 @@ def _approval_tables(db: peewee.Database, migrator: SchemaMigrator) -> None:
     db.create_tables(APPROVAL_MODELS)
 
 
+def _notify_channels(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    # 170 creates tables from the current models, so a fresh database has it already.
+    if "notify_channels" in {c.name for c in db.get_columns("approval_request")}:
+        return
+    from playhouse.migrate import migrate
+
+    from workflow_service.db import JSONField
+
+    migrate(migrator.add_column("approval_request", "notify_channels", JSONField(null=True)))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(170, "approval requests and per-approver slots", _approval_tables),
+    Migration(171, "approval requests: channels approvers are told on", _notify_channels),
 ]

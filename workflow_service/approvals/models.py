@@ -43,6 +43,8 @@ class ApprovalRequest(BaseModel):
     #: Seconds each stage has before it is overdue (None: no due time).
     due_in_s = peewee.IntegerField(null=True)
     escalate_to = JSONField(default=list)
+    #: How approvers are told a stage awaits them ("in_app", "email"); None: in-app only.
+    notify_channels = JSONField(null=True)
     current_stage = peewee.IntegerField(default=0)
     status = peewee.CharField(max_length=16, default=ApprovalStatus.PENDING)
     due_at = peewee.DateTimeField(null=True)

@@ -24,6 +24,7 @@ from shared.http import (
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot, ApprovalStatus
 from workflow_service.models import Execution, ExecutionStatus
+from workflow_service.notifications import delivery
 from workflow_service.web.common import after_cursor, next_cursor, page_cursor, uuid_param
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,9 @@ class ApprovalDecision:
         )
     }
 
-    def __init__(self, resume: Resume, entity_version: VersionLookup, max_body_bytes: int):
+    def __init__(self, resume: Resume, entity_version: VersionLookup, broker, max_body_bytes: int):
         self.resume = resume
+        self.broker = broker
         self.entity_version = entity_version
         self.max_body_bytes = max_body_bytes
 
@@ -180,6 +182,8 @@ class ApprovalDecision:
             raise falcon.HTTPConflict(title="Already decided", description=str(exc)) from None
         except service.ExecutionNotWaiting as exc:
             raise falcon.HTTPConflict(title="Execution not waiting", description=str(exc)) from None
+        if result.deliveries:
+            delivery.enqueue(self.broker, result.deliveries)
         job_id = None
         if result.outcome is not None:
             job_id = self._resume(result.request)
@@ -239,6 +243,7 @@ def add_routes(
     *,
     resume: Resume,
     entity_version: VersionLookup,
+    broker,
     max_body_bytes: int,
 ) -> None:
     docs.add_route(app, "/approvals", ApprovalCollection())
@@ -246,7 +251,7 @@ def add_routes(
     docs.add_route(
         app,
         "/approvals/{approval_id}/decision",
-        ApprovalDecision(resume, entity_version, max_body_bytes),
+        ApprovalDecision(resume, entity_version, broker, max_body_bytes),
     )
 
 
@@ -260,6 +265,7 @@ def register(app: falcon.App, docs: ApiDocs, context) -> None:
         docs,
         resume=context.engine.resume,
         entity_version=policy_version_lookup(context.engine.api),
+        broker=context.engine.broker,
         max_body_bytes=limit,
     )
     catalog.add_routes(app, docs, store=context.store, max_body_bytes=limit)

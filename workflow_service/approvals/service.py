@@ -23,6 +23,8 @@ from shared.db import utcnow
 from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot, ApprovalStatus
 from workflow_service.db import database
 from workflow_service.models import Execution, ExecutionStatus, Notification
+from workflow_service.notifications import delivery
+from workflow_service.notifications.models import Channel
 from workflow_service.users import directory
 
 log = logging.getLogger(__name__)
@@ -122,8 +124,15 @@ def _notification_id(request_id: str, key: str, user: str) -> str:
     return str(uuid.uuid5(uuid.UUID(request_id), f"{key}:{user}"))
 
 
-def open_stage(request: ApprovalRequest, index: int, now: datetime) -> list[str]:
-    """Create the slots of stage ``index`` and tell its approvers; return their ids."""
+@dataclass(frozen=True)
+class OpenedStage:
+    approvers: list[str]
+    #: E-mail deliveries planned for them; send after the transaction commits.
+    deliveries: list[str]
+
+
+def open_stage(request: ApprovalRequest, index: int, now: datetime) -> OpenedStage:
+    """Create the slots of stage ``index`` and tell its approvers."""
     stage = stages_of(request)[index]
     people = directory.resolve(
         request.tenant_id, stage.approvers, owner=request.owner, initiator=request.initiator
@@ -161,14 +170,36 @@ def open_stage(request: ApprovalRequest, index: int, now: datetime) -> list[str]
     ).on_conflict_ignore().execute()
     users = [p.user_id for p in people]
     stage_note = f" (stage {index + 1} of {len(request.stages)})" if len(request.stages) > 1 else ""
-    notify_in_app(
-        request,
-        users,
-        f"{request.step_key}.approval.{index}",
-        f"Approval requested: {request.title}"[:300],
-        f"Your decision is requested{stage_note}. Approval id: {request.id}",
+    key = f"{request.step_key}.approval.{index}"
+    subject = f"Approval requested: {request.title}"[:300]
+    body = (
+        f"Your decision is requested{stage_note}. Approval id: {request.id}\n"
+        f"Decide with POST /approvals/{request.id}/decision on the workflow service."
     )
-    return users
+    channels = request.notify_channels or ["in_app"]
+    if "in_app" in channels:
+        notify_in_app(request, users, key, subject, body)
+    deliveries: list[str] = []
+    if "email" in channels:
+        deliveries = delivery.plan(
+            tenant_id=request.tenant_id,
+            execution_id=request.execution_id,
+            step_key=key,
+            entity_type=request.entity_type,
+            entity_id=request.entity_id,
+            items=[
+                delivery.PlannedDelivery(
+                    recipient=p.user_id,
+                    channel=Channel.EMAIL,
+                    address=p.email,
+                    subject=subject,
+                    body=body,
+                )
+                for p in people
+                if p.email
+            ],
+        )
+    return OpenedStage(users, deliveries)
 
 
 def open_request(
@@ -183,15 +214,20 @@ def open_request(
     allow_self_approval: bool,
     due_in_s: int | None,
     escalate_to: Sequence[str],
+    notify_channels: Sequence[str] = ("in_app",),
     now: datetime | None = None,
-) -> ApprovalRequest:
-    """The request of this execution's step, created with its first stage if new."""
+) -> tuple[ApprovalRequest, list[str]]:
+    """The request of this execution's step, created with its first stage if new.
+
+    Also returns the e-mail deliveries planned for the first stage's approvers, to be
+    sent once the caller's transaction has committed.
+    """
     now = now or utcnow()
     existing = ApprovalRequest.get_or_none(
         (ApprovalRequest.execution == execution.id) & (ApprovalRequest.step_key == step_key)
     )
     if existing is not None:
-        return existing
+        return existing, []
     ApprovalRequest.insert(
         tenant_id=execution.tenant_id,
         execution=execution.id,
@@ -206,6 +242,7 @@ def open_request(
         allow_self_approval=allow_self_approval,
         due_in_s=due_in_s,
         escalate_to=list(escalate_to),
+        notify_channels=list(notify_channels),
         due_at=now + timedelta(seconds=due_in_s) if due_in_s else None,
         created_at=now,
         updated_at=now,
@@ -213,8 +250,7 @@ def open_request(
     request = ApprovalRequest.get(
         (ApprovalRequest.execution == execution.id) & (ApprovalRequest.step_key == step_key)
     )
-    open_stage(request, 0, now)
-    return request
+    return request, open_stage(request, 0, now).deliveries
 
 
 # --------------------------------------------------------------------------- deciding
@@ -228,6 +264,8 @@ class DecisionResult:
     outcome: str | None
     #: The stage that opened because of this decision (sequential approvals).
     advanced_to: int | None = None
+    #: E-mail deliveries to the new stage's approvers (send after commit).
+    deliveries: tuple[str, ...] = ()
 
 
 def get_request(tenant_id: str, request_id: str) -> ApprovalRequest:
@@ -348,8 +386,10 @@ def _record(
             updated_at=now,
         ).where(ApprovalRequest.id == request.id).execute()
         request = ApprovalRequest.get_by_id(request.id)
-        open_stage(request, following, now)
-        return DecisionResult(request, slot, None, advanced_to=following)
+        opened = open_stage(request, following, now)
+        return DecisionResult(
+            request, slot, None, advanced_to=following, deliveries=tuple(opened.deliveries)
+        )
     _settle(request, ApprovalStatus.APPROVED, user_id, now)
     return DecisionResult(ApprovalRequest.get_by_id(request.id), slot, ApprovalStatus.APPROVED)
 

@@ -30,6 +30,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, field_validator, mo
 
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalStatus
+from workflow_service.notifications import delivery
 from workflow_service.notifications.templates import TemplateInvalid, TemplateRenderError, renderer
 from workflow_service.steps import Step, StepConfig, StepContext, StepFailed, StepOutcome, register
 from workflow_service.steps.notify import Notify, NotifyConfig
@@ -98,6 +99,10 @@ class RequireApprovalConfig(StepConfig):
     due_in: Duration | None = None
     escalate_to: list[Recipient] = Field(default_factory=list, max_length=50)
     allow_self_approval: bool = False
+    #: How approvers are told a stage awaits them (e-mail where the directory has one).
+    notify: list[Literal["in_app", "email"]] = Field(
+        default_factory=lambda: ["in_app", "email"], max_length=2
+    )
     on_approve: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
     on_reject: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
 
@@ -165,7 +170,7 @@ class RequireApproval(Step):
         except TemplateRenderError as exc:
             raise StepFailed(f"title: {exc}") from None
         try:
-            request = service.open_request(
+            request, deliveries = service.open_request(
                 execution=ctx.execution,
                 step_key=ctx.step_key,
                 title=title,
@@ -176,9 +181,13 @@ class RequireApproval(Step):
                 allow_self_approval=config.allow_self_approval,
                 due_in_s=config.due_in,
                 escalate_to=config.escalate_to,
+                notify_channels=config.notify,
             )
         except service.NoEligibleApprovers as exc:
             raise StepFailed(str(exc)) from None
+        # A message may arrive before the commit; the delivery actor retries then.
+        for delivery_id in deliveries:
+            ctx.enqueue(delivery.delivery_message(delivery_id))
         approvers = [d["approver"] for d in service.decisions_of(request)]
         return StepOutcome.waiting({"approval_id": request.id, "stage": 1, "approvers": approvers})
 

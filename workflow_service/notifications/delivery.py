@@ -45,6 +45,7 @@ from workflow_service.notifications.settings import NotificationSettings
 log = logging.getLogger(__name__)
 
 DELIVER_ACTOR = "deliver_notification"
+DELIVERY_NAMESPACE = uuid.UUID("a3c1f0e2-55d4-4b8e-9d0f-7e2b6c4d9a18")
 NOTIFICATION_QUEUE = "governance.notification"
 
 
@@ -69,12 +70,11 @@ def plan(
     entity_type: str | None,
     entity_id: str | None,
     items: Iterable[PlannedDelivery],
-    id_for: Callable[[PlannedDelivery], str] | None = None,
 ) -> list[str]:
     """Record the deliveries (idempotently); return the ids of those not yet final."""
     rows = [
         {
-            "id": id_for(item) if id_for else str(uuid.uuid4()),
+            "id": delivery_id(execution_id, step_key, item.recipient, item.channel),
             "tenant_id": tenant_id,
             "execution": execution_id,
             "step_key": step_key,
@@ -101,6 +101,15 @@ def plan(
             & Delivery.status.not_in(DeliveryStatus.FINAL)
         )
     ]
+
+
+def delivery_id(execution_id: str, step_key: str, recipient: str, channel: str) -> str:
+    """The id of a delivery, derived from its unique key.
+
+    If a planning transaction rolls back after its message went out, planning again
+    yields the same id, and the early message still finds its row.
+    """
+    return str(uuid.uuid5(DELIVERY_NAMESPACE, f"{execution_id}|{step_key}|{recipient}|{channel}"))
 
 
 def delivery_message(delivery_id: str) -> dramatiq.Message:

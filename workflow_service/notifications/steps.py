@@ -10,7 +10,6 @@ message still finds its row.
 from __future__ import annotations
 
 import urllib.parse
-import uuid
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -22,12 +21,6 @@ from workflow_service.steps.notify import CHANNELS
 from workflow_service.steps.recipients import Address
 from workflow_service.users import directory
 
-DELIVERY_NAMESPACE = uuid.UUID("a3c1f0e2-55d4-4b8e-9d0f-7e2b6c4d9a18")
-
-
-def delivery_id(execution_id: str, step_key: str, recipient: str, channel: str) -> str:
-    return str(uuid.uuid5(DELIVERY_NAMESPACE, f"{execution_id}|{step_key}|{recipient}|{channel}"))
-
 
 def _plan_and_send(ctx: StepContext, items: list[delivery.PlannedDelivery]) -> list[str]:
     ids = delivery.plan(
@@ -37,9 +30,6 @@ def _plan_and_send(ctx: StepContext, items: list[delivery.PlannedDelivery]) -> l
         entity_type=ctx.trigger.entity_type,
         entity_id=ctx.trigger.entity_id,
         items=items,
-        id_for=lambda item: delivery_id(
-            ctx.execution.id, ctx.step_key, item.recipient, item.channel
-        ),
     )
     for delivery_id_ in ids:
         ctx.enqueue(delivery.delivery_message(delivery_id_))
