@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 import peewee
 from dramatiq.broker import Broker
 
+from api_service.inserts import CompiledInsert
 from api_service.models import IdempotencyRecord, Outbox
 from api_service.transactions import write_transaction
 from shared.db import is_postgres
@@ -31,6 +32,7 @@ from shared.events import Event, event_message, parse_event
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+_INSERT_OUTBOX = CompiledInsert(Outbox)
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,19 @@ class OutboxPublisher:
 
     def add(self, event: Event) -> PendingEvent:
         """Write ``event`` to the outbox; call inside the transaction of the change."""
-        row = Outbox.create(
-            event_id=event.event_id,
-            tenant=event.tenant_id,
-            queue_name=event.queue_name,
-            payload=event.to_payload(),
-            created_at=self.clock(),
-            claimed_until=self.clock() + self.claim,
+        now = self.clock()
+        row_id = _INSERT_OUTBOX.execute(
+            self.db,
+            {
+                "event_id": event.event_id,
+                "tenant": event.tenant_id,
+                "queue_name": event.queue_name,
+                "payload": event.to_payload(),
+                "created_at": now,
+                "claimed_until": now + self.claim,
+            },
         )
-        return PendingEvent(row.id, event)
+        return PendingEvent(row_id, event)
 
     def publish(self, pending: Iterable[PendingEvent]) -> None:
         """Publish rows written by a committed transaction; never raises.
@@ -107,7 +113,7 @@ class OutboxPublisher:
             with write_transaction(self.db):
                 Outbox.update(sent_at=self.clock(), attempts=Outbox.attempts + 1).where(
                     (Outbox.id == row_id) & Outbox.sent_at.is_null()
-                ).execute()
+                ).execute(self.db)
         except peewee.DatabaseError:
             # Published but not marked: the relay republishes it (same message id)
             # once the lease ends. Logged so an operator can see why.
@@ -115,9 +121,10 @@ class OutboxPublisher:
 
     def _release(self, row_ids: list[int], error: str | None = None) -> None:
         try:
-            Outbox.update(claimed_until=None, attempts=Outbox.attempts + 1, last_error=error).where(
-                Outbox.id.in_(row_ids) & Outbox.sent_at.is_null()
-            ).execute()
+            with write_transaction(self.db):
+                Outbox.update(
+                    claimed_until=None, attempts=Outbox.attempts + 1, last_error=error
+                ).where(Outbox.id.in_(row_ids) & Outbox.sent_at.is_null()).execute(self.db)
         except peewee.DatabaseError:
             log.exception("could not release outbox rows %s; the relay takes them later", row_ids)
 

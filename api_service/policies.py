@@ -24,6 +24,7 @@ from api_service.errors import (
     VersionMismatch,
     VersionRequired,
 )
+from api_service.inserts import CompiledInsert
 from api_service.models import IdempotencyRecord, Policy, PolicyVersion
 from api_service.outbox import Clock, OutboxPublisher, PendingEvent
 from api_service.schemas import EDITABLE_FIELDS, PolicyCreate, PolicyUpdate, TransitionRequest
@@ -31,6 +32,9 @@ from api_service.transactions import write_transaction
 from shared.auth import Principal
 from shared.db import is_postgres
 from shared.events import Event
+
+_INSERT_POLICY = CompiledInsert(Policy)
+_INSERT_VERSION = CompiledInsert(PolicyVersion)
 
 #: Fields of the event snapshot workflows match on (content is left out: it can be
 #: large and conditions do not look into it).
@@ -179,25 +183,28 @@ class PolicyService:
 
     def create(self, principal: Principal, data: PolicyCreate) -> WriteResult:
         now = self.clock()
+        values = {
+            "id": uuid.uuid4(),
+            "tenant": principal.tenant,
+            "title": data.title,
+            "policy_type": data.policy_type,
+            "content": data.content,
+            "owner": data.owner or principal.sub,
+            "status": "draft",
+            "version": 1,
+            "review_frequency": data.review_frequency,
+            "next_review_date": data.next_review_date,
+            "effective_date": data.effective_date,
+            "tags": data.tags,
+            "created_by": principal.sub,
+            "created_at": now,
+            "updated_by": principal.sub,
+            "updated_at": now,
+            "deleted_at": None,
+        }
+        policy = Policy(**values)
         with write_transaction(self.db):
-            policy = Policy.create(
-                id=uuid.uuid4(),
-                tenant=principal.tenant,
-                title=data.title,
-                policy_type=data.policy_type,
-                content=data.content,
-                owner=data.owner or principal.sub,
-                status="draft",
-                version=1,
-                review_frequency=data.review_frequency,
-                next_review_date=data.next_review_date,
-                effective_date=data.effective_date,
-                tags=data.tags,
-                created_by=principal.sub,
-                created_at=now,
-                updated_by=principal.sub,
-                updated_at=now,
-            )
+            _INSERT_POLICY.execute(self.db, values)
             pending = self._record(policy, principal, "policy.created", {}, [])
         self.outbox.publish([pending])
         return WriteResult(policy, [pending])
@@ -406,13 +413,16 @@ class PolicyService:
         causation: list[str],
     ) -> PendingEvent:
         """The version snapshot and the outbox event of a change (same transaction)."""
-        PolicyVersion.create(
-            policy=policy.id,
-            version=policy.version,
-            change=event_type,
-            snapshot=policy_body(policy),
-            changed_by=principal.sub,
-            changed_at=policy.updated_at,
+        _INSERT_VERSION.execute(
+            self.db,
+            {
+                "policy": policy.id,
+                "version": policy.version,
+                "change": event_type,
+                "snapshot": policy_body(policy),
+                "changed_by": principal.sub,
+                "changed_at": policy.updated_at,
+            },
         )
         data = {name: _json_value(getattr(policy, name)) for name in SNAPSHOT_FIELDS}
         data.update(extra)

@@ -51,7 +51,6 @@ def test_metrics_count_requests_per_route_template(api):
         in text
     )
     assert 'api_http_request_duration_seconds_count{method="POST",route="/policies"} 1.0' in text
-    assert "api_outbox_backlog 0.0" in text
 
 
 def test_probes(api):

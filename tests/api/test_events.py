@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from api_service.models import Outbox
 from tests.api.helpers import published, published_events, queue_counts
+from tests.support import poll
 
 
 def _only_new(redis_client, namespace, before: int) -> dict:
@@ -37,9 +38,11 @@ def test_create_publishes_policy_created(api, redis_client, namespace):
     assert data["policy_type"] == "security"
     assert data["tags"] == ["it"]
     assert data["version"] == 1
-    # The outbox row was marked sent by the request itself.
-    row = Outbox.get(Outbox.event_id == event["event_id"])
-    assert row.sent_at is not None
+    # The outbox row is marked sent by the process that published it.
+    poll(
+        lambda: Outbox.get(Outbox.event_id == event["event_id"]).sent_at is not None,
+        message="the outbox row to be marked sent",
+    )
 
 
 def test_update_publishes_changed_fields(api, redis_client, namespace):

@@ -11,7 +11,7 @@ import pytest
 from api_service.migrations import MIGRATIONS
 from shared.db import migrate, open_database
 from tests.api.helpers import auth, published_events
-from tests.support import ROOT, ServiceProcess, free_port, python_module
+from tests.support import ROOT, ServiceProcess, free_port, poll, python_module
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 
@@ -53,7 +53,10 @@ def test_gunicorn_serves_the_api(fresh_database_url, common_env, tmp_path, redis
             assert created.headers["location"] == f"/policies/{created.json()['id']}"
             assert http.get("/readyz").json()["checks"] == {"database": "ok", "redis": "ok"}
             assert http.get("/policies").status_code == 401
-            metrics = http.get("/metrics").text
+            metrics = poll(
+                lambda: (text := http.get("/metrics").text) * ("api_outbox_backlog 0.0" in text),
+                message="an empty outbox backlog",
+            )
             sample = 'api_http_requests_total{method="POST",route="/policies",status="201"}'
             assert sample in metrics
             assert "api_outbox_backlog 0.0" in metrics
