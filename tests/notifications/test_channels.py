@@ -156,3 +156,37 @@ def test_email_to_an_unreachable_server_is_transient():
     )
     with pytest.raises(TransientDeliveryError):
         send_email(config, msg)
+
+
+def test_settings_come_from_the_environment_and_hide_secrets():
+    from workflow_service.settings import WorkflowSettings
+
+    env = {
+        "SMTP_HOST": "mail.example.org",
+        "SMTP_PORT": "2525",
+        "SMTP_STARTTLS": "true",
+        "SMTP_USERNAME": "mailer",
+        "SMTP_PASSWORD": "pw-123",
+        "SMTP_FROM": "gov@example.org",
+        "WEBHOOK_SECRET": "hook-456",
+        "WEBHOOK_TIMEOUT": "3",
+        "DELIVERY_CLAIM_LEASE_S": "90",
+    }
+    config = WorkflowSettings.from_env(env).notifications
+    assert (config.smtp_host, config.smtp_port, config.smtp_starttls) == (
+        "mail.example.org",
+        2525,
+        True,
+    )
+    assert (config.smtp_username, config.smtp_password, config.smtp_from) == (
+        "mailer",
+        "pw-123",
+        "gov@example.org",
+    )
+    assert (config.webhook_secret, config.webhook_timeout_s, config.claim_lease_s) == (
+        "hook-456",
+        3.0,
+        90.0,
+    )
+    assert "pw-123" not in repr(config) and "hook-456" not in repr(config)
+    assert WorkflowSettings.from_env({}).notifications.smtp_port == 25

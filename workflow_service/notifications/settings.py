@@ -43,4 +43,5 @@ class NotificationSettings:
             smtp_timeout_s=env.float("SMTP_TIMEOUT", cls.smtp_timeout_s),
             webhook_secret=env.str("WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
             webhook_timeout_s=env.float("WEBHOOK_TIMEOUT", cls.webhook_timeout_s),
+            claim_lease_s=env.float("DELIVERY_CLAIM_LEASE_S", cls.claim_lease_s),
         )
