@@ -9,6 +9,8 @@ from shared.settings import CommonSettings, Env, sqlite_default
 from workflow_service.notifications.settings import NotificationSettings
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
+#: Dramatiq's RedisBroker default: a worker silent this long is presumed dead.
+DRAMATIQ_HEARTBEAT_TIMEOUT_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,10 @@ class WorkflowSettings(CommonSettings):
     #: dead workers' messages). None keeps Dramatiq's default (1000).
     broker_maintenance_chance: int | None = None
     #: A running execution whose claim is older than this may be claimed again (its
-    #: worker died). Keep it at or above the heartbeat timeout.
-    claim_timeout_s: float = 120.0
+    #: worker died). Dramatiq redelivers a dead worker's message only after the
+    #: heartbeat timeout, so this must not exceed it (it defaults to it), or the
+    #: redelivered message would find the claim still fresh.
+    claim_timeout_s: float = 60.0
     #: The scheduler re-sends run messages of executions pending or running longer.
     sweep_after_s: float = 300.0
     sweep_interval_s: float = 60.0
@@ -55,7 +59,9 @@ class WorkflowSettings(CommonSettings):
             api_timeout_s=env.float("API_TIMEOUT_S", 10.0),
             worker_heartbeat_timeout_ms=heartbeat or None,
             broker_maintenance_chance=maintenance or None,
-            claim_timeout_s=env.float("EXECUTION_CLAIM_TIMEOUT_S", 120.0),
+            claim_timeout_s=env.float(
+                "EXECUTION_CLAIM_TIMEOUT_S", (heartbeat or DRAMATIQ_HEARTBEAT_TIMEOUT_MS) / 1000
+            ),
             sweep_after_s=env.float("EXECUTION_SWEEP_AFTER_S", 300.0),
             sweep_interval_s=env.float("EXECUTION_SWEEP_INTERVAL_S", 60.0),
             workflow_cache_ttl_s=env.float("WORKFLOW_CACHE_TTL_S", 30.0),

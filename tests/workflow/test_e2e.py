@@ -297,3 +297,32 @@ def test_exhausted_retries_fail_the_execution_with_the_fixed_backoff_of_its_queu
     dead = f"{system.namespace}:governance.assessment.XQ.msgs"
     assert any(failed["job"]["id"].encode() in body for body in broker.client.hvals(dead))
     broker.close()
+
+
+def test_workers_see_a_deactivated_workflow_at_once(system, tenant):
+    # Given a running worker that has cached the tenant's active workflows,
+    target = add_workflow(
+        system,
+        tenant,
+        "on_create",
+        [{"kind": "notify", "recipients": ["bob"], "subject": "x"}],
+        name="t",
+    )
+    sentinel = add_workflow(
+        system,
+        tenant,
+        "on_create",
+        [{"kind": "notify", "recipients": ["bob"], "subject": "y"}],
+        name="s",
+    )
+    create_policy(system, tenant)
+    system.wait_for_executions(2, tenant=tenant, status="completed")
+
+    # when the workflow is deactivated through the admin API,
+    client = system.workflow_client(tenant=tenant)
+    assert client.post(f"/workflows/{target['id']}/deactivate").json()["status"] == "inactive"
+    create_policy(system, tenant)
+
+    # then the next event no longer runs it (the sentinel shows the event was dispatched).
+    system.wait_for_executions(2, tenant=tenant, workflow_id=sentinel["id"])
+    assert len(system.executions(tenant, workflow_id=target["id"])) == 1
