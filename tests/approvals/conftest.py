@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import falcon.testing
 import pytest
+import redis
 
 from shared.auth import issue_token
 from shared.db import migrate
@@ -42,8 +43,11 @@ class Outbox:
 
     def __init__(self):
         self.messages = []
+        self.down = False  # True: behave like a broker whose Redis is unreachable
 
     def enqueue(self, message, *, delay=None):
+        if self.down:
+            raise redis.ConnectionError("Redis is down (simulated)")
         self.messages.append(message)
         return message
 

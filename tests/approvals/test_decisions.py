@@ -387,6 +387,21 @@ def test_a_decision_that_beats_parking_is_resumed_by_the_sweep(client, engine, o
     assert status_of(execution_id) == "completed"
 
 
+def test_a_decision_stands_when_the_broker_is_down(client, engine, outbox):
+    execution_id = start(client, engine, outbox, approval_step(approvers=["user:alice"]))
+    outbox.down = True
+    answer = decide(client, only_approval(execution_id).id, "alice")
+    # The decision is recorded and the execution is pending; the engine's sweep re-sends
+    # its run message once the broker is back.
+    assert answer.status_code == 200 and answer.json["outcome"] == "approved"
+    assert answer.json["job"] is None
+    assert status_of(execution_id) == "pending"
+    outbox.down = False
+    assert engine.sweep(older_than_s=0) == [execution_id]
+    assert run_pending(engine, outbox) == 1
+    assert status_of(execution_id) == "completed"
+
+
 def test_policy_approval_template(client):
     created = client.simulate_post(
         "/workflows/from-template/policy-approval", headers=auth(RUNNER, ["editor"])

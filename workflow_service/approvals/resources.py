@@ -183,7 +183,10 @@ class ApprovalDecision:
         except service.ExecutionNotWaiting as exc:
             raise falcon.HTTPConflict(title="Execution not waiting", description=str(exc)) from None
         if result.deliveries:
-            delivery.enqueue(self.broker, result.deliveries)
+            try:
+                delivery.enqueue(self.broker, result.deliveries)
+            except Exception as exc:  # noqa: BLE001 - housekeeping re-sends pending deliveries
+                log.warning("approver e-mails not queued yet: %s", exc)
         job_id = None
         if result.outcome is not None:
             job_id = self._resume(result.request)
@@ -205,7 +208,13 @@ class ApprovalDecision:
         """
         for pause in RESUME_BACKOFF_S:
             time.sleep(pause)
-            job_id = self.resume(request.execution_id, f"approval:{request.step_key}")
+            try:
+                job_id = self.resume(request.execution_id, f"approval:{request.step_key}")
+            except Exception as exc:  # noqa: BLE001 - the decision is committed already
+                # e.g. Redis down after the execution moved to pending: the engine's
+                # sweep re-sends its run message; the caller still gets its answer.
+                log.warning("resume of %s not sent: %s", request.execution_id, exc)
+                return None
             if job_id:
                 return job_id
             status = (
