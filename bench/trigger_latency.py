@@ -19,6 +19,7 @@ consumer polls with a backoff that grows to the 1 s worker timeout).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import threading
 import time
@@ -151,6 +152,7 @@ def main() -> int:
         measure_trigger(tmp, args.database)
         measure_pickup(tmp)
     print("\ntarget for the start: p50 < 10 ms, p99 < 50 ms")
+    print(f"  (load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return 0
 
 

@@ -21,6 +21,7 @@ in :data:`VARIANTS`: a label and the environment the system's processes get.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -148,6 +149,7 @@ def main() -> int:
             measure_workflow(tmp, args.database, label, env, args.count) for label, env in VARIANTS
         ]
     print(f"\nworkflow throughput ({args.database}, 1 worker process x {THREADS} threads)")
+    print(f"  (load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"  {bare.label:45} {bare.rate:9.1f} messages/s  ({bare.count} in {bare.seconds:.2f} s)")
     for result in results:
         ratio = result.rate / bare.rate

@@ -28,7 +28,7 @@ workflow is saved (a 422 naming ``steps.<i>.<field>``) and again before a run.
   next, before the following top-level step (keys ``"<key>.0"``, ``"<key>.1"``...); a
   decision step uses it to run its on-approve or on-reject steps.
 * ``StepOutcome.waiting(output)``: the execution moves to ``waiting_approval`` and the
-  worker is released. Whoever decides calls ``Engine.resume(execution_id)``, which moves
+  worker is released. Whoever decides calls ``Engine.resume(execution_id, tag)``, which moves
   it back to ``pending`` (a conditional UPDATE, so exactly once) and sends a run
   message; the engine then calls ``run`` of the same step again, with
   ``ctx.previous`` holding its waiting step run, and the step returns ``completed``.
