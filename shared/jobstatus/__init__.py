@@ -1,0 +1,58 @@
+"""Job status: every message's life in Redis, read by both services' ``/jobs``.
+
+* :mod:`~shared.jobstatus.store` - the records, their indexes, retention and reads.
+* :mod:`~shared.jobstatus.middleware` - the Dramatiq middleware that writes them (every
+  broker built by :mod:`shared.broker` carries it) and :func:`report_progress`.
+* :mod:`~shared.jobstatus.views` - the public shape of a record.
+
+States: ``queued``, ``running``, ``retrying`` (waiting for its next attempt),
+``succeeded``, ``failed`` (retries exhausted or not retryable; dead-lettered).
+"""
+
+from shared.jobstatus.middleware import BatchWriter, JobStatus, report_progress
+from shared.jobstatus.store import (
+    COUNTERS,
+    DURATION_BUCKETS,
+    FAILED,
+    QUEUED,
+    RETRYING,
+    RUNNING,
+    STATES,
+    SUCCEEDED,
+    TERMINAL_STATES,
+    InvalidCursor,
+    JobStatusStore,
+    now_ms,
+)
+from shared.jobstatus.views import (
+    JobDetailOut,
+    JobOut,
+    JobPageOut,
+    error_summary,
+    iso,
+    present,
+)
+
+__all__ = [
+    "COUNTERS",
+    "DURATION_BUCKETS",
+    "FAILED",
+    "QUEUED",
+    "RETRYING",
+    "RUNNING",
+    "STATES",
+    "SUCCEEDED",
+    "TERMINAL_STATES",
+    "BatchWriter",
+    "InvalidCursor",
+    "JobDetailOut",
+    "JobOut",
+    "JobPageOut",
+    "JobStatus",
+    "JobStatusStore",
+    "error_summary",
+    "iso",
+    "now_ms",
+    "present",
+    "report_progress",
+]

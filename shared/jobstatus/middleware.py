@@ -1,0 +1,468 @@
+"""The Dramatiq middleware that records every message's life, and ``report_progress``.
+
+Who writes which state:
+
+* ``queued``    - ``before_enqueue`` in the sending process (before the message exists
+  in Redis, so no worker can start it first).
+* ``running``   - ``before_process_message``; ``attempt`` is the run number (1 = first).
+* ``retrying``  - ``before_enqueue`` of the Retries middleware's re-enqueue of the same
+  message: the failed attempt's error, the delay and the time of the next attempt.
+* ``succeeded`` - ``after_process_message`` without an exception.
+* ``failed``    - ``after_nack``: retries exhausted or not retryable; the message is in
+  the queue's dead-letter set.
+
+A process that only sends (the api, the relay, an operator's retry) writes its record
+at once, so a job id it hands out can be read straight away. Inside a worker, writes go
+to a background writer that sends whatever has piled up in one round trip: the message
+path never waits for Redis on the job's account, which keeps the cost of recording
+small (the trigger path is hot). Writing a record never breaks message handling: a
+Redis error is logged and the record falls behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.errors import ActorNotFound
+from dramatiq.middleware import CurrentMessage, Middleware, Retries
+from dramatiq.results import Results
+
+from shared.jobstatus.store import (
+    FAILED,
+    QUEUED,
+    RETRYING,
+    RUNNING,
+    SUCCEEDED,
+    WORKER_BEAT_S,
+    JobStatusStore,
+    coalesce,
+    now_ms,
+)
+from shared.jobstatus.views import error_summary
+from shared.queues import CATALOG, base_queue_name
+
+logger = logging.getLogger(__name__)
+
+MAX_PROGRESS_MESSAGE_CHARS = 200
+
+
+def rank(state: str, attempt: int) -> int:
+    """Order of a state change within a job's life (see :mod:`shared.jobstatus.store`)."""
+    return attempt * 10 + {QUEUED: 0, RUNNING: 1, RETRYING: 2, SUCCEEDED: 3, FAILED: 3}[state]
+
+
+class BatchWriter:
+    """Sends transitions from worker threads in batches, off the message path.
+
+    One thread per process, started on first use; FIFO, so one process's changes to a
+    job land in the order they happened (ranks order them across processes).
+    """
+
+    MAX_BATCH = 500
+    ATTEMPTS = 3
+
+    def __init__(self, store: JobStatusStore):
+        self.store = store
+        self.pending: collections.deque[dict[str, Any]] = collections.deque()
+        self.cond = threading.Condition()
+        self.sending = False
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+
+    def put(self, transition: dict[str, Any]) -> None:
+        with self.cond:
+            self.pending.append(transition)
+            if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
+                self._start()
+            self.cond.notify_all()
+
+    def _start(self) -> None:
+        self.pid = os.getpid()
+        self.thread = threading.Thread(target=self._run, name="job-status-writer", daemon=True)
+        self.thread.start()
+        atexit.register(self.flush, 2.0)
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.pending:
+                    self.cond.wait()
+                count = min(len(self.pending), self.MAX_BATCH)
+                batch = [self.pending.popleft() for _ in range(count)]
+                self.sending = True
+            try:
+                self._send(batch)
+            finally:
+                with self.cond:
+                    self.sending = False
+                    self.cond.notify_all()
+
+    def _send(self, batch: list[dict[str, Any]]) -> None:
+        for attempt in range(1, self.ATTEMPTS + 1):
+            try:
+                self.store.apply(coalesce(batch))
+                return
+            except redis.RedisError as exc:
+                if attempt == self.ATTEMPTS:
+                    logger.warning("Dropped %d job status changes: %s", len(batch), exc)
+                    return
+                time.sleep(0.05 * attempt)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything put so far has been sent (True) or ``timeout`` passed."""
+        with self.cond:
+            return self.cond.wait_for(lambda: not self.pending and not self.sending, timeout)
+
+
+class _ThreadState(threading.local):
+    #: The message this worker thread is processing, from before_process_message to
+    #: its ack / nack, and its attempt number and start time.
+    current: Any = None
+    attempt: int = 0
+    started: float = 0.0
+    #: (message id, error type, error message) of the attempt that just raised.
+    error: tuple[str, str, str] | None = None
+    #: The current message reported progress (so success shows it complete).
+    progressed: bool = False
+    #: True in a worker's consumer threads (their enqueues move due delayed messages).
+    consumer: bool = False
+
+
+class JobStatus(Middleware):
+    """Records each message's life in a :class:`JobStatusStore`.
+
+    Must come after Retries, CurrentMessage and Results in the middleware list: its
+    ``after_process_message`` then runs before Retries' (Dramatiq runs "after" hooks
+    in reverse), so it can note the error that Retries is about to act on.
+    """
+
+    def __init__(self, store: JobStatusStore):
+        self.store = store
+        self.writer = BatchWriter(store)
+        self.local = _ThreadState()
+        self._max_attempts: dict[tuple[str, str], int | None] = {}
+        self._results: Any = None
+        self._beat_stop = threading.Event()
+        self._worker_queues: list[str] = []
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _record(self, job_id: str, queue: str, *, now: bool = False, **kwargs: Any) -> None:
+        transition = self.store.change(job_id, queue, **kwargs)
+        if not now:
+            self.writer.put(transition)
+            return
+        try:
+            self.store.apply([transition])
+        except redis.RedisError as exc:
+            logger.warning("Could not record the status of job %s: %s", job_id, exc)
+
+    def max_attempts(self, broker: dramatiq.Broker, message: dramatiq.Message) -> int | None:
+        override = message.options.get("max_retries")
+        if override is not None:
+            return int(override) + 1
+        cache_key = (message.queue_name, message.actor_name)
+        if cache_key not in self._max_attempts:
+            retries: int | None = None
+            with contextlib.suppress(ActorNotFound):
+                retries = broker.get_actor(message.actor_name).options.get("max_retries")
+            if retries is None:
+                spec = CATALOG.get(base_queue_name(message.queue_name))
+                retries = spec.max_retries if spec is not None else None
+            if retries is None:
+                retries = next(
+                    (m.max_retries for m in broker.middleware if isinstance(m, Retries)), None
+                )
+            self._max_attempts[cache_key] = None if retries is None else retries + 1
+        return self._max_attempts[cache_key]
+
+    def _result_key(self, broker: dramatiq.Broker, message: dramatiq.Message) -> str:
+        if self._results is None:
+            self._results = next((m for m in broker.middleware if isinstance(m, Results)), False)
+        if not self._results:
+            return ""
+        store_results, _ = self._results._lookup_options(broker, message)
+        return self._results.backend.build_message_key(message) if store_results else ""
+
+    @staticmethod
+    def _identity(message: dramatiq.Message) -> dict[str, Any]:
+        """Fields that name the job; written where a record has none yet."""
+        return {
+            "id": message.message_id,
+            "queue": base_queue_name(message.queue_name),
+            "actor": message.actor_name,
+            "tenant": message.options.get("tenant_id") or "",
+        }
+
+    def _error_of(self, message: Any) -> tuple[str, str]:
+        stashed = self.local.error
+        if stashed and stashed[0] == message.message_id:
+            return stashed[1], stashed[2]
+        return error_summary(getattr(message, "_exception", None))
+
+    def _duration(self) -> float | None:
+        started, self.local.started = self.local.started, 0.0
+        return time.monotonic() - started if started else None
+
+    # -- sending ----------------------------------------------------------------------
+
+    def before_enqueue(self, broker, message, delay):
+        if self.local.consumer:
+            # A worker moving a due delayed message onto its queue: the job still waits
+            # for its next attempt, which records itself when it starts.
+            return
+        queue = base_queue_name(message.queue_name)
+        tenant = message.options.get("tenant_id") or ""
+        at = now_ms(self.store.clock)
+        current = self.local.current
+        if current is not None and current.message_id == message.message_id:
+            self._retrying(message, queue, tenant, at, delay)
+            return
+        parent = current.message_id if current is not None else ""
+        retries = message.options.get("retries", 0)
+        fields = {
+            "attempt": retries,
+            "max_attempts": self.max_attempts(broker, message),
+            "enqueued_at": at,
+            "eta": message.options.get("eta"),
+            "retry_of": message.options.get("retry_of"),
+        }
+        event: dict[str, Any] = {"state": QUEUED}
+        if message.options.get("eta"):
+            event["eta"] = message.options["eta"]
+        if fields["retry_of"]:
+            event["retry_of"] = fields["retry_of"]
+        self._record(
+            message.message_id,
+            queue,
+            now=current is None,
+            state=QUEUED,
+            rank=rank(QUEUED, retries),
+            tenant=tenant,
+            fields=fields,
+            identity=self._identity(message),
+            event=event,
+            parent=parent or message.options.get("parent_job_id", ""),
+            stats=("enqueued",),
+            at_ms=at,
+        )
+
+    def _retrying(self, message, queue: str, tenant: str, at: int, delay: int | None) -> None:
+        """Retries re-enqueueing the message that just failed, with a delay."""
+        error_type, error_message = self._error_of(message)
+        eta = message.options.get("eta") or at + (delay or 0)
+        attempt = self.local.attempt
+        self._record(
+            message.message_id,
+            queue,
+            state=RETRYING,
+            rank=rank(RETRYING, attempt),
+            tenant=tenant,
+            fields={
+                "error_type": error_type,
+                "error_message": error_message,
+                "next_retry_at": eta,
+                "finished_at": at,
+            },
+            event={
+                "state": RETRYING,
+                "attempt": attempt,
+                "next_attempt": attempt + 1,
+                "next_retry_at": eta,
+                "delay_ms": delay or 0,
+                "error": {"type": error_type, "message": error_message},
+            },
+            stats=("processed", "retried"),
+            duration_s=self._duration(),
+            at_ms=at,
+        )
+
+    # -- processing -------------------------------------------------------------------
+
+    def after_consumer_thread_boot(self, broker, thread):
+        self.local.consumer = True
+
+    def before_process_message(self, broker, message):
+        _active.recorder = self
+        local = self.local
+        local.current = message
+        local.error = None
+        local.progressed = False
+        local.started = time.monotonic()
+        attempt = local.attempt = message.options.get("retries", 0) + 1
+        at = now_ms(self.store.clock)
+        self._record(
+            message.message_id,
+            base_queue_name(message.queue_name),
+            state=RUNNING,
+            rank=rank(RUNNING, attempt),
+            tenant=message.options.get("tenant_id") or "",
+            fields={
+                "attempt": attempt,
+                "max_attempts": self.max_attempts(broker, message),
+                "started_at": at,
+                "finished_at": "",
+                "next_retry_at": "",
+            },
+            identity=self._identity(message),
+            event={"state": RUNNING, "attempt": attempt},
+            at_ms=at,
+        )
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if exception is not None:
+            error_type, error_message = error_summary(exception)
+            self.local.error = (message.message_id, error_type, error_message)
+            return
+        if message.failed:
+            return  # after_nack records it
+        attempt = self.local.attempt
+        at = now_ms(self.store.clock)
+        fields: dict[str, Any] = {
+            "finished_at": at,
+            "result_key": self._result_key(broker, message),
+        }
+        if self.local.progressed:
+            # A job that reported progress and succeeded is complete, whatever it said last.
+            fields.update(progress=100, progress_message="done", progress_at=at)
+        self._record(
+            message.message_id,
+            base_queue_name(message.queue_name),
+            state=SUCCEEDED,
+            rank=rank(SUCCEEDED, attempt),
+            tenant=message.options.get("tenant_id") or "",
+            fields=fields,
+            event={"state": SUCCEEDED, "attempt": attempt},
+            stats=("processed", "succeeded"),
+            duration_s=self._duration(),
+            at_ms=at,
+        )
+
+    def after_skip_message(self, broker, message):
+        if message.failed:
+            return  # after_nack records it
+        attempt = message.options.get("retries", 0) + 1
+        self._record(
+            message.message_id,
+            base_queue_name(message.queue_name),
+            state=SUCCEEDED,
+            rank=rank(SUCCEEDED, attempt),
+            tenant=message.options.get("tenant_id") or "",
+            fields={"finished_at": now_ms(self.store.clock)},
+            identity=self._identity(message),
+            event={"state": SUCCEEDED, "attempt": attempt, "skipped": True},
+            stats=("processed", "succeeded"),
+        )
+
+    def after_nack(self, broker, message):
+        current = self.local.current
+        ran = current is not None and current.message_id == message.message_id
+        # A message that never ran (unknown actor, skipped) failed after its last attempt.
+        attempt = self.local.attempt if ran else message.options.get("retries", 0)
+        error_type, error_message = self._error_of(message)
+        error_type = error_type or "Failed"
+        duration = self._duration() if ran else None
+        self._record(
+            message.message_id,
+            base_queue_name(message.queue_name),
+            state=FAILED,
+            rank=rank(FAILED, attempt),
+            tenant=message.options.get("tenant_id") or "",
+            fields={
+                "attempt": attempt,
+                "finished_at": now_ms(self.store.clock),
+                "next_retry_at": "",
+                "error_type": error_type,
+                "error_message": error_message,
+                # Where the dead letter is: ``<ns>:<queue>.XQ`` member.
+                "broker_id": message.options.get("redis_message_id", ""),
+            },
+            identity=self._identity(message),
+            event={
+                "state": FAILED,
+                "attempt": attempt,
+                "error": {"type": error_type, "message": error_message},
+            },
+            stats=("processed", "failed") if ran else ("failed",),
+            duration_s=duration,
+        )
+        self._done()
+
+    def after_ack(self, broker, message):
+        self._done()
+
+    def _done(self) -> None:
+        self.local.current = None
+        self.local.error = None
+        self.local.started = 0.0
+
+    def progress(self, message: dramatiq.Message, percent: int, text: str) -> None:
+        self.local.progressed = True
+        self._record(
+            message.message_id,
+            base_queue_name(message.queue_name),
+            fields={
+                "progress": max(0, min(100, int(percent))),
+                "progress_message": text[:MAX_PROGRESS_MESSAGE_CHARS],
+                "progress_at": now_ms(self.store.clock),
+            },
+            must_exist=True,
+        )
+
+    # -- worker presence --------------------------------------------------------------
+
+    def after_worker_boot(self, broker, worker):
+        self._worker_queues = sorted({base_queue_name(q) for q in worker.consumers})
+        self._beat_stop.clear()
+        threading.Thread(target=self._beat_loop, name="job-status-beat", daemon=True).start()
+
+    def before_worker_shutdown(self, broker, worker):
+        self._beat_stop.set()
+
+    def after_worker_shutdown(self, broker, worker):
+        self.writer.flush()
+        try:
+            self.store.forget_worker(self.worker_name, self._worker_queues)
+        except redis.RedisError:
+            logger.debug("could not unregister the worker", exc_info=True)
+
+    def _beat_loop(self) -> None:
+        while not self._beat_stop.is_set():
+            try:
+                self.store.beat(self.worker_name, self._worker_queues)
+            except redis.RedisError as exc:
+                logger.warning("Could not record worker presence: %s", exc)
+            self._beat_stop.wait(WORKER_BEAT_S)
+
+
+class _Active(threading.local):
+    #: The middleware that recorded this thread's current message as running.
+    recorder: JobStatus | None = None
+
+
+_active = _Active()
+
+
+def report_progress(percent: int, message: str = "") -> None:
+    """Record the current message's progress (0-100) and a short message.
+
+    A no-op outside a message or when the broker records no job status; never raises
+    into the actor.
+    """
+    current = CurrentMessage.get_current_message()
+    recorder = _active.recorder
+    if current is None or recorder is None:
+        return None
+    recorder.progress(current, percent, message)
+    return None

@@ -1,0 +1,511 @@
+"""Job records in Redis: the keys, the one Lua script that changes them, and the reads.
+
+A record is a hash ``<ns>:job:<message id>`` with a timeline list (``:events``) and a
+sorted set of child jobs (``:children``). Sorted sets per (queue, state) and per
+(tenant, queue, state) index records by when they entered their state.
+
+Every change is a *transition* (a small dict); :meth:`JobStatusStore.apply` sends any
+number of them in one Lua call, i.e. one round trip. Per transition the script moves
+the record between state indexes, appends to the timeline, links a child to its
+parent, bumps the queue's counters and duration histogram, and prunes the oldest
+succeeded / failed records beyond the queue's retention (with their dead letters).
+Records of queued, running and retrying jobs are never pruned.
+
+Each state change carries a *rank* that only grows over a job's life (queued 0,
+running 10n+1, retrying 10n+2, succeeded/failed 10n+3 for attempt n). A transition
+that arrives after a later one (different processes write one job's record) does not
+move the record back; it only fills fields still empty, and its timeline entry is
+sorted into place when read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import redis
+
+from shared.jobstatus.views import present, present_event
+from shared.queues import CATALOG
+
+QUEUED = "queued"
+RUNNING = "running"
+RETRYING = "retrying"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+STATES: tuple[str, ...] = (QUEUED, RUNNING, RETRYING, SUCCEEDED, FAILED)
+#: States whose records retention prunes; the others are waiting or running jobs.
+TERMINAL_STATES: tuple[str, ...] = (SUCCEEDED, FAILED)
+
+#: Timeline entries kept per job (a 10-attempt job needs 21).
+MAX_EVENTS = 64
+#: Upper bounds (seconds) of the duration histogram's buckets.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0,
+)  # fmt: skip
+#: Counters kept per queue (``<ns>:jobs:stats:<queue>`` hash fields).
+COUNTERS: tuple[str, ...] = ("enqueued", "processed", "succeeded", "failed", "retried")
+#: Workers refresh their presence this often; a worker unseen for the window is gone.
+WORKER_BEAT_S = 10.0
+WORKER_SEEN_WINDOW_S = 60.0
+#: Rank of a note about a job (an operator's retry) that comes after its end.
+NOTE_RANK = 1_000_000
+
+_APPLY = """
+local ns = ARGV[1]
+local max_events = tonumber(ARGV[2])
+local transitions = cjson.decode(ARGV[3])
+local function index(q, s) return ns .. ":jobs:" .. q .. ":" .. s end
+local function tindex(t, q, s) return ns .. ":jobs:t:" .. t .. ":" .. q .. ":" .. s end
+local applied_count = 0
+
+for _, t in ipairs(transitions) do
+  local id, queue, tenant, state = t.id, t.q, t.t, t.s
+  local job = ns .. ":job:" .. id
+  local old = redis.call("hmget", job, "state", "tenant", "queue", "rank")
+  local exists = old[1] ~= false
+  if t.x ~= 1 or exists then
+  local applied = state == "" or not exists or t.r >= (tonumber(old[4]) or -1)
+
+  local flat = {}
+  if applied then
+    for name, value in pairs(t.f) do
+      flat[#flat + 1] = name
+      flat[#flat + 1] = value
+    end
+  else
+    for name, value in pairs(t.f) do
+      redis.call("hsetnx", job, name, value)
+    end
+  end
+  if not exists then
+    for name, value in pairs(t.n) do
+      flat[#flat + 1] = name
+      flat[#flat + 1] = value
+    end
+  end
+  if state ~= "" and applied then
+    if exists and (old[1] ~= state or old[3] ~= queue) then
+      redis.call("zrem", index(old[3], old[1]), id)
+      if old[2] and old[2] ~= "" then
+        redis.call("zrem", tindex(old[2], old[3], old[1]), id)
+      end
+    end
+    redis.call("zadd", index(queue, state), t.at, id)
+    if tenant ~= "" then
+      redis.call("zadd", tindex(tenant, queue, state), t.at, id)
+    end
+    flat[#flat + 1] = "state"
+    flat[#flat + 1] = state
+    flat[#flat + 1] = "rank"
+    flat[#flat + 1] = t.r
+    flat[#flat + 1] = "updated_at"
+    flat[#flat + 1] = t.at
+  end
+  if t.p ~= "" and (not exists or not applied) then
+    redis.call("hsetnx", job, "parent", t.p)
+  elseif t.p ~= "" then
+    flat[#flat + 1] = "parent"
+    flat[#flat + 1] = t.p
+  end
+  if #flat > 0 then
+    redis.call("hset", job, unpack(flat))
+  end
+  if #t.e > 0 then
+    if redis.call("rpush", job .. ":events", unpack(t.e)) > max_events then
+      redis.call("ltrim", job .. ":events", -max_events, -1)
+    end
+  end
+  if t.p ~= "" then
+    redis.call("zadd", ns .. ":job:" .. t.p .. ":children", "NX", t.at, id)
+  end
+
+  local stats_key = ns .. ":jobs:stats:" .. queue
+  for _, name in ipairs(t.c) do
+    redis.call("hincrby", stats_key, name, 1)
+  end
+  for i, bucket in ipairs(t.b) do
+    redis.call("hincrby", stats_key, bucket, 1)
+    redis.call("hincrbyfloat", stats_key, "duration_sum", t.d[i])
+  end
+
+  if state ~= "" and applied and t.k >= 0 then
+    local idx = index(queue, state)
+    local excess = redis.call("zcard", idx) - t.k
+    if excess > 0 then
+      local victims = redis.call("zrange", idx, 0, excess - 1)
+      for _, vid in ipairs(victims) do
+        local vkey = ns .. ":job:" .. vid
+        local v = redis.call("hmget", vkey, "tenant", "parent", "broker_id")
+        if v[1] and v[1] ~= "" then
+          redis.call("zrem", tindex(v[1], queue, state), vid)
+        end
+        if v[2] and v[2] ~= "" then
+          redis.call("zrem", ns .. ":job:" .. v[2] .. ":children", vid)
+        end
+        if state == "failed" and v[3] and v[3] ~= "" then
+          -- The dead-letter set keeps what the failed records keep (Bull's removeOnFail).
+          redis.call("zrem", ns .. ":" .. queue .. ".XQ", v[3])
+          redis.call("hdel", ns .. ":" .. queue .. ".XQ.msgs", v[3])
+        end
+        redis.call("del", vkey, vkey .. ":events", vkey .. ":children")
+      end
+      redis.call("zremrangebyrank", idx, 0, excess - 1)
+    end
+  end
+  if applied then
+    applied_count = applied_count + 1
+  end
+  end -- of "t.x ~= 1 or exists" (Lua 5.1 has no continue)
+end
+return applied_count
+"""
+
+_DELETE = """
+local ns = ARGV[1]
+local id = ARGV[2]
+local job = ns .. ":job:" .. id
+local v = redis.call("hmget", job, "state", "tenant", "queue", "parent")
+if not v[1] then
+  return 0
+end
+redis.call("zrem", ns .. ":jobs:" .. v[3] .. ":" .. v[1], id)
+if v[2] and v[2] ~= "" then
+  redis.call("zrem", ns .. ":jobs:t:" .. v[2] .. ":" .. v[3] .. ":" .. v[1], id)
+end
+if v[4] and v[4] ~= "" then
+  redis.call("zrem", ns .. ":job:" .. v[4] .. ":children", id)
+end
+redis.call("del", job, job .. ":events", job .. ":children")
+return 1
+"""
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this store did not hand out."""
+
+
+def now_ms(clock: Callable[[], float] = time.time) -> int:
+    return int(clock() * 1000)
+
+
+def duration_bucket(seconds: float) -> str:
+    """The histogram field a duration counts in (upper bound, non-cumulative)."""
+    for bound in DURATION_BUCKETS:
+        if seconds <= bound:
+            return f"le:{bound:g}"
+    return "le:+Inf"
+
+
+def encode_cursor(score: float, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{int(score)}:{job_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        score, job_id = base64.urlsafe_b64decode(padded.encode()).decode().split(":", 1)
+        return int(score), job_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor("cursor is not one this API returned") from None
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode(data: dict) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in data.items()}
+
+
+def _strings(values: dict[str, Any] | None) -> dict[str, str]:
+    return {k: "" if v is None else str(v) for k, v in (values or {}).items()}
+
+
+class JobStatusStore:
+    """Reads and writes job records under one namespace.
+
+    ``keep_succeeded`` / ``keep_failed`` override the catalog's per-queue retention
+    (for every queue) when given.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str,
+        *,
+        keep_succeeded: int | None = None,
+        keep_failed: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.client = client
+        self.namespace = namespace
+        self.keep_succeeded = keep_succeeded
+        self.keep_failed = keep_failed
+        self.clock = clock
+        self._apply = client.register_script(_APPLY)
+        self._delete = client.register_script(_DELETE)
+
+    # -- keys -------------------------------------------------------------------------
+
+    def job_key(self, job_id: str) -> str:
+        return f"{self.namespace}:job:{job_id}"
+
+    def index_key(self, queue: str, state: str, tenant: str | None = None) -> str:
+        if tenant:
+            return f"{self.namespace}:jobs:t:{tenant}:{queue}:{state}"
+        return f"{self.namespace}:jobs:{queue}:{state}"
+
+    def stats_key(self, queue: str) -> str:
+        return f"{self.namespace}:jobs:stats:{queue}"
+
+    def workers_key(self, queue: str) -> str:
+        return f"{self.namespace}:jobs:workers:{queue}"
+
+    def keep(self, queue: str, state: str) -> int:
+        """How many records of ``state`` the store keeps for ``queue`` (-1: all)."""
+        spec = CATALOG.get(queue)
+        if state == SUCCEEDED:
+            if self.keep_succeeded is not None:
+                return self.keep_succeeded
+            return spec.keep_succeeded if spec else 100
+        if state == FAILED:
+            if self.keep_failed is not None:
+                return self.keep_failed
+            return spec.keep_failed if spec else 1000
+        return -1
+
+    # -- writing ----------------------------------------------------------------------
+
+    def change(
+        self,
+        job_id: str,
+        queue: str,
+        *,
+        state: str = "",
+        rank: int = 0,
+        tenant: str = "",
+        fields: dict[str, Any] | None = None,
+        identity: dict[str, Any] | None = None,
+        event: dict[str, Any] | None = None,
+        parent: str = "",
+        stats: Sequence[str] = (),
+        duration_s: float | None = None,
+        must_exist: bool = False,
+        at_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """Build one transition for :meth:`apply`.
+
+        ``fields`` are set on the record (only where empty if the change is late),
+        ``identity`` fields only where empty; ``event`` joins the timeline.
+        """
+        at = at_ms if at_ms is not None else now_ms(self.clock)
+        if event is not None:
+            event = {**event, "at": at, "r": rank if state else NOTE_RANK}
+        return {
+            "id": job_id,
+            "q": queue,
+            "t": tenant or "",
+            "s": state,
+            "r": rank,
+            "at": at,
+            "k": self.keep(queue, state) if state else -1,
+            "f": _strings(fields),
+            "n": _strings(identity),
+            "e": [json.dumps(event, separators=(",", ":"))] if event else [],
+            "p": parent or "",
+            "c": list(stats),
+            "b": [duration_bucket(duration_s)] if duration_s is not None else [],
+            "d": [repr(duration_s)] if duration_s is not None else [],
+            "x": 1 if must_exist else 0,
+        }
+
+    def apply(self, transitions: Sequence[dict[str, Any]]) -> int:
+        """Apply transitions in order, in one round trip; returns how many applied."""
+        if not transitions:
+            return 0
+        payload = json.dumps(transitions, separators=(",", ":"))
+        return int(self._apply(args=[self.namespace, MAX_EVENTS, payload]))
+
+    def transition(self, job_id: str, queue: str, **kwargs: Any) -> bool:
+        """Build and apply one transition (see :meth:`change`)."""
+        return self.apply([self.change(job_id, queue, **kwargs)]) == 1
+
+    def delete(self, job_id: str) -> bool:
+        """Drop a record, its timeline and its children set, and unlink it from its parent."""
+        return bool(self._delete(args=[self.namespace, job_id]))
+
+    # -- reading ----------------------------------------------------------------------
+
+    def raw(self, job_id: str) -> dict[str, str] | None:
+        data = self.client.hgetall(self.job_key(job_id))
+        return _decode(data) if data else None
+
+    def get(self, job_id: str, *, children_limit: int = 50) -> dict[str, Any] | None:
+        """The public record with its timeline and a summary of its children."""
+        key = self.job_key(job_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(key)
+        pipe.lrange(f"{key}:events", 0, -1)
+        pipe.zrange(f"{key}:children", 0, -1)
+        data, events, child_ids = pipe.execute()
+        if not data:
+            return None
+        record = present(_decode(data))
+        timeline = [json.loads(e) for e in events]
+        timeline.sort(key=lambda e: e.get("r", 0))  # stable: arrival order within a rank
+        record["timeline"] = [present_event(e) for e in timeline]
+        record["children"] = self.children_summary(
+            [_text(c) for c in child_ids], limit=children_limit, tenant=record["tenant_id"]
+        )
+        return record
+
+    def children_summary(
+        self, child_ids: list[str], *, limit: int = 50, tenant: str | None = None
+    ) -> dict[str, Any]:
+        """Counts per state and the first ``limit`` children (of ``tenant`` only, if given)."""
+        pipe = self.client.pipeline(transaction=False)
+        for child in child_ids:
+            pipe.hmget(self.job_key(child), "state", "actor", "queue", "progress", "tenant")
+        by_state: dict[str, int] = {}
+        items: list[dict[str, Any]] = []
+        total = 0
+        for child, (state, actor, queue, progress, child_tenant) in zip(
+            child_ids, pipe.execute() if child_ids else [], strict=True
+        ):
+            if tenant and state is not None and (_text(child_tenant) or None) != tenant:
+                continue
+            total += 1
+            state_text = _text(state) or "pruned"
+            by_state[state_text] = by_state.get(state_text, 0) + 1
+            if len(items) < limit:
+                items.append(
+                    {
+                        "id": child,
+                        "state": state_text,
+                        "actor": _text(actor) or None,
+                        "queue": _text(queue) or None,
+                        "progress": int(progress) if progress not in (None, b"") else None,
+                        "href": f"/jobs/{child}",
+                    }
+                )
+        return {"total": total, "by_state": by_state, "items": items}
+
+    def list_jobs(
+        self,
+        *,
+        queues: Iterable[str],
+        states: Iterable[str] = STATES,
+        tenant: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Records newest first (by when they entered their state), and the next cursor.
+
+        The cursor is (score, id) of the last item; ties on the score are broken by id,
+        so pages never repeat or skip a record that stays in its state.
+        """
+        after = decode_cursor(cursor) if cursor else None
+        keys = [self.index_key(q, s, tenant) for q in queues for s in states]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            if after is None:
+                pipe.zrevrangebyscore(key, "+inf", "-inf", start=0, num=limit + 1, withscores=True)
+            else:
+                # Strictly older records, plus every record tied with the cursor's score
+                # (the ids decide which of those come after the cursor).
+                pipe.zrevrangebyscore(
+                    key, f"({after[0]}", "-inf", start=0, num=limit + 1, withscores=True
+                )
+                pipe.zrangebyscore(key, after[0], after[0], withscores=True)
+        fetched = pipe.execute()
+        if after is not None:
+            fetched = [a + b for a, b in zip(fetched[0::2], fetched[1::2], strict=True)]
+        candidates: list[tuple[int, str]] = []
+        for rows in fetched:
+            for member, score in rows:
+                item = (int(score), _text(member))
+                if after is None or item < after:
+                    candidates.append(item)
+        candidates.sort(reverse=True)
+        page = candidates[:limit]
+        pipe = self.client.pipeline(transaction=False)
+        for _, job_id in page:
+            pipe.hgetall(self.job_key(job_id))
+        items = [present(_decode(data)) for data in (pipe.execute() if page else []) if data]
+        next_cursor = encode_cursor(*page[-1]) if len(candidates) > limit else None
+        return items, next_cursor
+
+    def counts(self, queue: str) -> dict[str, int]:
+        """Records kept per state for one queue."""
+        pipe = self.client.pipeline(transaction=False)
+        for state in STATES:
+            pipe.zcard(self.index_key(queue, state))
+        return dict(zip(STATES, pipe.execute(), strict=True))
+
+    def stats(self, queue: str) -> dict[str, float]:
+        """Counters and raw histogram fields of one queue."""
+        return {k: float(v) for k, v in _decode(self.client.hgetall(self.stats_key(queue))).items()}
+
+    # -- worker presence --------------------------------------------------------------
+
+    def workers_seen(self, queue: str, window_s: float = WORKER_SEEN_WINDOW_S) -> list[str]:
+        since = self.clock() - window_s
+        return [_text(w) for w in self.client.zrangebyscore(self.workers_key(queue), since, "+inf")]
+
+    def beat(self, worker: str, queues: Iterable[str]) -> None:
+        """Say that ``worker`` consumes ``queues`` now; forget workers long gone."""
+        now = self.clock()
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.zadd(self.workers_key(queue), {worker: now})
+            pipe.zremrangebyscore(self.workers_key(queue), "-inf", now - 10 * WORKER_SEEN_WINDOW_S)
+        pipe.execute()
+
+    def forget_worker(self, worker: str, queues: Iterable[str]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.zrem(self.workers_key(queue), worker)
+        pipe.execute()
+
+
+def coalesce(transitions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge successive transitions of one job into one (same outcome, less work).
+
+    A fast job's running and succeeded usually travel in the same batch; merged, the
+    record is touched once, while the timeline still gets both entries. Jobs keep the
+    order of their first transition; one job's changes keep theirs.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for t in transitions:
+        into = merged.get(t["id"])
+        if into is None:
+            merged[t["id"]] = {
+                **t,
+                "f": dict(t["f"]),
+                "n": dict(t["n"]),
+                "e": list(t["e"]),
+                "c": list(t["c"]),
+                "b": list(t["b"]),
+                "d": list(t["d"]),
+            }
+            continue
+        if t["s"]:
+            for key in ("q", "t", "s", "r", "at", "k"):
+                into[key] = t[key]
+        into["f"].update(t["f"])
+        for name, value in t["n"].items():
+            into["n"].setdefault(name, value)
+        into["e"] += t["e"]
+        into["c"] += t["c"]
+        into["b"] += t["b"]
+        into["d"] += t["d"]
+        into["p"] = into["p"] or t["p"]
+        into["x"] = into["x"] and t["x"]
+    return list(merged.values())
