@@ -82,6 +82,9 @@ class CommonSettings:
     keep_failed: int | None = None
     #: Deepest causation chain an event may carry before workflows stop reacting.
     max_causation_depth: int = 5
+    #: Record every message's life in the job-status store (JOB_STATUS=off to measure
+    #: or run without it).
+    job_status: bool = True
 
     @classmethod
     def common_from_env(cls, env: Env) -> dict:
@@ -98,6 +101,7 @@ class CommonSettings:
             "keep_succeeded": int(keep_succeeded) if keep_succeeded else None,
             "keep_failed": int(keep_failed) if keep_failed else None,
             "max_causation_depth": env.int("MAX_CAUSATION_DEPTH", 5),
+            "job_status": env.bool("JOB_STATUS", True),
         }
 
 
