@@ -183,6 +183,16 @@ def actor_options(queue_name: str) -> dict:
     }
 
 
+def job_status_middleware(settings: CommonSettings, client: redis.Redis) -> JobStatus:
+    store = JobStatusStore(
+        client,
+        settings.namespace,
+        keep_succeeded=settings.keep_succeeded,
+        keep_failed=settings.keep_failed,
+    )
+    return JobStatus(store)
+
+
 def build_middleware(settings: CommonSettings, client: redis.Redis) -> list[Middleware]:
     """Every process that sends or runs messages uses this same list."""
     return [
@@ -195,14 +205,7 @@ def build_middleware(settings: CommonSettings, client: redis.Redis) -> list[Midd
         CurrentMessage(),
         Results(backend=RedisBackend(client=client, namespace=f"{settings.namespace}-results")),
         # After Retries, CurrentMessage and Results: see JobStatus for why.
-        JobStatus(
-            JobStatusStore(
-                client,
-                settings.namespace,
-                keep_succeeded=settings.keep_succeeded,
-                keep_failed=settings.keep_failed,
-            )
-        ),
+        *([job_status_middleware(settings, client)] if settings.job_status else []),
     ]
 
 
