@@ -35,10 +35,14 @@ from shared.settings import CommonSettings
 
 THREADS = 8
 TENANT = "bench"
+NO_JOB_STATUS = "workflow: 1-step notify, no job status"
 
 #: (label, extra environment of every process of the system under test).
 VARIANTS: list[tuple[str, dict[str, str]]] = [
     ("workflow: 1-step notify", {}),
+    # The same with the job-status middleware off in every process (and the publisher):
+    # what recording each job's life costs.
+    (NO_JOB_STATUS, {"JOB_STATUS": "off"}),
 ]
 
 
@@ -77,7 +81,13 @@ def measure_workflow(
         )
         created.raise_for_status()
         system.start_worker(queues=["governance.policy"], threads=THREADS)
-        broker = create_broker(CommonSettings(redis_url=REDIS_URL, namespace=system.namespace))
+        broker = create_broker(
+            CommonSettings(
+                redis_url=REDIS_URL,
+                namespace=system.namespace,
+                job_status=env.get("JOB_STATUS") != "off",
+            )
+        )
 
         def publish(n: int) -> None:
             for i in range(n):
@@ -157,6 +167,14 @@ def main() -> int:
             f"  {result.label:45} {result.rate:9.1f} executions/s ({result.count} in "
             f"{result.seconds:.2f} s)  ratio {ratio:.2f}  (target >= 0.50: "
             f"{'met' if ratio >= 0.5 else 'NOT met'})"
+        )
+    by_label = {r.label: r for r in results}
+    without = by_label.get(NO_JOB_STATUS)
+    if without is not None:
+        cost = 1 - results[0].rate / without.rate
+        print(
+            f"  job status costs {cost:.1%} of workflow throughput (target <= 15%: "
+            f"{'met' if cost <= 0.15 else 'NOT met'})"
         )
     return 0
 
