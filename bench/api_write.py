@@ -144,7 +144,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _workers_booted(log: Path, workers: int) -> bool:
+    return log.read_text(errors="replace").count("Booting worker") >= workers
+
+
 def start_gunicorn(target: str, port: int, env: dict, log: Path) -> subprocess.Popen:
+    workers = int(env.get("WEB_WORKERS", "2"))
     argv = [
         str(BIN / "gunicorn"),
         "-c",
@@ -172,7 +177,10 @@ def start_gunicorn(target: str, port: int, env: dict, log: Path) -> subprocess.P
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             conn.request("GET", "/healthz" if "api_service" in target else "/echo")
-            if conn.getresponse().status == 200:
+            if conn.getresponse().status == 200 and _workers_booted(log, workers):
+                # The app loads after a worker logs its boot; give the last one time
+                # to load it, or it gets none of the (keep-alive) connections.
+                time.sleep(3)
                 return proc
         except OSError:
             time.sleep(0.1)

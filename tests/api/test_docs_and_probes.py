@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import peewee
+
+from tests.api.helpers import ApiClient, unique_tenant
+from tests.support import free_port
+
 
 def test_openapi_covers_every_route_and_method(api):
     spec = api.client.simulate_get("/openapi.json").json
@@ -58,3 +63,26 @@ def test_probes(api):
     ready = api.client.simulate_get("/readyz")
     assert ready.status_code == 200
     assert ready.json["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_readyz_is_503_and_requests_are_503_when_the_database_is_gone(
+    api_settings, make_app, tmp_path
+):
+    app, deps = make_app(api_settings)
+    api = ApiClient(app, unique_tenant())
+    assert api.client.simulate_get("/readyz").status_code == 200
+
+    # When the database becomes unreachable (the pool is pointed somewhere dead)
+    deps.db.close_all()
+    if isinstance(deps.db, peewee.PostgresqlDatabase):
+        deps.db.init("gone", host="127.0.0.1", port=free_port(), connect_timeout=1)
+    else:
+        deps.db.init(str(tmp_path / "missing-dir" / "api.db"))
+
+    ready = api.client.simulate_get("/readyz")
+    assert ready.status_code == 503
+    assert "database" in ready.json["description"]
+    assert ready.json["checks"]["redis"] == "ok"
+    resp = api.client.simulate_get("/policies", headers=api.headers("viewer"))
+    assert resp.status_code == 503
+    assert resp.json["title"] == "Database unavailable"
