@@ -69,6 +69,19 @@ def test_the_console_page_is_served_without_a_token_and_loads_nothing_foreign(sy
     assert httpx.get(f"{system.workflow_url}/console/console.js").status_code == 200
     assert httpx.get(f"{system.workflow_url}/console/secrets.txt").status_code == 404
     assert httpx.get(f"{system.workflow_url}/queues").status_code == 401
+    # The workflow web's /metrics carries the queue series, read from Redis on scrape.
+    metrics = httpx.get(f"{system.workflow_url}/metrics").text
+    for series in (
+        "queue_depth",
+        "queue_delayed",
+        "queue_in_flight",
+        "queue_dead",
+        "jobs_processed_total",
+        "jobs_failed_total",
+        "jobs_retried_total",
+        "job_duration_seconds_bucket",
+    ):
+        assert f"governance_{series}{{" in metrics, series
 
 
 def test_an_operator_retries_a_failed_job_from_the_console(system, tenant, page):
