@@ -276,6 +276,28 @@ def test_a_stage_nobody_may_decide_fails_the_execution(client, engine, outbox):
     assert "self-approval excluded olivia" in execution.error
 
 
+def test_a_later_stage_nobody_may_decide_fails_at_the_start(client, engine, outbox):
+    step = approval_step(stages=[{"approvers": ["user:alice"]}, {"approvers": ["owner"]}])
+    execution = Execution.get_by_id(start(client, engine, outbox, step))
+    assert execution.status == "failed" and "stage 2 needs 1 approval" in execution.error
+    assert ApprovalRequest.select().count() == 0  # rolled back with the step
+
+
+def test_a_next_stage_emptied_meanwhile_ends_the_approval(client, engine, outbox):
+    step = approval_step(stages=[{"approvers": ["user:alice"]}, {"approvers": ["role:approver"]}])
+    execution_id = start(client, engine, outbox, step)
+    # Given: the directory lost every possible second-stage approver meanwhile
+    for user in ("bob", "carol"):
+        assert client.simulate_delete(f"/users/{user}", headers=auth("root")).status_code == 204
+    # When: the first stage is approved
+    answer = decide(client, only_approval(execution_id).id, "alice")
+    # Then: the approval is cancelled and the execution failed, saying why
+    assert answer.status_code == 200 and answer.json["outcome"] == "cancelled"
+    execution = Execution.get_by_id(execution_id)
+    assert execution.status == "failed" and "stage 2" in execution.error
+    assert run_pending(engine, outbox) == 0
+
+
 def test_concurrent_final_decisions_resume_exactly_once(client, engine, outbox):
     for _ in range(5):
         step = approval_step(approvers=["user:alice", "user:bob"], mode="all")

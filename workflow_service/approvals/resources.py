@@ -188,7 +188,7 @@ class ApprovalDecision:
             except Exception as exc:  # noqa: BLE001 - housekeeping re-sends pending deliveries
                 log.warning("approver e-mails not queued yet: %s", exc)
         job_id = None
-        if result.outcome is not None:
+        if result.outcome in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
             job_id = self._resume(result.request)
         resp.media = {
             "id": result.request.id,

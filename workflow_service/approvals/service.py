@@ -131,8 +131,8 @@ class OpenedStage:
     deliveries: list[str]
 
 
-def open_stage(request: ApprovalRequest, index: int, now: datetime) -> OpenedStage:
-    """Create the slots of stage ``index`` and tell its approvers."""
+def eligible(request: ApprovalRequest, index: int) -> list[directory.Person]:
+    """The people who may decide stage ``index``; :class:`NoEligibleApprovers` if too few."""
     stage = stages_of(request)[index]
     people = directory.resolve(
         request.tenant_id, stage.approvers, owner=request.owner, initiator=request.initiator
@@ -156,6 +156,12 @@ def open_stage(request: ApprovalRequest, index: int, now: datetime) -> OpenedSta
             f"stage {index + 1} needs {max(needed, 1)} approval(s) but its approvers "
             f"({', '.join(stage.approvers)}) include {len(people)} eligible people{detail}"
         )
+    return people
+
+
+def open_stage(request: ApprovalRequest, index: int, now: datetime) -> OpenedStage:
+    """Create the slots of stage ``index`` and tell its approvers."""
+    people = eligible(request, index)
     ApprovalSlot.insert_many(
         [
             {
@@ -250,6 +256,9 @@ def open_request(
     request = ApprovalRequest.get(
         (ApprovalRequest.execution == execution.id) & (ApprovalRequest.step_key == step_key)
     )
+    # Fail now, not after the first stage, when a later stage could never be decided.
+    for index in range(1, len(stages)):
+        eligible(request, index)
     return request, open_stage(request, 0, now).deliveries
 
 
@@ -260,7 +269,8 @@ def open_request(
 class DecisionResult:
     request: ApprovalRequest
     slot: ApprovalSlot
-    #: ``approved``/``rejected`` when this decision settled the request, else None.
+    #: ``approved``/``rejected`` when this decision settled the request (``cancelled``
+    #: when the next stage has nobody left to decide it), else None.
     outcome: str | None
     #: The stage that opened because of this decision (sequential approvals).
     advanced_to: int | None = None
@@ -386,7 +396,24 @@ def _record(
             updated_at=now,
         ).where(ApprovalRequest.id == request.id).execute()
         request = ApprovalRequest.get_by_id(request.id)
-        opened = open_stage(request, following, now)
+        try:
+            opened = open_stage(request, following, now)
+        except NoEligibleApprovers as exc:
+            # The directory changed since the request opened: nobody can decide the
+            # next stage, so the approval ends here and the execution fails, saying why.
+            _settle(request, ApprovalStatus.CANCELLED, None, now)
+            Execution.update(
+                status=ExecutionStatus.FAILED,
+                error=f"approval {request.id}: {exc}",
+                finished_at=now,
+                updated_at=now,
+            ).where(
+                (Execution.id == request.execution_id)
+                & Execution.status.not_in(ExecutionStatus.FINAL)
+            ).execute()
+            return DecisionResult(
+                ApprovalRequest.get_by_id(request.id), slot, ApprovalStatus.CANCELLED
+            )
         return DecisionResult(
             request, slot, None, advanced_to=following, deliveries=tuple(opened.deliveries)
         )
