@@ -53,7 +53,7 @@ class Deps:
     db: peewee.Database
     broker: Broker
     clock: Callable[[], datetime] = utcnow
-    #: Reads job-status records for /jobs; None until that store is wired in.
+    #: Reads job-status records for /jobs; None: a store on the broker's Redis client.
     job_store: Any = None
     registry: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
 
@@ -71,6 +71,10 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
     database.initialize(deps.db)
     with deps.db.connection_context():
         check_current(deps.db, MIGRATIONS, "api_service")
+    if hasattr(deps.db, "close_all"):
+        # A pool keeps the connection just used; with gunicorn's preload_app it would
+        # be inherited by every worker. Start each process with an empty pool.
+        deps.db.close_all()
 
     decoder = TokenDecoder(settings.jwt_secret, settings.jwt_public_key)
     app = falcon.App(

@@ -191,9 +191,10 @@ class OutboxRelay:
                 )
                 self._release(rows[index:], error=f"{type(exc).__name__}: {exc}")
                 break
-            Outbox.update(sent_at=self.clock(), attempts=Outbox.attempts + 1).where(
-                (Outbox.id == row.id) & Outbox.sent_at.is_null()
-            ).execute()
+            with write_transaction(self.db):
+                Outbox.update(sent_at=self.clock(), attempts=Outbox.attempts + 1).where(
+                    (Outbox.id == row.id) & Outbox.sent_at.is_null()
+                ).execute()
             delivered += 1
         if delivered:
             log.info("relay delivered %d event(s)", delivered)
@@ -204,19 +205,21 @@ class OutboxRelay:
         query = {"claimed_until": None, "claimed_by": None}
         if error is not None:
             query.update(attempts=Outbox.attempts + 1, last_error=error)
-        Outbox.update(**query).where(Outbox.id.in_(ids) & Outbox.sent_at.is_null()).execute()
+        with write_transaction(self.db):
+            Outbox.update(**query).where(Outbox.id.in_(ids) & Outbox.sent_at.is_null()).execute()
 
     def prune(self) -> int:
         """Delete sent rows past the retention, and expired idempotency records."""
         now = self.clock()
-        removed = (
-            Outbox.delete()
-            .where(Outbox.sent_at.is_null(False) & (Outbox.sent_at < now - self.retention))
-            .execute()
-        )
-        IdempotencyRecord.delete().where(
-            IdempotencyRecord.created_at < now - self.idempotency_retention
-        ).execute()
+        with write_transaction(self.db):
+            removed = (
+                Outbox.delete()
+                .where(Outbox.sent_at.is_null(False) & (Outbox.sent_at < now - self.retention))
+                .execute()
+            )
+            IdempotencyRecord.delete().where(
+                IdempotencyRecord.created_at < now - self.idempotency_retention
+            ).execute()
         if removed:
             log.info("pruned %d sent outbox row(s)", removed)
         return removed
