@@ -25,9 +25,17 @@ def version_key(namespace: str, tenant_id: str) -> str:
     return f"{namespace}:workflows:version:{tenant_id}"
 
 
+def global_version_key(namespace: str) -> str:
+    """Moves with every tenant's version (the scheduler watches all tenants at once)."""
+    return f"{namespace}:workflows:version"
+
+
 def bump_version(client: redis.Redis, namespace: str, tenant_id: str) -> None:
     """Tell every worker that the tenant's workflows changed (call after commit)."""
-    client.incr(version_key(namespace, tenant_id))
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(version_key(namespace, tenant_id))
+    pipe.incr(global_version_key(namespace))
+    pipe.execute()
 
 
 @dataclass(frozen=True)

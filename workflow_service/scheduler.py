@@ -32,7 +32,7 @@ from apscheduler.triggers.cron import CronTrigger
 from shared.broker import create_broker
 from shared.db import check_current
 from workflow_service.approvals.jobs import register_jobs as approval_jobs
-from workflow_service.cache import version_key
+from workflow_service.cache import global_version_key
 from workflow_service.db import database, init_database
 from workflow_service.engine import Engine
 from workflow_service.migrations import all_migrations
@@ -176,17 +176,16 @@ def build(settings: WorkflowSettings) -> tuple[BlockingScheduler, SchedulerConte
         if sent:
             log.info("sweep re-sent %d stuck executions", len(sent))
 
-    last_versions: dict[str, bytes] = {}
+    last_version: list[bytes | None] = [None]
 
     def refresh_workflows() -> None:
-        # Cheap: only re-read scheduled workflows when some tenant's version moved.
-        pattern = version_key(settings.namespace, "*")
-        versions = {}
-        for key in broker.client.scan_iter(match=pattern, count=500):
-            versions[key.decode()] = broker.client.get(key) or b""
-        if versions != last_versions or not workflows.jobs:
-            last_versions.clear()
-            last_versions.update(versions)
+        # Cheap: re-read scheduled workflows only when some workflow changed.
+        try:
+            version = broker.client.get(global_version_key(settings.namespace)) or b"0"
+        except redis.RedisError:
+            version = None  # cannot tell: re-read
+        if version is None or version != last_version[0] or not workflows.jobs:
+            last_version[0] = version
             workflows.sync()
 
     interval = max(settings.scheduler_lock_ttl_s / 3, 0.5)

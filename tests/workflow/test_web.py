@@ -130,6 +130,7 @@ def test_every_edit_is_a_new_version(client):
     assert [w["id"] for w in listed] == [created["id"]]
     assert client.simulate_post(f"{url}/archive", headers=auth()).json["status"] == "archived"
     assert client.simulate_post(f"{url}/activate", headers=auth()).status_code == 409
+    assert client.simulate_patch(url, json={"name": "x"}, headers=auth()).status_code == 409
     assert client.simulate_delete(url, headers=auth()).status_code == 204
     assert client.simulate_get(url, headers=auth()).status_code == 404
 

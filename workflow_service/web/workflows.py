@@ -135,6 +135,11 @@ class WorkflowItem:
         current = _get(self.store, principal.tenant, workflow_id)
         data = read_json(req, self.max_body_bytes)
         patch = parse_body(WorkflowPatch, data)
+        if current.status == WorkflowStatus.ARCHIVED:
+            raise falcon.HTTPConflict(
+                title="Workflow archived",
+                description="An archived workflow cannot be edited; create a new one.",
+            )
         if patch.version is not None and patch.version != current.version:
             raise ApiError(
                 falcon.HTTP_412,
