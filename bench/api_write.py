@@ -218,8 +218,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per round")
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=2, help="load each server this often")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -248,25 +249,31 @@ def main() -> int:
         "tags": ["bench", "write"],
     }
     token = issue_token(secret, "bench", ["editor"], "bench-tenant", 3600)
-    results = []
+    targets = {
+        "echo POST /echo": ("api_write:echo_app", http_request("POST", "/echo", body, {})),
+        "api POST /policies": (
+            "api_service.wsgi:app",
+            http_request("POST", "/policies", body, {"Authorization": f"Bearer {token}"}),
+        ),
+    }
+    runs: dict[str, list[Result]] = {name: [] for name in targets}
+    servers: dict[str, tuple[subprocess.Popen, int]] = {}
     try:
-        for name, target, request in (
-            ("echo POST /echo", "api_write:echo_app", http_request("POST", "/echo", body, {})),
-            (
-                "api POST /policies",
-                "api_service.wsgi:app",
-                http_request("POST", "/policies", body, {"Authorization": f"Bearer {token}"}),
-            ),
-        ):
+        # Both servers run for the whole benchmark and are loaded in turn, round after
+        # round, so a burst of load from elsewhere on the machine hits both alike.
+        for name, (target, _) in targets.items():
             port = free_port()
-            proc = start_gunicorn(target, port, env, workdir / f"{target.split(':')[0]}.log")
-            try:
-                results.append(
+            log = workdir / f"{target.split(':')[0]}.log"
+            servers[name] = (start_gunicorn(target, port, env, log), port)
+        for _ in range(args.rounds):
+            for name, (_, request) in targets.items():
+                port = servers[name][1]
+                runs[name].append(
                     drive(name, port, request, args.connections, args.warmup, args.duration)
                 )
-            finally:
-                stop(proc)
     finally:
+        for proc, _ in servers.values():
+            stop(proc)
         import redis
 
         client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -276,11 +283,22 @@ def main() -> int:
             client.delete(*keys)
         drop_database()
 
+    results = [
+        Result(
+            name,
+            sum(r.requests for r in rs),
+            sum(r.errors for r in rs),
+            sum(r.seconds for r in rs),
+            [x for r in rs for x in r.latencies],
+        )
+        for name, rs in runs.items()
+    ]
     workers = os.environ.get("WEB_WORKERS", "2")
     threads = os.environ.get("WEB_THREADS", "8")
     print(
         f"database={args.database} connections={args.connections} "
-        f"gunicorn workers={workers} threads={threads} duration={args.duration}s"
+        f"gunicorn workers={workers} threads={threads} "
+        f"{args.rounds} rounds x {args.duration}s per server"
     )
     print(f"{'':22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for r in results:
