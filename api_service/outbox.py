@@ -22,8 +22,9 @@ from datetime import datetime, timedelta
 
 import peewee
 from dramatiq.broker import Broker
+from peewee import SQL
 
-from api_service.inserts import CompiledInsert
+from api_service.inserts import CompiledInsert, CompiledStatement
 from api_service.models import IdempotencyRecord, Outbox
 from api_service.transactions import write_transaction
 from shared.db import is_postgres
@@ -33,6 +34,12 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 _INSERT_OUTBOX = CompiledInsert(Outbox)
+_MARK_SENT = CompiledStatement(
+    lambda: Outbox.update(sent_at="<sent_at>", attempts=Outbox.attempts + SQL("1")).where(
+        (Outbox.id == "<id>") & Outbox.sent_at.is_null()
+    ),
+    stand_ins=["<sent_at>", "<id>"],
+)
 
 
 @dataclass(frozen=True)
@@ -111,9 +118,7 @@ class OutboxPublisher:
     def _mark_sent(self, row_id: int) -> None:
         try:
             with write_transaction(self.db):
-                Outbox.update(sent_at=self.clock(), attempts=Outbox.attempts + 1).where(
-                    (Outbox.id == row_id) & Outbox.sent_at.is_null()
-                ).execute(self.db)
+                _MARK_SENT.execute(self.db, Outbox.sent_at.db_value(self.clock()), row_id)
         except peewee.DatabaseError:
             # Published but not marked: the relay republishes it (same message id)
             # once the lease ends. Logged so an operator can see why.
