@@ -453,6 +453,24 @@ class JobStatusStore:
         """Counters and raw histogram fields of one queue."""
         return {k: float(v) for k, v in _decode(self.client.hgetall(self.stats_key(queue))).items()}
 
+    def summaries(self, queues: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Per queue: records kept per state, counters, workers seen; one round trip."""
+        since = self.clock() - WORKER_SEEN_WINDOW_S
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            for state in STATES:
+                pipe.zcard(self.index_key(queue, state))
+            pipe.hgetall(self.stats_key(queue))
+            pipe.zrangebyscore(self.workers_key(queue), since, "+inf")
+        values = iter(pipe.execute())
+        out = {}
+        for queue in queues:
+            counts = {state: next(values) for state in STATES}
+            stats = {k: float(v) for k, v in _decode(next(values)).items()}
+            workers = [_text(w) for w in next(values)]
+            out[queue] = {"counts": counts, "stats": stats, "workers": workers}
+        return out
+
     # -- worker presence --------------------------------------------------------------
 
     def workers_seen(self, queue: str, window_s: float = WORKER_SEEN_WINDOW_S) -> list[str]:

@@ -62,6 +62,7 @@ class QueueCollector:
     def _collect(self) -> Iterator[Metric]:
         queues = list(QUEUE_NAMES)
         depths = self.state.depths(queues)
+        summaries = self.store.summaries(queues)
         gauges = {
             "depth": GaugeMetricFamily(
                 f"{PREFIX}_queue_depth", "Messages ready to run", labels=["queue"]
@@ -101,11 +102,11 @@ class QueueCollector:
             gauges["delayed"].add_metric([queue], depth.delayed)
             gauges["in_flight"].add_metric([queue], depth.in_flight)
             gauges["dead"].add_metric([queue], depth.dead)
-            gauges["workers"].add_metric([queue], len(self.store.workers_seen(queue)))
-            for state, count in self.store.counts(queue).items():
-                if state in STATES:
-                    kept.add_metric([queue, state], count)
-            stats = self.store.stats(queue)
+            summary = summaries[queue]
+            gauges["workers"].add_metric([queue], len(summary["workers"]))
+            for state in STATES:
+                kept.add_metric([queue, state], summary["counts"][state])
+            stats = summary["stats"]
             for name, family in counters.items():
                 family.add_metric([queue], stats.get(name, 0.0))
             cumulative = 0.0

@@ -53,12 +53,12 @@ class JobOps:
     def queues(self) -> list[dict[str, Any]]:
         """One row per catalog queue: what waits, runs and died, and what is kept."""
         depths = self.state.depths(list(QUEUE_NAMES))
+        summaries = self.store.summaries(QUEUE_NAMES)
         rows = []
         for name in QUEUE_NAMES:
             spec = CATALOG[name]
             depth = depths[name]
-            kept = self.store.counts(name)
-            stats = self.store.stats(name)
+            kept, stats = summaries[name]["counts"], summaries[name]["stats"]
             rows.append(
                 {
                     "name": name,
@@ -79,7 +79,7 @@ class JobOps:
                     "processed": int(stats.get("processed", 0)),
                     "failed": int(stats.get("failed", 0)),
                     "retried": int(stats.get("retried", 0)),
-                    "workers": self.store.workers_seen(name),
+                    "workers": summaries[name]["workers"],
                 }
             )
         return rows
