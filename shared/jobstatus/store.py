@@ -89,18 +89,23 @@ for _, t in ipairs(transitions) do
     end
   end
   if state ~= "" and applied then
-    if exists and (old[1] ~= state or old[3] ~= queue) then
-      redis.call("zrem", index(old[3], old[1]), id)
+    local old_queue = old[3] or queue
+    if exists and (old[1] ~= state or old_queue ~= queue) then
+      redis.call("zrem", index(old_queue, old[1]), id)
       if old[2] and old[2] ~= "" then
-        redis.call("zrem", tindex(old[2], old[3], old[1]), id)
+        redis.call("zrem", tindex(old[2], old_queue, old[1]), id)
       end
     end
     redis.call("zadd", index(queue, state), t.at, id)
     if tenant ~= "" then
       redis.call("zadd", tindex(tenant, queue, state), t.at, id)
+      flat[#flat + 1] = "tenant"
+      flat[#flat + 1] = tenant
     end
     flat[#flat + 1] = "state"
     flat[#flat + 1] = state
+    flat[#flat + 1] = "queue"
+    flat[#flat + 1] = queue
     flat[#flat + 1] = "rank"
     flat[#flat + 1] = t.r
     flat[#flat + 1] = "updated_at"

@@ -14,6 +14,7 @@ from dramatiq import Worker
 
 from shared.broker import actor_options, create_broker
 from shared.jobstatus import JobStatusStore, report_progress
+from shared.jobstatus.store import coalesce
 from shared.queues import spec_for
 from shared.settings import CommonSettings
 from tests.support import poll
@@ -241,3 +242,80 @@ def test_pages_never_repeat_or_skip_records_that_share_a_timestamp(store):
 
     # Then each appears once, newest first
     assert seen == sorted(ids[:7], reverse=True) + ["job-09", "job-08", "job-07"]
+
+
+def test_a_late_change_never_moves_a_record_back(store):
+    # Given a worker's "running" that reached Redis before the sender's "queued"
+    # (two processes write one job's record)
+    store.transition(
+        "job-1",
+        QUEUE,
+        state="running",
+        rank=11,
+        tenant="acme",
+        fields={"attempt": 1, "started_at": 2000},
+        event={"state": "running", "attempt": 1},
+        at_ms=2000,
+    )
+    store.transition(
+        "job-1",
+        QUEUE,
+        state="queued",
+        rank=0,
+        tenant="acme",
+        fields={"attempt": 0, "enqueued_at": 1000},
+        event={"state": "queued"},
+        at_ms=1000,
+    )
+
+    # Then the record stays running, the late change only fills what was empty, and the
+    # timeline reads in the order things happened
+    record = store.get("job-1")
+    assert record["state"] == "running" and record["attempt"] == 1
+    assert record["enqueued_at"] is not None and record["started_at"] is not None
+    assert [e["state"] for e in record["timeline"]] == ["queued", "running"]
+    assert store.counts(QUEUE)["queued"] == 0 and store.counts(QUEUE)["running"] == 1
+
+
+def test_coalesced_changes_end_where_separate_ones_do(store):
+    def changes(job_id):
+        return [
+            store.change(
+                job_id,
+                QUEUE,
+                state="running",
+                rank=11,
+                tenant="acme",
+                fields={"attempt": 1},
+                identity={"id": job_id},
+                event={"state": "running", "attempt": 1},
+            ),
+            store.change(job_id, QUEUE, fields={"progress": 50}, must_exist=True),
+            store.change(
+                job_id,
+                QUEUE,
+                state="succeeded",
+                rank=13,
+                tenant="acme",
+                fields={"finished_at": 5},
+                event={"state": "succeeded", "attempt": 1},
+                stats=("processed", "succeeded"),
+                duration_s=0.02,
+            ),
+        ]
+
+    store.apply(changes("separate")[:1])
+    store.apply(changes("separate")[1:2])
+    store.apply(changes("separate")[2:])
+    store.apply(coalesce(changes("merged")))
+
+    def shape(job_id):
+        record = store.get(job_id)
+        for name in ("id", "href", "updated_at", "finished_at", "started_at"):
+            record.pop(name)
+        record["timeline"] = [e["state"] for e in record["timeline"]]
+        return record
+
+    assert shape("merged") == shape("separate")
+    assert shape("merged")["timeline"] == ["running", "succeeded"]
+    assert store.stats(QUEUE)["processed"] == 2 and store.stats(QUEUE)["le:0.025"] == 2
