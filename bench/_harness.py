@@ -27,6 +27,24 @@ POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0
 PROBE_QUEUE = "bench.probe"
 
 
+_created_databases: list[str] = []
+
+
+def drop_created_databases() -> None:
+    """Drop the PostgreSQL databases the benchmark created."""
+    if not _created_databases:
+        return
+    import psycopg2
+
+    conn = psycopg2.connect(POSTGRES_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for name in _created_databases:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+    _created_databases.clear()
+
+
 def database_factory(kind: str, tmp: Path) -> Callable[[str], str]:
     """``make_database_url`` for the system: SQLite files, or fresh PostgreSQL databases."""
 
@@ -41,6 +59,7 @@ def database_factory(kind: str, tmp: Path) -> Callable[[str], str]:
         with conn.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')
         conn.close()
+        _created_databases.append(name)
         return f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
 
     return make

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from pathlib import Path
 
-from _harness import Probe, poll, start_system, summary_ms
+from _harness import Probe, drop_created_databases, poll, start_system, summary_ms
 
 from shared.db import open_database
 
@@ -149,8 +149,11 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp_name:
         tmp = Path(tmp_name)
-        measure_trigger(tmp, args.database)
-        measure_pickup(tmp)
+        try:
+            measure_trigger(tmp, args.database)
+            measure_pickup(tmp)
+        finally:
+            drop_created_databases()
     print("\ntarget for the start: p50 < 10 ms, p99 < 50 ms")
     print(f"  (load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return 0

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import REDIS_URL, Probe, poll, start_system
+from _harness import REDIS_URL, Probe, drop_created_databases, poll, start_system
 
 from shared.broker import create_broker
 from shared.events import Event, event_message
@@ -154,10 +154,14 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-wf-") as tmp_name:
         tmp = Path(tmp_name)
-        bare = measure_bare(tmp, args.count * 2)
-        results = [
-            measure_workflow(tmp, args.database, label, env, args.count) for label, env in VARIANTS
-        ]
+        try:
+            bare = measure_bare(tmp, args.count * 2)
+            results = [
+                measure_workflow(tmp, args.database, label, env, args.count)
+                for label, env in VARIANTS
+            ]
+        finally:
+            drop_created_databases()
     print(f"\nworkflow throughput ({args.database}, 1 worker process x {THREADS} threads)")
     print(f"  (load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"  {bare.label:45} {bare.rate:9.1f} messages/s  ({bare.count} in {bare.seconds:.2f} s)")
