@@ -18,10 +18,12 @@ Typical use, one system per test module (starting processes costs seconds)::
     def test_something(system):
         api = system.api_client(sub="alice", roles=["editor"])       # httpx.Client
         policy = api.post("/policies", json={...}).json()
-        execution = system.wait_for_execution(entity_id=policy["id"], status="completed")
-        worker = system.workers[0]
-        system.kill(worker)                     # kill -9 (the whole process group)
+        [execution] = system.wait_for_executions(1, entity_id=policy["id"],
+                                                 status="completed")
+        detail = system.execution(execution["id"])            # with the step log
+        system.kill(system.workers[0])          # kill -9 (the whole process group)
         system.start_worker()                   # another worker group
+        system.terminate(system.workers[0])     # SIGTERM: in-flight work finishes
 
 ``system.workflow_client(...)`` talks to the workflow admin API; ``system.token(...)``
 makes a JWT; ``system.env`` is the environment every process got (add to it with
