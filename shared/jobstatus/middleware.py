@@ -261,7 +261,11 @@ class JobStatus(Middleware):
     def _retrying(self, message, queue: str, tenant: str, at: int, delay: int | None) -> None:
         """Retries re-enqueueing the message that just failed, with a delay."""
         error_type, error_message = self._error_of(message)
-        eta = message.options.get("eta") or at + (delay or 0)
+        eta = message.options.get("eta")
+        if eta:
+            at = eta - (delay or 0)  # the moment the broker scheduled the retry
+        else:
+            eta = at + (delay or 0)
         attempt = self.local.attempt
         self._record(
             message.message_id,

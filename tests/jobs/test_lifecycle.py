@@ -132,11 +132,12 @@ def test_a_job_failing_twice_then_succeeding_moves_through_the_exact_states(syst
         assert entry["next_attempt"] == retry_number + 1
         assert entry["error"] == {"type": "RuntimeError", "message": f"failure {retry_number} of 2"}
         # The promised time is the failure time plus the catalog's delay...
-        assert abs(ms(entry["next_retry_at"]) - ms(entry["at"]) - expected) <= 5
+        assert ms(entry["next_retry_at"]) - ms(entry["at"]) == expected
     # ...and the next attempt starts at that time, not before and not much later.
     for waiting, running in ((timeline[2], timeline[3]), (timeline[4], timeline[5])):
         late = ms(running["at"]) - ms(waiting["next_retry_at"])
-        assert -2 <= late <= 250, late
+        # (a worker checks due retries every 10 ms; a loaded test machine adds its lag)
+        assert -2 <= late <= 500, late
     assert record["attempt"] == 3 and record["max_attempts"] == 5
     assert record["next_retry_at"] is None and record["error"]["type"] == "RuntimeError"
     # The record points at the result in Dramatiq's Results backend, without a copy.
