@@ -34,7 +34,7 @@ class ApiSettings(CommonSettings):
     #: After a failed publish, requests skip publishing for this long (the relay takes
     #: over) instead of each paying for the failure.
     publish_pause_seconds: float = 2.0
-    #: Connections per process in the PostgreSQL pool.
+    #: Pooled database connections per process (keep it >= gunicorn's threads).
     db_pool_size: int = 32
 
     @classmethod
@@ -87,5 +87,8 @@ class ApiSettings(CommonSettings):
                     pooled
                     + url[len(scheme) :]
                     + f"{sep}max_connections={self.db_pool_size}&stale_timeout=300"
+                    # A thread finding the pool empty waits for a connection rather
+                    # than failing the request at once.
+                    + "&timeout=10"
                 )
         return url
