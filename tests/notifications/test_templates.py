@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflow_service.notifications.templates import (
+from workflow_service.templating import (
     MAX_OUTPUT_CHARS,
     TemplateInvalid,
     TemplateRenderError,
@@ -132,3 +132,14 @@ def test_deep_loop_nesting_and_huge_templates_are_invalid():
         renderer.check("x" * 20_000)
     with pytest.raises(TemplateInvalid, match="syntax"):
         renderer.check("{{ unclosed")
+
+
+def test_step_templates_use_the_same_guarded_renderer():
+    # The notify and create_task steps render through templating.render: the limits hold.
+    from workflow_service import templating
+
+    with pytest.raises(templating.TemplateError):
+        templating.render("{{ ('a' * 10**8) | length }}", {})
+    with pytest.raises(templating.TemplateError):
+        templating.render("{% include '/etc/passwd' %}", {})
+    assert templating.render("plain text", {}) == "plain text"

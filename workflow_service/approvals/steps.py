@@ -31,10 +31,10 @@ from pydantic import AfterValidator, BeforeValidator, Field, field_validator, mo
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalStatus
 from workflow_service.notifications import delivery
-from workflow_service.notifications.templates import TemplateInvalid, TemplateRenderError, renderer
 from workflow_service.steps import Step, StepConfig, StepContext, StepFailed, StepOutcome, register
 from workflow_service.steps.notify import Notify, NotifyConfig
 from workflow_service.steps.registry import step_errors
+from workflow_service.templating import TemplateInvalid, TemplateRenderError, renderer
 from workflow_service.users.directory import parse_recipient
 
 DEFAULT_TITLE = "Approve {{ entity.type }} {{ entity.title | default(entity.id) }}"
