@@ -12,7 +12,7 @@ from typing import Any
 import falcon
 import peewee
 from dramatiq.broker import Broker
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, multiprocess
 
 from api_service import errors
 from api_service.jobs import add_job_routes
@@ -110,11 +110,17 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
     job_store = deps.job_store or JobStatusStore(deps.broker.client, settings.namespace)
     add_job_routes(app, docs, job_store)
 
-    deps.registry.register(OutboxBacklogCollector(deps.db, deps.clock))
+    scraped = deps.registry
+    if settings.prometheus_multiproc_dir:
+        # Each gunicorn worker counts its own requests; in prometheus-client's
+        # multiprocess mode they write them to files there and a scrape sums them all.
+        scraped = CollectorRegistry()
+        multiprocess.MultiProcessCollector(scraped, path=settings.prometheus_multiproc_dir)
+    scraped.register(OutboxBacklogCollector(deps.db, deps.clock))
     add_standard_routes(
         app,
         docs,
-        registry=deps.registry,
+        registry=scraped,
         checks=[
             ("database", lambda: deps.db.execute_sql("SELECT 1")),
             ("redis", lambda: deps.broker.client.ping()),

@@ -36,6 +36,9 @@ class ApiSettings(CommonSettings):
     publish_pause_seconds: float = 2.0
     #: Pooled database connections per process (keep it >= gunicorn's threads).
     db_pool_size: int = 32
+    #: Where gunicorn workers share request metrics (prometheus-client's multiprocess
+    #: mode); unset, each worker's /metrics shows only its own requests.
+    prometheus_multiproc_dir: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -54,6 +57,7 @@ class ApiSettings(CommonSettings):
             publish_timeout_seconds=env.float("PUBLISH_TIMEOUT_SECONDS", 0.5),
             publish_pause_seconds=env.float("PUBLISH_PAUSE_SECONDS", 2.0),
             db_pool_size=env.int("API_DB_POOL_SIZE", 32),
+            prometheus_multiproc_dir=env.str("PROMETHEUS_MULTIPROC_DIR") or None,
         )
 
     @property

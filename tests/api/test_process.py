@@ -112,3 +112,33 @@ def test_migrate_and_token_commands(fresh_database_url, common_env, tmp_path):
     principal = TokenDecoder(JWT_SECRET).decode(token.log().strip().splitlines()[-1])
     assert principal.sub == "alice" and principal.tenant == "acme"
     assert principal.roles == {"editor", "viewer"}
+
+
+def test_metrics_add_up_across_gunicorn_workers(
+    fresh_database_url, common_env, tmp_path, redis_client, namespace
+):
+    db = open_database(fresh_database_url)
+    with db.connection_context():
+        migrate(db, MIGRATIONS)
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **common_env,
+        "API_DATABASE_URL": fresh_database_url,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    web = _gunicorn("api-web-multi", port, {**env}, tmp_path)
+    web.env["WEB_WORKERS"] = "2"
+    web.start()
+    try:
+        web.wait_http(f"{base}/healthz")
+        for _ in range(6):
+            # A new connection each time, so both workers answer some of them.
+            assert httpx.get(f"{base}/policies", headers=auth("viewer")).status_code == 200
+        sample = 'api_http_requests_total{method="GET",route="/policies",status="200"} 6.0'
+        for _ in range(4):
+            assert sample in httpx.get(f"{base}/metrics").text
+    finally:
+        web.stop()
