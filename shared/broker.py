@@ -23,7 +23,7 @@ import dramatiq
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.errors import ConnectionClosed, Retry
+from dramatiq.errors import ActorNotFound, ConnectionClosed, DecodeError, Retry
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -110,7 +110,11 @@ class _WakingConsumer(_RedisConsumer):
             while True:
                 if self.message_cache:
                     data = self.message_cache.pop(0)
-                    message = dramatiq.Message.decode(data)
+                    try:
+                        message = dramatiq.Message.decode(data)
+                    except DecodeError:
+                        self._dead_letter_undecodable(data)
+                        continue
                     self.queued_message_ids.add(message.message_id)
                     return MessageProxy(message)
 
@@ -130,6 +134,26 @@ class _WakingConsumer(_RedisConsumer):
                 return None
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None
+
+    def _dead_letter_undecodable(self, data: bytes | None) -> None:
+        """Move a body that is not a Dramatiq message to the dead-letter queue.
+
+        Stock Dramatiq raises out of the consumer on such a body, restarts it, and the
+        message returns with the next worker: a crash loop. Its Redis id is only known
+        by value, so look it up among this consumer's unacknowledged ids.
+        """
+        self.logger.error(
+            "Dead-lettering an undecodable message on %r: %.200r", self.queue_name, data
+        )
+        if data is None:
+            return
+        client, ns = self.broker.client, self.broker.namespace
+        acks = f"{ns}:__acks__.{self.broker.broker_id}.{self.queue_name}"
+        bodies = f"{ns}:{self.queue_name}.msgs"
+        for redis_id in client.smembers(acks):
+            if client.hget(bodies, redis_id) == data:
+                self.broker.do_nack(self.queue_name, redis_id.decode())
+                return
 
     def _wait(self, has_room: bool) -> None:
         """Block until woken, or for one tick, without sending Redis anything."""
@@ -160,6 +184,12 @@ class CatalogRetries(Retries):
         self.delay_scale = delay_scale
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
+        if isinstance(exception, ActorNotFound) or (
+            exception is not None and message.actor_name not in broker.actors
+        ):
+            # Nothing can run it, now or later: dead-letter it instead of failing here.
+            message.fail()
+            return None
         if exception is not None and not isinstance(exception, Retry):
             actor = broker.get_actor(message.actor_name)
             throws = message.options.get("throws") or actor.options.get("throws")

@@ -126,3 +126,38 @@ def test_exhausted_and_non_retryable_messages_are_dead_lettered(
     dead = f"{namespace}:governance.reporting.XQ"
     poll(lambda: redis_client.zcard(dead) == 2, timeout=10, message="two dead letters")
     assert runs == {"always": 2, "invalid": 1}
+
+
+def test_undecodable_and_unknown_actor_messages_are_dead_lettered_without_stopping(
+    broker, start_worker, redis_client, namespace
+):
+    # Given a worker on a queue that receives a body that is not a message at all,
+    # and a message for an actor nobody defines
+    done = threading.Event()
+    dramatiq.actor(
+        lambda: done.set(),
+        broker=broker,
+        actor_name="after",
+        queue_name="governance.reporting",
+    )
+    queue = f"{namespace}:governance.reporting"
+    redis_client.hset(f"{queue}.msgs", "garbage-id", b"{not json")
+    redis_client.rpush(queue, "garbage-id")
+    broker.enqueue(
+        dramatiq.Message(
+            queue_name="governance.reporting",
+            actor_name="nobody_defines_me",
+            args=(),
+            kwargs={},
+            options={},
+        )
+    )
+    start_worker()
+
+    # When a good message follows, it is processed: the worker did not crash-loop
+    broker.get_actor("after").send()
+    assert done.wait(10)
+
+    # Then both bad messages are in the dead-letter queue, not lost and not looping
+    poll(lambda: redis_client.zcard(f"{queue}.XQ") == 2, timeout=10, message="two dead letters")
+    assert redis_client.hexists(f"{queue}.XQ.msgs", "garbage-id")
