@@ -11,7 +11,7 @@ from typing import Any
 
 import falcon
 import peewee
-from dramatiq.broker import Broker
+from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import CollectorRegistry, multiprocess
 
 from api_service import errors
@@ -51,7 +51,7 @@ class Deps:
     """What the app talks to; tests pass their own (a test database, a fake clock)."""
 
     db: peewee.Database
-    broker: Broker
+    broker: RedisBroker
     clock: Callable[[], datetime] = utcnow
     #: Reads job-status records for /jobs; None: a store on the broker's Redis client.
     job_store: Any = None
@@ -78,7 +78,7 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
 
     decoder = TokenDecoder(settings.jwt_secret, settings.jwt_public_key)
     app = falcon.App(
-        middleware=[
+        middleware=[  # type: ignore[arg-type]  # falcon's middleware protocols
             RequestMetrics(deps.registry, "api"),
             AuthMiddleware(decoder),
             ProbeAwareConnectionScope(deps.db),

@@ -61,7 +61,7 @@ def handle_domain_error(req, resp, exc: DomainError, params) -> None:
     raise ApiError(exc.status, exc.title, exc.description, **exc.extra)
 
 
-def handle_database_unavailable(req, resp, exc: peewee.DatabaseError, params) -> None:
+def handle_database_unavailable(req, resp, exc, params) -> None:
     log.error("database error on %s %s: %s", req.method, req.path, exc)
     raise ApiError(
         falcon.HTTP_503,

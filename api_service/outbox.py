@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import peewee
 from dramatiq.broker import Broker
@@ -212,11 +213,11 @@ class OutboxRelay:
 
     def _release(self, rows: list[Outbox], error: str | None = None) -> None:
         ids = [r.id for r in rows]
-        query = {"claimed_until": None, "claimed_by": None}
+        values: dict[str, Any] = {"claimed_until": None, "claimed_by": None}
         if error is not None:
-            query.update(attempts=Outbox.attempts + 1, last_error=error)
+            values.update(attempts=Outbox.attempts + 1, last_error=error)
         with write_transaction(self.db):
-            Outbox.update(**query).where(Outbox.id.in_(ids) & Outbox.sent_at.is_null()).execute()
+            Outbox.update(**values).where(Outbox.id.in_(ids) & Outbox.sent_at.is_null()).execute()
 
     def prune(self) -> int:
         """Delete sent rows past the retention, and expired idempotency records."""

@@ -128,7 +128,7 @@ class PolicyService:
             raise PolicyNotFound(f"No policy {policy_id} in tenant {principal.tenant}.")
         return policy
 
-    def list(
+    def search(
         self,
         principal: Principal,
         filters: ListFilters,

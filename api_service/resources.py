@@ -153,7 +153,7 @@ class PolicyCollection:
                 raise bad_parameter(
                     "cursor", "'cursor' is not a cursor returned by this API."
                 ) from None
-        rows, last = self.service.list(principal, filters, after=after, limit=limit)
+        rows, last = self.service.search(principal, filters, after=after, limit=limit)
         next_cursor = None
         if last is not None:
             next_cursor = encode_cursor({"t": last[0].isoformat(), "i": str(last[1])})
