@@ -70,6 +70,9 @@ class BatchWriter:
 
     MAX_BATCH = 500
     ATTEMPTS = 3
+    #: How long the writer lets changes gather before sending them (records lag by
+    #: about this much plus one round trip).
+    GATHER_S = 0.005
 
     def __init__(self, store: JobStatusStore):
         self.store = store
@@ -84,7 +87,10 @@ class BatchWriter:
             self.pending.append(transition)
             if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
                 self._start()
-            self.cond.notify_all()
+            if len(self.pending) == 1 and not self.sending:
+                # Wake the writer only when it sleeps on an empty queue: a thread woken
+                # for every change would fight the worker threads for the GIL.
+                self.cond.notify_all()
 
     def _start(self) -> None:
         self.pid = os.getpid()
@@ -97,6 +103,10 @@ class BatchWriter:
             with self.cond:
                 while not self.pending:
                     self.cond.wait()
+            # Let the changes of a moment gather (a job's running and succeeded often
+            # come together), then send them in one round trip.
+            time.sleep(self.GATHER_S)
+            with self.cond:
                 count = min(len(self.pending), self.MAX_BATCH)
                 batch = [self.pending.popleft() for _ in range(count)]
                 self.sending = True

@@ -121,8 +121,13 @@ def test_queues_count_ready_in_flight_delayed_and_dead(system):
 
     # Then the counts show it
     row = poll(
-        lambda: (r := queue_row(system.client))["in_flight"] == 1 and r["delayed"] == 1 and r,
-        message="one in flight, one delayed",
+        lambda: (
+            (r := queue_row(system.client))["in_flight"] == 1
+            and r["delayed"] == 1
+            and r["running"] == 1
+            and r
+        ),
+        message="one in flight (running), one delayed",
     )
     assert row["ready"] == 0 and row["running"] == 1 and row["failed_kept"] == 2
     assert row["processed"] >= 4 and row["failed"] == 2 and row["retried"] == 2
