@@ -190,6 +190,11 @@ return 1
 """
 
 
+#: One encoder, built once: ``json.dumps`` with non-default separators builds a new one
+#: on every call, which costs more than encoding a small event.
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 class InvalidCursor(ValueError):
     """A pagination cursor that this store did not hand out."""
 
@@ -323,7 +328,7 @@ class JobStatusStore:
             "k": self.keep(queue, state) if state else -1,
             "f": _strings(fields),
             "n": _strings(identity),
-            "e": [json.dumps(event, separators=(",", ":"))] if event else [],
+            "e": [_compact(event)] if event else [],
             "p": parent or "",
             "c": list(stats),
             "b": [duration_bucket(duration_s)] if duration_s is not None else [],
@@ -335,7 +340,7 @@ class JobStatusStore:
         """Apply transitions in order, in one round trip; returns how many applied."""
         if not transitions:
             return 0
-        payload = json.dumps(transitions, separators=(",", ":"))
+        payload = _compact(transitions)
         return int(self._apply(args=[self.namespace, MAX_EVENTS, payload]))
 
     def transition(self, job_id: str, queue: str, **kwargs: Any) -> bool:
