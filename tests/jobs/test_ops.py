@@ -228,3 +228,12 @@ def test_metrics_expose_queue_series_from_redis(system):
     assert f'governance_job_duration_seconds_bucket{{le="+Inf",{q}}} 3.0' in text
     assert f"governance_job_duration_seconds_count{{{q}}} 3.0" in text
     assert 'governance_queue_in_flight{queue="governance.audit"} 0.0' in text
+
+
+def test_the_ops_routes_are_in_the_openapi_document(system):
+    doc = system.client.simulate_get("/openapi.json").json
+    for path in ("/queues", "/jobs", "/jobs/{job_id}", "/jobs/{job_id}/retry", "/console"):
+        assert path in doc["paths"], path
+    retry = doc["paths"]["/jobs/{job_id}/retry"]["post"]
+    assert {"202", "403", "404", "409"} <= set(retry["responses"])
+    assert doc["paths"]["/console"]["get"]["security"] == []
