@@ -55,6 +55,8 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # APScheduler logs every run of every job at INFO; its warnings are what matter.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if not argv or argv[0] not in COMMANDS:
         print("usage: python -m workflow_service <command> [args]\n\ncommands:")
         for name, (help_text, _) in COMMANDS.items():

@@ -1,9 +1,11 @@
 """`make run`: the whole system on one machine, supervised, stopped with Ctrl-C.
 
-Migrates both databases, then starts every process of the deployment: the api web
+Migrates both databases, loads the demo users of tenant ``acme``
+(``deploy/local/demo-users.yaml``), then starts every process of the deployment: the api web
 (gunicorn), the outbox relay, the workflow admin web (gunicorn), the workflow workers
 (one group per queue, or one group for all queues with ``WORKER_GROUPS=all``) and the
-workflow scheduler. ``REDIS_URL`` is set by the Makefile (a bundled Redis if none runs).
+workflow scheduler; without ``SMTP_HOST``, also a local mail sink that prints every
+e-mail to this console. ``REDIS_URL`` is set by the Makefile (a bundled Redis if none runs).
 If any process exits, everything is stopped so a broken start is never half-running.
 """
 
@@ -20,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 API_PORT = os.environ.get("API_PORT", "8000")
 WORKFLOW_PORT = os.environ.get("WORKFLOW_PORT", "8001")
+SMTP_PORT = os.environ.get("MAIL_SINK_PORT", "8025")
 QUEUES = [
     "governance.policy",
     "governance.assessment",
@@ -32,7 +35,7 @@ QUEUES = [
 ]
 
 
-def processes() -> dict[str, list[str]]:
+def processes(mail_sink: bool) -> dict[str, list[str]]:
     gunicorn = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py"]
     procs = {
         "api-web": [*gunicorn, "-b", f"127.0.0.1:{API_PORT}", "api_service.wsgi:app"],
@@ -45,6 +48,16 @@ def processes() -> dict[str, list[str]]:
         ],
         "workflow-scheduler": [sys.executable, "-m", "workflow_service", "scheduler"],
     }
+    if mail_sink:
+        # No SMTP server configured: catch e-mail locally and print it to this console.
+        procs["mail-sink"] = [
+            sys.executable,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"127.0.0.1:{SMTP_PORT}",
+        ]
     worker = [
         str(BIN / "dramatiq"),
         "workflow_service.worker",
@@ -64,10 +77,15 @@ def processes() -> dict[str, list[str]]:
 def main() -> int:
     os.chdir(ROOT)
     env = {**os.environ, "API_URL": os.environ.get("API_URL", f"http://127.0.0.1:{API_PORT}")}
+    mail_sink = not os.environ.get("SMTP_HOST")
+    if mail_sink:
+        env.update(SMTP_HOST="127.0.0.1", SMTP_PORT=SMTP_PORT)
     for service in ("api_service", "workflow_service"):
         subprocess.run([sys.executable, "-m", service, "migrate"], check=True, env=env)
+    demo_users = ["users", "import", "deploy/local/demo-users.yaml", "--tenant", "acme"]
+    subprocess.run([sys.executable, "-m", "workflow_service", *demo_users], check=True, env=env)
     running: dict[str, subprocess.Popen] = {}
-    for name, argv in processes().items():
+    for name, argv in processes(mail_sink).items():
         running[name] = subprocess.Popen(argv, env=env)
         print(f"[run] started {name} (pid {running[name].pid})", flush=True)
     print(
