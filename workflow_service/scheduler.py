@@ -9,7 +9,7 @@ after the leader dies. Jobs:
   refreshed when workflows change. One execution per workflow and minute, even if two
   schedulers fired (the event id is derived from both).
 * the sweep: re-sends run messages of executions stuck pending or running longer than
-  ``EXECUTION_SWEEP_AFTER_S`` (a lost message, a worker that died for good).
+  ``EXECUTION_SWEEP_AFTER_SECONDS`` (a lost message, a worker that died for good).
 
 Feature packages add jobs through :data:`JOB_REGISTRARS`: functions called with
 ``(scheduler, context)`` that add APScheduler jobs and check ``context.is_leader()``.

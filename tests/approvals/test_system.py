@@ -57,9 +57,9 @@ def system(tmp_path_factory, make_database_url, redis_url, smtp):
         "SMTP_PORT": str(smtp.port),
         "SMTP_FROM": "governance@example.org",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "WEBHOOK_TIMEOUT": "2",
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
         # the scheduler's housekeeping (overdue approvals) runs every second
-        "EXECUTION_SWEEP_INTERVAL_S": "1",
+        "EXECUTION_SWEEP_INTERVAL_SECONDS": "1",
     }
     with System.running(
         log_dir,

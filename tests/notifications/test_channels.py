@@ -169,8 +169,8 @@ def test_settings_come_from_the_environment_and_hide_secrets():
         "SMTP_PASSWORD": "pw-123",
         "SMTP_FROM": "gov@example.org",
         "WEBHOOK_SECRET": "hook-456",
-        "WEBHOOK_TIMEOUT": "3",
-        "DELIVERY_CLAIM_LEASE_S": "90",
+        "WEBHOOK_TIMEOUT_SECONDS": "3",
+        "DELIVERY_CLAIM_LEASE_SECONDS": "90",
     }
     config = WorkflowSettings.from_env(env).notifications
     assert (config.smtp_host, config.smtp_port, config.smtp_starttls) == (

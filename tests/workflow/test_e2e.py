@@ -29,7 +29,7 @@ def system(tmp_path_factory, make_database_url, redis_url):
         "WORKFLOW_PLUGINS": "tests.workflow.plugin_steps",
         "WORKER_HEARTBEAT_TIMEOUT_MS": "3000",
         "BROKER_MAINTENANCE_CHANCE": "1000000",
-        "EXECUTION_CLAIM_TIMEOUT_S": "2",
+        "EXECUTION_CLAIM_TIMEOUT_SECONDS": "2",
     }
     with System.running(
         tmp_path_factory.mktemp("system"), make_database_url, redis_url, env=env, workers=1

@@ -92,7 +92,7 @@ def test_the_scheduler_process_leads_and_stops_on_sigterm(
     env = {
         **common_env,
         "WORKFLOW_DATABASE_URL": make_database_url("sched"),
-        "SCHEDULER_LOCK_TTL_S": "3",
+        "SCHEDULER_LOCK_TTL_SECONDS": "3",
     }
     migrate = ServiceProcess(
         "migrate", python_module("workflow_service", "migrate"), env, tmp_path

@@ -31,7 +31,10 @@ def test_claim_timeout_follows_the_heartbeat_timeout_unless_set():
     assert settings.worker_heartbeat_timeout_ms == 3000
     assert settings.claim_timeout_s == 3
     assert settings.plugins == ("a.b", "c")
-    assert WorkflowSettings.from_env({**env, "EXECUTION_CLAIM_TIMEOUT_S": "2"}).claim_timeout_s == 2
+    assert (
+        WorkflowSettings.from_env({**env, "EXECUTION_CLAIM_TIMEOUT_SECONDS": "2"}).claim_timeout_s
+        == 2
+    )
 
 
 def test_bad_numbers_are_named():

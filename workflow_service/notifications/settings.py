@@ -40,8 +40,8 @@ class NotificationSettings:
             smtp_username=env.str("SMTP_USERNAME") or None,
             smtp_password=env.str("SMTP_PASSWORD") or None,
             smtp_from=env.str("SMTP_FROM", cls.smtp_from),
-            smtp_timeout_s=env.float("SMTP_TIMEOUT", cls.smtp_timeout_s),
+            smtp_timeout_s=env.float("SMTP_TIMEOUT_SECONDS", cls.smtp_timeout_s),
             webhook_secret=env.str("WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
-            webhook_timeout_s=env.float("WEBHOOK_TIMEOUT", cls.webhook_timeout_s),
-            claim_lease_s=env.float("DELIVERY_CLAIM_LEASE_S", cls.claim_lease_s),
+            webhook_timeout_s=env.float("WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout_s),
+            claim_lease_s=env.float("DELIVERY_CLAIM_LEASE_SECONDS", cls.claim_lease_s),
         )
