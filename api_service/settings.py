@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from shared.db import pooled_url
 from shared.http import DEFAULT_MAX_BODY_BYTES
 from shared.settings import CommonSettings, Env, sqlite_default
 
@@ -72,27 +73,4 @@ class ApiSettings(CommonSettings):
 
     @property
     def pooled_database_url(self) -> str:
-        """The database URL through peewee's connection pool.
-
-        Connecting per request costs more than the request: a PostgreSQL connect is a
-        round trip and a fork, and closing the last connection to a SQLite WAL database
-        checkpoints and deletes the WAL file. Pooled connections stay open and
-        ``close()`` hands them back.
-        """
-        url = self.database_url
-        for scheme, pooled in (
-            ("postgresql://", "postgresql+pool://"),
-            ("postgres://", "postgresql+pool://"),
-            ("sqlite:///", "sqlite+pool:///"),
-        ):
-            if url.startswith(scheme) and ":memory:" not in url:
-                sep = "&" if "?" in url else "?"
-                return (
-                    pooled
-                    + url[len(scheme) :]
-                    + f"{sep}max_connections={self.db_pool_size}&stale_timeout=300"
-                    # A thread finding the pool empty waits for a connection rather
-                    # than failing the request at once.
-                    + "&timeout=10"
-                )
-        return url
+        return pooled_url(self.database_url, self.db_pool_size)

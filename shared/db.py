@@ -30,10 +30,34 @@ SQLITE_PRAGMAS = {
 }
 
 
+def pooled_url(url: str, max_connections: int, wait_seconds: float = 10) -> str:
+    """``url`` through peewee's connection pool (``postgresql+pool://``, ``sqlite+pool://``).
+
+    Web threads and workers take a connection per request or message; connecting each
+    time costs more than the work (a PostgreSQL connect is a round trip and a fork, and
+    closing the last connection to a SQLite WAL database checkpoints it). Pooled
+    connections stay open and ``close()`` hands them back; a thread finding the pool
+    empty waits up to ``wait_seconds`` instead of failing at once.
+    """
+    for scheme, pooled in (
+        ("postgresql://", "postgresql+pool://"),
+        ("postgres://", "postgresql+pool://"),
+        ("sqlite:///", "sqlite+pool:///"),
+    ):
+        if url.startswith(scheme) and ":memory:" not in url:
+            sep = "&" if "?" in url else "?"
+            return (
+                f"{pooled}{url[len(scheme) :]}{sep}max_connections={max_connections}"
+                f"&stale_timeout=300&timeout={wait_seconds:g}"
+            )
+    return url
+
+
 def open_database(url: str) -> peewee.Database:
-    """A peewee database for ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    """A peewee database for ``url`` (``sqlite:///path``, ``postgresql://...``, pooled too)."""
+    if url.startswith("sqlite") and ":///" in url and ":memory:" not in url:
+        path = url.split(":///", 1)[1].split("?", 1)[0]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite"):
         return connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     return connect(url)

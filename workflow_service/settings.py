@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shared.db import pooled_url
 from shared.settings import CommonSettings, Env, sqlite_default
 from workflow_service.notifications.settings import NotificationSettings
 
@@ -75,23 +76,4 @@ class WorkflowSettings(CommonSettings):
 
     @property
     def pooled_database_url(self) -> str:
-        """The database URL through peewee's connection pool.
-
-        Workers and web threads take a connection per message or request; pooled
-        connections stay open and ``close()`` hands them back. Connecting each time
-        would cost more than the work: a PostgreSQL connect is a round trip and a
-        fork, and closing the last connection to a SQLite WAL database checkpoints it.
-        """
-        url = self.database_url
-        for scheme, pooled in (
-            ("postgresql://", "postgresql+pool://"),
-            ("postgres://", "postgresql+pool://"),
-            ("sqlite:///", "sqlite+pool:///"),
-        ):
-            if url.startswith(scheme) and ":memory:" not in url:
-                sep = "&" if "?" in url else "?"
-                return (
-                    f"{pooled}{url[len(scheme) :]}{sep}max_connections={self.db_pool_size}"
-                    "&stale_timeout=300"
-                )
-        return url
+        return pooled_url(self.database_url, self.db_pool_size)
