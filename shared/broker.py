@@ -2,11 +2,11 @@
 
 Two changes to stock Dramatiq live here, each small and for a measured reason:
 
-* :class:`WakingRedisBroker` publishes a one-byte wake-up on a per-queue channel after
-  every enqueue, and its consumer waits on that channel instead of sleeping through
-  Dramatiq's growing poll backoff (up to the 1 s worker timeout). Idle pickup drops from
-  tens or hundreds of milliseconds to about one round trip, and an idle worker sends
-  Redis one safety-net fetch per worker timeout instead of a poll storm.
+* :class:`WakingRedisBroker` publishes a one-byte wake-up on a per-queue channel with
+  every enqueue (in the same round trip), and its consumer waits on that channel
+  instead of sleeping through Dramatiq's growing poll backoff (up to the 1 s worker
+  timeout). Idle pickup drops from tens or hundreds of milliseconds to about one round
+  trip, and an idle worker sends Redis one safety-net fetch per worker timeout.
 * :class:`CatalogRetries` keeps Dramatiq's Retries middleware (``max_retries``,
   ``throws``, ``retry_when``, ``on_retry_exhausted``, ``Retry(delay=...)`` all work) but
   takes the delay of an unexpected error from the queue catalog, so "fixed 1 s" means
@@ -18,11 +18,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from uuid import uuid4
 
 import dramatiq
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import ActorNotFound, ConnectionClosed, DecodeError, Retry
 from dramatiq.middleware import (
     AgeLimit,
@@ -58,13 +60,32 @@ class WakingRedisBroker(RedisBroker):
         return _WakingConsumer
 
     def enqueue(self, message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
-        enqueued = super().enqueue(message, delay=delay)
-        try:
-            self.client.publish(wake_channel(self.namespace, enqueued.queue_name), b"1")
-        except redis.RedisError:
-            # The message is stored; consumers still find it on their safety-net fetch.
-            self.logger.warning("Could not publish the wake-up for %s", enqueued.message_id)
-        return enqueued
+        """Dramatiq's enqueue, with the wake-up sent in the same round trip."""
+        queue_name = message.queue_name
+        # Each enqueue needs its own Redis id: a retried message is enqueued again.
+        message = message.copy(options={"redis_message_id": str(uuid4())})
+        if delay is not None:
+            queue_name = dq_name(queue_name)
+            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
+        self.emit_before("enqueue", message, delay)
+        args = [
+            "enqueue",
+            current_millis(),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            self._should_do_maintenance("enqueue"),
+            self._max_unpack_size(),
+            message.options["redis_message_id"],
+            message.encode(),
+        ]
+        with self.client.pipeline(transaction=False) as pipe:
+            self.scripts["dispatch"](keys=[self.namespace], args=args, client=pipe)
+            pipe.publish(wake_channel(self.namespace, queue_name), b"1")
+            pipe.execute()
+        self.emit_after("enqueue", message, delay)
+        return message
 
 
 class _WakingConsumer(_RedisConsumer):

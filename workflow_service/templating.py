@@ -87,9 +87,17 @@ class TemplateRenderer:
     def __init__(self) -> None:
         self._text = _make_environment(autoescape=False)
         self._html = _make_environment(autoescape=True)
+        self._accepted: set[str] = set()
 
     def check(self, source: str) -> None:
         """Raise :class:`TemplateInvalid` if ``source`` is not an acceptable template."""
+        if isinstance(source, str) and source in self._accepted:
+            return
+        self._check(source)
+        if len(self._accepted) < 4096:  # steps validate the same texts on every run
+            self._accepted.add(source)
+
+    def _check(self, source: str) -> None:
         if not isinstance(source, str):
             raise TemplateInvalid("a template must be a string")
         if len(source) > MAX_TEMPLATE_CHARS:
