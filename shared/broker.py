@@ -254,7 +254,14 @@ def build_middleware(settings: CommonSettings, client: redis.Redis) -> list[Midd
         Pipelines(),
         CatalogRetries(delay_scale=settings.retry_delay_scale),
         CurrentMessage(),
-        Results(backend=RedisBackend(client=client, namespace=f"{settings.namespace}-results")),
+        Results(
+            backend=RedisBackend(
+                client=client,
+                namespace=f"{settings.namespace}-results",
+                # Keys under the namespace, like every other key the system writes.
+                use_namespace_prefix_keys=True,
+            )
+        ),
         # After Retries, CurrentMessage and Results: see JobStatus for why.
         *([job_status_middleware(settings, client)] if settings.job_status else []),
     ]
