@@ -100,9 +100,10 @@ class _WakingConsumer(_RedisConsumer):
         super().__init__(broker, queue_name, prefetch, timeout)
         self.is_delay_queue = queue_name.endswith(".DQ")
         self.room = threading.Event()
+        self.channel = wake_channel(broker.namespace, queue_name)
         self.pubsub = broker.client.pubsub(ignore_subscribe_messages=True)
         try:
-            self.pubsub.subscribe(wake_channel(broker.namespace, queue_name))
+            self.pubsub.subscribe(self.channel)
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None
         self.must_fetch = True
@@ -194,7 +195,23 @@ class _WakingConsumer(_RedisConsumer):
             message = self.pubsub.get_message(timeout=timeout)
         except (OSError, ValueError):
             return False
+        except redis.RedisError:
+            # Only the wake-up connection broke (a proxy dropped an idle connection, a
+            # client kill). Raising would make Dramatiq restart this consumer and drop
+            # the delay queue's in-memory messages, so resubscribe and fetch instead:
+            # if Redis itself is down, the fetch raises and the stock handling applies.
+            self._resubscribe()
+            return True
         return message is not None
+
+    def _resubscribe(self) -> None:
+        self.logger.warning("Wake-up subscription of %r lost; resubscribing", self.queue_name)
+        self.close()
+        self.pubsub = self.broker.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            self.pubsub.subscribe(self.channel)
+        except redis.RedisError:
+            time.sleep(min(self.timeout, 1000) / 1000)  # retried on the next wait
 
 
 class CatalogRetries(Retries):

@@ -161,3 +161,20 @@ def test_undecodable_and_unknown_actor_messages_are_dead_lettered_without_stoppi
     # Then both bad messages are in the dead-letter queue, not lost and not looping
     poll(lambda: redis_client.zcard(f"{queue}.XQ") == 2, timeout=10, message="two dead letters")
     assert redis_client.hexists(f"{queue}.XQ.msgs", "garbage-id")
+
+
+def test_a_dropped_wake_up_connection_loses_no_delayed_message(broker, start_worker, redis_client):
+    # Given a delayed message held in a worker's memory until it is due
+    ran = threading.Event()
+    dramatiq.actor(
+        lambda: ran.set(), broker=broker, actor_name="later", queue_name="governance.reporting"
+    )
+    start_worker()
+    broker.get_actor("later").send_with_options(delay=1500)
+    time.sleep(0.5)
+
+    # When every wake-up subscription is cut while Redis itself stays up
+    redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+
+    # Then the delayed message still runs when due
+    assert ran.wait(10)
