@@ -31,7 +31,13 @@ from api_service.settings import ApiSettings
 from shared.auth import AuthMiddleware, TokenDecoder
 from shared.broker import create_broker
 from shared.db import FalconConnectionScope, check_current, open_database, utcnow
-from shared.http import ApiDocs, RequestMetrics, add_standard_routes, install_error_handling
+from shared.http import (
+    ApiDocs,
+    QueryGuard,
+    RequestMetrics,
+    add_standard_routes,
+    install_error_handling,
+)
 from shared.jobstatus import JobStatusStore
 
 API_VERSION = "1.0.0"
@@ -80,6 +86,7 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
     app = falcon.App(
         middleware=[  # type: ignore[arg-type]  # falcon's middleware protocols
             RequestMetrics(deps.registry, "api"),
+            QueryGuard(),
             AuthMiddleware(decoder),
             ProbeAwareConnectionScope(deps.db),
         ]

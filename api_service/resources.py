@@ -56,18 +56,27 @@ def if_match_version(req) -> int | None:
     if value.startswith("W/"):
         value = value[2:]
     value = value.strip('"')
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
         raise bad_parameter(
             "If-Match", f"If-Match must be a policy ETag such as '\"3\"', got {raw!r}."
         )
     return int(value)
 
 
-def causation_chain(req) -> list[str]:
-    """Event ids from ``X-Causation`` (sent by workflow steps that change a policy)."""
+def causation_chain(req, principal) -> list[str]:
+    """Event ids from ``X-Causation`` (sent by workflow steps that change a policy).
+
+    Only the workflow service may send it: a chain past the depth limit stops every
+    workflow, so anyone else could use it to keep their change from being reviewed.
+    """
     raw = req.get_header("X-Causation")
     if not raw:
         return []
+    if "service" not in principal.roles:
+        raise falcon.HTTPForbidden(
+            title="X-Causation not allowed",
+            description="Only the workflow service may send X-Causation; leave it out.",
+        )
     ids = [part.strip() for part in raw.split(",") if part.strip()]
     if len(ids) > MAX_CAUSATION or not all(_EVENT_ID.match(i) for i in ids):
         raise bad_parameter(
@@ -240,7 +249,7 @@ class PolicyTransitions:
         principal = require_role(req, *TRANSITION_ROLES)
         pid = parse_uuid(policy_id, "policy_id")
         if_match = if_match_version(req)
-        causation = causation_chain(req)
+        causation = causation_chain(req, principal)
         key = idempotency_key(req)
         data = parse_body(TransitionRequest, read_json(req, self.max_body_bytes))
         status, body = self.service.transition(

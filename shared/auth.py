@@ -8,6 +8,7 @@ key verifies it (no HS256-signed-with-the-public-key confusion).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -114,12 +115,16 @@ class TokenDecoder:
         return principal_from_claims(claims), float(claims["exp"])
 
 
+#: What a ``sub`` or ``tenant`` claim may look like: both end up in database columns
+#: and Redis keys, so a token cannot smuggle in control characters or huge values.
+CLAIM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+:-]{0,63}")
+
+
 def principal_from_claims(claims: dict) -> Principal:
     sub, tenant, roles = claims.get("sub"), claims.get("tenant"), claims.get("roles")
-    if not isinstance(sub, str) or not sub:
-        raise TokenError("token claim 'sub' must be a non-empty string")
-    if not isinstance(tenant, str) or not tenant:
-        raise TokenError("token claim 'tenant' must be a non-empty string")
+    for name, value in (("sub", sub), ("tenant", tenant)):
+        if not isinstance(value, str) or not CLAIM_ID.fullmatch(value):
+            raise TokenError(f"token claim {name!r} must be 1-64 letters, digits or . _ @ + : -")
     if isinstance(roles, str):
         roles = roles.replace(",", " ").split()
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):

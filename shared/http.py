@@ -144,7 +144,11 @@ def read_json(req, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
     if not raw.strip():
         raise falcon.HTTPBadRequest(title="Missing body", description="A JSON body is required.")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
+    except RecursionError:
+        raise falcon.HTTPBadRequest(
+            title="Malformed JSON", description="The body is nested too deeply."
+        ) from None
     except UnicodeDecodeError:
         raise falcon.HTTPBadRequest(
             title="Malformed JSON", description="The body is not valid UTF-8."
@@ -155,6 +159,32 @@ def read_json(req, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
             description=f"The body is not valid JSON: {exc.msg} at line {exc.lineno} "
             f"column {exc.colno}.",
         ) from None
+    where = _nul_path(data, "body")
+    if where:
+        raise falcon.HTTPBadRequest(
+            title="Invalid character",
+            description=f"{where} contains a NUL character (\\u0000), which no field accepts.",
+        )
+    return data
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """Where in a parsed body a string holds NUL: databases refuse it (PostgreSQL text)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return path
+        found = _nul_path(item, f"{path}.{key}")
+        if found:
+            return found
+    return None
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -223,6 +253,16 @@ def parse_choice(req, name: str, choices: Iterable[str]) -> str | None:
     if raw not in allowed:
         raise bad_parameter(name, f"'{name}' must be one of {', '.join(allowed)}; got {raw!r}.")
     return raw
+
+
+class QueryGuard:
+    """Falcon middleware: a query parameter holding NUL is a 400, not a database error."""
+
+    def process_request(self, req, resp):
+        for name, value in req.params.items():
+            values = value if isinstance(value, list) else [value]
+            if any("\x00" in v for v in values) or "\x00" in name:
+                raise bad_parameter(name, f"Parameter {name!r} contains a NUL character.")
 
 
 # ----------------------------------------------------------------------------- metrics

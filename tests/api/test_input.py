@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.api.helpers import error_names
+from tests.api.helpers import auth, error_names
 
 
 def _post(api, body, headers=None, path="/policies"):
@@ -133,8 +133,11 @@ def test_transition_body_and_headers_are_checked(api):
     _assert_error(_post(api, {"to": "in_review", "version": "1"}, path=path), 422, "version")
     _assert_error(_post(api, {"to": "in_review"}, {"If-Match": "abc"}, path=path), 400, "If-Match")
     _assert_error(
-        _post(api, {"to": "in_review"}, {"X-Causation": "a b,c"}, path=path), 400, "X-Causation"
+        _post(api, {"to": "in_review"}, {"X-Causation": "e-1"}, path=path), 403, "X-Causation"
     )
+    service = {**api.headers("service"), "X-Causation": "a b,c"}
+    _assert_error(_post(api, {"to": "in_review"}, service, path=path), 400, "X-Causation")
+    _assert_error(_post(api, {"to": "in_review"}, {"If-Match": "²"}, path=path), 400, "If-Match")
     _assert_error(
         _post(api, {"to": "in_review"}, {"Idempotency-Key": "k" * 201}, path=path),
         400,
@@ -153,3 +156,18 @@ def test_patch_rejects_nulls_for_required_fields(api):
 def test_unknown_paths_and_methods_answer_json(api):
     _assert_error(api.client.simulate_get("/nope", headers=api.headers("viewer")), 404, "/nope")
     _assert_error(api.client.simulate_put("/policies", headers=api.headers("admin")), 405, "PUT")
+
+
+def test_nul_characters_deep_nesting_and_odd_claims_are_4xx(api):
+    # NUL cannot be stored (PostgreSQL refuses it in text): a 400 naming where it is
+    _assert_error(_post(api, {"title": "a\u0000b", "policy_type": "x"}), 400, "body.title")
+    resp = api.client.simulate_get("/policies", params={"q": "a\x00"}, headers=api.headers())
+    _assert_error(resp, 400, "q")
+    # A body nested past the parser's recursion limit is malformed, not a crash
+    _assert_error(_post(api, "[" * 5000 + "]" * 5000), 400)
+    # A token whose tenant or subject could not be a key is refused like a bad token
+    for claims in ({"tenant": "t" * 300}, {"sub": "x" * 300}, {"tenant": "a\nb"}):
+        fields = {"sub": "alice", "tenant": "acme", **claims}
+        headers = auth("editor", sub=fields["sub"], tenant=fields["tenant"])
+        resp = api.client.simulate_get("/policies", headers=headers)
+        assert resp.status_code == 401, resp.text

@@ -16,7 +16,13 @@ from prometheus_client import CollectorRegistry
 from shared.auth import AuthMiddleware, TokenDecoder
 from shared.broker import create_broker
 from shared.db import FalconConnectionScope, check_current, open_database
-from shared.http import ApiDocs, RequestMetrics, add_standard_routes, install_error_handling
+from shared.http import (
+    ApiDocs,
+    QueryGuard,
+    RequestMetrics,
+    add_standard_routes,
+    install_error_handling,
+)
 from workflow_service.db import database
 from workflow_service.engine import Engine
 from workflow_service.migrations import all_migrations
@@ -95,6 +101,7 @@ def create_app(settings: WorkflowSettings, deps: Deps) -> falcon.App:
     app = falcon.App(
         middleware=[
             RequestMetrics(deps.registry, "workflow"),
+            QueryGuard(),
             AuthMiddleware(TokenDecoder(settings.jwt_secret, settings.jwt_public_key)),
             ProbeAwareConnectionScope(deps.db),
         ]
