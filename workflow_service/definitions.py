@@ -136,7 +136,7 @@ def validate_definition(data: Any) -> WorkflowDefinition:
         if isinstance(data.get("steps"), list) and data["steps"]:
             errors.extend(step_errors(data["steps"]))
         raise InvalidDefinition(errors) from None
-    errors = step_errors(definition.steps)
+    errors = step_errors(definition.steps) or _undecided_approvals(definition.steps)
     if definition.trigger == "scheduled":
         try:
             ScheduleConfig.model_validate(definition.trigger_config)
@@ -149,3 +149,36 @@ def validate_definition(data: Any) -> WorkflowDefinition:
     if errors:
         raise InvalidDefinition(errors)
     return definition
+
+
+#: Statuses that record a person's decision. The workflow service calls the api with a
+#: service token, which may make any move; so a workflow may only move an entity to one
+#: of these after a person decided it: inside the ``on_approve`` steps of a
+#: ``require_approval`` step. Otherwise an editor could write a workflow that approves
+#: their own policy.
+DECISION_STATUSES = frozenset({"approved"})
+
+
+def _undecided_approvals(
+    steps: list, prefix: str = "steps", decided: bool = False
+) -> list[dict[str, str]]:
+    errors = []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        where = f"{prefix}.{i}"
+        moves_to = step.get("to") if step.get("kind") == "change_status" else None
+        if moves_to in DECISION_STATUSES and not decided:
+            errors.append(
+                {
+                    "field": f"{where}.to",
+                    "message": f"moving to {step['to']!r} records a decision: put this "
+                    "step in the on_approve steps of a require_approval step",
+                }
+            )
+        if step.get("kind") == "require_approval":
+            for branch, approves in (("on_approve", True), ("on_reject", False)):
+                nested = step.get(branch)
+                if isinstance(nested, list):
+                    errors.extend(_undecided_approvals(nested, f"{where}.{branch}", approves))
+    return errors

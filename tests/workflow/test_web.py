@@ -91,6 +91,20 @@ def test_auth_rules(client):
         ),
         ({"name": ""}, "name"),
         ({"extra": 1}, "extra"),
+        # Approving is a person's decision: only after a require_approval step approves
+        ({"steps": [{"kind": "change_status", "to": "approved"}]}, "steps.0.to"),
+        (
+            {
+                "steps": [
+                    {
+                        "kind": "require_approval",
+                        "approvers": ["role:approver"],
+                        "on_reject": [{"kind": "change_status", "to": "approved"}],
+                    }
+                ]
+            },
+            "steps.0.on_reject.0.to",
+        ),
     ],
 )
 def test_invalid_definitions_get_a_422_naming_the_field(client, change, field):
@@ -99,6 +113,15 @@ def test_invalid_definitions_get_a_422_naming_the_field(client, change, field):
     assert response.json["title"] == "Invalid workflow"
     assert field in [e["field"] for e in response.json["errors"]], response.json
     assert field in response.json["description"]
+
+
+def test_a_workflow_may_approve_only_after_an_approval(client):
+    approve_then_move = {
+        "kind": "require_approval",
+        "approvers": ["role:approver"],
+        "on_approve": [{"kind": "change_status", "to": "approved"}],
+    }
+    assert create(client, {**DEFINITION, "steps": [approve_then_move]}).status_code == 201
 
 
 def test_bad_bodies_are_4xx(client):
