@@ -29,9 +29,13 @@ from api_service.inserts import CompiledInsert, CompiledStatement
 from api_service.models import IdempotencyRecord, Outbox
 from api_service.transactions import write_transaction
 from shared.db import is_postgres
-from shared.events import Event, event_message, parse_event
+from shared.events import Event, InvalidEvent, event_message, parse_event
 
 log = logging.getLogger(__name__)
+
+#: The lease of a row no relay may publish (its event is invalid); an operator fixes
+#: or deletes it.
+PARKED_UNTIL = datetime(9999, 1, 1)
 
 Clock = Callable[[], datetime]
 _INSERT_OUTBOX = CompiledInsert(Outbox)
@@ -195,6 +199,13 @@ class OutboxRelay:
                 break
             try:
                 event = parse_event(row.payload)
+            except InvalidEvent as exc:
+                # No retry can fix it, and the relay claims oldest first: left in line
+                # it would block every event behind it. Park it, visible in the backlog.
+                log.error("relay parked invalid outbox row %s: %s", row.event_id, exc)
+                self._park(row, f"InvalidEvent: {exc}")
+                continue
+            try:
                 self.broker.enqueue(event_message(event))
             except Exception as exc:  # noqa: BLE001 - keep the row; retry next round
                 log.warning(
@@ -218,6 +229,13 @@ class OutboxRelay:
             values.update(attempts=Outbox.attempts + 1, last_error=error)
         with write_transaction(self.db):
             Outbox.update(**values).where(Outbox.id.in_(ids) & Outbox.sent_at.is_null()).execute()
+
+    def _park(self, row: Outbox, error: str) -> None:
+        """Take a row out of the relay's line for good (it stays unsent, with the error)."""
+        with write_transaction(self.db):
+            Outbox.update(
+                claimed_until=PARKED_UNTIL, claimed_by=None, last_error=error[:1000]
+            ).where((Outbox.id == row.id) & Outbox.sent_at.is_null()).execute()
 
     def prune(self) -> int:
         """Delete sent rows past the retention, and expired idempotency records."""

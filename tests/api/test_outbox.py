@@ -165,6 +165,29 @@ def test_the_relay_leaves_rows_alone_while_their_writer_holds_them(own_db, broke
     assert relay.publish_batch() == 3
 
 
+def test_an_invalid_row_is_parked_instead_of_blocking_the_rows_behind_it(
+    own_db, broker, redis_client, namespace
+):
+    # Given an unpublishable row (say, written by a newer schema) ahead of a valid one
+    _, db = own_db
+    clock = FakeClock()
+    bad, good = _write_unpublished(db, broker, clock, 2)
+    Outbox.update(payload={"schema_version": 2}).where(Outbox.event_id == bad).execute()
+    clock.advance(seconds=31)
+    relay = OutboxRelay(db, broker, clock, claim_seconds=30)
+
+    # When the relay runs, the valid event is delivered and the bad row set aside
+    assert relay.publish_batch() == 1
+    assert [m["message_id"] for m in _messages(redis_client, namespace)] == [good]
+    parked = Outbox.get(Outbox.event_id == bad)
+    assert parked.sent_at is None and "InvalidEvent" in parked.last_error
+
+    # Then it is never claimed again, and stays in the backlog for an operator
+    clock.advance(days=30)
+    assert relay.publish_batch() == 0
+    assert relay.backlog() == 1
+
+
 def test_a_relay_that_dies_holding_rows_loses_nothing_and_repeats_nothing(
     own_db, broker, redis_client, namespace
 ):
