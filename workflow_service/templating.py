@@ -31,6 +31,8 @@ MAX_LOOP_NESTING = 2
 #: Largest string/list a ``*`` may build and largest exponent ``**`` may use.
 MAX_PRODUCT_LEN = 10_000
 MAX_EXPONENT = 100
+MAX_POWER_BITS = 100_000
+PADDING_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
 
 
 class TemplateError(ValueError):
@@ -52,6 +54,10 @@ class _Environment(ImmutableSandboxedEnvironment):
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
                 raise SecurityError(f"exponent larger than {MAX_EXPONENT} is not allowed")
+            # Nested powers stay under the exponent limit yet grow without bound.
+            ints = isinstance(left, int) and isinstance(right, int)
+            if ints and left.bit_length() * max(right, 0) > MAX_POWER_BITS:
+                raise SecurityError("the result of ** is too large")
             return left**right
         # "*": bound the size of repeated strings and lists.
         for seq, times in ((left, right), (right, left)):
@@ -60,11 +66,26 @@ class _Environment(ImmutableSandboxedEnvironment):
                 raise SecurityError(f"result longer than {MAX_PRODUCT_LEN} is not allowed")
         return left * right
 
+    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's signature
+        """Calls from templates; string padding and formatting may not build huge text."""
+        if isinstance(getattr(__obj, "__self__", None), str):
+            name = getattr(__obj, "__name__", "")
+            if name in ("format", "format_map"):
+                raise SecurityError("str.format is not available in templates; use {{ }}")
+            if name in PADDING_METHODS and any(
+                isinstance(a, int) and a > MAX_PRODUCT_LEN for a in (*args, *kwargs.values())
+            ):
+                raise SecurityError(f"padding beyond {MAX_PRODUCT_LEN} is not allowed")
+        return super().call(__context, __obj, *args, **kwargs)
+
 
 def _make_environment(*, autoescape: bool) -> _Environment:
     env = _Environment(undefined=StrictUndefined, autoescape=autoescape, loader=None)
     for name in ("range", "lipsum", "cycler", "joiner", "namespace"):
         env.globals.pop(name, None)
+    # Filters whose numeric argument sets the output size (padding, indents, printf).
+    for name in ("center", "indent", "wordwrap", "format"):
+        env.filters.pop(name, None)
     return env
 
 

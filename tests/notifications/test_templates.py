@@ -143,3 +143,18 @@ def test_step_templates_use_the_same_guarded_renderer():
     with pytest.raises(templating.TemplateError):
         templating.render("{% include '/etc/passwd' %}", {})
     assert templating.render("plain text", {}) == "plain text"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{{ "a".ljust(300000000) | length }}',
+        '{{ "a" | center(300000000) }}',
+        '{{ "{:>300000000}".format(1) }}',
+        '{{ "x" | indent(300000000, true) }}',
+        "{{ (((9 ** 100) ** 100) ** 100) ** 10 }}",
+    ],
+)
+def test_templates_cannot_build_huge_values(source):
+    with pytest.raises(TemplateRenderError):
+        renderer.render(source, CONTEXT)
