@@ -58,6 +58,7 @@ def system(tmp_path_factory, make_database_url, redis_url, smtp):
         "SMTP_FROM": "governance@example.org",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "WEBHOOK_TIMEOUT_SECONDS": "2",
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",  # the test receiver is on 127.0.0.1
         # the scheduler's housekeeping (overdue approvals) runs every second
         "EXECUTION_SWEEP_INTERVAL_SECONDS": "1",
     }

@@ -23,7 +23,12 @@ SECRET = "webhook-test-secret"
 
 
 def settings(**overrides) -> NotificationSettings:
-    base = {"webhook_secret": SECRET, "webhook_timeout_s": 2.0, "smtp_timeout_s": 2.0}
+    base = {
+        "webhook_secret": SECRET,
+        "webhook_timeout_s": 2.0,
+        "smtp_timeout_s": 2.0,
+        "webhook_allow_private": True,  # the test receivers listen on 127.0.0.1
+    }
     return NotificationSettings(**{**base, **overrides})
 
 
@@ -103,6 +108,22 @@ def test_webhook_connection_refused_is_transient():
 def test_webhook_url_must_be_http():
     with pytest.raises(PermanentDeliveryError, match="http"):
         post_webhook(settings(), "file:///etc/passwd", b"{}", delivery_id="d")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/hook",
+        "http://[::1]/hook",
+        "http://localhost/hook",
+    ],
+)
+def test_webhooks_into_the_network_are_refused_by_default(url):
+    default = NotificationSettings(webhook_secret=SECRET)
+    with pytest.raises(PermanentDeliveryError, match="private or reserved"):
+        post_webhook(default, url, b"{}", delivery_id="d")
 
 
 # ----------------------------------------------------------------------------- e-mail

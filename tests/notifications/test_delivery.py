@@ -20,7 +20,13 @@ SECRET = "delivery-test-secret"
 
 def settings(**overrides):
     return NotificationSettings(
-        **{"webhook_secret": SECRET, "webhook_timeout_s": 2.0, "smtp_timeout_s": 2.0, **overrides}
+        **{
+            "webhook_secret": SECRET,
+            "webhook_timeout_s": 2.0,
+            "smtp_timeout_s": 2.0,
+            "webhook_allow_private": True,  # the test receivers listen on 127.0.0.1
+            **overrides,
+        }
     )
 
 

@@ -11,8 +11,10 @@ that marks the delivery sent (see :mod:`.delivery`).
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import smtplib
+import socket
 import ssl
 import urllib.parse
 from dataclasses import dataclass
@@ -146,6 +148,8 @@ def post_webhook(
         # Signed at send time, so a retry an hour later is not mistaken for a replay.
         **signing.sign(settings.webhook_secret, body),
     }
+    if not settings.webhook_allow_private:
+        _refuse_private_address(parts.hostname, parts.port or 443)
     conn_class = (
         http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     )
@@ -166,3 +170,18 @@ def post_webhook(
     if status >= 500 or status in RETRYABLE_STATUSES:
         raise TransientDeliveryError(f"webhook answered {status}", status=status, response=answer)
     raise PermanentDeliveryError(f"webhook answered {status}", status=status, response=answer)
+
+
+def _refuse_private_address(host: str, port: int) -> None:
+    """Refuse a webhook whose host resolves to an address inside the network."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise TransientDeliveryError(f"webhook host {host!r} does not resolve: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise PermanentDeliveryError(
+                f"webhook host {host!r} resolves to {address}, a private or reserved address; "
+                "set WEBHOOK_ALLOW_PRIVATE_NETWORKS=true to allow it"
+            )

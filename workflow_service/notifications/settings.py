@@ -20,6 +20,9 @@ class NotificationSettings:
     smtp_timeout_s: float = 10.0
     webhook_secret: str = DEV_WEBHOOK_SECRET
     webhook_timeout_s: float = 10.0
+    #: Webhooks to loopback, private, link-local (cloud metadata) or reserved addresses
+    #: are refused unless this is set: a workflow author must not reach inside the network.
+    webhook_allow_private: bool = False
     #: A claimed delivery whose sender vanished may be claimed again after this long.
     #: Longer than any send can take (socket timeouts above), so two live senders
     #: never hold the same delivery.
@@ -43,5 +46,6 @@ class NotificationSettings:
             smtp_timeout_s=env.float("SMTP_TIMEOUT_SECONDS", cls.smtp_timeout_s),
             webhook_secret=env.str("WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
             webhook_timeout_s=env.float("WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout_s),
+            webhook_allow_private=env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False),
             claim_lease_s=env.float("DELIVERY_CLAIM_LEASE_SECONDS", cls.claim_lease_s),
         )
