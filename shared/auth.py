@@ -117,14 +117,18 @@ class TokenDecoder:
 
 #: What a ``sub`` or ``tenant`` claim may look like: both end up in database columns
 #: and Redis keys, so a token cannot smuggle in control characters or huge values.
-CLAIM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+:-]{0,63}")
+CLAIM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
+
+
+def _claim_id(claims: dict, name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not CLAIM_ID.fullmatch(value):
+        raise TokenError(f"token claim {name!r} must be 1-64 letters, digits or . _ @ + -")
+    return value
 
 
 def principal_from_claims(claims: dict) -> Principal:
-    sub, tenant, roles = claims.get("sub"), claims.get("tenant"), claims.get("roles")
-    for name, value in (("sub", sub), ("tenant", tenant)):
-        if not isinstance(value, str) or not CLAIM_ID.fullmatch(value):
-            raise TokenError(f"token claim {name!r} must be 1-64 letters, digits or . _ @ + : -")
+    sub, tenant, roles = _claim_id(claims, "sub"), _claim_id(claims, "tenant"), claims.get("roles")
     if isinstance(roles, str):
         roles = roles.replace(",", " ").split()
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):

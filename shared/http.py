@@ -172,6 +172,7 @@ def _nul_path(value: Any, path: str) -> str | None:
     """Where in a parsed body a string holds NUL: databases refuse it (PostgreSQL text)."""
     if isinstance(value, str):
         return path if "\x00" in value else None
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):
