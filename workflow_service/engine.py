@@ -81,6 +81,10 @@ def describe(exc: BaseException) -> str:
     return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:ERROR_LIMIT]
 
 
+class ClaimLost(Exception):
+    """Another worker claimed the execution (this one was silent past the claim timeout)."""
+
+
 class ExecutionFailed(Exception):
     """The execution failed for good (recorded); the message must not be retried."""
 
@@ -242,6 +246,9 @@ class Engine:
         execution = Execution.get_by_id(execution_id)
         try:
             return self._run_claimed(execution)
+        except ClaimLost:
+            log.warning("execution %s was claimed by another worker; this run stops", execution_id)
+            return ExecutionStatus.RUNNING
         except StepFailed as exc:
             self.fail(execution_id, describe(exc))
             raise ExecutionFailed(str(exc)) from exc
@@ -252,9 +259,7 @@ class Engine:
                 Execution.update(
                     status=ExecutionStatus.PENDING, error=describe(exc), updated_at=self.clock()
                 )
-                .where(
-                    (Execution.id == execution_id) & (Execution.status == ExecutionStatus.RUNNING)
-                )
+                .where(_owned(execution))
                 .execute()
             )
             raise
@@ -309,7 +314,7 @@ class Engine:
                     definition.get("name", ""),
                 )
                 if outcome.state == "waiting":
-                    return self._wait(execution.id)
+                    return self._wait(execution)
                 branch = list(outcome.branch)
             plan[index + 1 : index + 1] = [(f"{key}.{j}", s) for j, s in enumerate(branch)]
             index += 1
@@ -318,7 +323,7 @@ class Engine:
             Execution.update(
                 status=ExecutionStatus.COMPLETED, error=None, finished_at=now, updated_at=now
             )
-            .where((Execution.id == execution.id) & (Execution.status == ExecutionStatus.RUNNING))
+            .where(_owned(execution))
             .execute()
         )
         if not finished:
@@ -346,13 +351,6 @@ class Engine:
             attempt=execution.attempts,
             started_at=now,
         )
-        # Steps renew the claim, so only a worker silent for the claim timeout loses its
-        # execution to another (no need right after the claim).
-        if execution.claimed_at is None or (now - execution.claimed_at).total_seconds() > 1:
-            Execution.update(claimed_at=now, updated_at=now).where(
-                Execution.id == execution.id
-            ).execute()
-            execution.claimed_at = now
         ctx = StepContext(
             execution=execution,
             trigger=trigger,
@@ -371,9 +369,13 @@ class Engine:
         try:
             if step.transactional:
                 with self.db.atomic():
+                    # In the step's transaction: its database side effect commits only
+                    # while this worker still owns the execution.
+                    self._renew_claim(execution, now)
                     outcome = step.run(ctx)
                     self._record(run, outcome)
             else:
+                self._renew_claim(execution, now)
                 outcome = step.run(ctx)
                 self._record(run, outcome)
         except BaseException as exc:
@@ -386,6 +388,18 @@ class Engine:
             )
             raise
         return outcome
+
+    def _renew_claim(self, execution: Execution, now: datetime) -> None:
+        """Steps renew the claim, so only a worker silent for the claim timeout loses its
+        execution; one that did lose it stops here instead of repeating a side effect."""
+        if execution.claimed_at is not None and (now - execution.claimed_at).total_seconds() < 1:
+            return  # claimed a moment ago: nobody can have taken it over yet
+        renewed = (
+            Execution.update(claimed_at=now, updated_at=now).where(_owned(execution)).execute()
+        )
+        if not renewed:
+            raise ClaimLost(execution.id)
+        execution.claimed_at = now
 
     def _definition(self, workflow_id: str, version: int) -> dict:
         """A version's definition; versions never change, so each is read once."""
@@ -420,10 +434,10 @@ class Engine:
         status = Execution.select(Execution.status).where(Execution.id == execution_id).scalar()
         return status == ExecutionStatus.CANCELLED
 
-    def _wait(self, execution_id: str) -> str:
+    def _wait(self, execution: Execution) -> str:
         (
             Execution.update(status=ExecutionStatus.WAITING_APPROVAL, updated_at=self.clock())
-            .where((Execution.id == execution_id) & (Execution.status == ExecutionStatus.RUNNING))
+            .where(_owned(execution))
             .execute()
         )
         return ExecutionStatus.WAITING_APPROVAL
@@ -496,3 +510,17 @@ class Engine:
             self.send_run(execution)
             sent.append(execution.id)
         return sent
+
+
+def _owned(execution: Execution):
+    """The execution is still running under this worker's claim.
+
+    ``claim`` increments ``attempts``, so the attempt number a worker claimed with is its
+    claim token: after another worker claims the execution, the first one's updates
+    match nothing.
+    """
+    return (
+        (Execution.id == execution.id)
+        & (Execution.status == ExecutionStatus.RUNNING)
+        & (Execution.attempts == execution.attempts)
+    )

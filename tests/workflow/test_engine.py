@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from shared.db import utcnow
 from shared.events import Event
 from workflow_service.definitions import validate_definition
 from workflow_service.engine import ExecutionFailed, run_actor_name
@@ -147,3 +150,31 @@ def test_cancelled_execution_does_not_start_its_next_step(engine, store):
     assert engine.cancel(execution.id)
     assert engine.run(execution.id) == "cancelled"
     assert StepRun.select().count() == 0
+
+
+def test_a_worker_that_lost_its_claim_stops_before_the_side_effect(engine, store):
+    make_workflow(store)
+    [execution] = engine.dispatch(event())
+    start = utcnow()
+    calls = 0
+
+    def clock():
+        # Given a worker that claims the execution and then stalls past the claim
+        # timeout, during which another worker claims it (attempt 2)
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return start
+        if calls == 2:
+            Execution.update(attempts=Execution.attempts + 1).where(
+                Execution.id == execution.id
+            ).execute()
+        return start + timedelta(seconds=120)
+
+    engine.clock = clock
+    # When the first worker reaches its step, it finds the claim gone and stops
+    assert engine.run(execution.id) == "running"
+    # Then it sent no notification and left the execution to the new owner
+    assert Notification.select().count() == 0
+    row = Execution.get_by_id(execution.id)
+    assert (row.status, row.attempts) == ("running", 2)
