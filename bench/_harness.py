@@ -147,6 +147,27 @@ class Probe:
         self.client.close()
 
 
+def add_notify_workflow(system: System, tenant: str) -> None:
+    """The benchmarks' workflow: on every policy created, one in-app notify step."""
+    admin = system.workflow_client(roles=["admin"], tenant=tenant)
+    admin.post(
+        "/workflows",
+        json={
+            "name": "bench notify",
+            "entity_type": "policy",
+            "trigger": "on_create",
+            "steps": [
+                {
+                    "kind": "notify",
+                    "recipients": ["owner"],
+                    "subject": "New policy {{ entity.title }}",
+                }
+            ],
+            "status": "active",
+        },
+    ).raise_for_status()
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     if not ordered:

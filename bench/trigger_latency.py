@@ -27,7 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from pathlib import Path
 
-from _harness import Probe, drop_created_databases, poll, start_system, summary_ms
+from _harness import (
+    Probe,
+    add_notify_workflow,
+    drop_created_databases,
+    poll,
+    start_system,
+    summary_ms,
+)
 
 from shared.db import open_database
 
@@ -82,23 +89,7 @@ def execution_times(url: str, policy_ids: set[str]) -> dict[str, tuple[float, fl
 def measure_trigger(tmp: Path, database: str) -> None:
     system = start_system(tmp, database, api=True, env={})
     try:
-        admin = system.workflow_client(roles=["admin"], tenant=TENANT)
-        admin.post(
-            "/workflows",
-            json={
-                "name": "bench notify",
-                "entity_type": "policy",
-                "trigger": "on_create",
-                "steps": [
-                    {
-                        "kind": "notify",
-                        "recipients": ["owner"],
-                        "subject": "New policy {{ entity.title }}",
-                    }
-                ],
-                "status": "active",
-            },
-        ).raise_for_status()
+        add_notify_workflow(system, TENANT)
         system.start_worker(queues=["governance.policy"], threads=THREADS)
         api = system.api_client(sub="alice", roles=["editor"], tenant=TENANT)
         write_policies(api, 20, 0.05, 1)  # warm up both services and the worker

@@ -27,7 +27,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import REDIS_URL, Probe, drop_created_databases, poll, start_system
+from _harness import (
+    REDIS_URL,
+    Probe,
+    add_notify_workflow,
+    drop_created_databases,
+    poll,
+    start_system,
+)
 
 from shared.broker import create_broker
 from shared.events import Event, event_message
@@ -62,24 +69,7 @@ def measure_workflow(
 ) -> Result:
     system = start_system(tmp, database, api=False, env=env)
     try:
-        admin = system.workflow_client(roles=["admin"], tenant=TENANT)
-        created = admin.post(
-            "/workflows",
-            json={
-                "name": "bench notify",
-                "entity_type": "policy",
-                "trigger": "on_create",
-                "steps": [
-                    {
-                        "kind": "notify",
-                        "recipients": ["owner"],
-                        "subject": "New policy {{ entity.title }}",
-                    }
-                ],
-                "status": "active",
-            },
-        )
-        created.raise_for_status()
+        add_notify_workflow(system, TENANT)
         system.start_worker(queues=["governance.policy"], threads=THREADS)
         broker = create_broker(
             CommonSettings(

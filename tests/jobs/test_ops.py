@@ -115,7 +115,11 @@ def test_queues_count_ready_in_flight_delayed_and_dead(system):
     # for a retry a long way off
     system.break_it()
     system.start_worker()
-    poll(lambda: queue_row(system.client)["dead"] == 2, message="two dead letters")
+    # (job records are written in the background, a moment after the dead letters)
+    poll(
+        lambda: (r := queue_row(system.client))["dead"] == 2 and r["failed_kept"] == 2,
+        message="two dead letters and their failed records",
+    )
     system.actors.slow.send()
     system.actors.fragile.send_with_options(args=(9,), delay=60_000)
 

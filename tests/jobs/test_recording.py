@@ -201,7 +201,7 @@ def test_retention_keeps_the_configured_numbers_and_never_a_running_job(
     kept = {m.message_id for m in sent if store.raw(m.message_id)}
     assert len(kept) == 5
     # The dead-letter set keeps what the failed records keep.
-    assert broker.client.zcard(f"{namespace}:{QUEUE}.XQ") == 2
+    poll(lambda: broker.client.zcard(f"{namespace}:{QUEUE}.XQ") == 2, message="two dead letters")
     release.set()
 
 
