@@ -41,15 +41,6 @@ from shared.http import (
 from shared.jobstatus import JobStatusStore
 
 API_VERSION = "1.0.0"
-#: Probes must answer (503) even when the database cannot be reached, so they do not
-#: open the request's connection up front; the readiness check connects itself.
-PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
-
-
-class ProbeAwareConnectionScope(FalconConnectionScope):
-    def process_request(self, req, resp):
-        if req.path not in PROBE_PATHS:
-            super().process_request(req, resp)
 
 
 @dataclass
@@ -88,7 +79,7 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
             RequestMetrics(deps.registry, "api"),
             QueryGuard(),
             AuthMiddleware(decoder),
-            ProbeAwareConnectionScope(deps.db),
+            FalconConnectionScope(deps.db),
         ]
     )
     install_error_handling(app)

@@ -71,14 +71,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-class FalconConnectionScope:
-    """Falcon middleware: one database connection per request."""
+#: Probes must answer (503) even when the database cannot be reached, so they do not
+#: open a connection up front; the readiness check connects itself.
+PROBE_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
 
-    def __init__(self, db: peewee.Database | peewee.DatabaseProxy):
+
+class FalconConnectionScope:
+    """Falcon middleware: one database connection per request, except for paths in
+    ``skip`` (probes, static pages) which must answer without the database."""
+
+    def __init__(
+        self, db: peewee.Database | peewee.DatabaseProxy, skip: tuple[str, ...] = PROBE_PATHS
+    ):
         self.db = db
+        self.skip = skip
 
     def process_request(self, req, resp):
-        self.db.connect(reuse_if_open=True)
+        if not req.path.startswith(self.skip):
+            self.db.connect(reuse_if_open=True)
 
     def process_response(self, req, resp, resource, req_succeeded):
         if not self.db.is_closed():

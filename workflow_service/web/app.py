@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.auth import AuthMiddleware, TokenDecoder
 from shared.broker import create_broker
-from shared.db import FalconConnectionScope, check_current, open_database
+from shared.db import PROBE_PATHS, FalconConnectionScope, check_current, open_database
 from shared.http import (
     ApiDocs,
     QueryGuard,
@@ -35,15 +35,6 @@ from workflow_service.web.workflows import add_workflow_routes
 from workflow_service.workflows import WorkflowStore
 
 API_VERSION = "1.0.0"
-PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
-
-
-class ProbeAwareConnectionScope(FalconConnectionScope):
-    """Probes answer (503) even when the database is down: no connection up front."""
-
-    def process_request(self, req, resp):
-        if req.path not in PROBE_PATHS and not req.path.startswith("/console"):
-            super().process_request(req, resp)
 
 
 @dataclass
@@ -103,7 +94,7 @@ def create_app(settings: WorkflowSettings, deps: Deps) -> falcon.App:
             RequestMetrics(deps.registry, "workflow"),
             QueryGuard(),
             AuthMiddleware(TokenDecoder(settings.jwt_secret, settings.jwt_public_key)),
-            ProbeAwareConnectionScope(deps.db),
+            FalconConnectionScope(deps.db, skip=(*PROBE_PATHS, "/console")),
         ]
     )
     install_error_handling(app)
