@@ -11,7 +11,7 @@ sent) are rendered once per database and reused; values still go through each fi
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import peewee
@@ -43,9 +43,16 @@ class CompiledInsert:
     def execute(self, db: peewee.Database, values: Mapping[str, Any]) -> Any:
         """Insert one row (fields left out take their model default); returns the new
         auto-increment id, or None for a model without one."""
-        params = [
+        return self.run(db, self.params(values))
+
+    def params(self, values: Mapping[str, Any]) -> list[Any]:
+        """The row's database values, converted ahead of the transaction that runs it."""
+        return [
             f.db_value(values[f.name] if f.name in values else _default(f)) for f in self.fields
         ]
+
+    def run(self, db: peewee.Database, params: list[Any]) -> Any:
+        """Insert a row of :meth:`params`; returns what :meth:`execute` does."""
         cursor = db.execute_sql(self._sql(db), params)
         if not self.returns_id:
             return None
@@ -56,31 +63,3 @@ class CompiledInsert:
 
 def _default(field: peewee.Field) -> Any:
     return field.default() if callable(field.default) else field.default
-
-
-class CompiledStatement:
-    """Any query rendered once per database.
-
-    ``build`` makes the query with distinct stand-in values; ``stand_ins`` lists them
-    in the order ``execute`` receives the real (already converted) values. Rendering
-    checks that order, so a change in how peewee orders parameters cannot silently
-    swap two values.
-    """
-
-    def __init__(self, build: Callable[[], peewee.Query], stand_ins: Sequence[Any]):
-        self.build = build
-        self.stand_ins = list(stand_ins)
-        self._rendered: dict[int, str] = {}
-        self._lock = threading.Lock()
-
-    def execute(self, db: peewee.Database, *params: Any) -> int:
-        """Run it; returns the number of rows changed."""
-        key = id(db)
-        sql = self._rendered.get(key)
-        if sql is None:
-            with self._lock:
-                sql, rendered = self.build().sql()
-            if list(rendered) != self.stand_ins:
-                raise RuntimeError(f"parameters {rendered} of {sql} are not {self.stand_ins}")
-            self._rendered[key] = sql
-        return db.execute_sql(sql, params).rowcount

@@ -13,6 +13,7 @@ id, so that rare repeat is absorbed.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -23,9 +24,8 @@ from typing import Any
 
 import peewee
 from dramatiq.broker import Broker
-from peewee import SQL
 
-from api_service.inserts import CompiledInsert, CompiledStatement
+from api_service.inserts import CompiledInsert
 from api_service.models import IdempotencyRecord, Outbox
 from api_service.transactions import write_transaction
 from shared.db import is_postgres
@@ -39,12 +39,14 @@ PARKED_UNTIL = datetime(9999, 1, 1)
 
 Clock = Callable[[], datetime]
 _INSERT_OUTBOX = CompiledInsert(Outbox)
-_MARK_SENT = CompiledStatement(
-    lambda: Outbox.update(sent_at="<sent_at>", attempts=Outbox.attempts + SQL("1")).where(
-        (Outbox.id == "<id>") & Outbox.sent_at.is_null()
-    ),
-    stand_ins=["<sent_at>", "<id>"],
-)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """An event and its outbox row's database values, not yet inserted."""
+
+    event: Event
+    params: list[Any]
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,18 @@ class PendingEvent:
 
 
 class OutboxPublisher:
-    """Adds events to the outbox inside a transaction and publishes them after commit."""
+    """Adds events to the outbox inside a transaction and publishes them after commit.
+
+    Publishing is shared by the request threads of a process: one sender thread takes
+    every event waiting at that moment and sends them to Redis in one round trip, then
+    marks their rows sent in one statement. A request waits for its events to reach
+    Redis (so the job ids it returns can be read at once), not for the marking. Under
+    load the batches grow by themselves, so a busy process makes fewer round trips
+    and database writes per request rather than more.
+    """
+
+    MAX_BATCH = 200
+    MARK_EVERY_SECONDS = 0.05
 
     def __init__(
         self,
@@ -66,6 +79,7 @@ class OutboxPublisher:
         *,
         claim_seconds: float = 30.0,
         pause_seconds: float = 2.0,
+        wait_seconds: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ):
         self.db = db
@@ -73,14 +87,22 @@ class OutboxPublisher:
         self.clock = clock
         self.claim = timedelta(seconds=claim_seconds)
         self.pause_seconds = pause_seconds
+        self.wait_seconds = wait_seconds
         self.monotonic = monotonic
         self._paused_until = 0.0
+        self._waiting: list[tuple[PendingEvent, threading.Event]] = []
+        self._cond = threading.Condition()
+        self._sender: threading.Thread | None = None
+        self._pid = 0
 
     def add(self, event: Event) -> PendingEvent:
         """Write ``event`` to the outbox; call inside the transaction of the change."""
+        return self.insert(self.row(event))
+
+    def row(self, event: Event) -> OutboxRow:
+        """The outbox row of ``event``, built ahead of the transaction that inserts it."""
         now = self.clock()
-        row_id = _INSERT_OUTBOX.execute(
-            self.db,
+        params = _INSERT_OUTBOX.params(
             {
                 "event_id": event.event_id,
                 "tenant": event.tenant_id,
@@ -88,16 +110,20 @@ class OutboxPublisher:
                 "payload": event.to_payload(),
                 "created_at": now,
                 "claimed_until": now + self.claim,
-            },
+            }
         )
-        return PendingEvent(row_id, event)
+        return OutboxRow(event, params)
+
+    def insert(self, row: OutboxRow) -> PendingEvent:
+        """Insert a row of :meth:`row`; call inside the transaction of the change."""
+        return PendingEvent(_INSERT_OUTBOX.run(self.db, row.params), row.event)
 
     def publish(self, pending: Iterable[PendingEvent]) -> None:
         """Publish rows written by a committed transaction; never raises.
 
-        On failure the rest are released to the relay, and for ``pause_seconds`` later
-        requests leave their rows to the relay too instead of each waiting on a dead
-        broker.
+        Returns once they are in Redis, or were left to the relay: when Redis fails,
+        and for ``pause_seconds`` after, so that requests do not each wait on a dead
+        broker; or after ``wait_seconds`` of a Redis that does not answer.
         """
         pending = list(pending)
         if not pending:
@@ -105,22 +131,69 @@ class OutboxPublisher:
         if self.monotonic() < self._paused_until:
             self._release([p.row_id for p in pending])
             return
-        for index, item in enumerate(pending):
-            try:
-                self.broker.enqueue(event_message(item.event))
-            except Exception as exc:  # noqa: BLE001 - the write succeeded; the relay retries
-                log.warning(
-                    "could not publish event %s (%s: %s); the relay will deliver it",
-                    item.event.event_id,
-                    type(exc).__name__,
-                    exc,
+        done = threading.Event()
+        with self._cond:
+            if self._sender is None or self._pid != os.getpid() or not self._sender.is_alive():
+                # Started in the process that publishes: a thread does not survive fork.
+                self._pid = os.getpid()
+                self._sender = threading.Thread(
+                    target=self._send_forever, name="outbox-publisher", daemon=True
                 )
-                self._paused_until = self.monotonic() + self.pause_seconds
-                self._release([p.row_id for p in pending[index:]], error=str(exc))
-                return
-            self._mark_sent(item.row_id)
+                self._sender.start()
+            self._waiting.extend((item, done) for item in pending)
+            self._cond.notify()
+        done.wait(self.wait_seconds)
 
-    def _mark_sent(self, row_id: int) -> None:
+    def _send_forever(self) -> None:
+        unmarked: list[int] = []  # in Redis, not yet marked sent
+        last_mark = self.monotonic()
+        while True:
+            with self._cond:
+                # Rows in Redis are marked sent once no event came for a moment, or
+                # every MARK_EVERY_SECONDS under load: one statement marks many batches.
+                self._cond.wait_for(
+                    lambda: self._waiting, self.MARK_EVERY_SECONDS if unmarked else None
+                )
+                batch = self._waiting[: self.MAX_BATCH]
+                del self._waiting[: self.MAX_BATCH]
+            try:
+                if batch:
+                    unmarked += self._send(batch)
+                if unmarked and (
+                    not batch or self.monotonic() - last_mark >= self.MARK_EVERY_SECONDS
+                ):
+                    rows, unmarked = unmarked, []
+                    last_mark = self.monotonic()
+                    with self.db.connection_context():
+                        self._mark_sent(rows)
+            except Exception:  # noqa: BLE001 - the sender must outlive any one failure
+                log.exception("outbox publisher failed; the relay delivers what it left")
+
+    def _send(self, batch: list[tuple[PendingEvent, threading.Event]]) -> list[int]:
+        """Publish a batch and wake its requests; returns the row ids now in Redis."""
+        row_ids = [item.row_id for item, _ in batch]
+        try:
+            if self.monotonic() >= self._paused_until:
+                self.broker.enqueue_many(event_message(item.event) for item, _ in batch)
+                return row_ids
+            error = None
+        except Exception as exc:  # noqa: BLE001 - the writes succeeded; the relay retries
+            log.warning(
+                "could not publish %d event(s) (%s: %s); the relay will deliver them",
+                len(batch),
+                type(exc).__name__,
+                exc,
+            )
+            self._paused_until = self.monotonic() + self.pause_seconds
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            for _, done in batch:
+                done.set()
+        with self.db.connection_context():
+            self._release(row_ids, error=error)
+        return []
+
+    def _mark_sent(self, row_ids: list[int]) -> None:
         try:
             with write_transaction(self.db):
                 if is_postgres(self.db):
@@ -128,11 +201,13 @@ class OutboxPublisher:
                     # flush. A mark lost in a database crash means one republish with
                     # the same message id, which the dispatcher absorbs.
                     self.db.execute_sql("SET LOCAL synchronous_commit TO OFF")
-                _MARK_SENT.execute(self.db, Outbox.sent_at.db_value(self.clock()), row_id)
+                Outbox.update(sent_at=self.clock(), attempts=Outbox.attempts + 1).where(
+                    Outbox.id.in_(row_ids) & Outbox.sent_at.is_null()
+                ).execute(self.db)
         except peewee.DatabaseError:
-            # Published but not marked: the relay republishes it (same message id)
+            # Published but not marked: the relay republishes them (same message ids)
             # once the lease ends. Logged so an operator can see why.
-            log.exception("published outbox row %s but could not mark it sent", row_id)
+            log.exception("published outbox rows %s but could not mark them sent", row_ids)
 
     def _release(self, row_ids: list[int], error: str | None = None) -> None:
         try:

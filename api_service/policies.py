@@ -26,9 +26,9 @@ from api_service.errors import (
 )
 from api_service.inserts import CompiledInsert
 from api_service.models import IdempotencyRecord, Policy, PolicyVersion
-from api_service.outbox import Clock, OutboxPublisher, PendingEvent
+from api_service.outbox import Clock, OutboxPublisher, OutboxRow, PendingEvent
 from api_service.schemas import EDITABLE_FIELDS, PolicyCreate, PolicyUpdate, TransitionRequest
-from api_service.transactions import write_transaction
+from api_service.transactions import GroupCommit, write_transaction
 from shared.auth import Principal
 from shared.db import is_postgres
 from shared.events import Event
@@ -111,6 +111,7 @@ class PolicyService:
         self.db = db
         self.outbox = outbox
         self.clock = clock
+        self.group_commit = GroupCommit(db)
 
     # ----------------------------------------------------------------------- reads
 
@@ -203,9 +204,17 @@ class PolicyService:
             "deleted_at": None,
         }
         policy = Policy(**values)
-        with write_transaction(self.db):
-            _INSERT_POLICY.execute(self.db, values)
-            pending = self._record(policy, principal, "policy.created", {}, [])
+        # Every row is converted before the transaction: on SQLite writers take turns,
+        # and the turn should only last as long as the statements.
+        policy_row = _INSERT_POLICY.params(values)
+        version_row, outbox_row = self._change_rows(policy, principal, "policy.created", {}, [])
+
+        def insert() -> PendingEvent:
+            _INSERT_POLICY.run(self.db, policy_row)
+            _INSERT_VERSION.run(self.db, version_row)
+            return self.outbox.insert(outbox_row)
+
+        pending = self.group_commit.run(insert)
         self.outbox.publish([pending])
         return WriteResult(policy, [pending])
 
@@ -412,9 +421,21 @@ class PolicyService:
         extra: dict[str, Any],
         causation: list[str],
     ) -> PendingEvent:
-        """The version snapshot and the outbox event of a change (same transaction)."""
-        _INSERT_VERSION.execute(
-            self.db,
+        """Write the version snapshot and the outbox event of a change (same transaction)."""
+        version_row, outbox_row = self._change_rows(policy, principal, event_type, extra, causation)
+        _INSERT_VERSION.run(self.db, version_row)
+        return self.outbox.insert(outbox_row)
+
+    def _change_rows(
+        self,
+        policy: Policy,
+        principal: Principal,
+        event_type: str,
+        extra: dict[str, Any],
+        causation: list[str],
+    ) -> tuple[list[Any], OutboxRow]:
+        """The version snapshot row and the outbox row of a change to ``policy``."""
+        version_row = _INSERT_VERSION.params(
             {
                 "policy": policy.id,
                 "version": policy.version,
@@ -422,7 +443,7 @@ class PolicyService:
                 "snapshot": policy_body(policy),
                 "changed_by": principal.sub,
                 "changed_at": policy.updated_at,
-            },
+            }
         )
         data = {name: _json_value(getattr(policy, name)) for name in SNAPSHOT_FIELDS}
         data.update(extra)
@@ -435,7 +456,7 @@ class PolicyService:
             data=data,
             causation=causation,
         )
-        return self.outbox.add(event)
+        return version_row, self.outbox.row(event)
 
 
 def _fingerprint(request: dict[str, Any]) -> str:

@@ -21,7 +21,8 @@ import fcntl
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import peewee
 
@@ -74,3 +75,88 @@ def write_transaction(db: peewee.Database) -> Iterator[None]:
     else:
         with db.atomic():
             yield
+
+
+T = TypeVar("T")
+
+
+class _Work:
+    __slots__ = ("work", "done", "result", "error")
+
+    def __init__(self, work: Callable[[], Any]):
+        self.work = work
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Runs the writes of many request threads in one transaction: a group commit.
+
+    Every write takes its turn at the database's write lock (SQLite has one writer) and
+    pays for a commit. Under load, request threads spent about 40% of their time
+    waiting for that turn. Here one thread per process takes every write queued
+    meanwhile and commits them in one transaction. If one of them fails, the group is
+    rolled back and each write committed on its own, so only the failing one fails.
+
+    A unit of work must only write through ``db`` and must not open a transaction of
+    its own: it runs on the committing thread, inside its transaction.
+    """
+
+    MAX_BATCH = 64
+
+    def __init__(self, db: peewee.Database):
+        self.db = db
+        self._queue: list[_Work] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def run(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in the next group's transaction; returns once it is committed."""
+        item = _Work(work)
+        with self._cond:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()  # a thread does not survive fork
+                self._thread = threading.Thread(
+                    target=self._commit_forever, name="group-commit", daemon=True
+                )
+                self._thread.start()
+            self._queue.append(item)
+            self._cond.notify()
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def _commit_forever(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue)
+                batch = self._queue[: self.MAX_BATCH]
+                del self._queue[: self.MAX_BATCH]
+            try:
+                with self.db.connection_context():
+                    self._commit(batch)
+            except BaseException as exc:  # noqa: BLE001 - no connection: all failed
+                for item in batch:
+                    item.error = item.error or exc
+            finally:
+                for item in batch:
+                    item.done.set()
+
+    def _commit(self, batch: list[_Work]) -> None:
+        try:
+            with write_transaction(self.db):
+                results = [item.work() for item in batch]
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            # One write failed and the group was rolled back: commit each on its own,
+            # so only the failing one fails.
+            for item in batch:
+                self._commit([item])
+            return
+        for item, result in zip(batch, results, strict=True):
+            item.result = result

@@ -149,7 +149,7 @@ def _workers_booted(log: Path, workers: int) -> bool:
 
 
 def start_gunicorn(target: str, port: int, env: dict, log: Path) -> subprocess.Popen:
-    workers = int(env.get("WEB_WORKERS", "2"))
+    workers = int(env.get("WEB_WORKERS") or 2 * (os.cpu_count() or 1))
     argv = [
         str(BIN / "gunicorn"),
         "-c",
@@ -293,7 +293,7 @@ def main() -> int:
         )
         for name, rs in runs.items()
     ]
-    workers = os.environ.get("WEB_WORKERS", "2")
+    workers = os.environ.get("WEB_WORKERS") or 2 * (os.cpu_count() or 1)
     threads = os.environ.get("WEB_THREADS", "8")
     print(
         f"database={args.database} connections={args.connections} "

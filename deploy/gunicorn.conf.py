@@ -2,7 +2,9 @@
 
 import os
 
-workers = int(os.environ.get("WEB_WORKERS", "2"))
+# Two processes per core: a process's threads share one interpreter lock, so threads
+# alone leave cores idle while they queue for it (measured on the policy write path).
+workers = int(os.environ.get("WEB_WORKERS") or 2 * (os.cpu_count() or 1))
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "8"))
 keepalive = 5

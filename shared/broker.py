@@ -15,6 +15,8 @@ Two changes to stock Dramatiq live here, each small and for a measured reason:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -47,6 +49,8 @@ from shared.settings import CommonSettings
 #: messages from memory back onto their queue (bounds retry-time accuracy).
 DELAY_QUEUE_TICK_MS = 10
 
+logger = logging.getLogger(__name__)
+
 
 def wake_channel(namespace: str, queue_name: str) -> str:
     return f"{namespace}:wake:{queue_name}"
@@ -61,17 +65,57 @@ class WakingRedisBroker(RedisBroker):
 
     def enqueue(self, message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
         """Dramatiq's enqueue, with the wake-up sent in the same round trip."""
-        queue_name = message.queue_name
-        # Each enqueue needs its own Redis id: a retried message is enqueued again.
-        message = message.copy(options={"redis_message_id": str(uuid4())})
-        if delay is not None:
-            queue_name = dq_name(queue_name)
-            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
-        self.emit_before("enqueue", message, delay)
-        args = [
+        return self.enqueue_many([message], delay=delay)[0]
+
+    def enqueue_many(
+        self, messages: Iterable[dramatiq.Message], *, delay: int | None = None
+    ) -> list[dramatiq.Message]:
+        """Enqueue ``messages`` in one round trip, all of them or none.
+
+        Their job-status records (those a sending process writes at once), the messages
+        and one wake-up per queue go to Redis in one MULTI/EXEC transaction, records
+        first, so no worker can start a job before its record exists. A record that
+        fails to apply is logged, never a reason to fail the enqueue.
+        """
+        status = self._job_status()
+        prepared = []
+        with status.gathered() if status else contextlib.nullcontext([]) as records:
+            for message in messages:
+                # Each enqueue needs its own Redis id: a retried message is enqueued again.
+                message = message.copy(options={"redis_message_id": str(uuid4())})
+                if delay is not None:
+                    message = message.copy(
+                        queue_name=dq_name(message.queue_name),
+                        options={"eta": current_millis() + delay},
+                    )
+                self.emit_before("enqueue", message, delay)
+                prepared.append(message)
+        if not prepared:
+            return []
+        with self.client.pipeline(transaction=True) as pipe:
+            if records:
+                status.store.apply(records, client=pipe)
+            for message in prepared:
+                self.scripts["dispatch"](
+                    keys=[self.namespace], args=self._dispatch_args(message), client=pipe
+                )
+            for queue_name in dict.fromkeys(m.queue_name for m in prepared):
+                pipe.publish(wake_channel(self.namespace, queue_name), b"1")
+            replies = pipe.execute(raise_on_error=False)
+        if records and isinstance(replies[0], Exception):
+            logger.warning("Could not record the status of %d job(s): %s", len(records), replies[0])
+        for reply in replies[1 if records else 0 :]:
+            if isinstance(reply, Exception):
+                raise reply
+        for message in prepared:
+            self.emit_after("enqueue", message, delay)
+        return prepared
+
+    def _dispatch_args(self, message: dramatiq.Message) -> list:
+        return [
             "enqueue",
             current_millis(),
-            queue_name,
+            message.queue_name,
             self.broker_id,
             self.heartbeat_timeout,
             self.dead_message_ttl,
@@ -80,12 +124,9 @@ class WakingRedisBroker(RedisBroker):
             message.options["redis_message_id"],
             message.encode(),
         ]
-        with self.client.pipeline(transaction=False) as pipe:
-            self.scripts["dispatch"](keys=[self.namespace], args=args, client=pipe)
-            pipe.publish(wake_channel(self.namespace, queue_name), b"1")
-            pipe.execute()
-        self.emit_after("enqueue", message, delay)
-        return message
+
+    def _job_status(self) -> JobStatus | None:
+        return next((m for m in self.middleware if isinstance(m, JobStatus)), None)
 
 
 class _WakingConsumer(_RedisConsumer):

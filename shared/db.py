@@ -73,22 +73,18 @@ def utcnow() -> datetime:
 
 #: Probes must answer (503) even when the database cannot be reached, so they do not
 #: open a connection up front; the readiness check connects itself.
-PROBE_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
 
 
 class FalconConnectionScope:
-    """Falcon middleware: one database connection per request, except for paths in
-    ``skip`` (probes, static pages) which must answer without the database."""
+    """Falcon middleware: a request's database connection goes back when it is answered.
 
-    def __init__(
-        self, db: peewee.Database | peewee.DatabaseProxy, skip: tuple[str, ...] = PROBE_PATHS
-    ):
+    The connection itself is opened by the request's first query (peewee connects on
+    first use), so a request that never queries (probes, static pages, a create that
+    the group commit writes) never takes one from the pool.
+    """
+
+    def __init__(self, db: peewee.Database | peewee.DatabaseProxy):
         self.db = db
-        self.skip = skip
-
-    def process_request(self, req, resp):
-        if not req.path.startswith(self.skip):
-            self.db.connect(reuse_if_open=True)
 
     def process_response(self, req, resp, resource, req_succeeded):
         if not self.db.is_closed():

@@ -12,7 +12,8 @@ Who writes which state:
   the queue's dead-letter set.
 
 A process that only sends (the api, the relay, an operator's retry) writes its record
-at once, so a job id it hands out can be read straight away. Inside a worker, writes go
+with the message, in the broker's same round trip (:meth:`JobStatus.gathered`), so a
+job id it hands out can be read straight away. Inside a worker, writes go
 to a background writer that sends whatever has piled up in one round trip: the message
 path never waits for Redis on the job's account, which keeps the cost of recording
 small (the trigger path is hot). Writing a record never breaks message handling: a
@@ -29,6 +30,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
@@ -146,6 +148,8 @@ class _ThreadState(threading.local):
     progressed: bool = False
     #: True in a worker's consumer threads (their enqueues move due delayed messages).
     consumer: bool = False
+    #: Inside :meth:`JobStatus.gathered`: where records to write at once go instead.
+    gathered: list[dict[str, Any]] | None = None
 
 
 class JobStatus(Middleware):
@@ -168,10 +172,25 @@ class JobStatus(Middleware):
 
     # -- helpers ----------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def gathered(self) -> Iterator[list[dict[str, Any]]]:
+        """Within: the records this thread would write at once are gathered instead.
+
+        The broker sends them in the same round trip as the messages they describe.
+        """
+        self.local.gathered = records = []
+        try:
+            yield records
+        finally:
+            self.local.gathered = None
+
     def _record(self, job_id: str, queue: str, *, now: bool = False, **kwargs: Any) -> None:
         transition = self.store.change(job_id, queue, **kwargs)
         if not now:
             self.writer.put(transition)
+            return
+        if self.local.gathered is not None:
+            self.local.gathered.append(transition)
             return
         try:
             self.store.apply([transition])

@@ -336,12 +336,16 @@ class JobStatusStore:
             "x": 1 if must_exist else 0,
         }
 
-    def apply(self, transitions: Sequence[dict[str, Any]]) -> int:
-        """Apply transitions in order, in one round trip; returns how many applied."""
+    def apply(self, transitions: Sequence[dict[str, Any]], *, client: Any = None) -> int:
+        """Apply transitions in order, in one round trip; returns how many applied.
+
+        With ``client`` a pipeline, the call is queued on it (and returns 0).
+        """
         if not transitions:
             return 0
         payload = _compact(transitions)
-        return int(self._apply(args=[self.namespace, MAX_EVENTS, payload]))
+        reply = self._apply(args=[self.namespace, MAX_EVENTS, payload], client=client)
+        return 0 if client is not None else int(reply)
 
     def transition(self, job_id: str, queue: str, **kwargs: Any) -> bool:
         """Build and apply one transition (see :meth:`change`)."""

@@ -178,3 +178,23 @@ def test_a_dropped_wake_up_connection_loses_no_delayed_message(broker, start_wor
 
     # Then the delayed message still runs when due
     assert ran.wait(10)
+
+
+def test_enqueue_many_sends_messages_and_their_job_records_together(
+    broker, redis_client, namespace
+):
+    messages = [
+        dramatiq.Message(
+            queue_name=queue, actor_name="anyone", args=(i,), kwargs={}, options={"tenant_id": "t"}
+        )
+        for i, queue in enumerate(["governance.policy", "governance.policy", "governance.audit"])
+    ]
+
+    sent = broker.enqueue_many(messages)
+
+    assert [m.message_id for m in sent] == [m.message_id for m in messages]
+    assert redis_client.llen(f"{namespace}:governance.policy") == 2
+    assert redis_client.llen(f"{namespace}:governance.audit") == 1
+    for message in messages:
+        record = redis_client.hgetall(f"{namespace}:job:{message.message_id}")
+        assert record[b"state"] == b"queued"

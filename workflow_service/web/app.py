@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.auth import AuthMiddleware, TokenDecoder
 from shared.broker import create_broker
-from shared.db import PROBE_PATHS, FalconConnectionScope, check_current, open_database
+from shared.db import FalconConnectionScope, check_current, open_database
 from shared.http import (
     ApiDocs,
     QueryGuard,
@@ -94,7 +94,7 @@ def create_app(settings: WorkflowSettings, deps: Deps) -> falcon.App:
             RequestMetrics(deps.registry, "workflow"),
             QueryGuard(),
             AuthMiddleware(TokenDecoder(settings.jwt_secret, settings.jwt_public_key)),
-            FalconConnectionScope(deps.db, skip=(*PROBE_PATHS, "/console")),
+            FalconConnectionScope(deps.db),
         ]
     )
     install_error_handling(app)
