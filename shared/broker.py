@@ -79,7 +79,8 @@ class WakingRedisBroker(RedisBroker):
         """
         status = self._job_status()
         prepared = []
-        with status.gathered() if status else contextlib.nullcontext([]) as records:
+        records: list[dict] = []
+        with status.gathered(records) if status else contextlib.nullcontext():
             for message in messages:
                 # Each enqueue needs its own Redis id: a retried message is enqueued again.
                 message = message.copy(options={"redis_message_id": str(uuid4())})
@@ -93,7 +94,7 @@ class WakingRedisBroker(RedisBroker):
         if not prepared:
             return []
         with self.client.pipeline(transaction=True) as pipe:
-            if records:
+            if status is not None and records:
                 status.store.apply(records, client=pipe)
             for message in prepared:
                 self.scripts["dispatch"](

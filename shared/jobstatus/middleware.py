@@ -173,14 +173,14 @@ class JobStatus(Middleware):
     # -- helpers ----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def gathered(self) -> Iterator[list[dict[str, Any]]]:
-        """Within: the records this thread would write at once are gathered instead.
+    def gathered(self, into: list[dict[str, Any]]) -> Iterator[None]:
+        """Within: the records this thread would write at once go to ``into`` instead.
 
         The broker sends them in the same round trip as the messages they describe.
         """
-        self.local.gathered = records = []
+        self.local.gathered = into
         try:
-            yield records
+            yield
         finally:
             self.local.gathered = None
 
