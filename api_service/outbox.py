@@ -25,11 +25,11 @@ from typing import Any
 import peewee
 from dramatiq.broker import Broker
 
-from api_service.inserts import CompiledInsert
 from api_service.models import IdempotencyRecord, Outbox
 from api_service.transactions import write_transaction
 from shared.db import is_postgres
 from shared.events import Event, InvalidEvent, event_message, parse_event
+from shared.sql import CompiledInsert
 
 log = logging.getLogger(__name__)
 

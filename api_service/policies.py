@@ -24,7 +24,6 @@ from api_service.errors import (
     VersionMismatch,
     VersionRequired,
 )
-from api_service.inserts import CompiledInsert
 from api_service.models import IdempotencyRecord, Policy, PolicyVersion
 from api_service.outbox import Clock, OutboxPublisher, OutboxRow, PendingEvent
 from api_service.schemas import EDITABLE_FIELDS, PolicyCreate, PolicyUpdate, TransitionRequest
@@ -32,6 +31,7 @@ from api_service.transactions import GroupCommit, write_transaction
 from shared.auth import Principal
 from shared.db import is_postgres
 from shared.events import Event
+from shared.sql import CompiledInsert
 
 _INSERT_POLICY = CompiledInsert(Policy)
 _INSERT_VERSION = CompiledInsert(PolicyVersion)

@@ -29,6 +29,7 @@ from shared.db import utcnow
 from shared.events import Event
 from shared.jobstatus import report_progress
 from shared.queues import ENTITY_QUEUES
+from shared.sql import CompiledInsert, CompiledQuery, CompiledSelect
 from workflow_service.apiclient import ApiClient
 from workflow_service.cache import ActiveWorkflowCache
 from workflow_service.conditions import matches
@@ -152,7 +153,7 @@ class Engine:
             "updated_at": now,
             "finished_at": finished,
         }
-        inserted = Execution.insert(**values).on_conflict_ignore().as_rowcount().execute()
+        inserted = _INSERT_EXECUTION.execute(self.db, values)
         if inserted:
             return Execution(**values)
         return Execution.get_by_id(execution_id)  # a redelivery: the first one made it
@@ -213,26 +214,7 @@ class Engine:
         worker must be gone. One conditional UPDATE: two workers cannot both win."""
         now = self.clock()
         stale = now - timedelta(seconds=self.settings.claim_timeout_s)
-        claimed = (
-            Execution.update(
-                status=ExecutionStatus.RUNNING,
-                attempts=Execution.attempts + 1,
-                claimed_at=now,
-                updated_at=now,
-                started_at=peewee.fn.COALESCE(Execution.started_at, now),
-            )
-            .where(
-                (Execution.id == execution_id)
-                & (
-                    (Execution.status == ExecutionStatus.PENDING)
-                    | (
-                        (Execution.status == ExecutionStatus.RUNNING)
-                        & (Execution.claimed_at < stale)
-                    )
-                )
-            )
-            .execute()
-        )
+        claimed = _CLAIM.execute(self.db, execution_id, now, stale)
         return claimed == 1
 
     def run(self, execution_id: str) -> str:
@@ -243,7 +225,7 @@ class Engine:
                 raise UnknownExecution(f"no execution {execution_id}")
             log.info("execution %s not claimable (%s); skipped", execution_id, status)
             return status
-        execution = Execution.get_by_id(execution_id)
+        execution = _LOAD_EXECUTION.first(self.db, execution_id)
         try:
             return self._run_claimed(execution)
         except ClaimLost:
@@ -318,14 +300,7 @@ class Engine:
                 branch = list(outcome.branch)
             plan[index + 1 : index + 1] = [(f"{key}.{j}", s) for j, s in enumerate(branch)]
             index += 1
-        now = self.clock()
-        finished = (
-            Execution.update(
-                status=ExecutionStatus.COMPLETED, error=None, finished_at=now, updated_at=now
-            )
-            .where(_owned(execution))
-            .execute()
-        )
+        finished = _COMPLETE.execute(self.db, execution.id, execution.attempts, self.clock())
         if not finished:
             return Execution.get_by_id(execution.id).status
         return ExecutionStatus.COMPLETED
@@ -343,7 +318,7 @@ class Engine:
     ) -> StepOutcome:
         step = build_step_or_fail(spec)
         now = self.clock()
-        run = StepRun.create(
+        run = StepRun(
             execution=execution.id,
             key=key,
             position=index,
@@ -351,6 +326,7 @@ class Engine:
             attempt=execution.attempts,
             started_at=now,
         )
+        run.id = _INSERT_STEP_RUN.execute(self.db, run.__data__)
         ctx = StepContext(
             execution=execution,
             trigger=trigger,
@@ -419,15 +395,13 @@ class Engine:
 
     def _record(self, run: StepRun, outcome: StepOutcome) -> None:
         waiting = outcome.state == "waiting"
-        (
-            StepRun.update(
-                status=StepStatus.WAITING if waiting else StepStatus.COMPLETED,
-                output=outcome.output,
-                branch=list(outcome.branch) or None,
-                finished_at=None if waiting else self.clock(),
-            )
-            .where(StepRun.id == run.id)
-            .execute()
+        _FINISH_STEP.execute(
+            self.db,
+            run.id,
+            StepStatus.WAITING if waiting else StepStatus.COMPLETED,
+            StepRun.output.db_value(outcome.output),
+            StepRun.branch.db_value(list(outcome.branch) or None),
+            None if waiting else self.clock(),
         )
 
     def _cancelled(self, execution_id: str) -> bool:
@@ -519,8 +493,43 @@ def _owned(execution: Execution):
     claim token: after another worker claims the execution, the first one's updates
     match nothing.
     """
+    return _owned_by(execution.id, execution.attempts)
+
+
+def _owned_by(execution_id: Any, attempts: Any):
     return (
-        (Execution.id == execution.id)
+        (Execution.id == execution_id)
         & (Execution.status == ExecutionStatus.RUNNING)
-        & (Execution.attempts == execution.attempts)
+        & (Execution.attempts == attempts)
     )
+
+
+# The statements every execution runs, rendered once (see shared.sql).
+_INSERT_EXECUTION = CompiledInsert(Execution, ignore_conflicts=True)
+_INSERT_STEP_RUN = CompiledInsert(StepRun)
+_LOAD_EXECUTION = CompiledSelect(Execution, lambda execution_id: Execution.id == execution_id)
+_CLAIM = CompiledQuery(
+    lambda execution_id, now, stale: Execution.update(
+        status=ExecutionStatus.RUNNING,
+        attempts=Execution.attempts + 1,
+        claimed_at=now,
+        updated_at=now,
+        started_at=peewee.fn.COALESCE(Execution.started_at, now),
+    ).where(
+        (Execution.id == execution_id)
+        & (
+            (Execution.status == ExecutionStatus.PENDING)
+            | ((Execution.status == ExecutionStatus.RUNNING) & (Execution.claimed_at < stale))
+        )
+    )
+)
+_COMPLETE = CompiledQuery(
+    lambda execution_id, attempts, now: Execution.update(
+        status=ExecutionStatus.COMPLETED, error=None, finished_at=now, updated_at=now
+    ).where(_owned_by(execution_id, attempts))
+)
+_FINISH_STEP = CompiledQuery(
+    lambda run_id, status, output, branch, finished_at: StepRun.update(
+        status=status, output=output, branch=branch, finished_at=finished_at
+    ).where(StepRun.id == run_id)
+)

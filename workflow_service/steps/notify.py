@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, field_validator
 
 from shared.db import utcnow
+from shared.sql import CompiledInsert
 from workflow_service import templating
 from workflow_service.models import Notification
 from workflow_service.steps.base import Step, StepConfig, StepContext, StepOutcome
@@ -24,6 +25,8 @@ from workflow_service.steps.recipients import Address, check_recipient, resolve
 from workflow_service.steps.registry import register
 
 ChannelHandler = Callable[[StepContext, list[Address], str, str], Any]
+
+_INSERT_NOTIFICATION = CompiledInsert(Notification, ignore_conflicts=True)
 
 
 def deliver_in_app(ctx: StepContext, addresses: list[Address], subject: str, body: str) -> Any:
@@ -46,8 +49,8 @@ def deliver_in_app(ctx: StepContext, addresses: list[Address], subject: str, bod
         }
         for address in addresses
     ]
-    if rows:
-        Notification.insert_many(rows).on_conflict_ignore().execute()
+    for row in rows:
+        _INSERT_NOTIFICATION.execute(ctx.db, row)
     return {"delivered": [a.key for a in addresses]}
 
 
