@@ -4,10 +4,10 @@ published to the broker after commit, by the request (fast path) or by the relay
 A row's ``claimed_until`` is a lease. The request that wrote a row holds it from the
 start, so the relay never races the fast path; a relay holds the rows it claimed, so two
 relays never publish the same row. Whoever holds a row publishes it with the event id as
-the message id and marks it sent at once, row by row. If the holder dies between the
-enqueue and the mark (a hard crash, not a restart) the row is republished with the same
-message id after its lease ends; the workflow service's dispatch is keyed on the event
-id, so that rare repeat is absorbed.
+the message id and then marks it sent (the request path within 50 ms, many rows per
+statement). If the holder dies between the enqueue and the mark (a hard crash, not a
+restart) the row is republished with the same message id after its lease ends; the
+workflow service's dispatch is keyed on the event id, so that rare repeat is absorbed.
 """
 
 from __future__ import annotations
