@@ -12,6 +12,7 @@ workflow service's dispatch is keyed on the event id, so that rare repeat is abs
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -91,6 +92,7 @@ class OutboxPublisher:
         self.monotonic = monotonic
         self._paused_until = 0.0
         self._waiting: list[tuple[PendingEvent, threading.Event]] = []
+        self._unmarked: list[int] = []  # row ids in Redis, not yet marked sent
         self._cond = threading.Condition()
         self._sender: threading.Thread | None = None
         self._pid = 0
@@ -140,34 +142,37 @@ class OutboxPublisher:
                     target=self._send_forever, name="outbox-publisher", daemon=True
                 )
                 self._sender.start()
+                atexit.register(self.mark_published)
             self._waiting.extend((item, done) for item in pending)
             self._cond.notify()
         done.wait(self.wait_seconds)
 
     def _send_forever(self) -> None:
-        unmarked: list[int] = []  # in Redis, not yet marked sent
         last_mark = self.monotonic()
         while True:
             with self._cond:
                 # Rows in Redis are marked sent once no event came for a moment, or
                 # every MARK_EVERY_SECONDS under load: one statement marks many batches.
                 self._cond.wait_for(
-                    lambda: self._waiting, self.MARK_EVERY_SECONDS if unmarked else None
+                    lambda: self._waiting, self.MARK_EVERY_SECONDS if self._unmarked else None
                 )
                 batch = self._waiting[: self.MAX_BATCH]
                 del self._waiting[: self.MAX_BATCH]
             try:
                 if batch:
-                    unmarked += self._send(batch)
-                if unmarked and (
-                    not batch or self.monotonic() - last_mark >= self.MARK_EVERY_SECONDS
-                ):
-                    rows, unmarked = unmarked, []
+                    self._unmarked += self._send(batch)
+                if not batch or self.monotonic() - last_mark >= self.MARK_EVERY_SECONDS:
                     last_mark = self.monotonic()
-                    with self.db.connection_context():
-                        self._mark_sent(rows)
+                    self.mark_published()
             except Exception:  # noqa: BLE001 - the sender must outlive any one failure
                 log.exception("outbox publisher failed; the relay delivers what it left")
+
+    def mark_published(self) -> None:
+        """Mark the rows already in Redis sent (also at exit, so none is sent twice)."""
+        rows, self._unmarked = self._unmarked, []
+        if rows:
+            with self.db.connection_context():
+                self._mark_sent(rows)
 
     def _send(self, batch: list[tuple[PendingEvent, threading.Event]]) -> list[int]:
         """Publish a batch and wake its requests; returns the row ids now in Redis."""

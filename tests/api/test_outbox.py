@@ -291,3 +291,42 @@ def test_a_dead_broker_does_not_hold_requests(own_db, api_settings, make_app, re
     # Released to the relay straight away, not held for the claim period.
     assert [r.claimed_until for r in rows] == [None, None]
     assert rows[0].last_error
+
+
+def test_concurrent_writes_are_published_at_once_and_marked_sent_soon_after(
+    own_db, api_settings, make_app, redis_client, namespace
+):
+    url, _ = own_db
+    app, _ = make_app(dataclasses.replace(api_settings, database_url=url))
+    api = ApiClient(app, unique_tenant())
+
+    def write(i: int) -> str:
+        resp = api.client.simulate_post(
+            "/policies", json={"title": f"p{i}", "policy_type": "t"}, headers=api.headers()
+        )
+        assert resp.status_code == 201, resp.text
+        job_id = resp.json["jobs"][0]["id"]
+        # Its message and its job record are in Redis when the response is sent.
+        assert job_id in {m["message_id"] for m in _messages(redis_client, namespace)}
+        assert redis_client.exists(f"{namespace}:job:{job_id}")
+        return job_id
+
+    threads_out: list[str] = []
+    workers = [
+        threading.Thread(
+            target=lambda i=i: threads_out.extend(write(i * 10 + j) for j in range(10))
+        )
+        for i in range(8)
+    ]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+
+    assert len(threads_out) == 80
+    assert queue_counts(redis_client, namespace) == (80, 80)
+    poll(
+        lambda: Outbox.select().where(Outbox.sent_at.is_null()).count() == 0,
+        timeout=5,
+        message="every row marked sent by the publisher, not left to the relay",
+    )
