@@ -30,7 +30,7 @@ from api_service.models import IdempotencyRecord, Outbox
 from api_service.transactions import write_transaction
 from shared.db import is_postgres
 from shared.events import Event, InvalidEvent, event_message, parse_event
-from shared.sql import CompiledInsert
+from shared.sql import CompiledInsert, Statement
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,17 @@ class OutboxRow:
 
 @dataclass(frozen=True)
 class PendingEvent:
-    """An outbox row written in the current transaction, to publish after commit."""
+    """An outbox row written in the current transaction, to publish after commit.
 
-    row_id: int
+    Rows are found by their event id (unique), so a row can be written without asking
+    the database for its key.
+    """
+
     event: Event
+
+    @property
+    def event_id(self) -> str:
+        return self.event.event_id
 
 
 class OutboxPublisher:
@@ -92,7 +99,7 @@ class OutboxPublisher:
         self.monotonic = monotonic
         self._paused_until = 0.0
         self._waiting: list[tuple[PendingEvent, threading.Event]] = []
-        self._unmarked: list[int] = []  # row ids in Redis, not yet marked sent
+        self._unmarked: list[str] = []  # event ids in Redis, not yet marked sent
         self._cond = threading.Condition()
         self._sender: threading.Thread | None = None
         self._pid = 0
@@ -118,7 +125,12 @@ class OutboxPublisher:
 
     def insert(self, row: OutboxRow) -> PendingEvent:
         """Insert a row of :meth:`row`; call inside the transaction of the change."""
-        return PendingEvent(_INSERT_OUTBOX.run(self.db, row.params), row.event)
+        _INSERT_OUTBOX.run(self.db, row.params)
+        return PendingEvent(row.event)
+
+    def insert_statement(self, row: OutboxRow) -> Statement:
+        """The INSERT of a row of :meth:`row`, for a :class:`GroupCommit`."""
+        return _INSERT_OUTBOX.statement(self.db, row.params)
 
     def publish(self, pending: Iterable[PendingEvent]) -> None:
         """Publish rows written by a committed transaction; never raises.
@@ -131,7 +143,7 @@ class OutboxPublisher:
         if not pending:
             return
         if self.monotonic() < self._paused_until:
-            self._release([p.row_id for p in pending])
+            self._release([p.event_id for p in pending])
             return
         done = threading.Event()
         with self._cond:
@@ -174,13 +186,13 @@ class OutboxPublisher:
             with self.db.connection_context():
                 self._mark_sent(rows)
 
-    def _send(self, batch: list[tuple[PendingEvent, threading.Event]]) -> list[int]:
-        """Publish a batch and wake its requests; returns the row ids now in Redis."""
-        row_ids = [item.row_id for item, _ in batch]
+    def _send(self, batch: list[tuple[PendingEvent, threading.Event]]) -> list[str]:
+        """Publish a batch and wake its requests; returns the event ids now in Redis."""
+        event_ids = [item.event_id for item, _ in batch]
         try:
             if self.monotonic() >= self._paused_until:
                 self.broker.enqueue_many(event_message(item.event) for item, _ in batch)
-                return row_ids
+                return event_ids
             error = None
         except Exception as exc:  # noqa: BLE001 - the writes succeeded; the relay retries
             log.warning(
@@ -195,10 +207,10 @@ class OutboxPublisher:
             for _, done in batch:
                 done.set()
         with self.db.connection_context():
-            self._release(row_ids, error=error)
+            self._release(event_ids, error=error)
         return []
 
-    def _mark_sent(self, row_ids: list[int]) -> None:
+    def _mark_sent(self, event_ids: list[str]) -> None:
         try:
             with write_transaction(self.db):
                 if is_postgres(self.db):
@@ -207,21 +219,21 @@ class OutboxPublisher:
                     # the same message id, which the dispatcher absorbs.
                     self.db.execute_sql("SET LOCAL synchronous_commit TO OFF")
                 Outbox.update(sent_at=self.clock(), attempts=Outbox.attempts + 1).where(
-                    Outbox.id.in_(row_ids) & Outbox.sent_at.is_null()
+                    Outbox.event_id.in_(event_ids) & Outbox.sent_at.is_null()
                 ).execute(self.db)
         except peewee.DatabaseError:
             # Published but not marked: the relay republishes them (same message ids)
             # once the lease ends. Logged so an operator can see why.
-            log.exception("published outbox rows %s but could not mark them sent", row_ids)
+            log.exception("published events %s but could not mark them sent", event_ids)
 
-    def _release(self, row_ids: list[int], error: str | None = None) -> None:
+    def _release(self, event_ids: list[str], error: str | None = None) -> None:
         try:
             with write_transaction(self.db):
                 Outbox.update(
                     claimed_until=None, attempts=Outbox.attempts + 1, last_error=error
-                ).where(Outbox.id.in_(row_ids) & Outbox.sent_at.is_null()).execute(self.db)
+                ).where(Outbox.event_id.in_(event_ids) & Outbox.sent_at.is_null()).execute(self.db)
         except peewee.DatabaseError:
-            log.exception("could not release outbox rows %s; the relay takes them later", row_ids)
+            log.exception("could not release events %s; the relay takes them later", event_ids)
 
 
 class OutboxRelay:

@@ -204,17 +204,17 @@ class PolicyService:
             "deleted_at": None,
         }
         policy = Policy(**values)
-        # Every row is converted before the transaction: on SQLite writers take turns,
-        # and the turn should only last as long as the statements.
+        # The rows are built here, so the group commit's transaction only runs statements.
         policy_row = _INSERT_POLICY.params(values)
         version_row, outbox_row = self._change_rows(policy, principal, "policy.created", {}, [])
-
-        def insert() -> PendingEvent:
-            _INSERT_POLICY.run(self.db, policy_row)
-            _INSERT_VERSION.run(self.db, version_row)
-            return self.outbox.insert(outbox_row)
-
-        pending = self.group_commit.run(insert)
+        self.group_commit.run(
+            [
+                _INSERT_POLICY.statement(self.db, policy_row),
+                _INSERT_VERSION.statement(self.db, version_row),
+                self.outbox.insert_statement(outbox_row),
+            ]
+        )
+        pending = PendingEvent(outbox_row.event)
         self.outbox.publish([pending])
         return WriteResult(policy, [pending])
 

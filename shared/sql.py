@@ -15,6 +15,9 @@ from typing import Any
 
 import peewee
 
+#: SQL text and its parameters, ready for ``db.execute_sql``.
+Statement = tuple[str, list[Any]]
+
 
 class CompiledInsert:
     """A single-row INSERT of every column of ``model`` except an auto-increment key.
@@ -57,6 +60,10 @@ class CompiledInsert:
         return [
             f.db_value(values[f.name] if f.name in values else _default(f)) for f in self.fields
         ]
+
+    def statement(self, db: peewee.Database | peewee.DatabaseProxy, params: list[Any]) -> Statement:
+        """The INSERT of a row of :meth:`params`, to run later (see ``GroupCommit``)."""
+        return self._sql(_unproxied(db)), params
 
     def run(self, db: peewee.Database | peewee.DatabaseProxy, params: list[Any]) -> Any:
         """Insert a row of :meth:`params`; returns what :meth:`execute` does."""

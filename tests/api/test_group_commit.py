@@ -10,27 +10,27 @@ import peewee
 
 from api_service.models import Outbox
 from api_service.transactions import GroupCommit
+from shared.sql import CompiledInsert
 from tests.api.test_outbox import own_db  # noqa: F401 - a fixture
 
-
-def _insert(event_id: str):
-    def work() -> int:
-        return Outbox.insert(
-            event_id=event_id, tenant="acme", queue_name="governance.policy", payload={}
-        ).execute()
-
-    return work
+INSERT = CompiledInsert(Outbox)
 
 
-def test_concurrent_writes_are_all_committed_and_each_caller_gets_its_result(own_db):  # noqa: F811
+def _row(db, event_id: str):
+    params = INSERT.params(
+        {"event_id": event_id, "tenant": "acme", "queue_name": "q", "payload": {}}
+    )
+    return [INSERT.statement(db, params)]
+
+
+def test_concurrent_writes_are_all_committed(own_db):  # noqa: F811
     _, db = own_db
     group = GroupCommit(db)
     ids = [str(uuid.uuid4()) for _ in range(200)]
-    results: dict[str, int] = {}
 
     def write(chunk: list[str]) -> None:
         for event_id in chunk:
-            results[event_id] = group.run(_insert(event_id))
+            group.run(_row(db, event_id))
 
     threads = [threading.Thread(target=write, args=(ids[i::16],)) for i in range(16)]
     for t in threads:
@@ -38,24 +38,36 @@ def test_concurrent_writes_are_all_committed_and_each_caller_gets_its_result(own
     for t in threads:
         t.join()
 
-    rows = {row.event_id: row.id for row in Outbox.select()}
-    assert rows == results  # every write committed, and its caller got its own row id
+    assert sorted(row.event_id for row in Outbox.select()) == sorted(ids)
 
 
 def test_a_failing_write_fails_alone_and_the_rest_of_its_group_commits(own_db):  # noqa: F811
     _, db = own_db
     group = GroupCommit(db)
     taken = str(uuid.uuid4())
-    group.run(_insert(taken))
-    # Hold the committing thread so the next writes queue up and form one group.
-    gate = threading.Event()
-    blocker = threading.Thread(target=group.run, args=(gate.wait,))
+    group.run(_row(db, taken))
+    # Hold the committing thread (a slow write) so the next writes queue up as one group.
+    slow = ("SELECT 1", [])
+    original = group._commit
+
+    sizes: list[int] = []
+
+    def held_commit(batch):
+        sizes.append(len(batch))
+        if batch[0].statements == [slow]:
+            time.sleep(0.3)
+        return original(batch)
+
+    group._commit = held_commit
+    blocker = threading.Thread(target=group.run, args=([slow],))
     blocker.start()
+    time.sleep(0.05)
     outcomes: dict[str, object] = {}
 
     def write(event_id: str) -> None:
         try:
-            outcomes[event_id] = group.run(_insert(event_id))
+            group.run(_row(db, event_id))
+            outcomes[event_id] = "committed"
         except peewee.IntegrityError as exc:
             outcomes[event_id] = exc
 
@@ -63,11 +75,10 @@ def test_a_failing_write_fails_alone_and_the_rest_of_its_group_commits(own_db): 
     writers = [threading.Thread(target=write, args=(e,)) for e in [*fresh[:2], taken, *fresh[2:]]]
     for t in writers:
         t.start()
-    time.sleep(0.2)  # all five are queued behind the blocker
-    gate.set()
     for t in [blocker, *writers]:
         t.join()
 
+    assert max(sizes) == 6  # the writes queued behind the slow one formed one group
     assert isinstance(outcomes[taken], peewee.IntegrityError)  # a duplicate event id
-    assert {e: isinstance(outcomes[e], int) for e in fresh} == dict.fromkeys(fresh, True)
+    assert {e: outcomes[e] for e in fresh} == dict.fromkeys(fresh, "committed")
     assert Outbox.select().count() == 1 + len(fresh)
