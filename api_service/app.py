@@ -52,6 +52,9 @@ class Deps:
     clock: Callable[[], datetime] = utcnow
     #: Reads job-status records for /jobs; None: a store on the broker's Redis client.
     job_store: Any = None
+    #: Publishes trigger events after commit; None: one on ``db`` and ``broker`` (set
+    #: here by ``create_app``, so whoever made the app can close it).
+    outbox: OutboxPublisher | None = None
     registry: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
 
 
@@ -85,14 +88,15 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
     install_error_handling(app)
     errors.install(app)
 
-    outbox = OutboxPublisher(
-        deps.db,
-        deps.broker,
-        deps.clock,
-        claim_seconds=settings.outbox_claim_seconds,
-        pause_seconds=settings.publish_pause_seconds,
-    )
-    policies = PolicyService(deps.db, outbox, deps.clock)
+    if deps.outbox is None:
+        deps.outbox = OutboxPublisher(
+            deps.db,
+            deps.broker,
+            deps.clock,
+            claim_seconds=settings.outbox_claim_seconds,
+            pause_seconds=settings.publish_pause_seconds,
+        )
+    policies = PolicyService(deps.db, deps.outbox, deps.clock)
     limit = settings.max_body_bytes
 
     docs = ApiDocs(

@@ -103,6 +103,7 @@ class OutboxPublisher:
         self._cond = threading.Condition()
         self._sender: threading.Thread | None = None
         self._pid = 0
+        self._closing = False
 
     def add(self, event: Event) -> PendingEvent:
         """Write ``event`` to the outbox; call inside the transaction of the change."""
@@ -142,7 +143,7 @@ class OutboxPublisher:
         pending = list(pending)
         if not pending:
             return
-        if self.monotonic() < self._paused_until:
+        if self.monotonic() < self._paused_until or self._closing:
             self._release([p.event_id for p in pending])
             return
         done = threading.Event()
@@ -159,6 +160,16 @@ class OutboxPublisher:
             self._cond.notify()
         done.wait(self.wait_seconds)
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the sender once it has sent what waits, and mark what it sent."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+            sender = self._sender
+        if sender is not None and sender.is_alive():
+            sender.join(timeout)
+        self.mark_published()
+
     def _send_forever(self) -> None:
         last_mark = self.monotonic()
         while True:
@@ -166,8 +177,11 @@ class OutboxPublisher:
                 # Rows in Redis are marked sent once no event came for a moment, or
                 # every MARK_EVERY_SECONDS under load: one statement marks many batches.
                 self._cond.wait_for(
-                    lambda: self._waiting, self.MARK_EVERY_SECONDS if self._unmarked else None
+                    lambda: self._waiting or self._closing,
+                    self.MARK_EVERY_SECONDS if self._unmarked else None,
                 )
+                if self._closing and not self._waiting:
+                    return
                 batch = self._waiting[: self.MAX_BATCH]
                 del self._waiting[: self.MAX_BATCH]
             try:

@@ -48,6 +48,8 @@ def make_app():
 
     yield make
     for deps in opened:
+        if deps.outbox is not None:
+            deps.outbox.close()
         deps.broker.close()
         if hasattr(deps.db, "close_all"):
             deps.db.close_all()

@@ -29,8 +29,10 @@ def api(redis_url, namespace, make_database_url):
     with db.connection_context():
         migrate(db, MIGRATIONS)
     broker = create_broker(settings)
-    client = testing.TestClient(create_app(settings, Deps(db=db, broker=broker)))
+    deps = Deps(db=db, broker=broker)
+    client = testing.TestClient(create_app(settings, deps))
     yield client
+    deps.outbox.close()
     broker.close()
     db.close()
 
