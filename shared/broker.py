@@ -59,6 +59,9 @@ def wake_channel(namespace: str, queue_name: str) -> str:
 class WakingRedisBroker(RedisBroker):
     """A RedisBroker whose consumers are woken by enqueues instead of polling."""
 
+    #: The Lua scripts of an enqueue are known to be loaded in Redis.
+    _scripts_loaded = False
+
     @property
     def consumer_class(self):
         return _WakingConsumer
@@ -93,21 +96,39 @@ class WakingRedisBroker(RedisBroker):
                 prepared.append(message)
         if not prepared:
             return []
-        with self.client.pipeline(transaction=True) as pipe:
-            if status is not None and records:
-                status.store.apply(records, client=pipe)
-            for message in prepared:
-                self.scripts["dispatch"](
-                    keys=[self.namespace], args=self._dispatch_args(message), client=pipe
+        for _ in range(2):
+            # Once the scripts are known to be in Redis, skip redis-py's SCRIPT EXISTS
+            # round trip before each transaction. A Redis that lost them (restarted)
+            # answers NOSCRIPT to every call of the missing script, so no message was
+            # enqueued: load them and send again.
+            loaded = self._scripts_loaded
+            with self.client.pipeline(transaction=True) as pipe:
+                if status is not None and records:
+                    status.store.apply(records, client=pipe, loaded=loaded)
+                for message in prepared:
+                    args = self._dispatch_args(message)
+                    if loaded:
+                        pipe.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, *args)
+                    else:
+                        self.scripts["dispatch"](keys=[self.namespace], args=args, client=pipe)
+                for queue_name in dict.fromkeys(m.queue_name for m in prepared):
+                    pipe.publish(wake_channel(self.namespace, queue_name), b"1")
+                replies = pipe.execute(raise_on_error=False)
+            status_reply, replies = (replies[0], replies[1:]) if records else (None, replies)
+            if isinstance(status_reply, Exception):
+                logger.warning(
+                    "Could not record the status of %d job(s): %s", len(records), status_reply
                 )
-            for queue_name in dict.fromkeys(m.queue_name for m in prepared):
-                pipe.publish(wake_channel(self.namespace, queue_name), b"1")
-            replies = pipe.execute(raise_on_error=False)
-        if records and isinstance(replies[0], Exception):
-            logger.warning("Could not record the status of %d job(s): %s", len(records), replies[0])
-        for reply in replies[1 if records else 0 :]:
-            if isinstance(reply, Exception):
-                raise reply
+            if loaded and isinstance(replies[0], redis.exceptions.NoScriptError):
+                self._scripts_loaded = False
+                if not isinstance(status_reply, Exception):
+                    records = []  # applied already
+                continue
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            self._scripts_loaded = True
+            break
         for message in prepared:
             self.emit_after("enqueue", message, delay)
         return prepared

@@ -336,15 +336,21 @@ class JobStatusStore:
             "x": 1 if must_exist else 0,
         }
 
-    def apply(self, transitions: Sequence[dict[str, Any]], *, client: Any = None) -> int:
+    def apply(
+        self, transitions: Sequence[dict[str, Any]], *, client: Any = None, loaded: bool = False
+    ) -> int:
         """Apply transitions in order, in one round trip; returns how many applied.
 
-        With ``client`` a pipeline, the call is queued on it (and returns 0).
+        With ``client`` a pipeline, the call is queued on it (and returns 0); ``loaded``
+        says the script is known to be in Redis (no SCRIPT EXISTS before it).
         """
         if not transitions:
             return 0
-        payload = _compact(transitions)
-        reply = self._apply(args=[self.namespace, MAX_EVENTS, payload], client=client)
+        args = [self.namespace, MAX_EVENTS, _compact(transitions)]
+        if client is not None and loaded:
+            client.evalsha(self._apply.sha, 0, *args)  # type: ignore[attr-defined]
+            return 0
+        reply = self._apply(args=args, client=client)
         return 0 if client is not None else int(reply)
 
     def transition(self, job_id: str, queue: str, **kwargs: Any) -> bool:

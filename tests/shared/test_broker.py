@@ -198,3 +198,23 @@ def test_enqueue_many_sends_messages_and_their_job_records_together(
     for message in messages:
         record = redis_client.hgetall(f"{namespace}:job:{message.message_id}")
         assert record[b"state"] == b"queued"
+
+
+def test_enqueue_many_after_redis_lost_its_scripts_sends_each_message_once(
+    broker, redis_client, namespace
+):
+    def message(i):
+        return dramatiq.Message(
+            queue_name="governance.policy", actor_name="anyone", args=(i,), kwargs={}, options={}
+        )
+
+    broker.enqueue_many([message(0)])  # the scripts are now known to be loaded
+    redis_client.script_flush()  # as after a Redis restart
+
+    sent = broker.enqueue_many([message(1), message(2)])
+
+    assert redis_client.llen(f"{namespace}:governance.policy") == 3
+    for m in sent:
+        assert redis_client.hget(f"{namespace}:job:{m.message_id}", "state") == b"queued"
+        events = redis_client.lrange(f"{namespace}:job:{m.message_id}:events", 0, -1)
+        assert len(events) == 1  # its record was written once
