@@ -12,9 +12,7 @@ workflow service's dispatch is keyed on the event id, so that rare repeat is abs
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import threading
 import time
 import uuid
@@ -31,6 +29,7 @@ from api_service.transactions import write_transaction
 from shared.db import is_postgres
 from shared.events import Event, InvalidEvent, event_message, parse_event
 from shared.sql import CompiledInsert, Statement
+from shared.threads import ProcessThread
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +100,7 @@ class OutboxPublisher:
         self._waiting: list[tuple[PendingEvent, threading.Event]] = []
         self._unmarked: list[str] = []  # event ids in Redis, not yet marked sent
         self._cond = threading.Condition()
-        self._sender: threading.Thread | None = None
-        self._pid = 0
+        self._sender = ProcessThread(self._send_forever, "outbox-publisher", self.mark_published)
         self._closing = False
 
     def add(self, event: Event) -> PendingEvent:
@@ -148,14 +146,7 @@ class OutboxPublisher:
             return
         done = threading.Event()
         with self._cond:
-            if self._sender is None or self._pid != os.getpid() or not self._sender.is_alive():
-                # Started in the process that publishes: a thread does not survive fork.
-                self._pid = os.getpid()
-                self._sender = threading.Thread(
-                    target=self._send_forever, name="outbox-publisher", daemon=True
-                )
-                self._sender.start()
-                atexit.register(self.mark_published)
+            self._sender.ensure()
             self._waiting.extend((item, done) for item in pending)
             self._cond.notify()
         done.wait(self.wait_seconds)
@@ -165,9 +156,7 @@ class OutboxPublisher:
         with self._cond:
             self._closing = True
             self._cond.notify()
-            sender = self._sender
-        if sender is not None and sender.is_alive():
-            sender.join(timeout)
+        self._sender.join(timeout)
         self.mark_published()
 
     def _send_forever(self) -> None:

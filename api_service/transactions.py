@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 import peewee
 
 from shared.sql import Statement
+from shared.threads import ProcessThread
 
 
 class _WriterQueue:
@@ -104,19 +105,13 @@ class GroupCommit:
         self.db = db
         self._queue: list[_Work] = []
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._committer = ProcessThread(self._commit_forever, "group-commit")
 
     def run(self, statements: Sequence[Statement]) -> None:
         """Run ``statements`` in the next group's transaction; returns once committed."""
         item = _Work(statements)
         with self._cond:
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()  # a thread does not survive fork
-                self._thread = threading.Thread(
-                    target=self._commit_forever, name="group-commit", daemon=True
-                )
-                self._thread.start()
+            self._committer.ensure()
             self._queue.append(item)
             self._cond.notify()
         item.done.wait()

@@ -22,7 +22,6 @@ Redis error is logged and the record falls behind.
 
 from __future__ import annotations
 
-import atexit
 import collections
 import contextlib
 import logging
@@ -52,6 +51,7 @@ from shared.jobstatus.store import (
 )
 from shared.jobstatus.views import error_summary
 from shared.queues import CATALOG, base_queue_name
+from shared.threads import ProcessThread
 
 logger = logging.getLogger(__name__)
 
@@ -81,24 +81,16 @@ class BatchWriter:
         self.pending: collections.deque[dict[str, Any]] = collections.deque()
         self.cond = threading.Condition()
         self.sending = False
-        self.thread: threading.Thread | None = None
-        self.pid = 0
+        self.thread = ProcessThread(self._run, "job-status-writer", lambda: self.flush(2.0))
 
     def put(self, transition: dict[str, Any]) -> None:
         with self.cond:
             self.pending.append(transition)
-            if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
-                self._start()
+            self.thread.ensure()
             if len(self.pending) == 1 and not self.sending:
                 # Wake the writer only when it sleeps on an empty queue: a thread woken
                 # for every change would fight the worker threads for the GIL.
                 self.cond.notify_all()
-
-    def _start(self) -> None:
-        self.pid = os.getpid()
-        self.thread = threading.Thread(target=self._run, name="job-status-writer", daemon=True)
-        self.thread.start()
-        atexit.register(self.flush, 2.0)
 
     def _run(self) -> None:
         while True:
