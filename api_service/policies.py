@@ -239,8 +239,9 @@ class PolicyService:
             if not changed:
                 return WriteResult(policy, [])
             policy = self._conditional_update(policy, principal, changed, expected)
+            extra = {"changed_fields": sorted(changed)}
             pending = self._record(
-                policy, principal, "policy.updated", {"changed_fields": sorted(changed)}, []
+                self._change_rows(policy, principal, "policy.updated", extra, [])
             )
         self.outbox.publish([pending])
         return WriteResult(policy, [pending])
@@ -255,7 +256,7 @@ class PolicyService:
             policy = self._conditional_update(
                 policy, principal, {"deleted_at": self.clock()}, expected
             )
-            pending = self._record(policy, principal, "policy.deleted", {}, [])
+            pending = self._record(self._change_rows(policy, principal, "policy.deleted", {}, []))
         self.outbox.publish([pending])
         return WriteResult(policy, [pending])
 
@@ -306,7 +307,9 @@ class PolicyService:
                 extra: dict[str, Any] = {"old_status": old}
                 if data.comment:
                     extra["comment"] = data.comment
-                pending = self._record(policy, principal, "policy.status_changed", extra, causation)
+                pending = self._record(
+                    self._change_rows(policy, principal, "policy.status_changed", extra, causation)
+                )
                 body = WriteResult(policy, [pending]).body()
                 if idempotency_key:
                     IdempotencyRecord.create(
@@ -413,16 +416,9 @@ class PolicyService:
             setattr(policy, name, value)
         return policy
 
-    def _record(
-        self,
-        policy: Policy,
-        principal: Principal,
-        event_type: str,
-        extra: dict[str, Any],
-        causation: list[str],
-    ) -> PendingEvent:
-        """Write the version snapshot and the outbox event of a change (same transaction)."""
-        version_row, outbox_row = self._change_rows(policy, principal, event_type, extra, causation)
+    def _record(self, rows: tuple[list[Any], OutboxRow]) -> PendingEvent:
+        """Write a change's rows (from :meth:`_change_rows`) in the current transaction."""
+        version_row, outbox_row = rows
         _INSERT_VERSION.run(self.db, version_row)
         return self.outbox.insert(outbox_row)
 
