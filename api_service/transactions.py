@@ -137,15 +137,10 @@ class GroupCommit:
     def _commit(self, batch: list[_Work]) -> None:
         statements = [s for item in batch for s in item.statements]
         try:
-            with write_transaction(self.db):
-                if isinstance(self.db, peewee.PostgresqlDatabase):
-                    # One round trip: psycopg2 sends the parameters inlined, and the
-                    # server runs the statements in order.
-                    self.db.execute_sql(
-                        ";\n".join(sql for sql, _ in statements),
-                        [p for _, params in statements for p in params],
-                    )
-                else:
+            if isinstance(self.db, peewee.PostgresqlDatabase):
+                self._commit_postgres(statements)
+            else:
+                with write_transaction(self.db):
                     for sql, params in statements:
                         self.db.execute_sql(sql, params)
         except Exception as exc:
@@ -156,3 +151,18 @@ class GroupCommit:
             # so only the failing one fails.
             for item in batch:
                 self._commit([item])
+
+    def _commit_postgres(self, statements: list[Statement]) -> None:
+        """BEGIN, the statements and COMMIT in one round trip.
+
+        psycopg2 inlines the parameters, so the whole transaction goes as one query
+        string, and the server stops at the first error, leaving the transaction
+        aborted: rolled back here before the error is raised.
+        """
+        sql = ";\n".join(["BEGIN", *(text for text, _ in statements), "COMMIT"])
+        try:
+            self.db.execute_sql(sql, [p for _, params in statements for p in params])
+        except Exception:
+            with contextlib.suppress(peewee.DatabaseError):
+                self.db.execute_sql("ROLLBACK")
+            raise
