@@ -76,7 +76,13 @@ def processes(mail_sink: bool) -> dict[str, list[str]]:
 
 def main() -> int:
     os.chdir(ROOT)
-    env = {**os.environ, "API_URL": os.environ.get("API_URL", f"http://127.0.0.1:{API_PORT}")}
+    env = {
+        # Two web processes per service are plenty on one machine (the default is two
+        # per core, for a server).
+        "WEB_WORKERS": "2",
+        **os.environ,
+        "API_URL": os.environ.get("API_URL", f"http://127.0.0.1:{API_PORT}"),
+    }
     mail_sink = not os.environ.get("SMTP_HOST")
     if mail_sink:
         env.update(SMTP_HOST="127.0.0.1", SMTP_PORT=SMTP_PORT)
