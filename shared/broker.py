@@ -115,15 +115,15 @@ class WakingRedisBroker(RedisBroker):
                     pipe.publish(wake_channel(self.namespace, queue_name), b"1")
                 replies = pipe.execute(raise_on_error=False)
             status_reply, replies = (replies[0], replies[1:]) if records else (None, replies)
-            if isinstance(status_reply, Exception):
-                logger.warning(
-                    "Could not record the status of %d job(s): %s", len(records), status_reply
-                )
             if loaded and isinstance(replies[0], redis.exceptions.NoScriptError):
                 self._scripts_loaded = False
                 if not isinstance(status_reply, Exception):
                     records = []  # applied already
                 continue
+            if isinstance(status_reply, Exception):
+                logger.warning(
+                    "Could not record the status of %d job(s): %s", len(records), status_reply
+                )
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
