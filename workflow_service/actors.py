@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
@@ -35,7 +34,7 @@ from workflow_service.engine import (
     exhausted_actor_name,
     run_actor_name,
 )
-from workflow_service.models import Execution, RejectedMessage
+from workflow_service.models import Execution, RejectedMessage, is_id
 from workflow_service.runtime import build_engine
 
 log = logging.getLogger(__name__)
@@ -101,7 +100,7 @@ def dispatch_event(*args, **kwargs) -> dict:
 
 def run_execution(*args, **kwargs) -> None:
     """Run one execution from its first unfinished step."""
-    if len(args) != 1 or kwargs or not _is_uuid(args[0]):
+    if len(args) != 1 or kwargs or not is_id(args[0]):
         reason = "a run message takes exactly one argument, an execution id"
         record_rejected(reason, args, kwargs)
         raise InvalidMessage(reason)
@@ -115,7 +114,7 @@ def run_execution(*args, **kwargs) -> None:
 def execution_failed(message_data: dict, retry_info: dict) -> None:
     """Retries are exhausted: the execution fails with its last error."""
     execution_id = (message_data.get("args") or [None])[0]
-    if not _is_uuid(execution_id):
+    if not is_id(execution_id):
         return
     last_error = (
         Execution.select(Execution.error).where(Execution.id == execution_id).scalar()
@@ -123,14 +122,6 @@ def execution_failed(message_data: dict, retry_info: dict) -> None:
     )
     attempts = int(retry_info.get("retries", 0)) + 1
     engine().fail(execution_id, f"gave up after {attempts} attempts: {last_error}")
-
-
-def _is_uuid(value) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return isinstance(value, str)
 
 
 def _register() -> None:

@@ -20,6 +20,17 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def is_id(value: object) -> bool:
+    """``value`` is an id as :func:`new_id` makes them (a UUID string)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 class WorkflowStatus:
     ACTIVE = "active"
     INACTIVE = "inactive"

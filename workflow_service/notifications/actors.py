@@ -8,13 +8,12 @@ answer already recorded on the delivery.
 
 from __future__ import annotations
 
-import uuid
-
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from shared.broker import actor_options
 from workflow_service import broker as worker_broker
+from workflow_service.models import is_id
 from workflow_service.notifications import delivery
 from workflow_service.notifications.channels import PermanentDeliveryError
 
@@ -27,7 +26,7 @@ class InvalidDeliveryMessage(ValueError):
 
 def deliver_notification(*args, **kwargs) -> dict:
     """Send one delivery (in-app, e-mail or webhook) unless it was sent already."""
-    if len(args) != 1 or kwargs or not _is_uuid(args[0]):
+    if len(args) != 1 or kwargs or not is_id(args[0]):
         raise InvalidDeliveryMessage("a delivery message takes one argument, a delivery id")
     message = CurrentMessage.get_current_message()
     retries = int(message.options.get("retries", 0)) if message else 0
@@ -40,14 +39,6 @@ def deliver_notification(*args, **kwargs) -> dict:
     except delivery.DeliveryBusy as exc:
         raise dramatiq.Retry(str(exc), delay=exc.retry_in_ms) from None
     return {"delivery_id": args[0], "status": status}
-
-
-def _is_uuid(value) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return isinstance(value, str)
 
 
 dramatiq.actor(
