@@ -34,6 +34,7 @@ from workflow_service.apiclient import ApiClient
 from workflow_service.cache import ActiveWorkflowCache
 from workflow_service.conditions import matches
 from workflow_service.definitions import trigger_for_event
+from workflow_service.heartbeat import ClaimHeartbeat
 from workflow_service.models import (
     Execution,
     ExecutionStatus,
@@ -104,6 +105,15 @@ class Engine:
     directory: Directory = field(default_factory=NoDirectory)
     clock: Callable[[], datetime] = utcnow
     _definitions: dict[tuple[str, int], dict] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._heartbeat = ClaimHeartbeat(
+            self.db,
+            lambda db, execution_id, attempt: _RENEW_CLAIM.execute(
+                db, execution_id, attempt, utcnow()
+            ),
+            lambda: self.settings.claim_timeout_s / 3,
+        )
 
     # ------------------------------------------------------------------------ dispatch
 
@@ -343,17 +353,8 @@ class Engine:
             previous=previous,
         )
         try:
-            if step.transactional:
-                with self.db.atomic():
-                    # In the step's transaction: its database side effect commits only
-                    # while this worker still owns the execution.
-                    self._renew_claim(execution, now)
-                    outcome = step.run(ctx)
-                    self._record(run, outcome)
-            else:
-                self._renew_claim(execution, now)
-                outcome = step.run(ctx)
-                self._record(run, outcome)
+            with self._heartbeat.held(execution.id, execution.attempts):
+                outcome = self._run_in_claim(step, ctx, execution, run, now)
         except BaseException as exc:
             (
                 StepRun.update(
@@ -365,14 +366,28 @@ class Engine:
             raise
         return outcome
 
+    def _run_in_claim(
+        self, step: Any, ctx: StepContext, execution: Execution, run: StepRun, now: datetime
+    ) -> StepOutcome:
+        if step.transactional:
+            with self.db.atomic():
+                # In the step's transaction: its database side effect commits only
+                # while this worker still owns the execution.
+                self._renew_claim(execution, now)
+                outcome = step.run(ctx)
+                self._record(run, outcome)
+        else:
+            self._renew_claim(execution, now)
+            outcome = step.run(ctx)
+            self._record(run, outcome)
+        return outcome
+
     def _renew_claim(self, execution: Execution, now: datetime) -> None:
         """Steps renew the claim, so only a worker silent for the claim timeout loses its
         execution; one that did lose it stops here instead of repeating a side effect."""
         if execution.claimed_at is not None and (now - execution.claimed_at).total_seconds() < 1:
             return  # claimed a moment ago: nobody can have taken it over yet
-        renewed = (
-            Execution.update(claimed_at=now, updated_at=now).where(_owned(execution)).execute()
-        )
+        renewed = _RENEW_CLAIM.execute(self.db, execution.id, execution.attempts, now)
         if not renewed:
             raise ClaimLost(execution.id)
         execution.claimed_at = now
@@ -527,6 +542,11 @@ _COMPLETE = CompiledQuery(
     lambda execution_id, attempts, now: Execution.update(
         status=ExecutionStatus.COMPLETED, error=None, finished_at=now, updated_at=now
     ).where(_owned_by(execution_id, attempts))
+)
+_RENEW_CLAIM = CompiledQuery(
+    lambda execution_id, attempts, now: Execution.update(claimed_at=now).where(
+        _owned_by(execution_id, attempts)
+    )
 )
 _FINISH_STEP = CompiledQuery(
     lambda run_id, status, output, branch, finished_at: StepRun.update(

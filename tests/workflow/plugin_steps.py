@@ -3,6 +3,7 @@
 * ``flaky``: fails its first ``fail_times`` attempts, then completes (retry tests).
 * ``slow_note``: sleeps, then writes an inbox row in the step's transaction (crash and
   shutdown tests count those rows to prove the side effect happened exactly once).
+* ``slow_call``: sleeps outside any transaction, like a slow HTTP call.
 """
 
 from __future__ import annotations
@@ -47,3 +48,19 @@ class SlowNote(Step):
         time.sleep(config.seconds)
         deliver_in_app(ctx, [Address(user=config.recipient)], "slow note", "")
         return StepOutcome.completed({"slept": config.seconds, "attempt": ctx.attempt})
+
+
+class SlowCallConfig(StepConfig):
+    seconds: float = Field(ge=0, le=60)
+
+
+@register
+class SlowCall(Step):
+    kind = "slow_call"
+    Config = SlowCallConfig
+    transactional = False
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        config: SlowCallConfig = self.config  # type: ignore[assignment]
+        time.sleep(config.seconds)
+        return StepOutcome.completed({"slept": config.seconds})

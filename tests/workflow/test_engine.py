@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 
 from shared.db import utcnow
 from shared.events import Event
+from workflow_service.db import database
 from workflow_service.definitions import validate_definition
 from workflow_service.engine import ExecutionFailed, run_actor_name
 from workflow_service.models import Execution, Notification, StepRun, Task
@@ -178,3 +182,28 @@ def test_a_worker_that_lost_its_claim_stops_before_the_side_effect(engine, store
     assert Notification.select().count() == 0
     row = Execution.get_by_id(execution.id)
     assert (row.status, row.attempts) == ("running", 2)
+
+
+def test_a_step_longer_than_the_claim_timeout_keeps_its_claim(engine, store):
+    # Given claims that go stale after 0.6 s, and a step that runs for 2 s
+    engine.settings = dataclasses.replace(engine.settings, claim_timeout_s=0.6)
+    make_workflow(store, steps=[{"kind": "slow_call", "seconds": 2}])
+    [execution] = engine.dispatch(event())
+    takeovers = []
+
+    def another_worker():
+        # tries to take the execution over while the step runs, as a redelivery would
+        with database.connection_context():
+            deadline = time.monotonic() + 1.8
+            while time.monotonic() < deadline:
+                time.sleep(0.1)
+                takeovers.append(engine.claim(execution.id))
+
+    contender = threading.Thread(target=another_worker)
+    contender.start()
+    # When the first worker runs it, its claim is renewed while the step runs
+    assert engine.run(execution.id) == "completed"
+    contender.join()
+    # Then nobody could take it over, and it ran once
+    assert takeovers and not any(takeovers)
+    assert Execution.get_by_id(execution.id).attempts == 1
