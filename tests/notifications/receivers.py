@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,17 +105,22 @@ class _Sink:
 class SmtpServer:
     """A real SMTP server (aiosmtpd) on a free port; read what it received."""
 
-    def __init__(self, credentials: tuple[str, str] | None = None):
+    def __init__(
+        self, credentials: tuple[str, str] | None = None, tls: ssl.SSLContext | None = None
+    ):
+        """``tls``: the server's context; then STARTTLS is required before anything else."""
         self.port = free_port()
         self.sink = _Sink()
         self.logins: list[str] = []
-        options = {}
+        options: dict = {}
         if credentials:
             options = {
                 "auth_required": True,
-                "auth_require_tls": False,
+                "auth_require_tls": tls is not None,
                 "authenticator": self._authenticator(credentials),
             }
+        if tls is not None:
+            options.update(tls_context=tls, require_starttls=True)
         self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port, **options)
 
     def _authenticator(self, credentials: tuple[str, str]):
@@ -150,3 +156,49 @@ class SmtpServer:
             timeout=timeout,
             message="an e-mail",
         )
+
+
+def self_signed_tls(directory) -> tuple[ssl.SSLContext, str]:
+    """A server TLS context for 127.0.0.1 with a fresh self-signed certificate, and the
+    certificate's path (the CA a client must trust)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = f"{directory}/smtp-cert.pem"
+    key_path = f"{directory}/smtp-key.pem"
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return context, cert_path

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from tests.notifications.receivers import SmtpServer, WebhookReceiver
+from tests.notifications.receivers import SmtpServer, WebhookReceiver, self_signed_tls
 from tests.support import free_port
 from workflow_service.notifications import signing
 from workflow_service.notifications.channels import (
@@ -168,6 +169,36 @@ def test_email_logs_in_with_the_configured_credentials():
         with pytest.raises(PermanentDeliveryError) as info:
             send_email(anonymous, msg)
         assert info.value.status == 530  # authentication required
+
+
+def test_email_goes_over_starttls_to_a_server_that_requires_it(tmp_path):
+    tls, ca_file = self_signed_tls(tmp_path)
+    with SmtpServer(credentials=("mailer", "s3cret"), tls=tls) as smtp:
+        secure = settings(
+            smtp_host="127.0.0.1",
+            smtp_port=smtp.port,
+            smtp_starttls=True,
+            smtp_ca_file=ca_file,
+            smtp_username="mailer",
+            smtp_password="s3cret",
+        )
+        msg = build_email(
+            secure, to="a@example.org", subject="s", text="t", html=None, message_id="<tls@y>"
+        )
+        send_email(secure, msg)
+        smtp.wait_for(lambda m: m["Message-ID"] == "<tls@y>")
+        assert smtp.logins == ["mailer"]  # the password went over TLS
+
+        # Without STARTTLS the server refuses to go on: a permanent error, not a retry
+        plain = dataclasses.replace(secure, smtp_starttls=False, smtp_username=None)
+        with pytest.raises(PermanentDeliveryError) as info:
+            send_email(plain, msg)
+        assert info.value.status == 530
+        # A certificate the client does not trust is never accepted
+        untrusting = dataclasses.replace(secure, smtp_ca_file=None)
+        with pytest.raises(TransientDeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+            send_email(untrusting, msg)
+        assert len(smtp.messages) == 1
 
 
 def test_email_to_an_unreachable_server_is_transient():

@@ -85,7 +85,7 @@ def send_email(settings: NotificationSettings, msg: EmailMessage) -> Receipt:
             settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s
         ) as smtp:
             if settings.smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=ssl.create_default_context(cafile=settings.smtp_ca_file))
             if settings.smtp_username:
                 smtp.login(settings.smtp_username, settings.smtp_password or "")
             refused = smtp.send_message(msg)

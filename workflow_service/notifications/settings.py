@@ -14,6 +14,9 @@ class NotificationSettings:
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_starttls: bool = False
+    #: CA certificates (PEM) to trust for the server's TLS certificate besides the
+    #: system's, e.g. a company relay's own CA.
+    smtp_ca_file: str | None = None
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "governance@localhost"
@@ -40,6 +43,7 @@ class NotificationSettings:
             smtp_host=env.str("SMTP_HOST", cls.smtp_host),
             smtp_port=env.int("SMTP_PORT", cls.smtp_port),
             smtp_starttls=env.bool("SMTP_STARTTLS", False),
+            smtp_ca_file=env.str("SMTP_CA_FILE") or None,
             smtp_username=env.str("SMTP_USERNAME") or None,
             smtp_password=env.str("SMTP_PASSWORD") or None,
             smtp_from=env.str("SMTP_FROM", cls.smtp_from),
