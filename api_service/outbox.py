@@ -192,11 +192,11 @@ class OutboxPublisher:
     def _send(self, batch: list[tuple[PendingEvent, threading.Event]]) -> list[str]:
         """Publish a batch and wake its requests; returns the event ids now in Redis."""
         event_ids = [item.event_id for item, _ in batch]
+        error = None  # paused: left to the relay without trying
         try:
             if self.monotonic() >= self._paused_until:
                 self.broker.enqueue_many(event_message(item.event) for item, _ in batch)
                 return event_ids
-            error = None
         except Exception as exc:  # noqa: BLE001 - the writes succeeded; the relay retries
             log.warning(
                 "could not publish %d event(s) (%s: %s); the relay will deliver them",

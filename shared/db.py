@@ -71,10 +71,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-#: Probes must answer (503) even when the database cannot be reached, so they do not
-#: open a connection up front; the readiness check connects itself.
-
-
 class FalconConnectionScope:
     """Falcon middleware: a request's database connection goes back when it is answered.
 

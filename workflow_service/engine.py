@@ -109,8 +109,8 @@ class Engine:
     def __post_init__(self) -> None:
         self._heartbeat = ClaimHeartbeat(
             self.db,
-            lambda db, execution_id, attempt: _RENEW_CLAIM.execute(
-                db, execution_id, attempt, utcnow()
+            lambda execution_id, attempt: _RENEW_CLAIM.execute(
+                self.db, execution_id, attempt, utcnow()
             ),
             lambda: self.settings.claim_timeout_s / 3,
         )

@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import peewee
 
@@ -31,11 +30,11 @@ class ClaimHeartbeat:
     def __init__(
         self,
         db: peewee.Database | peewee.DatabaseProxy,
-        renew: Callable[[Any, str, int], int],
+        renew: Callable[[str, int], object],
         interval_s: Callable[[], float],
     ):
         self.db = db
-        self.renew = renew  # (db, execution id, claimed attempt) -> rows renewed
+        self.renew = renew  # (execution id, claimed attempt)
         self.interval_s = interval_s
         self._running: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -62,6 +61,6 @@ class ClaimHeartbeat:
                 try:
                     with self.db.connection_context():
                         for execution_id, attempt in claims:
-                            self.renew(self.db, execution_id, attempt)
+                            self.renew(execution_id, attempt)
                 except peewee.DatabaseError as exc:
                     log.warning("could not renew %d claim(s): %s", len(claims), exc)
