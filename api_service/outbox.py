@@ -25,7 +25,6 @@ import peewee
 from dramatiq.broker import Broker
 
 from api_service.models import IdempotencyRecord, Outbox
-from api_service.transactions import write_transaction
 from shared.db import is_postgres
 from shared.events import Event, InvalidEvent, event_message, parse_event
 from shared.sql import CompiledInsert, Statement
@@ -215,7 +214,7 @@ class OutboxPublisher:
 
     def _mark_sent(self, event_ids: list[str]) -> None:
         try:
-            with write_transaction(self.db):
+            with self.db.atomic():
                 if is_postgres(self.db):
                     # Bookkeeping, not the client's data: no need to wait for the WAL
                     # flush. A mark lost in a database crash means one republish with
@@ -231,7 +230,7 @@ class OutboxPublisher:
 
     def _release(self, event_ids: list[str], error: str | None = None) -> None:
         try:
-            with write_transaction(self.db):
+            with self.db.atomic():
                 Outbox.update(
                     claimed_until=None, attempts=Outbox.attempts + 1, last_error=error
                 ).where(Outbox.event_id.in_(event_ids) & Outbox.sent_at.is_null()).execute(self.db)
@@ -278,7 +277,7 @@ class OutboxRelay:
         if is_postgres(self.db):
             # Concurrent relays skip each other's rows instead of waiting on them.
             free = free.for_update(skip_locked=True)
-        with write_transaction(self.db):
+        with self.db.atomic():
             Outbox.update(claimed_until=now + self.claim, claimed_by=token).where(
                 Outbox.id.in_(free)
             ).execute()
@@ -308,7 +307,7 @@ class OutboxRelay:
                 )
                 self._release(rows[index:], error=f"{type(exc).__name__}: {exc}")
                 break
-            with write_transaction(self.db):
+            with self.db.atomic():
                 Outbox.update(sent_at=self.clock(), attempts=Outbox.attempts + 1).where(
                     (Outbox.id == row.id) & Outbox.sent_at.is_null()
                 ).execute()
@@ -322,12 +321,12 @@ class OutboxRelay:
         values: dict[str, Any] = {"claimed_until": None, "claimed_by": None}
         if error is not None:
             values.update(attempts=Outbox.attempts + 1, last_error=error)
-        with write_transaction(self.db):
+        with self.db.atomic():
             Outbox.update(**values).where(Outbox.id.in_(ids) & Outbox.sent_at.is_null()).execute()
 
     def _park(self, row: Outbox, error: str) -> None:
         """Take a row out of the relay's line for good (it stays unsent, with the error)."""
-        with write_transaction(self.db):
+        with self.db.atomic():
             Outbox.update(
                 claimed_until=PARKED_UNTIL, claimed_by=None, last_error=error[:1000]
             ).where((Outbox.id == row.id) & Outbox.sent_at.is_null()).execute()
@@ -335,7 +334,7 @@ class OutboxRelay:
     def prune(self) -> int:
         """Delete sent rows past the retention, and expired idempotency records."""
         now = self.clock()
-        with write_transaction(self.db):
+        with self.db.atomic():
             removed = (
                 Outbox.delete()
                 .where(Outbox.sent_at.is_null(False) & (Outbox.sent_at < now - self.retention))

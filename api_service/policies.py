@@ -27,7 +27,7 @@ from api_service.errors import (
 from api_service.models import IdempotencyRecord, Policy, PolicyVersion
 from api_service.outbox import Clock, OutboxPublisher, OutboxRow, PendingEvent
 from api_service.schemas import EDITABLE_FIELDS, PolicyCreate, PolicyUpdate, TransitionRequest
-from api_service.transactions import GroupCommit, write_transaction
+from api_service.transactions import GroupCommit
 from shared.auth import Principal
 from shared.db import is_postgres
 from shared.events import Event
@@ -228,7 +228,7 @@ class PolicyService:
     ) -> WriteResult:
         expected = self._expected_version(data.version, if_match, required=True)
         changes = data.model_dump(exclude_unset=True, exclude={"version"})
-        with write_transaction(self.db):
+        with self.db.atomic():
             policy = self.get(principal, policy_id)
             self._check_version(policy, expected)
             changed = {
@@ -250,7 +250,7 @@ class PolicyService:
         self, principal: Principal, policy_id: uuid.UUID, *, if_match: int | None
     ) -> WriteResult:
         expected = self._expected_version(None, if_match, required=False)
-        with write_transaction(self.db):
+        with self.db.atomic():
             policy = self.get(principal, policy_id)
             self._check_version(policy, expected)
             policy = self._conditional_update(
@@ -281,7 +281,7 @@ class PolicyService:
             {"policy": str(policy_id), **data.model_dump(mode="json"), "if_match": if_match}
         )
         try:
-            with write_transaction(self.db):
+            with self.db.atomic():
                 if idempotency_key:
                     replay = self._replay(principal, idempotency_key, fingerprint)
                     if replay is not None:
