@@ -68,6 +68,9 @@ def test_auth_rules(client):
         == 200
     )
     assert client.simulate_get("/workflows/not-a-uuid", headers=auth()).status_code == 400
+    # The delivery log names recipients and holds outside receivers' answers.
+    for role, status in (("viewer", 403), ("approver", 403), ("editor", 200), ("admin", 200)):
+        assert client.simulate_get("/deliveries", headers=auth(roles=[role])).status_code == status
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,9 @@
-"""``/deliveries``: what was sent (or not) by e-mail and webhook, with the answers."""
+"""``/deliveries``: what was sent (or not) by e-mail and webhook, with the answers.
+
+The log names recipients and holds what outside receivers answered, so it is for the
+people who build and troubleshoot workflows (editors, admins, services), not for every
+reader of the tenant.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import falcon
 from shared.auth import require_role
 from shared.http import ApiDocs, Operation, Param, parse_choice, parse_limit
 from workflow_service.notifications.models import Channel, Delivery, DeliveryStatus
-from workflow_service.web.common import READ_ROLES, after_cursor, next_cursor, page_cursor
+from workflow_service.web.common import after_cursor, next_cursor, page_cursor
 
 STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, *DeliveryStatus.FINAL)
+ROLES = ("editor", "service")
 
 
 class DeliveryCollection:
@@ -24,12 +30,12 @@ class DeliveryCollection:
                 Param("cursor"),
             ),
             errors=(400,),
-            roles=(*READ_ROLES, "admin"),
+            roles=(*ROLES, "admin"),
         )
     }
 
     def on_get(self, req, resp):
-        principal = require_role(req, *READ_ROLES)
+        principal = require_role(req, *ROLES)
         query = Delivery.select().where(Delivery.tenant_id == principal.tenant)
         execution_id = req.get_param("execution_id")
         if execution_id:
