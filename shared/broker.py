@@ -11,6 +11,12 @@ Two changes to stock Dramatiq live here, each small and for a measured reason:
   ``throws``, ``retry_when``, ``on_retry_exhausted``, ``Retry(delay=...)`` all work) but
   takes the delay of an unexpected error from the queue catalog, so "fixed 1 s" means
   1 s rather than Dramatiq's jittered doubling.
+
+A database outage does not use up a message's attempts (:class:`WithinAttemptsOrOutage`,
+the actors' ``retry_when``): while its service's database is unreachable a message is
+retried, between 1 and 30 seconds apart, until the database is back. Otherwise a
+longer outage would fail every message it touched, and the dead-letter queue keeps only
+the newest failures (retention), so trigger events would be lost for good.
 """
 
 from __future__ import annotations
@@ -41,9 +47,13 @@ from dramatiq.middleware import (
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
+from shared.db import is_database_unavailable
 from shared.jobstatus import JobStatus, JobStatusStore
 from shared.queues import CATALOG, spec_for
 from shared.settings import CommonSettings
+
+#: Shortest and longest wait between the retries of a message whose database is down.
+OUTAGE_RETRY_DELAY_MS = (1_000, 30_000)
 
 #: How often a waiting delay-queue consumer returns so the worker can move due
 #: messages from memory back onto their queue (bounds retry-time accuracy).
@@ -298,18 +308,35 @@ class CatalogRetries(Retries):
             if queue is not None and not (throws and isinstance(exception, throws)):
                 retry = message.options.get("retries", 0) + 1
                 delay = queue.retry_delay_ms(retry, self.delay_scale)
+                if is_database_unavailable(exception):
+                    shortest, longest = (int(d * self.delay_scale) for d in OUTAGE_RETRY_DELAY_MS)
+                    delay = min(max(delay, shortest), longest)
                 wrapped = Retry(f"{type(exception).__name__}: {exception}", delay=delay)
                 wrapped.__cause__ = exception
                 exception = wrapped
         return super().after_process_message(broker, message, result=result, exception=exception)
 
 
-def actor_options(queue_name: str) -> dict:
-    """Retry count and time limit an actor on ``queue_name`` takes from the catalog."""
+class WithinAttemptsOrOutage:
+    """Dramatiq ``retry_when``: retry while attempts remain, and whenever the database
+    is unreachable (an outage is not the message's fault; see the module docstring)."""
+
+    def __init__(self, max_retries: int):
+        self.max_retries = max_retries
+
+    def __call__(self, retries: int, exception: BaseException) -> bool:
+        return retries < self.max_retries or is_database_unavailable(exception)
+
+
+def actor_options(queue_name: str, *, max_retries: int | None = None) -> dict:
+    """Retries and time limit an actor on ``queue_name`` takes from the catalog
+    (``max_retries`` overrides the catalog's, for tests)."""
     spec = spec_for(queue_name)
+    retries = spec.max_retries if max_retries is None else max_retries
     return {
         "queue_name": spec.name,
-        "max_retries": spec.max_retries,
+        "max_retries": retries,
+        "retry_when": WithinAttemptsOrOutage(retries),
         "time_limit": spec.time_limit_ms,
     }
 

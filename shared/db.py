@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import peewee
+import psycopg2
 from dramatiq.middleware import Middleware
 from playhouse.db_url import connect, parse
 from playhouse.migrate import SchemaMigrator
-from playhouse.pool import PooledSqliteDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledSqliteDatabase
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +179,33 @@ class QueuedWritersSqlite(peewee.SqliteDatabase):
 
 class QueuedWritersPooledSqlite(PooledSqliteDatabase, QueuedWritersSqlite):
     """The same through peewee's connection pool."""
+
+
+#: SQLite errors that say the file cannot be used for now, not that a query is wrong
+#: ("no such table" is an OperationalError too, and is a bug or a missing migration).
+_SQLITE_UNAVAILABLE = ("unable to open", "disk i/o error", "database is locked", "readonly")
+
+
+def is_database_unavailable(exc: BaseException | None) -> bool:
+    """``exc`` (or what caused it) says the database is unreachable or unusable for now
+    (down, restarting, refusing connections, out of pooled connections), as opposed to
+    an error in a query or its data that trying again cannot fix."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, peewee.InterfaceError | MaxConnectionsExceeded):
+            return True
+        # peewee raises its own error while handling the driver's (its __context__).
+        if isinstance(exc, sqlite3.Error):
+            return isinstance(exc, sqlite3.OperationalError) and str(exc).lower().startswith(
+                _SQLITE_UNAVAILABLE
+            )
+        if isinstance(exc, psycopg2.Error):
+            # A lost or refused connection, a server shutting down, a cancelled
+            # statement; never a query or data error (those are other classes).
+            return isinstance(exc, psycopg2.OperationalError)
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def is_postgres(db: peewee.Database) -> bool:

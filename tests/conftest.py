@@ -8,6 +8,7 @@ A test that needs Redis or PostgreSQL and cannot reach it fails; it never skips.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -69,6 +70,40 @@ def _postgres_admin():
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
     conn.autocommit = True
     return conn
+
+
+@contextlib.contextmanager
+def database_outage(url: str) -> Iterator[None]:
+    """Within: the database at ``url`` refuses every new connection, as a database that
+    is down does (PostgreSQL also drops the open ones); after: it serves again.
+
+    SQLite: the file is moved aside and a directory takes its place, so opening it
+    fails ("unable to open database file"). PostgreSQL: the database stops accepting
+    connections ("is not currently accepting connections").
+    """
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1].split("?", 1)[0]
+        os.rename(path, path + ".away")
+        os.mkdir(path)
+        try:
+            yield
+        finally:
+            os.rmdir(path)
+            os.rename(path + ".away", path)
+        return
+    name = url.rsplit("/", 1)[1]
+    conn = _postgres_admin()
+    with conn.cursor() as cur:
+        cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+    try:
+        yield
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        conn.close()
 
 
 @pytest.fixture(scope="session")

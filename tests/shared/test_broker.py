@@ -4,11 +4,14 @@ import threading
 import time
 
 import dramatiq
+import peewee
 import pytest
 from dramatiq import Worker
 
 from shared.broker import actor_options, create_broker
+from shared.db import open_database
 from shared.settings import CommonSettings
+from tests.conftest import database_outage
 from tests.support import poll
 
 
@@ -41,11 +44,16 @@ def test_every_catalog_queue_is_declared(broker):
 
 
 def test_actor_options_come_from_the_catalog():
-    assert actor_options("governance.notification") == {
+    options = actor_options("governance.notification")
+    retry_when = options.pop("retry_when")
+    assert options == {
         "queue_name": "governance.notification",
         "max_retries": 9,
         "time_limit": 600_000,
     }
+    # 10 attempts (Dramatiq counts the retries done so far), more while a database is down
+    assert retry_when(8, RuntimeError()) and not retry_when(9, RuntimeError())
+    assert retry_when(9, peewee.InterfaceError("connection already closed"))
 
 
 def test_an_idle_worker_is_woken_by_an_enqueue(broker, start_worker):
@@ -126,6 +134,51 @@ def test_exhausted_and_non_retryable_messages_are_dead_lettered(
     dead = f"{namespace}:governance.reporting.XQ"
     poll(lambda: redis_client.zcard(dead) == 2, timeout=10, message="two dead letters")
     assert runs == {"always": 2, "invalid": 1}
+
+
+def test_a_database_outage_does_not_use_up_a_messages_attempts(
+    broker, start_worker, redis_client, namespace, make_database_url
+):
+    # governance.reporting: 2 attempts, no backoff; while the database is down a message
+    # waits 1 s (x 0.2 here) between retries instead of failing after its 2 attempts
+    url = make_database_url("outage")
+    db = open_database(url)
+    with db.connection_context():
+        db.execute_sql("CREATE TABLE seen (n INTEGER)")
+    runs: list[float] = []
+
+    def record():
+        runs.append(time.monotonic())
+        with db.connection_context():
+            db.execute_sql("INSERT INTO seen VALUES (1)")
+
+    def broken_query():
+        with db.connection_context():
+            db.execute_sql("SELECT * FROM no_such_table")
+
+    opts = actor_options("governance.reporting")
+    dramatiq.actor(record, broker=broker, **opts)
+    dramatiq.actor(broken_query, broker=broker, **opts)
+    start_worker()
+    with database_outage(url):
+        broker.get_actor("record").send()
+        poll(lambda: len(runs) >= 5, timeout=20, message="retries past the 2 attempts")
+    with db.connection_context():
+        poll(
+            lambda: db.execute_sql("SELECT count(*) FROM seen").fetchone()[0] == 1,
+            timeout=10,
+            message="the message done once the database is back",
+        )
+    gaps = [b - a for a, b in zip(runs, runs[1:], strict=False)]
+    assert all(0.18 <= gap <= 0.5 for gap in gaps), gaps
+
+    # A query that cannot work is not an outage: it fails after its 2 attempts.
+    broker.get_actor("broken_query").send()
+    dead = f"{namespace}:governance.reporting.XQ"
+    poll(lambda: redis_client.zcard(dead) == 1, timeout=10, message="one dead letter")
+    time.sleep(0.5)
+    assert redis_client.zcard(dead) == 1
+    db.close()
 
 
 def test_undecodable_and_unknown_actor_messages_are_dead_lettered_without_stopping(
