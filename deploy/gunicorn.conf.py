@@ -12,3 +12,6 @@ timeout = 30
 graceful_timeout = 20
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
 errorlog = "-"
+# Gunicorn's control socket (for `gunicornc`) defaults to one path per user: both web
+# services, and every replica on a host, would fight over it. Nothing here uses it.
+control_socket_disable = True
