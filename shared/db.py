@@ -21,6 +21,7 @@ from typing import Any
 
 import peewee
 import psycopg2
+import psycopg2.errors
 from dramatiq.middleware import Middleware
 from playhouse.db_url import connect, parse
 from playhouse.migrate import SchemaMigrator
@@ -137,8 +138,7 @@ class QueuedWritersSqlite(peewee.SqliteDatabase):
     SQLite allows one writer at a time. A writer that finds the database locked waits
     in SQLite's busy handler, which sleeps in growing steps (1, 2, 5, 10 ms and more)
     whether or not the lock was freed meanwhile: under load, sub-millisecond writes
-    turned into tail latencies of tens of milliseconds, and a workflow worker's eight
-    threads wrote no faster than one. So every write (an autocommit statement or a
+    turned into tail latencies of tens of milliseconds. So every write (an autocommit statement or a
     transaction) first takes its turn: threads of a process on a lock, processes on an
     ``flock`` of a file beside the database; the kernel wakes the next writer the moment
     the last one is done. Transactions begin IMMEDIATE (write lock taken at BEGIN),
@@ -183,26 +183,34 @@ class QueuedWritersPooledSqlite(PooledSqliteDatabase, QueuedWritersSqlite):
 
 #: SQLite errors that say the file cannot be used for now, not that a query is wrong
 #: ("no such table" is an OperationalError too, and is a bug or a missing migration).
-_SQLITE_UNAVAILABLE = ("unable to open", "disk i/o error", "database is locked", "readonly")
+_SQLITE_UNAVAILABLE = (
+    "unable to open",
+    "disk i/o error",
+    "database is locked",
+    "readonly database",
+)
 
 
 def is_database_unavailable(exc: BaseException | None) -> bool:
     """``exc`` (or what caused it) says the database is unreachable or unusable for now
     (down, restarting, refusing connections, out of pooled connections), as opposed to
-    an error in a query or its data that trying again cannot fix."""
+    an error of a query or its data, which waiting would not fix."""
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, peewee.InterfaceError | MaxConnectionsExceeded):
             return True
         # peewee raises its own error while handling the driver's (its __context__).
         if isinstance(exc, sqlite3.Error):
-            return isinstance(exc, sqlite3.OperationalError) and str(exc).lower().startswith(
-                _SQLITE_UNAVAILABLE
+            text = str(exc).lower()
+            return isinstance(exc, sqlite3.OperationalError) and any(
+                reason in text for reason in _SQLITE_UNAVAILABLE
             )
         if isinstance(exc, psycopg2.Error):
-            # A lost or refused connection, a server shutting down, a cancelled
-            # statement; never a query or data error (those are other classes).
-            return isinstance(exc, psycopg2.OperationalError)
+            # A refused or lost connection, a server shutting down. A cancelled statement
+            # (timeout) or a deadlock is the query's own doing: not an outage.
+            return isinstance(exc, psycopg2.OperationalError) and not isinstance(
+                exc, psycopg2.errors.QueryCanceled | psycopg2.errors.TransactionRollbackError
+            )
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return False

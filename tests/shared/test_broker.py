@@ -9,7 +9,7 @@ import pytest
 from dramatiq import Worker
 
 from shared.broker import actor_options, create_broker
-from shared.db import open_database
+from shared.db import is_database_unavailable, open_database
 from shared.settings import CommonSettings
 from tests.conftest import database_outage
 from tests.support import poll
@@ -179,6 +179,26 @@ def test_a_database_outage_does_not_use_up_a_messages_attempts(
     time.sleep(0.5)
     assert redis_client.zcard(dead) == 1
     db.close()
+
+
+def test_only_an_unreachable_database_counts_as_an_outage(make_database_url, tmp_path):
+    db = open_database(make_database_url("errors"))
+
+    def error_of(sql: str) -> BaseException:
+        with pytest.raises(peewee.PeeweeException) as raised, db.connection_context():
+            if isinstance(db, peewee.PostgresqlDatabase):
+                db.execute_sql("SET statement_timeout = 50")
+            db.execute_sql(sql)
+        return raised.value
+
+    assert not is_database_unavailable(error_of("SELECT * FROM no_such_table"))
+    assert not is_database_unavailable(error_of("SELECT 1 +"))
+    if isinstance(db, peewee.PostgresqlDatabase):
+        assert not is_database_unavailable(error_of("SELECT pg_sleep(1)"))  # timed out
+    with pytest.raises(peewee.OperationalError) as unreachable:
+        open_database(f"sqlite:///{tmp_path}").connect()  # a directory, not a file
+    assert is_database_unavailable(unreachable.value)
+    assert is_database_unavailable(peewee.InterfaceError("connection already closed"))
 
 
 def test_undecodable_and_unknown_actor_messages_are_dead_lettered_without_stopping(
