@@ -12,9 +12,9 @@ Two changes to stock Dramatiq live here, each small and for a measured reason:
   takes the delay of an unexpected error from the queue catalog, so "fixed 1 s" means
   1 s rather than Dramatiq's jittered doubling.
 
-A database outage does not use up a message's attempts (:class:`WithinAttemptsOrOutage`,
-the actors' ``retry_when``): while its service's database is unreachable a message is
-retried, between 1 and 30 seconds apart, until the database is back. Otherwise a
+A database outage does not use up a message's attempts: each retry for an unreachable
+database raises that message's ``max_retries`` (Dramatiq's per-message option) by one,
+and these retries wait 1 to 30 seconds, for as long as the outage lasts. Otherwise a
 longer outage would fail every message it touched, and the dead-letter queue keeps only
 the newest failures (retention), so trigger events would be lost for good.
 """
@@ -309,6 +309,12 @@ class CatalogRetries(Retries):
                 retry = message.options.get("retries", 0) + 1
                 delay = queue.retry_delay_ms(retry, self.delay_scale)
                 if is_database_unavailable(exception):
+                    # Not the message's fault: one more attempt for this one, so it still
+                    # has the catalog's attempts for errors of its own afterwards.
+                    allowed = message.options.get(
+                        "max_retries", actor.options.get("max_retries", self.max_retries)
+                    )
+                    message.options["max_retries"] = allowed + 1
                     shortest, longest = (int(d * self.delay_scale) for d in OUTAGE_RETRY_DELAY_MS)
                     delay = min(max(delay, shortest), longest)
                 wrapped = Retry(f"{type(exception).__name__}: {exception}", delay=delay)
@@ -317,26 +323,12 @@ class CatalogRetries(Retries):
         return super().after_process_message(broker, message, result=result, exception=exception)
 
 
-class WithinAttemptsOrOutage:
-    """Dramatiq ``retry_when``: retry while attempts remain, and whenever the database
-    is unreachable (an outage is not the message's fault; see the module docstring)."""
-
-    def __init__(self, max_retries: int):
-        self.max_retries = max_retries
-
-    def __call__(self, retries: int, exception: BaseException) -> bool:
-        return retries < self.max_retries or is_database_unavailable(exception)
-
-
-def actor_options(queue_name: str, *, max_retries: int | None = None) -> dict:
-    """Retries and time limit an actor on ``queue_name`` takes from the catalog
-    (``max_retries`` overrides the catalog's, for tests)."""
+def actor_options(queue_name: str) -> dict:
+    """Retry count and time limit an actor on ``queue_name`` takes from the catalog."""
     spec = spec_for(queue_name)
-    retries = spec.max_retries if max_retries is None else max_retries
     return {
         "queue_name": spec.name,
-        "max_retries": retries,
-        "retry_when": WithinAttemptsOrOutage(retries),
+        "max_retries": spec.max_retries,
         "time_limit": spec.time_limit_ms,
     }
 

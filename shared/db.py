@@ -13,6 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,6 @@ from typing import Any
 
 import peewee
 import psycopg2
-import psycopg2.errors
 from dramatiq.middleware import Middleware
 from playhouse.db_url import connect, parse
 from playhouse.migrate import SchemaMigrator
@@ -77,46 +77,50 @@ def open_database(url: str) -> peewee.Database:
 
 
 class _WriterQueue:
-    """The writers of one SQLite file in one process: a thread lock plus a file lock.
+    """The writers of one SQLite file: an ``flock`` of a file beside it, per thread.
 
-    Re-entrant per thread: statements inside a transaction that holds it go straight on.
+    Each thread locks through its own descriptor (its own open file), so the lock
+    orders threads as well as processes, and a thread can always give back what it may
+    hold: unlocking a lock one does not hold is harmless. That matters because Dramatiq
+    stops an actor past its time limit by raising an exception into its thread at any
+    moment, even right after the lock was taken. Re-entrant per thread: statements
+    inside a transaction that holds it go straight on. A forked child (gunicorn and
+    Dramatiq fork their workers) starts with no descriptors and holds nothing.
     """
 
     def __init__(self, path: str):
         self.path = path + "-writers.lock"
-        self._thread_lock = threading.Lock()
         self._local = threading.local()
-        self._fd: int | None = None
-        self._pid = 0
+        _writer_queues.add(self)
 
     def held_here(self) -> bool:
         return getattr(self._local, "depth", 0) > 0
 
     def acquire(self) -> None:
-        depth = getattr(self._local, "depth", 0)
+        local = self._local
+        depth = getattr(local, "depth", 0)
         if depth == 0:
-            self._thread_lock.acquire()
+            fd = getattr(local, "fd", None)
+            if fd is None:
+                # Read-only is enough for flock, and works whoever created the file.
+                fd = local.fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
             try:
-                if self._fd is None or self._pid != os.getpid():
-                    # Opened in the process that uses it: a descriptor inherited across
-                    # fork would share its lock with the parent.
-                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                    self._pid = os.getpid()
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                local.depth = 1
             except BaseException:
-                self._thread_lock.release()
+                fcntl.flock(fd, fcntl.LOCK_UN)
                 raise
-        self._local.depth = depth + 1
+        else:
+            local.depth = depth + 1
 
-    def release(self) -> None:
-        depth = getattr(self._local, "depth", 0)
+    def release(self, *, fully: bool = False) -> None:
+        local = self._local
+        depth = getattr(local, "depth", 0)
         if depth == 0:
             return  # e.g. the rollback peewee sends after a failed commit
-        self._local.depth = depth - 1
-        if depth == 1:
-            assert self._fd is not None
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            self._thread_lock.release()
+        local.depth = 0 if fully else depth - 1
+        if local.depth == 0:
+            fcntl.flock(local.fd, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -126,6 +130,22 @@ class _WriterQueue:
         finally:
             self.release()
 
+    def forget_after_fork(self) -> None:
+        fd = getattr(self._local, "fd", None)  # the forking thread's, inherited
+        if fd is not None:
+            os.close(fd)  # the parent's lock stays the parent's
+        self._local = threading.local()
+
+
+_writer_queues: weakref.WeakSet[_WriterQueue] = weakref.WeakSet()
+
+
+def _forget_writer_locks_after_fork() -> None:
+    for queue in list(_writer_queues):
+        queue.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_writer_locks_after_fork)
 
 #: Statements that never write (a WAL reader needs no lock).
 _READS = ("SELECT", "PRAGMA", "EXPLAIN")
@@ -138,12 +158,12 @@ class QueuedWritersSqlite(peewee.SqliteDatabase):
     SQLite allows one writer at a time. A writer that finds the database locked waits
     in SQLite's busy handler, which sleeps in growing steps (1, 2, 5, 10 ms and more)
     whether or not the lock was freed meanwhile: under load, sub-millisecond writes
-    turned into tail latencies of tens of milliseconds. So every write (an autocommit statement or a
-    transaction) first takes its turn: threads of a process on a lock, processes on an
-    ``flock`` of a file beside the database; the kernel wakes the next writer the moment
-    the last one is done. Transactions begin IMMEDIATE (write lock taken at BEGIN),
-    because in WAL mode a transaction that read first and wrote later fails outright if
-    another writer committed in between. Reads go straight on.
+    turned into tail latencies of tens of milliseconds. So every write (an autocommit
+    statement or a transaction) first takes its turn on an ``flock`` of a file beside
+    the database (:class:`_WriterQueue`); the kernel wakes the next writer, thread or
+    process, the moment the last one is done. Transactions begin IMMEDIATE (write lock
+    taken at BEGIN), because in WAL mode a transaction that read first and wrote later
+    fails outright if another writer committed in between. Reads go straight on.
     """
 
     def init(self, database: Any, *args: Any, **kwargs: Any) -> None:
@@ -151,6 +171,9 @@ class QueuedWritersSqlite(peewee.SqliteDatabase):
         self._writers = _WriterQueue(os.path.abspath(database))
 
     def begin(self, lock_type: str | None = None) -> None:
+        # peewee begins only outermost transactions: a turn this thread still holds
+        # was left behind by an interrupted one, not by anything running now.
+        self._writers.release(fully=True)
         self._writers.acquire()
         try:
             super().begin("EXCLUSIVE" if lock_type == "EXCLUSIVE" else "IMMEDIATE")
@@ -171,7 +194,11 @@ class QueuedWritersSqlite(peewee.SqliteDatabase):
             self._writers.release()
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:
-        if self._writers.held_here() or sql.lstrip()[:7].upper().startswith(_READS):
+        if self._writers.held_here():
+            if self.in_transaction():
+                return super().execute_sql(sql, params)
+            self._writers.release(fully=True)  # left behind by an interrupted write
+        if sql.lstrip()[:7].upper().startswith(_READS):
             return super().execute_sql(sql, params)
         with self._writers.held():
             return super().execute_sql(sql, params)
@@ -206,11 +233,14 @@ def is_database_unavailable(exc: BaseException | None) -> bool:
                 reason in text for reason in _SQLITE_UNAVAILABLE
             )
         if isinstance(exc, psycopg2.Error):
-            # A refused or lost connection, a server shutting down. A cancelled statement
-            # (timeout) or a deadlock is the query's own doing: not an outage.
-            return isinstance(exc, psycopg2.OperationalError) and not isinstance(
-                exc, psycopg2.errors.QueryCanceled | psycopg2.errors.TransactionRollbackError
-            )
+            # No SQLSTATE: libpq could not connect, or lost the connection. Otherwise the
+            # server's code says: connection exceptions (08), insufficient resources
+            # (53: too many connections, disk full), shutting down or starting (57P0x),
+            # system errors (58). Timeouts, deadlocks and data limits are the query's own.
+            code = exc.pgcode
+            if code is None:  # raised by the client library itself
+                return isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+            return code[:2] in ("08", "53", "58") or code[:4] == "57P0"
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return False

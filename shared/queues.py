@@ -42,7 +42,9 @@ class QueueSpec:
         if self.backoff == "none":
             return 0
         fixed = self.backoff == "fixed"
-        delay = self.delay_ms if fixed else self.delay_ms * 2 ** max(retry - 1, 0)
+        # Doubling stops at 2**30 (decades): a message retried through a long database
+        # outage reaches retry numbers whose delay would not fit in a float.
+        delay = self.delay_ms if fixed else self.delay_ms * 2 ** min(max(retry - 1, 0), 30)
         return int(delay * scale)
 
 

@@ -56,7 +56,7 @@ def system(redis_url, namespace):
     def slow():
         release.wait(10)
 
-    options = actor_options(QUEUE, max_retries=1)
+    options = {**actor_options(QUEUE), "max_retries": 1}
     actors = SimpleNamespace(
         fragile=dramatiq.actor(fragile, broker=broker, actor_name="fragile", **options),
         slow=dramatiq.actor(slow, broker=broker, actor_name="slow", **options),

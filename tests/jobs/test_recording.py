@@ -129,7 +129,7 @@ def test_exhausted_retries_fail_and_dead_letter(broker, store, worker, namespace
         raise RuntimeError("nope")
 
     actor = dramatiq.actor(
-        always, broker=broker, actor_name="always", **actor_options(QUEUE, max_retries=1)
+        always, broker=broker, actor_name="always", **{**actor_options(QUEUE), "max_retries": 1}
     )
     message = actor.send()
     worker()
@@ -188,7 +188,7 @@ def test_retention_keeps_the_configured_numbers_and_never_a_running_job(
 
     slow_actor = dramatiq.actor(slow, broker=broker, actor_name="slow", **actor_options(QUEUE))
     quick_actor = dramatiq.actor(
-        quick, broker=broker, actor_name="quick", **actor_options(QUEUE, max_retries=0)
+        quick, broker=broker, actor_name="quick", **{**actor_options(QUEUE), "max_retries": 0}
     )
     running = slow_actor.send()
     worker()

@@ -8,9 +8,12 @@ test shows the same load on a plain peewee database does collide.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import peewee
@@ -126,3 +129,56 @@ def test_nested_transactions_and_failures_give_the_turn_back(tmp_path):
     rows = db.execute_sql("SELECT who, n FROM log ORDER BY who, n").fetchall()
     assert rows == [("a", 1), ("a", 2), ("c", 1)]
     db.close()
+
+
+def test_a_forked_child_takes_its_own_turn_even_if_forked_mid_write(tmp_path):
+    # gunicorn and Dramatiq fork their workers; a lock held at that moment must not be
+    # held forever in the child
+    path = tmp_path / "fork.db"
+    _prepare(path)
+    db = open_unpatient(str(path))
+    db._writers.acquire()  # this process holds the turn while it forks
+    pid = os.fork()
+    if pid == 0:  # the child: writes once the parent lets go, or dies after 10 s
+        signal.alarm(10)
+        try:
+            db.execute_sql("INSERT INTO log VALUES ('child', 1)")
+            os._exit(0)
+        except BaseException:  # noqa: BLE001 - report through the exit status
+            os._exit(1)
+    time.sleep(0.3)  # the child waits for the turn meanwhile
+    check = peewee.SqliteDatabase(str(path))
+    assert check.execute_sql("SELECT count(*) FROM log").fetchone()[0] == 0
+    db._writers.release()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert db.execute_sql("SELECT who FROM log").fetchall() == [("child",)]
+    db.close()
+
+
+def test_a_turn_left_behind_by_an_interrupted_write_is_given_back(tmp_path):
+    # Dramatiq's time limit raises into a thread at any moment, e.g. between taking the
+    # turn and writing; that thread's next write or transaction gives the turn back
+    path = tmp_path / "healed.db"
+    _prepare(path)
+    db = open_unpatient(str(path))
+    db._writers.acquire()  # taken, and never released by the interrupted write
+    db.execute_sql("INSERT INTO log VALUES ('same thread', 1)")
+    other = open_unpatient(str(path))
+    done = threading.Event()
+
+    def write() -> None:
+        other.execute_sql("INSERT INTO log VALUES ('other thread', 1)")
+        done.set()
+
+    threading.Thread(target=write).start()
+    assert done.wait(5)
+    db._writers.acquire()
+    with db.atomic():  # a transaction heals it too
+        db.execute_sql("INSERT INTO log VALUES ('same thread', 2)")
+    done.clear()
+    threading.Thread(target=write).start()
+    assert done.wait(5)
+    assert db.execute_sql("SELECT count(*) FROM log").fetchone()[0] == 4
+    db.close()
+    other.close()

@@ -29,12 +29,14 @@ def deliver_notification(*args, **kwargs) -> dict:
     if len(args) != 1 or kwargs or not is_id(args[0]):
         raise InvalidDeliveryMessage("a delivery message takes one argument, a delivery id")
     message = CurrentMessage.get_current_message()
-    retries = int(message.options.get("retries", 0)) if message else 0
+    options = message.options if message else {}
+    # The message's own max_retries when set: a database outage adds attempts.
+    allowed = int(options.get("max_retries", OPTIONS["max_retries"]))
     try:
         status = delivery.attempt(
             args[0],
             worker_broker.settings.notifications,
-            last_attempt=retries >= OPTIONS["max_retries"],
+            last_attempt=int(options.get("retries", 0)) >= allowed,
         )
     except delivery.DeliveryBusy as exc:
         raise dramatiq.Retry(str(exc), delay=exc.retry_in_ms) from None
