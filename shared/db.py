@@ -100,10 +100,9 @@ class _WriterQueue:
         local = self._local
         depth = getattr(local, "depth", 0)
         if depth == 0:
-            fd = getattr(local, "fd", None)
-            if fd is None:
-                # Read-only is enough for flock, and works whoever created the file.
-                fd = local.fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
+            if getattr(local, "file", None) is None:
+                local.file = _LockFile(self.path)
+            fd = local.file.fd
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 local.depth = 1
@@ -120,7 +119,7 @@ class _WriterQueue:
             return  # e.g. the rollback peewee sends after a failed commit
         local.depth = 0 if fully else depth - 1
         if local.depth == 0:
-            fcntl.flock(local.fd, fcntl.LOCK_UN)
+            fcntl.flock(local.file.fd, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -131,10 +130,20 @@ class _WriterQueue:
             self.release()
 
     def forget_after_fork(self) -> None:
-        fd = getattr(self._local, "fd", None)  # the forking thread's, inherited
-        if fd is not None:
-            os.close(fd)  # the parent's lock stays the parent's
+        # Drops the forking thread's inherited descriptor (closing it leaves the
+        # parent's lock to the parent).
         self._local = threading.local()
+
+
+class _LockFile:
+    """A thread's descriptor of the lock file, closed when the thread's data goes."""
+
+    def __init__(self, path: str):
+        # Read-only is enough for flock, and opens whoever created the file.
+        self.fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+
+    def __del__(self) -> None:
+        os.close(self.fd)
 
 
 _writer_queues: weakref.WeakSet[_WriterQueue] = weakref.WeakSet()
