@@ -59,6 +59,19 @@ def _prepare(path: Path) -> None:
     db.close()
 
 
+def _writes_from_another_thread(db: peewee.SqliteDatabase, who: str) -> bool:
+    """Whether a write from a new thread gets its turn within 5 s."""
+    done = threading.Event()
+
+    def write() -> None:
+        db.execute_sql("INSERT INTO log VALUES (?, 1)", (who,))
+        db.close()
+        done.set()
+
+    threading.Thread(target=write).start()
+    return done.wait(5)
+
+
 def _run_threads(db: peewee.SqliteDatabase) -> list[BaseException]:
     errors: list[BaseException] = []
 
@@ -118,14 +131,7 @@ def test_nested_transactions_and_failures_give_the_turn_back(tmp_path):
     with pytest.raises(peewee.OperationalError):
         db.execute_sql("INSERT INTO nowhere VALUES (1)")
     # The turn is free again: another thread writes at once.
-    done = threading.Event()
-
-    def write() -> None:
-        db.execute_sql("INSERT INTO log VALUES ('c', 1)")
-        done.set()
-
-    threading.Thread(target=write).start()
-    assert done.wait(5)
+    assert _writes_from_another_thread(db, "c")
     rows = db.execute_sql("SELECT who, n FROM log ORDER BY who, n").fetchall()
     assert rows == [("a", 1), ("a", 2), ("c", 1)]
     db.close()
@@ -164,21 +170,10 @@ def test_a_turn_left_behind_by_an_interrupted_write_is_given_back(tmp_path):
     db = open_unpatient(str(path))
     db._writers.acquire()  # taken, and never released by the interrupted write
     db.execute_sql("INSERT INTO log VALUES ('same thread', 1)")
-    other = open_unpatient(str(path))
-    done = threading.Event()
-
-    def write() -> None:
-        other.execute_sql("INSERT INTO log VALUES ('other thread', 1)")
-        done.set()
-
-    threading.Thread(target=write).start()
-    assert done.wait(5)
+    assert _writes_from_another_thread(db, "other thread")
     db._writers.acquire()
     with db.atomic():  # a transaction heals it too
         db.execute_sql("INSERT INTO log VALUES ('same thread', 2)")
-    done.clear()
-    threading.Thread(target=write).start()
-    assert done.wait(5)
+    assert _writes_from_another_thread(db, "other thread")
     assert db.execute_sql("SELECT count(*) FROM log").fetchone()[0] == 4
     db.close()
-    other.close()
