@@ -7,7 +7,9 @@ Starts gunicorn twice with deploy/gunicorn.conf.py (same workers and threads): o
 with the real app (``api_service.wsgi:app``, a fresh migrated database, real Redis) and
 once with the echo app defined below, then drives each with the same closed-loop load
 (N keep-alive connections, each sending its next request when the last one answered)
-and prints requests/s, p50 and p99 latency for both and the ratio.
+and prints requests/s, p50 and p99 latency for both and the ratio, and the CPU time
+per request while measuring: the whole machine's (load generator, Redis and the
+database included) and the gunicorn processes' own.
 
 Target: ``POST /policies`` at >= 0.25 of the echo's requests/s with p99 < 25 ms at
 32 connections. Every POST is a full write: JWT check, validation, policy row, version
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import falcon
+from _cpu import machine_busy_s, process_tree_cpu_s
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -60,10 +63,16 @@ class Result:
     errors: int
     seconds: float
     latencies: list[float]
+    #: CPU seconds used while measuring: the whole machine's, and the server's own.
+    machine_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+    def cpu_ms_per_request(self, seconds: float) -> float:
+        return 1000 * seconds / max(self.requests, 1)
 
     def percentile(self, p: float) -> float:
         ordered = sorted(self.latencies)
@@ -95,7 +104,7 @@ async def _connection(host, port, request: bytes, state: dict, latencies, counts
         writer.close()
 
 
-async def _drive(host, port, request: bytes, connections, warmup, duration):
+async def _drive(host, port, request: bytes, connections, warmup, duration, server_pid):
     state = {"stop": False, "measuring": False}
     latencies: list[float] = []
     counts = {"done": 0, "errors": 0}
@@ -105,20 +114,22 @@ async def _drive(host, port, request: bytes, connections, warmup, duration):
     ]
     await asyncio.sleep(warmup)
     state["measuring"] = True
+    cpu_before = machine_busy_s(), process_tree_cpu_s(server_pid)
     started = time.perf_counter()
     await asyncio.sleep(duration)
     state["measuring"] = False
     elapsed = time.perf_counter() - started
+    cpu = machine_busy_s() - cpu_before[0], process_tree_cpu_s(server_pid) - cpu_before[1]
     state["stop"] = True
     await asyncio.gather(*tasks, return_exceptions=True)
-    return counts, latencies, elapsed
+    return counts, latencies, elapsed, cpu
 
 
-def drive(name, port, request: bytes, connections, warmup, duration) -> Result:
-    counts, latencies, elapsed = asyncio.run(
-        _drive("127.0.0.1", port, request, connections, warmup, duration)
+def drive(name, port, request: bytes, connections, warmup, duration, server_pid) -> Result:
+    counts, latencies, elapsed, (machine, server) = asyncio.run(
+        _drive("127.0.0.1", port, request, connections, warmup, duration, server_pid)
     )
-    return Result(name, counts["done"], counts["errors"], elapsed, latencies)
+    return Result(name, counts["done"], counts["errors"], elapsed, latencies, machine, server)
 
 
 def http_request(method: str, path: str, body: dict, headers: dict[str, str]) -> bytes:
@@ -267,9 +278,11 @@ def main() -> int:
             servers[name] = (start_gunicorn(target, port, env, log), port)
         for _ in range(args.rounds):
             for name, (_, request) in targets.items():
-                port = servers[name][1]
+                proc, port = servers[name]
                 runs[name].append(
-                    drive(name, port, request, args.connections, args.warmup, args.duration)
+                    drive(
+                        name, port, request, args.connections, args.warmup, args.duration, proc.pid
+                    )
                 )
     finally:
         for proc, _ in servers.values():
@@ -290,6 +303,8 @@ def main() -> int:
             sum(r.errors for r in rs),
             sum(r.seconds for r in rs),
             [x for r in rs for x in r.latencies],
+            sum(r.machine_cpu_s for r in rs),
+            sum(r.server_cpu_s for r in rs),
         )
         for name, rs in runs.items()
     ]
@@ -300,9 +315,16 @@ def main() -> int:
         f"gunicorn workers={workers} threads={threads} "
         f"{args.rounds} rounds x {args.duration}s per server"
     )
-    print(f"{'':22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(
+        f"{'':22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'CPU ms/req: machine':>21}{'server':>8}"
+    )
     for r in results:
-        print(f"{r.name:22}{r.rps:9.0f}{r.percentile(50):9.2f}{r.percentile(99):9.2f}{r.errors:8d}")
+        print(
+            f"{r.name:22}{r.rps:9.0f}{r.percentile(50):9.2f}{r.percentile(99):9.2f}{r.errors:8d}"
+            f"{r.cpu_ms_per_request(r.machine_cpu_s):21.2f}"
+            f"{r.cpu_ms_per_request(r.server_cpu_s):8.2f}"
+        )
     echo, api = results
     ratio = api.rps / echo.rps
     p99 = api.percentile(99)

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from _cpu import process_tree_cpu_s
 from _harness import (
     REDIS_URL,
     Probe,
@@ -58,6 +59,8 @@ class Result:
     label: str
     count: int
     seconds: float
+    #: CPU seconds the worker process used meanwhile (None: not measured).
+    worker_cpu_s: float | None = None
 
     @property
     def rate(self) -> float:
@@ -70,7 +73,7 @@ def measure_workflow(
     system = start_system(tmp, database, api=False, env=env)
     try:
         add_notify_workflow(system, TENANT)
-        system.start_worker(queues=["governance.policy"], threads=THREADS)
+        worker = system.start_worker(queues=["governance.policy"], threads=THREADS)
         broker = create_broker(
             CommonSettings(
                 redis_url=REDIS_URL,
@@ -100,6 +103,7 @@ def measure_workflow(
         warmup = 50
         publish(warmup)
         poll(lambda: completed() >= warmup, timeout=120, message="warm-up executions")
+        cpu_before = process_tree_cpu_s(worker.pid)
         started = time.perf_counter()
         publish(count)
         poll(
@@ -109,8 +113,9 @@ def measure_workflow(
             message=f"{count} executions completed",
         )
         elapsed = time.perf_counter() - started
+        worker_cpu = process_tree_cpu_s(worker.pid) - cpu_before
         broker.close()
-        return Result(label, count, elapsed)
+        return Result(label, count, elapsed, worker_cpu)
     finally:
         system.stop()
 
@@ -175,6 +180,9 @@ def main() -> int:
             f"{result.seconds:.2f} s)  ratio {ratio:.2f}  (target >= 0.50: "
             f"{'met' if ratio >= 0.5 else 'NOT met'})"
         )
+        if result.worker_cpu_s is not None:
+            per_execution = 1000 * result.worker_cpu_s / result.count
+            print(f"  {'':45} worker CPU {per_execution:.2f} ms per execution")
     by_label = {r.label: r for r in results}
     without = by_label.get(NO_JOB_STATUS)
     if without is not None:
