@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import falcon
-import peewee
 
 from shared.http import ApiError
-
-log = logging.getLogger(__name__)
 
 
 class DomainError(Exception):
@@ -61,17 +56,5 @@ def handle_domain_error(req, resp, exc: DomainError, params) -> None:
     raise ApiError(exc.status, exc.title, exc.description, **exc.extra)
 
 
-def handle_database_unavailable(req, resp, exc, params) -> None:
-    log.error("database error on %s %s: %s", req.method, req.path, exc)
-    raise ApiError(
-        falcon.HTTP_503,
-        "Database unavailable",
-        "The database could not be reached; retry shortly.",
-    )
-
-
 def install(app: falcon.App) -> None:
     app.add_error_handler(DomainError, handle_domain_error)
-    # Connection-level failures only; other database errors are bugs and stay 500s.
-    app.add_error_handler(peewee.OperationalError, handle_database_unavailable)
-    app.add_error_handler(peewee.InterfaceError, handle_database_unavailable)

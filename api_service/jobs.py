@@ -1,15 +1,17 @@
 """``/jobs``: the status of the background jobs a caller's writes started.
 
 Answers from the job-status records the workers write to Redis
-(:mod:`shared.jobstatus`); the api never asks the workflow service. Records are scoped
-to the caller's tenant: another tenant's job is a 404, exactly like an unknown one.
+(:mod:`shared.jobstatus`); the api never asks the workflow service. Reading them takes
+a role that may read policies; records are scoped to the caller's tenant: another
+tenant's job is a 404, exactly like an unknown one.
 """
 
 from __future__ import annotations
 
 import falcon
 
-from shared.auth import principal_of
+from api_service.resources import READ_ROLES
+from shared.auth import require_role
 from shared.http import Operation, Param, bad_parameter, parse_choice, parse_limit, parse_uuid
 from shared.jobstatus import (
     STATES,
@@ -49,7 +51,7 @@ class JobItem:
         self.store = store
 
     def on_get(self, req, resp, job_id):
-        principal = principal_of(req)
+        principal = require_role(req, *READ_ROLES)
         job_id = str(parse_uuid(job_id, "job_id"))
         record = self.store.get(job_id)
         if record is None or record["tenant_id"] != principal.tenant:
@@ -71,7 +73,7 @@ class JobCollection:
         self.store = store
 
     def on_get(self, req, resp):
-        principal = principal_of(req)
+        principal = require_role(req, *READ_ROLES)
         queue = parse_choice(req, "queue", QUEUE_NAMES)
         state = parse_choice(req, "state", STATES)
         limit = parse_limit(req)

@@ -5,9 +5,10 @@ A row's ``claimed_until`` is a lease. The request that wrote a row holds it from
 start, so the relay never races the fast path; a relay holds the rows it claimed, so two
 relays never publish the same row. Whoever holds a row publishes it with the event id as
 the message id and then marks it sent (the request path within 50 ms, many rows per
-statement). If the holder dies between the enqueue and the mark (a hard crash, not a
-restart) the row is republished with the same message id after its lease ends; the
-workflow service's dispatch is keyed on the event id, so that rare repeat is absorbed.
+statement). Two rare cases publish a row twice, both with the same message id: its
+holder dies between the enqueue and the mark (a hard crash, not a restart), or a
+request's publish times out after Redis took it (the row goes back to the relay). The
+workflow service's dispatch is keyed on the event id, so such a repeat starts nothing.
 """
 
 from __future__ import annotations
@@ -286,9 +287,12 @@ class OutboxRelay:
     def publish_batch(self, stop: threading.Event | None = None) -> int:
         """Publish one claimed batch; returns how many rows were delivered."""
         rows = self.claim_batch()
+        # Publish only while the lease surely holds: past half of it, another relay may
+        # soon take the rest, so they are handed back instead (a slow Redis, say).
+        hand_back_at = self.clock() + self.claim / 2
         delivered = 0
         for index, row in enumerate(rows):
-            if stop is not None and stop.is_set():
+            if (stop is not None and stop.is_set()) or self.clock() >= hand_back_at:
                 self._release(rows[index:])
                 break
             try:
@@ -322,7 +326,11 @@ class OutboxRelay:
         if error is not None:
             values.update(attempts=Outbox.attempts + 1, last_error=error)
         with self.db.atomic():
-            Outbox.update(**values).where(Outbox.id.in_(ids) & Outbox.sent_at.is_null()).execute()
+            Outbox.update(**values).where(
+                Outbox.id.in_(ids)
+                & Outbox.sent_at.is_null()
+                & (Outbox.claimed_by == rows[0].claimed_by)  # only rows still ours
+            ).execute()
 
     def _park(self, row: Outbox, error: str) -> None:
         """Take a row out of the relay's line for good (it stays unsent, with the error)."""

@@ -274,11 +274,19 @@ class PolicyService:
 
         With an idempotency key the first successful answer is stored in the same
         transaction as the move, and a repeat of the key replays it without moving
-        anything; a repeat with a different request is refused.
+        anything; a repeat with a different request, or by another caller, is refused.
+        A refused move changed nothing and stores nothing, so its key may be sent again
+        (a workflow step retried once the policy can move, say).
         """
         expected = self._expected_version(data.version, if_match, required=False)
+        # The caller is part of the request: a key is never someone else's answer.
         fingerprint = _fingerprint(
-            {"policy": str(policy_id), **data.model_dump(mode="json"), "if_match": if_match}
+            {
+                "policy": str(policy_id),
+                **data.model_dump(mode="json"),
+                "if_match": if_match,
+                "caller": principal.sub,
+            }
         )
         try:
             with self.db.atomic():

@@ -158,7 +158,7 @@ class PolicyCollection:
             position = decode_cursor(cursor, ("t", "i"))
             try:
                 after = (datetime.fromisoformat(position["t"]), uuid.UUID(position["i"]))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, AttributeError):
                 raise bad_parameter(
                     "cursor", "'cursor' is not a cursor returned by this API."
                 ) from None

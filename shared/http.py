@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import falcon
+import peewee
+import redis
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -105,11 +107,37 @@ def _handle_unexpected(req, resp, exc: Exception, params) -> None:
     )
 
 
+def _handle_database_unavailable(req, resp, exc: Exception, params) -> None:
+    log.error("database error on %s %s: %s", req.method, req.path, exc)
+    raise ApiError(
+        falcon.HTTP_503,
+        "Database unavailable",
+        "The database could not be reached; retry shortly.",
+    )
+
+
+def _handle_redis_unavailable(req, resp, exc: Exception, params) -> None:
+    log.error("Redis error on %s %s: %s", req.method, req.path, exc)
+    raise ApiError(
+        falcon.HTTP_503,
+        "Redis unavailable",
+        "The queue and job-status store (Redis) could not be reached; retry shortly.",
+    )
+
+
 def install_error_handling(app: falcon.App) -> None:
-    """JSON errors everywhere: HTTP errors, validation errors, unexpected exceptions."""
+    """JSON errors everywhere: HTTP errors, validation errors, unexpected exceptions.
+
+    A database or Redis that cannot be reached is a 503 (retry later), not a 500;
+    other database errors are bugs and stay 500s.
+    """
     app.set_error_serializer(_serialize_error)
     app.add_error_handler(Exception, _handle_unexpected)
     app.add_error_handler(ValidationError, _handle_validation_error)
+    app.add_error_handler(peewee.OperationalError, _handle_database_unavailable)
+    app.add_error_handler(peewee.InterfaceError, _handle_database_unavailable)
+    app.add_error_handler(redis.ConnectionError, _handle_redis_unavailable)
+    app.add_error_handler(redis.TimeoutError, _handle_redis_unavailable)
 
 
 # ------------------------------------------------------------------------------- input
@@ -159,6 +187,8 @@ def read_json(req, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
             description=f"The body is not valid JSON: {exc.msg} at line {exc.lineno} "
             f"column {exc.colno}.",
         ) from None
+    except ValueError as exc:  # valid JSON Python will not read: a 5000-digit number
+        raise falcon.HTTPBadRequest(title="Malformed JSON", description=str(exc)) from None
     where = _nul_path(data, "body")
     if where:
         raise falcon.HTTPBadRequest(

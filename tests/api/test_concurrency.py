@@ -96,6 +96,35 @@ def test_idempotency_keys_are_per_tenant(api):
     assert resp.json["id"] == theirs["id"]
 
 
+def test_an_idempotency_key_is_never_another_callers_answer(api):
+    policy = api.create()
+    key = {"Idempotency-Key": "alice-key"}
+    assert (
+        api.transition(policy["id"], "in_review", roles=("editor",), headers=key).status_code == 200
+    )
+
+    # bob may decide reviews, but alice's key does not hand him her answer
+    bob = {**api.headers("approver", sub="bob"), **key}
+    resp = api.client.simulate_post(
+        f"/policies/{policy['id']}/transitions", json={"to": "in_review"}, headers=bob
+    )
+    assert resp.status_code == 422, resp.text
+    assert "Idempotency-Key" in resp.json["description"]
+
+
+def test_a_refused_move_stores_nothing_under_its_key(api):
+    policy = api.create()
+    key = {"Idempotency-Key": "early"}
+    refused = api.transition(policy["id"], "approved", roles=("approver",), headers=key)
+    assert refused.status_code == 409, refused.text
+    assert api.transition(policy["id"], "in_review").status_code == 200
+
+    # the same key and request, now that the move is allowed
+    resp = api.transition(policy["id"], "approved", roles=("approver",), headers=key)
+    assert resp.status_code == 200, resp.text
+    assert resp.json["status"] == "approved"
+
+
 def test_concurrent_requests_with_one_idempotency_key_move_once(api, redis_client, namespace):
     policy = api.create()
     key = {"Idempotency-Key": "race"}

@@ -32,8 +32,9 @@ def _assert_error(resp, status: int, *words: str):
         ("not json", ("Malformed JSON",)),
         (b'{"title": "\xff"}', ("UTF-8",)),
         ("", ("body is required",)),
+        ('{"version": ' + "1" * 5000 + "}", ("Malformed JSON", "digits")),
     ],
-    ids=["truncated", "not-json", "not-utf8", "empty"],
+    ids=["truncated", "not-json", "not-utf8", "empty", "huge-number"],
 )
 def test_malformed_bodies_are_400(api, body, words):
     _assert_error(_post(api, body), 400, *words)
@@ -113,6 +114,14 @@ def test_a_bad_uuid_is_400_naming_the_parameter(api, method, suffix):
         ({"cursor": "garbage!"}, "cursor"),
         ({"cursor": "eyJ4IjoxfQ"}, "cursor"),  # valid base64 JSON, not our shape
         ({"cursor": "eyJ0Ijoibm9wZSIsImkiOiJ4In0"}, "cursor"),  # our shape, bad values
+        (
+            {"cursor": "eyJ0IjogIjIwMjQtMDEtMDFUMDA6MDA6MDAiLCAiaSI6IDV9"},
+            "cursor",
+        ),  # a number as id
+        (
+            {"cursor": "eyJ0IjogIjIwMjQtMDEtMDFUMDA6MDA6MDAiLCAiaSI6IFsxXX0"},
+            "cursor",
+        ),  # a list as id
         ({"limit": "ten"}, "limit"),
         ({"limit": "0"}, "limit"),
         ({"limit": "1000"}, "limit"),

@@ -14,7 +14,7 @@ from api_service.migrations import MIGRATIONS
 from api_service.models import Outbox, database
 from api_service.outbox import OutboxPublisher, OutboxRelay
 from shared.broker import create_broker
-from shared.db import migrate, open_database
+from shared.db import migrate, open_database, utcnow
 from shared.events import Event
 from shared.settings import CommonSettings
 from tests.api.helpers import ApiClient, RedisServer, queue_counts, unique_tenant
@@ -71,7 +71,12 @@ def test_writes_succeed_without_redis_and_the_relay_delivers_each_event_once(
     assert f"api_outbox_backlog {float(WRITES)}" in metrics
 
     # Then relays deliver them once Redis is back; one is restarted half-way and a
-    # second one runs beside it the whole time.
+    # second one runs beside it the whole time. The rows come free over 4 s (as if
+    # their writers still held them), so the restart falls in the middle of the work.
+    free_from = utcnow() + timedelta(seconds=2)
+    for index, row_id in enumerate(r.id for r in Outbox.select(Outbox.id).order_by(Outbox.id)):
+        free_at = free_from + timedelta(milliseconds=20 * index)
+        Outbox.update(claimed_until=free_at).where(Outbox.id == row_id).execute()
     env = {
         **common_env,
         "REDIS_URL": redis_server.url,
@@ -116,7 +121,7 @@ def test_writes_succeed_without_redis_and_the_relay_delivers_each_event_once(
     assert queue_counts(client, namespace) == (WRITES, WRITES), "a message was duplicated"
     assert {m["message_id"] for m in messages} == event_ids
     assert all(m["message_id"] == m["args"][0]["event_id"] for m in messages)
-    print(f"delivered before the restart: {delivered_at_restart}")
+    assert 0 < delivered_at_restart < WRITES, "the restart was not in the middle of the work"
     client.close()
 
 
@@ -219,6 +224,35 @@ def test_a_relay_that_dies_holding_rows_loses_nothing_and_repeats_nothing(
     order = [json.loads(raw[i.encode()])["message_id"] for i in queued]
     assert sorted(order) == sorted(ids)
     assert order[:20] == ids[:20]
+
+
+class _SlowBroker:
+    """Publishes through ``broker`` and lets ``seconds`` pass on ``clock`` each time."""
+
+    def __init__(self, broker, clock, seconds):
+        self.broker, self.clock, self.seconds = broker, clock, seconds
+
+    def enqueue(self, message):
+        self.clock.advance(seconds=self.seconds)
+        return self.broker.enqueue(message)
+
+
+def test_a_slow_relay_hands_rows_back_before_its_lease_can_end(
+    own_db, broker, redis_client, namespace
+):
+    _, db = own_db
+    clock = FakeClock()
+    _write_unpublished(db, broker, clock, 5)
+    clock.advance(seconds=31)
+    slow = OutboxRelay(db, _SlowBroker(broker, clock, 10), clock, claim_seconds=30)
+
+    # Each publish takes 10 s of a 30 s lease: after two, half of it is gone
+    assert slow.publish_batch() == 2
+    assert Outbox.select().where(Outbox.claimed_until.is_null()).count() == 3
+
+    # The rows it handed back are free at once, for any relay
+    assert OutboxRelay(db, broker, clock, claim_seconds=30).publish_batch() == 3
+    assert queue_counts(redis_client, namespace) == (5, 5)
 
 
 def test_concurrent_relays_claim_disjoint_rows(own_db, broker, make_database_url):

@@ -4,6 +4,7 @@ publishes its event, read back through the real app (real Redis, real database).
 from __future__ import annotations
 
 import pytest
+import redis
 from falcon import testing
 
 from api_service.app import Deps, create_app
@@ -12,6 +13,7 @@ from api_service.settings import ApiSettings
 from shared.auth import issue_token
 from shared.broker import create_broker
 from shared.db import migrate, open_database
+from shared.jobstatus import JobStatusStore
 from tests.conftest import JWT_SECRET
 
 POLICY = {"title": "Access control", "policy_type": "security"}
@@ -86,6 +88,40 @@ def test_bad_input_is_a_400_naming_the_parameter(api):
         assert resp.status_code == 400, (path, params, resp.text)
         assert name in resp.json["title"], resp.json
     assert api.simulate_get("/jobs").status_code == 401
+
+
+def test_reading_jobs_takes_a_role_that_reads_policies(api):
+    job_id = create_policy(api, "acme")
+    for roles, status in [((), 403), (("viewer",), 200), (("admin",), 200)]:
+        for path in (f"/jobs/{job_id}", "/jobs"):
+            resp = api.simulate_get(path, headers=auth("acme", roles))
+            assert resp.status_code == status, (roles, path, resp.text)
+
+
+def test_an_unreachable_redis_is_a_503(redis_url, namespace, make_database_url):
+    settings = ApiSettings(
+        redis_url=redis_url,
+        namespace=namespace,
+        jwt_secret=JWT_SECRET,
+        database_url=make_database_url("jobsdown"),
+    )
+    db = open_database(settings.database_url)
+    with db.connection_context():
+        migrate(db, MIGRATIONS)
+    broker = create_broker(settings)
+    # Nothing listens on port 1: the store's client cannot connect.
+    dead = JobStatusStore(redis.Redis.from_url("redis://127.0.0.1:1/0"), namespace)
+    deps = Deps(db=db, broker=broker, job_store=dead)
+    client = testing.TestClient(create_app(settings, deps))
+    try:
+        for path in ("/jobs/6f1c1f9e-0000-4000-8000-000000000000", "/jobs"):
+            resp = client.simulate_get(path, headers=auth("acme", ("viewer",)))
+            assert resp.status_code == 503, resp.text
+            assert resp.json["title"] == "Redis unavailable"
+    finally:
+        deps.outbox.close()
+        broker.close()
+        db.close()
 
 
 def test_the_list_is_tenant_scoped_filtered_and_paginated(api):
