@@ -70,7 +70,7 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
     """The WSGI app. Raises ``SchemaNotCurrent`` on an unmigrated database."""
     database.initialize(deps.db)
     with deps.db.connection_context():
-        check_current(deps.db, MIGRATIONS, "api_service")
+        check_current(deps.db, MIGRATIONS)
     if hasattr(deps.db, "close_all"):
         # A pool keeps the connection just used; with gunicorn's preload_app it would
         # be inherited by every worker. Start each process with an empty pool.

@@ -18,5 +18,7 @@ def _initial(db: peewee.Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS: list[Migration] = [
-    Migration(1, "policies, versions, outbox, idempotency records", _initial),
+    Migration(
+        1, "policies, versions, outbox, idempotency records", _initial, service="api_service"
+    ),
 ]

@@ -51,7 +51,7 @@ def main(settings: ApiSettings) -> int:
     db = open_database(settings.database_url)
     database.initialize(db)
     with db.connection_context():
-        check_current(db, MIGRATIONS, "api_service")
+        check_current(db, MIGRATIONS)
     broker = create_broker(dataclasses.replace(settings, redis_url=settings.publish_redis_url))
     relay = OutboxRelay(
         db,

@@ -301,15 +301,22 @@ class DramatiqConnectionScope(Middleware):
 
 @dataclass(frozen=True)
 class Migration:
-    """One schema change. ``apply`` gets the database and a playhouse SchemaMigrator."""
+    """One schema change of one service. ``apply`` gets the database and a playhouse
+    SchemaMigrator. Versions are the service's own: each service keeps its history
+    apart, so two services may share one database (one ``DATABASE_URL``)."""
 
     version: int
     name: str
     apply: Callable[[peewee.Database, SchemaMigrator], None]
+    service: str
 
 
 #: Arbitrary constant naming the advisory lock migration runners share.
 MIGRATION_LOCK_KEY = 727_100_001
+#: Where each service's applied versions are kept, by (service, version).
+HISTORY_TABLE = "schema_history"
+#: The history of earlier releases: one service's versions, without the service.
+LEGACY_HISTORY_TABLE = "schema_migrations"
 
 
 class MigrationError(RuntimeError):
@@ -321,23 +328,51 @@ class SchemaNotCurrent(MigrationError):
 
 
 def _history_model(db: peewee.Database) -> Any:
-    class SchemaMigration(peewee.Model):
-        version = peewee.IntegerField(primary_key=True)
+    class SchemaHistory(peewee.Model):
+        service = peewee.CharField(max_length=64)
+        version = peewee.IntegerField()
         name = peewee.CharField()
         applied_at = peewee.DateTimeField(default=utcnow)
 
         class Meta:
             database = db
-            table_name = "schema_migrations"
+            table_name = HISTORY_TABLE
+            primary_key = peewee.CompositeKey("service", "version")
 
-    return SchemaMigration
+    return SchemaHistory
 
 
-def applied_versions(db: peewee.Database) -> set[int]:
+def service_of(migrations: Sequence[Migration]) -> str:
+    """The one service ``migrations`` belong to."""
+    services = {m.service for m in migrations}
+    if len(services) != 1:
+        raise MigrationError(f"migrations of one service expected, got {sorted(services)}")
+    return services.pop()
+
+
+def applied_versions(db: peewee.Database, service: str) -> set[int]:
     history = _history_model(db)
     if not history.table_exists():
         return set()
-    return {version for (version,) in history.select(history.version).tuples()}
+    query = history.select(history.version).where(history.service == service)
+    return {version for (version,) in query.tuples()}
+
+
+def _adopt_legacy_history(db: peewee.Database, history: Any, migrations: Sequence[Migration]):
+    """Carry a database migrated by an earlier release into the per-service history.
+
+    The old table named versions without their service; it is taken as this service's
+    when every version in it is one of this service's (its own database).
+    """
+    service = service_of(migrations)
+    if applied_versions(db, service) or LEGACY_HISTORY_TABLE not in db.get_tables():
+        return
+    cursor = db.execute_sql(f"SELECT version, name FROM {LEGACY_HISTORY_TABLE}")  # noqa: S608
+    legacy = dict(cursor.fetchall())
+    if legacy and set(legacy) <= {m.version for m in migrations}:
+        for version, name in legacy.items():
+            history.create(service=service, version=version, name=name)
+        log.info("adopted %s's history from %s", service, LEGACY_HISTORY_TABLE)
 
 
 def migrate(db: peewee.Database, migrations: Sequence[Migration]) -> list[Migration]:
@@ -350,9 +385,12 @@ def migrate(db: peewee.Database, migrations: Sequence[Migration]) -> list[Migrat
     if postgres:
         db.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
     try:
+        service = service_of(migrations)
         history = _history_model(db)
         history.create_table(safe=True)
-        done = applied_versions(db)
+        with db.atomic():
+            _adopt_legacy_history(db, history, migrations)
+        done = applied_versions(db, service)
         applied = []
         migrator = SchemaMigrator.from_database(db)
         for migration in sorted(migrations, key=lambda m: m.version):
@@ -360,7 +398,7 @@ def migrate(db: peewee.Database, migrations: Sequence[Migration]) -> list[Migrat
                 continue
             with db.atomic():
                 migration.apply(db, migrator)
-                history.create(version=migration.version, name=migration.name)
+                history.create(service=service, version=migration.version, name=migration.name)
             log.info("applied migration %s %s", migration.version, migration.name)
             applied.append(migration)
         return applied
@@ -369,9 +407,10 @@ def migrate(db: peewee.Database, migrations: Sequence[Migration]) -> list[Migrat
             db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
 
 
-def check_current(db: peewee.Database, migrations: Sequence[Migration], service: str) -> None:
+def check_current(db: peewee.Database, migrations: Sequence[Migration]) -> None:
     """Raise :class:`SchemaNotCurrent` with the command to run if anything is pending."""
-    pending = sorted({m.version for m in migrations} - applied_versions(db))
+    service = service_of(migrations)
+    pending = sorted({m.version for m in migrations} - applied_versions(db, service))
     if pending:
         raise SchemaNotCurrent(
             f"the {service} database is not migrated (pending: {pending}); "

@@ -27,11 +27,17 @@ def _core_tables(db: peewee.Database, migrator: SchemaMigrator) -> None:
     # migration here (migrator.add_column, ...), never an edit of this one.
     from workflow_service.models import CORE_MODELS
 
-    db.create_tables(CORE_MODELS)
+    with db.bind_ctx(CORE_MODELS):  # the database given, whatever the models are bound to
+        db.create_tables(CORE_MODELS)
 
 
 CORE_MIGRATIONS: list[Migration] = [
-    Migration(1, "core tables: workflows, executions, step log, tasks, inbox", _core_tables),
+    Migration(
+        1,
+        "core tables: workflows, executions, step log, tasks, inbox",
+        _core_tables,
+        service="workflow_service",
+    ),
 ]
 
 

@@ -150,7 +150,7 @@ class ScheduledWorkflows:
 def build(settings: WorkflowSettings) -> tuple[BlockingScheduler, SchedulerContext]:
     db = init_database(settings.pooled_database_url)
     with db.connection_context():
-        check_current(db, all_migrations(), "workflow_service")
+        check_current(db, all_migrations())
     load_steps(settings.plugins)
     broker = create_broker(settings)
     engine = build_engine(settings, database, broker, broker.client)

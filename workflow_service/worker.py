@@ -14,5 +14,5 @@ from workflow_service.notifications import actors as notification_actors  # noqa
 from shared.db import check_current  # noqa: E402
 from workflow_service.migrations import all_migrations  # noqa: E402
 
-check_current(broker.db, all_migrations(), "workflow_service")
+check_current(broker.db, all_migrations())
 broker.db.close()

@@ -14,7 +14,9 @@ def test_notify_channels_is_added_to_an_older_schema(workflow_db):
     run(
         SchemaMigrator.from_database(workflow_db).drop_column("approval_request", "notify_channels")
     )
-    workflow_db.execute_sql("DELETE FROM schema_migrations WHERE version = 171")
+    workflow_db.execute_sql(
+        "DELETE FROM schema_history WHERE service = 'workflow_service' AND version = 171"
+    )
     # When: it is migrated
     applied = migrate(workflow_db, all_migrations())
     # Then: 171 ran and the column is back

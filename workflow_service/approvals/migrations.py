@@ -11,7 +11,8 @@ from shared.db import Migration
 def _approval_tables(db: peewee.Database, migrator: SchemaMigrator) -> None:
     from workflow_service.approvals.models import APPROVAL_MODELS
 
-    db.create_tables(APPROVAL_MODELS)
+    with db.bind_ctx(APPROVAL_MODELS):  # the database given, whatever the models are bound to
+        db.create_tables(APPROVAL_MODELS)
 
 
 def _notify_channels(db: peewee.Database, migrator: SchemaMigrator) -> None:
@@ -26,6 +27,16 @@ def _notify_channels(db: peewee.Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS: list[Migration] = [
-    Migration(170, "approval requests and per-approver slots", _approval_tables),
-    Migration(171, "approval requests: channels approvers are told on", _notify_channels),
+    Migration(
+        170,
+        "approval requests and per-approver slots",
+        _approval_tables,
+        service="workflow_service",
+    ),
+    Migration(
+        171,
+        "approval requests: channels approvers are told on",
+        _notify_channels,
+        service="workflow_service",
+    ),
 ]

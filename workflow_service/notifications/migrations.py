@@ -11,9 +11,10 @@ from shared.db import Migration
 def _delivery_table(db: peewee.Database, migrator: SchemaMigrator) -> None:
     from workflow_service.notifications.models import NOTIFICATION_MODELS
 
-    db.create_tables(NOTIFICATION_MODELS)
+    with db.bind_ctx(NOTIFICATION_MODELS):  # the database given, whatever the models are bound to
+        db.create_tables(NOTIFICATION_MODELS)
 
 
 MIGRATIONS: list[Migration] = [
-    Migration(130, "notification deliveries", _delivery_table),
+    Migration(130, "notification deliveries", _delivery_table, service="workflow_service"),
 ]

@@ -11,9 +11,12 @@ from shared.db import Migration
 def _directory_tables(db: peewee.Database, migrator: SchemaMigrator) -> None:
     from workflow_service.users.models import DIRECTORY_MODELS
 
-    db.create_tables(DIRECTORY_MODELS)
+    with db.bind_ctx(DIRECTORY_MODELS):  # the database given, whatever the models are bound to
+        db.create_tables(DIRECTORY_MODELS)
 
 
 MIGRATIONS: list[Migration] = [
-    Migration(100, "user directory: users and their roles", _directory_tables),
+    Migration(
+        100, "user directory: users and their roles", _directory_tables, service="workflow_service"
+    ),
 ]

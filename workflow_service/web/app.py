@@ -86,7 +86,7 @@ def create_app(settings: WorkflowSettings, deps: Deps) -> falcon.App:
     """The WSGI app. Raises ``SchemaNotCurrent`` on an unmigrated database."""
     database.initialize(deps.db)
     with deps.db.connection_context():
-        check_current(deps.db, all_migrations(), "workflow_service")
+        check_current(deps.db, all_migrations())
     load_steps(settings.plugins)
 
     app = falcon.App(
