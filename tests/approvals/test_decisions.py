@@ -10,15 +10,20 @@ import contextlib
 import threading
 from datetime import timedelta
 
+import falcon.testing
+import httpx
 import pytest
 
 from shared.db import utcnow
 from tests.approvals.conftest import TENANT, auth
 from workflow_service.approvals import jobs
 from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot
+from workflow_service.db import database
 from workflow_service.engine import ExecutionFailed
 from workflow_service.models import Execution, Notification, StepRun
 from workflow_service.notifications.models import Delivery
+from workflow_service.runtime import build_engine
+from workflow_service.web.app import Deps, create_app
 
 OWNER = "olivia"
 RUNNER = "ed"  # the editor whose change started the execution (not in the directory)
@@ -182,6 +187,43 @@ def test_self_approval_is_refused_unless_allowed(client, engine, outbox):
     assert answer.status_code == 200 and answer.json["outcome"] == "approved"
 
 
+class CountingApi:
+    """The policy api as the decision's version lookup sees it, counting its calls."""
+
+    def __init__(self, version: int):
+        self.version = version
+        self.calls: list[tuple[str, str, str]] = []
+
+    def request(self, method, path, tenant_id, **kwargs):
+        self.calls.append((method, path, tenant_id))
+        return httpx.Response(200, json={"id": path.rsplit("/", 1)[-1], "version": self.version})
+
+    def close(self) -> None:
+        pass
+
+
+def test_only_approvers_make_the_service_call_the_api(settings, workflow_db, redis_client, outbox):
+    api = CountingApi(version=7)
+    engine = build_engine(settings, database, outbox, redis_client, api=api)
+    app = create_app(
+        settings, Deps(db=workflow_db, broker=outbox, redis=redis_client, engine=engine)
+    )
+    client = falcon.testing.TestClient(app)
+    execution_id = start(client, engine, outbox, approval_step(approvers=["user:alice"]))
+    approval_id = only_approval(execution_id).id
+    api.calls.clear()
+    # When: someone who is not an approver, and the owner, try to decide
+    assert decide(client, approval_id, "dave").status_code == 403
+    assert decide(client, approval_id, OWNER).status_code == 403
+    # Then: neither made the service ask the api for anything
+    assert api.calls == []
+    # while the approver's decision records the version the api reports
+    assert decide(client, approval_id, "alice").status_code == 200
+    assert api.calls == [("GET", "/policies/p-1", TENANT)]
+    (slot,) = ApprovalSlot.select().where(ApprovalSlot.request == approval_id)
+    assert slot.entity_version == 7
+
+
 def test_only_approvers_decide_and_only_once(client, engine, outbox):
     execution_id = start(
         client, engine, outbox, approval_step(approvers=["user:alice", "user:bob"], mode="all")
@@ -242,6 +284,52 @@ def test_sequential_stages(client, engine, outbox):
     assert inbox == {"alice", "bob", "carol"}  # each stage's approvers were told
 
 
+def test_overlapping_stages_go_to_who_has_not_approved_yet(client, engine, outbox):
+    # Given: a four-eyes rule, both stages naming role approver (alice, bob, carol)
+    step = approval_step(
+        stages=[{"approvers": ["role:approver"]}, {"approvers": ["role:approver"]}]
+    )
+    execution_id = start(client, engine, outbox, step)
+    approval_id = only_approval(execution_id).id
+    # When: alice approves stage 1, which cancels bob's and carol's stage-1 slots
+    first = decide(client, approval_id, "alice")
+    # Then: stage 2 is theirs, not alice's
+    assert first.status_code == 200, first.json
+    assert first.json["outcome"] is None and first.json["stage"] == 2
+    assert status_of(execution_id) == "waiting_approval"
+    second_stage = ApprovalSlot.select().where(
+        (ApprovalSlot.request == approval_id) & (ApprovalSlot.stage == 1)
+    )
+    assert sorted(s.approver for s in second_stage) == ["bob", "carol"]
+    assert pending_for(client, "alice") == []
+    (bobs,) = pending_for(client, "bob")
+    assert bobs["id"] == approval_id and bobs["can_decide"] and bobs["stage"] == 2
+    again = decide(client, approval_id, "alice")
+    assert again.status_code == 409 and "approved an earlier stage" in again.json["description"]
+    last = decide(client, approval_id, "bob", comment="second pair of eyes")
+    assert last.status_code == 200 and last.json["outcome"] == "approved", last.json
+    assert run_pending(engine, outbox) == 1
+    assert status_of(execution_id) == "completed"
+
+
+def test_a_slot_cancelled_at_an_earlier_stage_is_no_decision(client, engine, outbox):
+    step = approval_step(stages=[{"approvers": ["role:approver"]}, {"approvers": ["user:carol"]}])
+    execution_id = start(client, engine, outbox, step)
+    approval_id = only_approval(execution_id).id
+    # Given: alice settled stage 1, cancelling bob's and carol's slots there
+    assert decide(client, approval_id, "alice").json["stage"] == 2
+    # When: bob, who decided nothing and is no approver of stage 2, tries to decide
+    bob = decide(client, approval_id, "bob")
+    # Then: he is told this stage is not his, not that he decided already
+    assert bob.status_code == 403, bob.json
+    assert bob.json["title"] == "Not an approver" and "stage 2" in bob.json["description"]
+    # and carol, whose stage-1 slot was cancelled too, decides stage 2
+    carol = decide(client, approval_id, "carol")
+    assert carol.status_code == 200 and carol.json["outcome"] == "approved", carol.json
+    assert run_pending(engine, outbox) == 1
+    assert status_of(execution_id) == "completed"
+
+
 def test_quorum_two_of_three(client, engine, outbox):
     step = approval_step(
         approvers=["user:alice", "user:bob", "user:carol"], mode="quorum", quorum=2
@@ -256,17 +344,24 @@ def test_quorum_two_of_three(client, engine, outbox):
 
 
 def test_a_cancelled_execution_cannot_be_decided(client, engine, outbox):
-    execution_id = start(client, engine, outbox, approval_step(approvers=["user:alice"]))
+    step = approval_step(approvers=["user:alice", "user:bob"], mode="all")
+    execution_id = start(client, engine, outbox, step)
     approval_id = only_approval(execution_id).id
     cancelled = client.simulate_post(
         f"/executions/{execution_id}/cancel", headers=auth(RUNNER, ["editor"])
     )
     assert cancelled.status_code in (200, 202), cancelled.json
+    # Then: the approval is closed by the cancel itself, without waiting for housekeeping
+    detail = client.simulate_get(f"/approvals/{approval_id}", headers=auth("alice")).json
+    assert detail["status"] == "cancelled" and detail["can_decide"] is False
+    assert {d["status"] for d in detail["decisions"]} == {"cancelled"}
     assert pending_for(client, "alice") == []
     answer = decide(client, approval_id, "alice")
     assert answer.status_code == 409 and "cancelled" in answer.json["description"]
     assert ApprovalRequest.get_by_id(approval_id).status == "cancelled"
     assert run_pending(engine, outbox) == 0
+    later = utcnow() + timedelta(minutes=1)
+    assert jobs.settle_stragglers(engine.resume, now=later) == {"resumed": 0, "cancelled": 0}
 
 
 def test_a_stage_nobody_may_decide_fails_the_execution(client, engine, outbox):

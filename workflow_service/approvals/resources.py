@@ -100,8 +100,8 @@ class ApprovalCollection:
             if status:
                 query = query.where(ApprovalRequest.status == status)
         if status == ApprovalStatus.PENDING:
-            # An execution cancelled a moment ago: its approvals are closed lazily
-            # (on the next decision or housekeeping run) but no longer awaited.
+            # Cancelling an execution closes its approvals; should that have been cut
+            # short, housekeeping closes them later, and they are no longer awaited.
             live = Execution.select(Execution.id).where(
                 Execution.status.not_in(ExecutionStatus.FINAL)
             )
@@ -161,8 +161,10 @@ class ApprovalDecision:
         principal = principal_of(req)
         request = _get(principal.tenant, approval_id)
         body = parse_body(DecisionIn, read_json(req, self.max_body_bytes))
-        version = self.entity_version(principal.tenant, request.entity_type, request.entity_id)
         try:
+            # Before the version lookup: only approvers may make this service call the api.
+            service.check_approver(request, principal.sub)
+            version = self.entity_version(principal.tenant, request.entity_type, request.entity_id)
             result = service.decide(
                 principal.tenant,
                 request.id,

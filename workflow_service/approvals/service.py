@@ -137,14 +137,17 @@ def eligible(request: ApprovalRequest, index: int) -> list[directory.Person]:
     people = directory.resolve(
         request.tenant_id, stage.approvers, owner=request.owner, initiator=request.initiator
     )
-    # Separation of duties: who approved an earlier stage does not count again.
-    earlier = {
+    # Separation of duties: who approved an earlier stage does not count again. A slot
+    # cancelled because others settled its stage was no decision, so it excludes nobody.
+    approved_earlier = {
         s.approver
         for s in ApprovalSlot.select(ApprovalSlot.approver).where(
-            (ApprovalSlot.request == request.id) & (ApprovalSlot.stage < index)
+            (ApprovalSlot.request == request.id)
+            & (ApprovalSlot.stage < index)
+            & (ApprovalSlot.status == ApprovalStatus.APPROVED)
         )
     }
-    people = [p for p in people if p.user_id not in earlier]
+    people = [p for p in people if p.user_id not in approved_earlier]
     excluded: list[str] = []
     if not request.allow_self_approval:
         excluded = [p.user_id for p in people if p.user_id in _self_ids(request)]
@@ -287,6 +290,24 @@ def get_request(tenant_id: str, request_id: str) -> ApprovalRequest:
     return request
 
 
+def check_approver(request: ApprovalRequest, user_id: str) -> None:
+    """Raise :class:`NotAnApprover` (:class:`SelfApprovalRefused` for its owner or
+    initiator) unless ``user_id`` was asked to decide some stage of ``request``."""
+    asked = (
+        ApprovalSlot.select()
+        .where((ApprovalSlot.request == request.id) & (ApprovalSlot.approver == user_id))
+        .exists()
+    )
+    if asked:
+        return
+    if not request.allow_self_approval and user_id in _self_ids(request):
+        raise SelfApprovalRefused(
+            "Self-approval is not allowed: you own this "
+            f"{request.entity_type} or made the change that requested approval."
+        )
+    raise NotAnApprover("You are not an approver of this approval.")
+
+
 def decide(
     tenant_id: str,
     request_id: str,
@@ -299,18 +320,7 @@ def decide(
 ) -> DecisionResult:
     """Record ``user_id``'s decision; settle the stage or request when it decides them."""
     request = get_request(tenant_id, request_id)
-    mine = list(
-        ApprovalSlot.select().where(
-            (ApprovalSlot.request == request.id) & (ApprovalSlot.approver == user_id)
-        )
-    )
-    if not mine:
-        if not request.allow_self_approval and user_id in _self_ids(request):
-            raise SelfApprovalRefused(
-                "Self-approval is not allowed: you own this "
-                f"{request.entity_type} or made the change that requested approval."
-            )
-        raise NotAnApprover("You are not an approver of this approval.")
+    check_approver(request, user_id)
     cancelled_execution = False
     with database.atomic():
         now = clock()
@@ -353,18 +363,26 @@ def _record(
         & (ApprovalSlot.approver == user_id)
     )
     if slot is None:
-        earlier = (
+        # Slots exist only for stages opened so far, so this user's are all earlier ones.
+        # Only an approval there is a decision; a slot cancelled when others settled
+        # that stage is not.
+        approved_earlier = (
             ApprovalSlot.select()
             .where(
                 (ApprovalSlot.request == request.id)
                 & (ApprovalSlot.approver == user_id)
                 & (ApprovalSlot.stage < stage_index)
+                & (ApprovalSlot.status == ApprovalStatus.APPROVED)
             )
             .exists()
         )
-        if earlier:
-            raise AlreadyDecided("You already decided at an earlier stage of this approval.")
-        raise NotAnApprover("You approve at a later stage; this stage is not yours yet.")
+        if approved_earlier:
+            raise AlreadyDecided(
+                "You approved an earlier stage of this approval; a later stage needs someone else."
+            )
+        raise NotAnApprover(
+            f"You are not an approver of stage {stage_index + 1}, the stage now awaiting decisions."
+        )
     if slot.status != ApprovalStatus.PENDING:
         raise AlreadyDecided(f"Your decision is already recorded ({slot.status}).")
     status = ApprovalStatus.APPROVED if decision == "approve" else ApprovalStatus.REJECTED

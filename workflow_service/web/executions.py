@@ -6,6 +6,7 @@ import falcon
 
 from shared.auth import require_role
 from shared.http import Operation, Param, bad_parameter, parse_choice, parse_limit
+from workflow_service.approvals import service as approvals
 from workflow_service.engine import Engine
 from workflow_service.models import Execution, ExecutionStatus, StepRun
 from workflow_service.web.common import (
@@ -104,7 +105,8 @@ class ExecutionItem:
 class ExecutionCancel:
     docs = {
         "POST": Operation(
-            "Cancel an execution: its running step finishes, no further step starts",
+            "Cancel an execution: its running step finishes, no further step starts, "
+            "its open approvals are cancelled",
             response=ExecutionOut,
             params=(ID,),
             errors=(400, 404, 409),
@@ -124,6 +126,9 @@ class ExecutionCancel:
                 description=f"The execution is {Execution.get_by_id(execution.id).status}; "
                 "only pending, running or waiting executions can be cancelled.",
             )
+        # After the execution's own commit, so a decision racing with this one finds the
+        # execution ended; housekeeping closes the approvals if this is cut short.
+        approvals.cancel_for_execution(execution.id)
         execution = Execution.get_by_id(execution.id)
         resp.media = execution_body(execution, _steps(execution))
 
