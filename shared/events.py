@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import dramatiq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -26,6 +26,10 @@ DISPATCH_ACTOR = "dispatch_event"
 CAUSATION_HEADER = "X-Causation"
 
 EntityType = Literal["policy", "assessment", "evidence"]
+#: An event id: the api makes UUIDs (36 characters). The bound is the workflow service's
+#: ``Execution.event_id`` column, so an over-long id fails validation at once (no
+#: retries) instead of as a database error on insert.
+EventId = Annotated[str, Field(min_length=1, max_length=64)]
 EVENT_TYPES = frozenset(
     f"{entity}.{verb}"
     for entity in ("policy", "assessment", "evidence")
@@ -50,7 +54,7 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    event_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: EventId = Field(default_factory=lambda: str(uuid.uuid4()))
     event_type: str
     entity_type: EntityType
     entity_id: str = Field(min_length=1, max_length=64)
@@ -59,7 +63,7 @@ class Event(BaseModel):
     actor: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     #: Ids of the events that led to this one, oldest first (loop protection).
-    causation: list[str] = Field(default_factory=list)
+    causation: list[EventId] = Field(default_factory=list)
 
     def model_post_init(self, __context: Any) -> None:
         if self.event_type not in EVENT_TYPES:

@@ -24,6 +24,7 @@ from typing import Any
 
 import dramatiq
 import peewee
+import redis
 
 from shared.db import utcnow
 from shared.events import Event
@@ -55,6 +56,8 @@ from workflow_service.steps import (
 
 log = logging.getLogger(__name__)
 
+#: What the broker raises when Redis cannot be reached (down, or not answering).
+BROKER_UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
 ID_NAMESPACE = uuid.UUID("1b5f3c0e-7a4d-4f0e-8d8e-5a0c2f9b6d31")
 ERROR_LIMIT = 4000
 
@@ -188,6 +191,16 @@ class Engine:
     def manual_run(
         self, workflow: Workflow, entity_id: str, data: dict, actor: str | None
     ) -> Execution:
+        """Create a pending execution for one entity and send its run message.
+
+        The execution is committed before the message is sent. If the broker cannot
+        take the message (Redis down), the run still stands: the execution stays
+        pending, and the scheduler's sweep (:meth:`sweep`, every
+        ``EXECUTION_SWEEP_INTERVAL_SECONDS``) re-sends the run message, with the same
+        job id, once it has been pending ``EXECUTION_SWEEP_AFTER_SECONDS``. So this logs
+        a warning instead of failing a request whose work is recorded; the job's status
+        record appears when the message is sent.
+        """
         trigger = Trigger(
             event_id=str(uuid.uuid4()),
             event_type=f"{workflow.entity_type}.manual",
@@ -199,7 +212,15 @@ class Engine:
             occurred_at=self.clock().isoformat() + "Z",
         )
         execution = self.create_execution(workflow.id, workflow.version, trigger)
-        self.send_run(execution)
+        try:
+            self.send_run(execution)
+        except BROKER_UNAVAILABLE as exc:
+            log.warning(
+                "execution %s: run message not sent (%s: %s); the sweep will send it",
+                execution.id,
+                type(exc).__name__,
+                exc,
+            )
         return execution
 
     def scheduled_run(self, workflow: Workflow, entity_id: str, fire_time: datetime) -> Execution:

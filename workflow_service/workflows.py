@@ -24,6 +24,15 @@ class WorkflowInUse(Exception):
     """A workflow with executions cannot be deleted (archive it instead)."""
 
 
+class StaleVersion(Exception):
+    """An edit based on a version that is no longer the current one."""
+
+    def __init__(self, expected: int, current: int):
+        super().__init__(f"expected version {expected}, the workflow is at version {current}")
+        self.expected = expected
+        self.current = current
+
+
 class WorkflowStore:
     def __init__(
         self,
@@ -68,11 +77,23 @@ class WorkflowStore:
         return workflow
 
     def update(
-        self, tenant_id: str, workflow_id: str, actor: str, changes: dict[str, Any]
+        self,
+        tenant_id: str,
+        workflow_id: str,
+        actor: str,
+        changes: dict[str, Any],
+        expected_version: int | None = None,
     ) -> Workflow:
-        """Apply ``changes`` (any definition fields) as a new version; validated whole."""
+        """Apply ``changes`` (any definition fields) as a new version; validated whole.
+
+        With ``expected_version``, raise :class:`StaleVersion` unless the workflow is
+        still at that version. The check runs on the locked row, so of two edits based
+        on the same version exactly one wins.
+        """
         with self.db.atomic():
             workflow = self._locked(tenant_id, workflow_id)
+            if expected_version is not None and workflow.version != expected_version:
+                raise StaleVersion(expected_version, workflow.version)
             definition = validate_definition({**workflow.definition(), **changes})
             for name, value in definition.stored().items():
                 setattr(workflow, name, value)

@@ -5,10 +5,16 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import dramatiq
 import pytest
+from dramatiq import Worker
 
+from shared.broker import actor_options, create_broker
 from shared.db import utcnow
+from shared.jobstatus import JobStatusStore
+from shared.settings import CommonSettings
 from tests.notifications.receivers import SmtpServer, WebhookReceiver
+from tests.support import poll
 from workflow_service.models import Notification
 from workflow_service.notifications import delivery
 from workflow_service.notifications.channels import PermanentDeliveryError, TransientDeliveryError
@@ -162,3 +168,44 @@ def test_email_without_an_address_fails_permanently(execution):
 def test_unknown_delivery_is_reported_for_a_retry(workflow_db):
     with pytest.raises(delivery.DeliveryNotFound):
         delivery.attempt("00000000-0000-0000-0000-000000000000", settings(), last_attempt=False)
+
+
+def test_delivery_jobs_carry_their_tenant_and_their_parent(execution, redis_url, namespace):
+    # Given: the system's broker with job status, and two planned in-app deliveries
+    broker = create_broker(CommonSettings(redis_url=redis_url, namespace=namespace))
+    store = JobStatusStore(broker.client, namespace)
+    first, second = plan(
+        execution,
+        delivery.PlannedDelivery(recipient="bob", channel="in_app"),
+        delivery.PlannedDelivery(recipient="carol", channel="in_app"),
+    )
+    worker = None
+    try:
+        # When: one is sent outside any job (the approval web and the scheduler do that)
+        [outside] = delivery.enqueue(broker, [first])
+        # Then: its job record is the tenant's, so the api's /jobs/{id} shows it
+        assert store.get(outside)["tenant_id"] == "acme"
+
+        # When: the other is sent by a job of the tenant (a run_execution step)
+        def run_step():
+            broker.enqueue(delivery.delivery_message(second, "acme"))
+
+        step = dramatiq.actor(
+            run_step, broker=broker, actor_name="run_step", **actor_options("governance.policy")
+        )
+        parent = step.send_with_options(args=(), tenant_id="acme")
+        worker = Worker(broker, queues={"governance.policy"}, worker_threads=1, worker_timeout=100)
+        worker.start()
+        # Then: it is the tenant's and a child of that job, listed in its children
+        children = poll(
+            lambda: store.get(parent.message_id)["children"]["items"],
+            message="the delivery job among the run job's children",
+        )
+        assert [c["actor"] for c in children] == [delivery.DELIVER_ACTOR]
+        record = store.get(children[0]["id"])
+        assert record["tenant_id"] == "acme"
+        assert record["parent"] == parent.message_id
+    finally:
+        if worker is not None:
+            worker.stop()
+        broker.close()

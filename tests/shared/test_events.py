@@ -75,3 +75,20 @@ def test_causation_chain_grows_by_one_per_hop():
     second = make_event(causation=first.caused_chain())
     assert second.depth == 1
     assert second.caused_chain() == [first.event_id, second.event_id]
+
+
+def test_event_ids_are_bounded_by_the_execution_column():
+    # Given: payloads whose event id, or an id in the causation chain, does not fit the
+    # workflow service's Execution.event_id column (64 characters)
+    payload = make_event().to_payload()
+    too_long = "e" * 65
+    # Then: they are invalid at once (not a database error retried five times)
+    with pytest.raises(InvalidEvent, match="event_id"):
+        parse_event({**payload, "event_id": too_long})
+    with pytest.raises(InvalidEvent, match="causation"):
+        parse_event({**payload, "causation": ["e-0", too_long]})
+    with pytest.raises(InvalidEvent, match="event_id"):
+        parse_event({**payload, "event_id": ""})
+    # And: 64 characters fit, as do the UUIDs the api makes
+    assert parse_event({**payload, "event_id": "e" * 64, "causation": ["c" * 64]})
+    assert len(make_event().event_id) == 36

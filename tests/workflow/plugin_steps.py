@@ -4,6 +4,8 @@
 * ``slow_note``: sleeps, then writes an inbox row in the step's transaction (crash and
   shutdown tests count those rows to prove the side effect happened exactly once).
 * ``slow_call``: sleeps outside any transaction, like a slow HTTP call.
+* ``change_status_then_sleep``: the real ``change_status``, then a pause before the step
+  is recorded: a worker killed in the pause made the api call but recorded nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from pydantic import Field
 
 from workflow_service.steps import Step, StepConfig, StepContext, StepOutcome, register
+from workflow_service.steps.change_status import ChangeStatus, ChangeStatusConfig
 from workflow_service.steps.notify import deliver_in_app
 from workflow_service.steps.recipients import Address
 
@@ -64,3 +67,18 @@ class SlowCall(Step):
         config: SlowCallConfig = self.config  # type: ignore[assignment]
         time.sleep(config.seconds)
         return StepOutcome.completed({"slept": config.seconds})
+
+
+class ChangeStatusThenSleepConfig(ChangeStatusConfig):
+    seconds: float = Field(ge=0, le=60)
+
+
+@register
+class ChangeStatusThenSleep(ChangeStatus):
+    kind = "change_status_then_sleep"
+    Config = ChangeStatusThenSleepConfig
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        outcome = super().run(ctx)
+        time.sleep(self.config.seconds)  # type: ignore[attr-defined]
+        return outcome

@@ -241,6 +241,36 @@ def test_kill_9_mid_step_redelivers_and_the_side_effect_happens_once(system, ten
     assert len(observer.get("/notifications").json()["items"]) == 1
 
 
+def test_kill_9_after_an_api_call_repeats_the_call_but_not_its_effect(system, tenant):
+    # A step whose side effect is outside the database (an api call) is repeated after
+    # a crash; its Idempotency-Key makes the api replay the first answer.
+    add_workflow(
+        system,
+        tenant,
+        "on_create",
+        [{"kind": "change_status_then_sleep", "to": "in_review", "seconds": 3}],
+    )
+    policy = create_policy(system, tenant)
+    api = system.api_client(roles=["viewer"], tenant=tenant)
+    poll(
+        lambda: api.get(f"/policies/{policy['id']}").json()["status"] == "in_review",
+        message="the api call made",
+    )
+
+    # When: the worker dies after the call, before the step is recorded
+    system.kill(system.workers[0])
+    system.start_worker()
+
+    # Then: the step runs again and completes with the first answer replayed; the
+    # policy moved once (one version more, one status change)
+    [done] = system.wait_for_executions(1, tenant=tenant, status="completed", timeout=40)
+    steps = system.execution(done["id"], tenant)["steps"]
+    assert [(s["attempt"], s["status"]) for s in steps] == [(1, "failed"), (2, "completed")]
+    assert steps[1]["output"]["version"] == 2
+    versions = api.get(f"/policies/{policy['id']}/versions").json()["items"]
+    assert [v["change"] for v in versions] == ["policy.created", "policy.status_changed"]
+
+
 def test_sigterm_lets_in_flight_work_finish_and_loses_nothing(system, tenant):
     add_workflow(
         system,

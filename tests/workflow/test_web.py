@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import threading
+
 import falcon.testing
 import pytest
 
 from shared.auth import issue_token
+from shared.broker import create_broker
 from tests.conftest import JWT_SECRET
 from tests.workflow.conftest import Outbox
 from workflow_service.db import database
-from workflow_service.models import Execution
+from workflow_service.definitions import validate_definition
+from workflow_service.models import Execution, Workflow
 from workflow_service.web.app import Deps, create_app
+from workflow_service.workflows import StaleVersion, WorkflowStore
+
+#: Nothing listens here: a Redis that is down.
+DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 
 NOTIFY = {
     "kind": "notify",
@@ -159,6 +169,79 @@ def test_every_edit_is_a_new_version(client):
     assert client.simulate_patch(url, json={"name": "x"}, headers=auth()).status_code == 409
     assert client.simulate_delete(url, headers=auth()).status_code == 204
     assert client.simulate_get(url, headers=auth()).status_code == 404
+
+
+def test_the_store_refuses_an_edit_based_on_a_stale_version(workflow_db):
+    # Given: a workflow at version 1, and two edits both based on version 1
+    store = WorkflowStore(database)
+    workflow = store.create("acme", "alice", validate_definition(DEFINITION), "inactive")
+    first = store.update("acme", workflow.id, "alice", {"name": "first"}, expected_version=1)
+    assert first.version == 2
+    # When: the second is applied after the first
+    with pytest.raises(StaleVersion) as info:
+        store.update("acme", workflow.id, "bob", {"name": "second"}, expected_version=1)
+    # Then: it is refused, and the first edit stands
+    assert (info.value.expected, info.value.current) == (1, 2)
+    stored = Workflow.get_by_id(workflow.id)
+    assert (stored.version, stored.name) == (2, "first")
+    assert [v.version for v in store.versions(stored)] == [2, 1]
+    # An edit without an expected version is not checked
+    assert store.update("acme", workflow.id, "bob", {"name": "third"}).version == 3
+
+
+def test_concurrent_patches_of_the_same_version_one_wins(client):
+    for round_ in range(5):
+        # Given: a workflow at version 1, and two editors who both loaded it
+        url = f"/workflows/{create(client).json['id']}"
+        start = threading.Barrier(2)
+        answers = {}
+
+        def patch(name):
+            start.wait(5)
+            answers[name] = client.simulate_patch(
+                url, json={"name": name, "version": 1}, headers=auth(name)
+            )
+
+        # When: both send their edit at the same moment
+        threads = [threading.Thread(target=patch, args=(n,)) for n in ("ann", "ben")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        # Then: one edit becomes version 2; the other is told its version is stale
+        statuses = sorted(a.status_code for a in answers.values())
+        assert statuses == [200, 412], (round_, statuses)
+        winner = next(n for n, a in answers.items() if a.status_code == 200)
+        loser = next(a for a in answers.values() if a.status_code == 412)
+        assert loser.json["current_version"] == 2
+        current = client.simulate_get(url, headers=auth()).json
+        assert (current["version"], current["name"]) == (2, winner)
+
+
+def test_a_manual_run_is_accepted_while_redis_is_down(
+    settings, workflow_db, engine_for_runs, outbox, caplog
+):
+    # Given: the admin web, with Redis down
+    dead_broker = create_broker(dataclasses.replace(settings, redis_url=DEAD_REDIS_URL))
+    app = create_app(settings, Deps(db=workflow_db, broker=dead_broker, redis=dead_broker.client))
+    client = falcon.testing.TestClient(app)
+    workflow = create(client).json
+    # When: a manual run is asked for
+    with caplog.at_level(logging.WARNING, logger="workflow_service.engine"):
+        run = client.simulate_post(
+            f"/workflows/{workflow['id']}/run", json={"entity_id": "p-1"}, headers=auth()
+        )
+    # Then: it is accepted with its job, the execution is recorded pending, and the
+    # unsent message is logged
+    assert run.status_code == 202, run.text
+    execution = Execution.get_by_id(run.json["execution_id"])
+    assert execution.status == "pending"
+    assert run.json["job"]["id"] == execution.job_id
+    assert any(execution.id in r.getMessage() and "sweep" in r.getMessage() for r in caplog.records)
+    # And: the scheduler's sweep sends its run message later, under that job id
+    assert engine_for_runs.sweep(older_than_s=0) == [execution.id]
+    assert [m.message_id for m in outbox.messages] == [execution.job_id]
+    dead_broker.close()
 
 
 def test_manual_run_executions_inbox_and_tasks(client, engine_for_runs, outbox):

@@ -187,7 +187,7 @@ class RequireApproval(Step):
             raise StepFailed(str(exc)) from None
         # A message may arrive before the commit; the delivery actor retries then.
         for delivery_id in deliveries:
-            ctx.enqueue(delivery.delivery_message(delivery_id))
+            ctx.enqueue(delivery.delivery_message(delivery_id, ctx.execution.tenant_id))
         approvers = [d["approver"] for d in service.decisions_of(request)]
         return StepOutcome.waiting({"approval_id": request.id, "stage": 1, "approvers": approvers})
 

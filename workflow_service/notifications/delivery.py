@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 from shared.db import utcnow
 from workflow_service.db import database
@@ -112,19 +113,41 @@ def delivery_id(execution_id: str, step_key: str, recipient: str, channel: str) 
     return str(uuid.uuid5(DELIVERY_NAMESPACE, f"{execution_id}|{step_key}|{recipient}|{channel}"))
 
 
-def delivery_message(delivery_id: str) -> dramatiq.Message:
+def delivery_message(delivery_id: str, tenant_id: str) -> dramatiq.Message:
+    """The message of one delivery attempt.
+
+    Like every job's message it names its tenant (job-status records are per tenant:
+    without one the job is a 404 on the api's ``/jobs/{id}`` and left out of its
+    parent's children). Sent while another job runs (the ``run_execution`` whose step
+    planned it), that job is its parent, as in
+    :meth:`workflow_service.engine.Engine.run_message`.
+    """
+    options: dict[str, Any] = {"tenant_id": tenant_id}
+    current = CurrentMessage.get_current_message()
+    if current is not None:
+        options["parent_job_id"] = current.message_id
     return dramatiq.Message(
         queue_name=NOTIFICATION_QUEUE,
         actor_name=DELIVER_ACTOR,
         args=(delivery_id,),
         kwargs={},
-        options={},
+        options=options,
     )
 
 
 def enqueue(broker: dramatiq.Broker, delivery_ids: Iterable[str]) -> list[str]:
     """Send one delivery message per id (call after the rows are committed)."""
-    return [broker.enqueue(delivery_message(d)).message_id for d in delivery_ids]
+    delivery_ids = list(delivery_ids)
+    if not delivery_ids:
+        return []
+    tenants = dict(
+        Delivery.select(Delivery.id, Delivery.tenant_id)
+        .where(Delivery.id.in_(delivery_ids))
+        .tuples()
+    )
+    return [
+        broker.enqueue(delivery_message(d, tenants.get(d, ""))).message_id for d in delivery_ids
+    ]
 
 
 # ------------------------------------------------------------------------ one attempt

@@ -32,7 +32,7 @@ def _plan_and_send(ctx: StepContext, items: list[delivery.PlannedDelivery]) -> l
         items=items,
     )
     for delivery_id_ in ids:
-        ctx.enqueue(delivery.delivery_message(delivery_id_))
+        ctx.enqueue(delivery.delivery_message(delivery_id_, ctx.execution.tenant_id))
     return ids
 
 

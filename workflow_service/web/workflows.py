@@ -26,7 +26,12 @@ from workflow_service.web.schemas import (
     WorkflowVersionListOut,
 )
 from workflow_service.web.serialize import execution_body, job_ref, workflow_body
-from workflow_service.workflows import WorkflowInUse, WorkflowNotFound, WorkflowStore
+from workflow_service.workflows import (
+    StaleVersion,
+    WorkflowInUse,
+    WorkflowNotFound,
+    WorkflowStore,
+)
 
 ID = Param("workflow_id", "path", "Workflow id", {"type": "string", "format": "uuid"})
 WRITE = (*WRITE_ROLES, "admin")
@@ -140,17 +145,19 @@ class WorkflowItem:
                 title="Workflow archived",
                 description="An archived workflow cannot be edited; create a new one.",
             )
-        if patch.version is not None and patch.version != current.version:
+        changes = {k: v for k, v in data.items() if k != "version"}
+        try:
+            workflow = self.store.update(
+                principal.tenant, current.id, principal.sub, changes, patch.version
+            )
+        except StaleVersion as exc:
             raise ApiError(
                 falcon.HTTP_412,
                 "Stale version",
-                f"The workflow is at version {current.version}, not {patch.version}; "
+                f"The workflow is at version {exc.current}, not {exc.expected}; "
                 "reload it and apply your change again.",
-                current_version=current.version,
-            )
-        changes = {k: v for k, v in data.items() if k != "version"}
-        try:
-            workflow = self.store.update(principal.tenant, current.id, principal.sub, changes)
+                current_version=exc.current,
+            ) from None
         except InvalidDefinition as exc:
             raise invalid_definition(exc) from None
         except WorkflowNotFound:
