@@ -426,6 +426,55 @@ def test_webhook_retried_until_the_receiver_accepts(system):
         assert body["entity"]["id"] == policy["id"] and body["data"] == {"source": "test"}
 
 
+def test_notify_posts_one_signed_webhook_per_recipient(system):
+    tenant = "hook-notify"
+    with WebhookReceiver(WEBHOOK_SECRET, [200, 200]) as receiver:
+        create_workflow(
+            system,
+            tenant,
+            [
+                {
+                    "kind": "notify",
+                    "recipients": ["owner", "user:carol"],
+                    "channels": ["webhook"],
+                    "webhook_url": receiver.url,
+                    "subject": "{{ entity.title }} was created",
+                }
+            ],
+            conditions=[],
+            trigger="on_create",
+        )
+        policy = new_policy(system, tenant, "Announced")
+        sent = poll(
+            lambda: (
+                len(deliveries(system, tenant, "sent")) == 2 and deliveries(system, tenant, "sent")
+            ),
+            timeout=20,
+            message="two sent deliveries",
+        )
+        assert {d["channel"] for d in sent} == {"webhook"}
+        assert len(receiver.requests) == 2 and all(r.signature_ok for r in receiver.requests)
+        bodies = [yaml.safe_load(r.body) for r in receiver.requests]  # JSON is YAML
+        assert sorted(b["recipient"]["user"] for b in bodies) == sorted([policy["owner"], "carol"])
+        assert {b["subject"] for b in bodies} == {"Announced was created"}
+        assert {b["entity"]["id"] for b in bodies} == {policy["id"]}
+
+
+def test_notify_refuses_the_webhook_channel_without_a_url(system):
+    client = as_user(system, "hook-nourl", "olivia")
+    body = {
+        "name": "no url",
+        "entity_type": "policy",
+        "trigger": "on_create",
+        "steps": [
+            {"kind": "notify", "recipients": ["owner"], "channels": ["webhook"], "subject": "x"}
+        ],
+    }
+    resp = client.post("/workflows", json=body)
+    assert resp.status_code == 422, resp.text
+    assert "webhook_url" in resp.json()["description"]
+
+
 def test_webhook_client_error_is_not_retried(system):
     tenant = "hook-400"
     with WebhookReceiver(WEBHOOK_SECRET, [400]) as receiver:

@@ -1,4 +1,4 @@
-"""Plugs e-mail into ``notify`` and adds the ``webhook`` step kind.
+"""Plugs e-mail and webhooks into ``notify`` and adds the ``webhook`` step kind.
 
 Both plan rows on the delivery table inside the step's transaction (so a retried step
 plans nothing twice) and send one ``deliver_notification`` message per row. Delivery
@@ -9,15 +9,14 @@ message still finds its row.
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from workflow_service.notifications import delivery
 from workflow_service.notifications.models import Channel
 from workflow_service.steps import Step, StepConfig, StepContext, StepOutcome, register
-from workflow_service.steps.notify import CHANNELS
+from workflow_service.steps.notify import CHANNELS, HttpUrl, NotifyConfig
 from workflow_service.steps.recipients import Address
 from workflow_service.users import directory
 
@@ -36,7 +35,9 @@ def _plan_and_send(ctx: StepContext, items: list[delivery.PlannedDelivery]) -> l
     return ids
 
 
-def deliver_email(ctx: StepContext, addresses: list[Address], subject: str, body: str) -> Any:
+def deliver_email(
+    ctx: StepContext, addresses: list[Address], subject: str, body: str, config: NotifyConfig
+) -> Any:
     """``notify`` channel ``email``: one delivery per user with an e-mail address."""
     items, skipped = [], []
     for address in addresses:
@@ -64,21 +65,51 @@ def deliver_email(ctx: StepContext, addresses: list[Address], subject: str, body
     }
 
 
+def deliver_webhook(
+    ctx: StepContext, addresses: list[Address], subject: str, body: str, config: NotifyConfig
+) -> Any:
+    """``notify`` channel ``webhook``: one signed POST to ``webhook_url`` per recipient."""
+    url = config.webhook_url or ""
+    items = [
+        delivery.PlannedDelivery(
+            recipient=address.key,
+            channel=Channel.WEBHOOK,
+            address=url,
+            payload={
+                **_about(ctx),
+                "recipient": {"user": address.user, "role": address.role},
+                "subject": subject,
+                "body": body,
+            },
+        )
+        for address in addresses
+    ]
+    return {"url": url, "deliveries": _plan_and_send(ctx, items)}
+
+
 CHANNELS[Channel.EMAIL] = deliver_email
+CHANNELS[Channel.WEBHOOK] = deliver_webhook
+
+
+def _about(ctx: StepContext) -> dict[str, Any]:
+    """What every webhook document says about the execution and its entity."""
+    return {
+        "workflow": ctx.workflow_name,
+        "execution_id": ctx.execution.id,
+        "step": ctx.step_key,
+        "event": ctx.trigger.envelope,
+        "entity": {
+            **ctx.trigger.data,
+            "id": ctx.trigger.entity_id,
+            "type": ctx.trigger.entity_type,
+        },
+    }
 
 
 class WebhookConfig(StepConfig):
-    url: str = Field(min_length=1, max_length=512)
+    url: HttpUrl
     #: Static JSON sent as ``data`` beside the entity, event and execution.
     data: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        return url
 
 
 @register
@@ -90,18 +121,7 @@ class Webhook(Step):
 
     def run(self, ctx: StepContext) -> StepOutcome:
         config: WebhookConfig = self.config  # type: ignore[assignment]
-        payload = {
-            "workflow": ctx.workflow_name,
-            "execution_id": ctx.execution.id,
-            "step": ctx.step_key,
-            "event": ctx.trigger.envelope,
-            "entity": {
-                **ctx.trigger.data,
-                "id": ctx.trigger.entity_id,
-                "type": ctx.trigger.entity_type,
-            },
-            "data": config.data,
-        }
+        payload = {**_about(ctx), "data": config.data}
         item = delivery.PlannedDelivery(
             recipient=config.url, channel=Channel.WEBHOOK, address=config.url, payload=payload
         )

@@ -4,17 +4,19 @@ Options: ``recipients`` (see :mod:`.recipients`), ``channels`` (default ``["in_a
 ``subject`` and ``body`` (sandboxed templates over ``entity``, ``event``, ``execution``).
 
 Channels are handlers in :data:`CHANNELS`; ``in_app`` writes inbox rows in the step's
-transaction (unique per execution, step and address, so never twice). Other channels
-register a handler here: ``CHANNELS["email"] = handler``, where ``handler(ctx, addresses,
-subject, body)`` returns a JSON-able summary for the step log.
+transaction (unique per execution, step and address, so never twice: no queue hop is
+needed for that). Other channels register a handler here: ``CHANNELS["email"] =
+handler``, where ``handler(ctx, addresses, subject, body, config)`` returns a JSON-able
+summary for the step log. The ``webhook`` channel posts to the step's ``webhook_url``.
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from shared.db import utcnow
 from shared.sql import CompiledInsert
@@ -24,7 +26,7 @@ from workflow_service.steps.base import Step, StepConfig, StepContext, StepOutco
 from workflow_service.steps.recipients import Address, check_recipient, resolve
 from workflow_service.steps.registry import register
 
-ChannelHandler = Callable[[StepContext, list[Address], str, str], Any]
+ChannelHandler = Callable[[StepContext, list[Address], str, str, "NotifyConfig"], Any]
 
 _INSERT_NOTIFICATION = CompiledInsert(Notification, ignore_conflicts=True)
 
@@ -54,7 +56,22 @@ def deliver_in_app(ctx: StepContext, addresses: list[Address], subject: str, bod
     return {"delivered": [a.key for a in addresses]}
 
 
-CHANNELS: dict[str, ChannelHandler] = {"in_app": deliver_in_app}
+CHANNELS: dict[str, ChannelHandler] = {
+    "in_app": lambda ctx, addresses, subject, body, config: deliver_in_app(
+        ctx, addresses, subject, body
+    )
+}
+
+
+def _http_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return url
+
+
+#: A webhook address: where to POST, checked again (private networks) at delivery.
+HttpUrl = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_http_url)]
 
 
 def _template(value: str) -> str:
@@ -73,6 +90,8 @@ class NotifyConfig(StepConfig):
     channels: list[str] = Field(default_factory=lambda: ["in_app"], min_length=1)
     subject: Template = Field(min_length=1, max_length=300)
     body: Template = ""
+    #: Where the ``webhook`` channel posts (one signed POST per recipient).
+    webhook_url: HttpUrl | None = None
 
     @field_validator("channels")
     @classmethod
@@ -81,6 +100,12 @@ class NotifyConfig(StepConfig):
         if unknown:
             raise ValueError(f"unknown channel(s) {unknown}; channels: {', '.join(CHANNELS)}")
         return channels
+
+    @model_validator(mode="after")
+    def _webhook_needs_a_url(self) -> NotifyConfig:
+        if "webhook" in self.channels and not self.webhook_url:
+            raise ValueError("the webhook channel needs webhook_url")
+        return self
 
 
 @register
@@ -102,5 +127,5 @@ class Notify(Step):
         if skipped:
             output["skipped"] = skipped
         for channel in config.channels:
-            output[channel] = CHANNELS[channel](ctx, addresses, subject, body)
+            output[channel] = CHANNELS[channel](ctx, addresses, subject, body, config)
         return StepOutcome.completed(output)
