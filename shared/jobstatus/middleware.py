@@ -244,9 +244,15 @@ class JobStatus(Middleware):
             # for its next attempt, which records itself when it starts.
             return
         queue = base_queue_name(message.queue_name)
+        current = self.local.current
+        if current is not None and not message.options.get("tenant_id"):
+            # Sent by a running job without a tenant of its own (Retries' message to an
+            # on_retry_exhausted actor, say): it belongs to that job's tenant.
+            inherited = current.options.get("tenant_id")
+            if inherited:
+                message.options["tenant_id"] = inherited
         tenant = message.options.get("tenant_id") or ""
         at = now_ms(self.store.clock)
-        current = self.local.current
         if current is not None and current.message_id == message.message_id:
             self._retrying(message, queue, tenant, at, delay)
             return

@@ -140,6 +140,34 @@ def test_exhausted_retries_fail_and_dead_letter(broker, store, worker, namespace
     assert broker.client.zscore(f"{namespace}:{QUEUE}.XQ", raw["broker_id"]) is not None
 
 
+def test_the_retry_exhausted_job_belongs_to_the_failed_jobs_tenant(broker, store, worker):
+    # Retries sends the on_retry_exhausted message without options of its own
+    def always():
+        raise RuntimeError("nope")
+
+    def gave_up(message_data, retry_info):
+        pass
+
+    dramatiq.actor(gave_up, broker=broker, actor_name="gave_up", **actor_options(QUEUE))
+    actor = dramatiq.actor(
+        always,
+        broker=broker,
+        actor_name="always_exhausted",
+        on_retry_exhausted="gave_up",
+        **{**actor_options(QUEUE), "max_retries": 0},
+    )
+    message = actor.send_with_options(tenant_id="acme")
+    worker()
+    children = poll(
+        lambda: (r := store.get(message.message_id)) and r["children"]["items"],
+        message="the on_retry_exhausted job, as a child of the failed one",
+    )
+    [child] = children
+    assert child["actor"] == "gave_up"
+    record = store.get(child["id"])
+    assert record["tenant_id"] == "acme" and record["parent"] == message.message_id
+
+
 def test_parent_children_and_progress(broker, store, worker):
     release = threading.Event()
 
