@@ -24,6 +24,10 @@ class WorkflowInUse(Exception):
     """A workflow with executions cannot be deleted (archive it instead)."""
 
 
+class WorkflowArchived(Exception):
+    """An archived workflow is history: it is not edited."""
+
+
 class StaleVersion(Exception):
     """An edit based on a version that is no longer the current one."""
 
@@ -87,11 +91,14 @@ class WorkflowStore:
         """Apply ``changes`` (any definition fields) as a new version; validated whole.
 
         With ``expected_version``, raise :class:`StaleVersion` unless the workflow is
-        still at that version. The check runs on the locked row, so of two edits based
-        on the same version exactly one wins.
+        still at that version; :class:`WorkflowArchived` once it is archived. The checks
+        run on the locked row, so of two edits based on the same version exactly one
+        wins, and no edit lands after an archive.
         """
         with self.db.atomic():
             workflow = self._locked(tenant_id, workflow_id)
+            if workflow.status == WorkflowStatus.ARCHIVED:
+                raise WorkflowArchived(workflow_id)
             if expected_version is not None and workflow.version != expected_version:
                 raise StaleVersion(expected_version, workflow.version)
             definition = validate_definition({**workflow.definition(), **changes})

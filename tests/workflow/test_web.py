@@ -17,7 +17,7 @@ from workflow_service.db import database
 from workflow_service.definitions import validate_definition
 from workflow_service.models import Execution, Workflow
 from workflow_service.web.app import Deps, create_app
-from workflow_service.workflows import StaleVersion, WorkflowStore
+from workflow_service.workflows import StaleVersion, WorkflowArchived, WorkflowStore
 
 #: Nothing listens here: a Redis that is down.
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
@@ -187,6 +187,10 @@ def test_the_store_refuses_an_edit_based_on_a_stale_version(workflow_db):
     assert [v.version for v in store.versions(stored)] == [2, 1]
     # An edit without an expected version is not checked
     assert store.update("acme", workflow.id, "bob", {"name": "third"}).version == 3
+    # Once archived, no edit lands, with or without a version
+    store.set_status("acme", workflow.id, "alice", "archived")
+    with pytest.raises(WorkflowArchived):
+        store.update("acme", workflow.id, "bob", {"name": "fourth"})
 
 
 def test_concurrent_patches_of_the_same_version_one_wins(client):

@@ -28,6 +28,7 @@ from workflow_service.web.schemas import (
 from workflow_service.web.serialize import execution_body, job_ref, workflow_body
 from workflow_service.workflows import (
     StaleVersion,
+    WorkflowArchived,
     WorkflowInUse,
     WorkflowNotFound,
     WorkflowStore,
@@ -140,16 +141,16 @@ class WorkflowItem:
         current = _get(self.store, principal.tenant, workflow_id)
         data = read_json(req, self.max_body_bytes)
         patch = parse_body(WorkflowPatch, data)
-        if current.status == WorkflowStatus.ARCHIVED:
-            raise falcon.HTTPConflict(
-                title="Workflow archived",
-                description="An archived workflow cannot be edited; create a new one.",
-            )
         changes = {k: v for k, v in data.items() if k != "version"}
         try:
             workflow = self.store.update(
                 principal.tenant, current.id, principal.sub, changes, patch.version
             )
+        except WorkflowArchived:
+            raise falcon.HTTPConflict(
+                title="Workflow archived",
+                description="An archived workflow cannot be edited; create a new one.",
+            ) from None
         except StaleVersion as exc:
             raise ApiError(
                 falcon.HTTP_412,
