@@ -269,6 +269,7 @@ class PolicyService:
         if_match: int | None,
         causation: list[str],
         idempotency_key: str | None,
+        initiator: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """Move the policy to ``data.to``; answers (status, body).
 
@@ -316,7 +317,9 @@ class PolicyService:
                 if data.comment:
                     extra["comment"] = data.comment
                 pending = self._record(
-                    self._change_rows(policy, principal, "policy.status_changed", extra, causation)
+                    self._change_rows(
+                        policy, principal, "policy.status_changed", extra, causation, initiator
+                    )
                 )
                 body = WriteResult(policy, [pending]).body()
                 if idempotency_key:
@@ -437,6 +440,7 @@ class PolicyService:
         event_type: str,
         extra: dict[str, Any],
         causation: list[str],
+        initiator: str | None = None,
     ) -> tuple[list[Any], OutboxRow]:
         """The version snapshot row and the outbox row of a change to ``policy``."""
         version_row = _INSERT_VERSION.params(
@@ -457,6 +461,7 @@ class PolicyService:
             entity_id=str(policy.id),
             tenant_id=policy.tenant,
             actor=principal.sub,
+            initiator=initiator,
             data=data,
             causation=causation,
         )

@@ -86,6 +86,26 @@ def causation_chain(req, principal) -> list[str]:
     return ids
 
 
+def initiator_of(req, principal) -> str | None:
+    """Who started the chain a workflow's change belongs to, from ``X-Initiator``.
+
+    Only the workflow service may send it (it names the person its change was made
+    for, whom an approval must not let approve it).
+    """
+    raw = req.get_header("X-Initiator")
+    if raw is None:
+        return None
+    if "service" not in principal.roles:
+        raise falcon.HTTPForbidden(
+            title="X-Initiator not allowed",
+            description="Only the workflow service may send X-Initiator; leave it out.",
+        )
+    initiator = raw.strip()
+    if not 1 <= len(initiator) <= 128 or not initiator.isprintable():
+        raise bad_parameter("X-Initiator", "X-Initiator must be a user id of 1 to 128 characters.")
+    return initiator
+
+
 def idempotency_key(req) -> str | None:
     raw = req.get_header("Idempotency-Key")
     if raw is None:
@@ -237,6 +257,7 @@ class PolicyTransitions:
                 IF_MATCH,
                 Param("Idempotency-Key", "header", "Replays the first answer for this key"),
                 Param("X-Causation", "header", "Comma-separated ids of the causing events"),
+                Param("X-Initiator", "header", "Who started the chain (workflow service only)"),
             ),
         ),
     }
@@ -250,10 +271,17 @@ class PolicyTransitions:
         pid = parse_uuid(policy_id, "policy_id")
         if_match = if_match_version(req)
         causation = causation_chain(req, principal)
+        initiator = initiator_of(req, principal)
         key = idempotency_key(req)
         data = parse_body(TransitionRequest, read_json(req, self.max_body_bytes))
         status, body = self.service.transition(
-            principal, pid, data, if_match=if_match, causation=causation, idempotency_key=key
+            principal,
+            pid,
+            data,
+            if_match=if_match,
+            causation=causation,
+            initiator=initiator,
+            idempotency_key=key,
         )
         resp.status = status
         _set_etag(resp, body["version"])

@@ -24,6 +24,7 @@ DISPATCH_ACTOR = "dispatch_event"
 #: make: the event ids that led to it, oldest first, comma-separated. The api copies it
 #: into the ``causation`` of the events that change emits.
 CAUSATION_HEADER = "X-Causation"
+INITIATOR_HEADER = "X-Initiator"
 
 EntityType = Literal["policy", "assessment", "evidence"]
 #: An event id: the api makes UUIDs (36 characters). The bound is the workflow service's
@@ -61,6 +62,9 @@ class Event(BaseModel):
     tenant_id: str = Field(min_length=1, max_length=64)
     occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     actor: str | None = None
+    #: The person whose change started the causation chain, when the actor acted for
+    #: them (a workflow's change_status): the person separation of duties is about.
+    initiator: str | None = Field(default=None, min_length=1, max_length=128)
     data: dict[str, Any] = Field(default_factory=dict)
     #: Ids of the events that led to this one, oldest first (loop protection).
     causation: list[EventId] = Field(default_factory=list)

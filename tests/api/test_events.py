@@ -89,6 +89,17 @@ def test_transition_carries_the_causation_chain(api, redis_client, namespace):
 
     event = _only_new(redis_client, namespace, 1)["args"][0]
     assert event["causation"] == ["e-1", "e-2"]
+    assert event["initiator"] is None  # the actor started it
+
+
+def test_a_workflow_change_names_who_started_its_chain(api, redis_client, namespace):
+    policy = api.create()
+    headers = {"X-Causation": "e-1", "X-Initiator": "olivia"}
+    resp = api.transition(policy["id"], "in_review", roles=("service",), headers=headers)
+    assert resp.status_code == 200, resp.text
+
+    event = _only_new(redis_client, namespace, 1)["args"][0]
+    assert (event["actor"], event["initiator"]) == ("alice", "olivia")
 
 
 def test_delete_publishes_policy_deleted(api, redis_client, namespace):

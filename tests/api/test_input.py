@@ -146,6 +146,11 @@ def test_transition_body_and_headers_are_checked(api):
     )
     service = {**api.headers("service"), "X-Causation": "a b,c"}
     _assert_error(_post(api, {"to": "in_review"}, service, path=path), 400, "X-Causation")
+    _assert_error(
+        _post(api, {"to": "in_review"}, {"X-Initiator": "bob"}, path=path), 403, "X-Initiator"
+    )
+    service = {**api.headers("service"), "X-Initiator": "x" * 129}
+    _assert_error(_post(api, {"to": "in_review"}, service, path=path), 400, "X-Initiator")
     _assert_error(_post(api, {"to": "in_review"}, {"If-Match": "²"}, path=path), 400, "If-Match")
     _assert_error(
         _post(api, {"to": "in_review"}, {"Idempotency-Key": "k" * 201}, path=path),

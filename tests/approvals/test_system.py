@@ -27,6 +27,7 @@ TENANTS = (
     "approve",
     "reject",
     "self",
+    "self-chain",
     "stages",
     "quorum",
     "race",
@@ -245,6 +246,31 @@ def test_self_approval_is_refused(system):
     to_review(system, tenant, policy)
     approval = pending_approval(system, tenant, "carol", policy)
     # olivia is an approver, but she owns the policy and sent it to review
+    refused = decide(system, tenant, "olivia", approval)
+    assert refused.status_code == 403
+    assert refused.json()["title"] == "Self-approval refused"
+    assert decide(system, tenant, "carol", approval).json()["outcome"] == "approved"
+    policy_status(system, tenant, policy, "approved")
+
+
+def test_self_approval_is_refused_when_a_workflow_made_the_change(system):
+    # A workflow sends olivia's new policy (owned by dave) to review for her: the
+    # change is the workflow service's, but she started it, so she may not approve.
+    tenant = "self-chain"
+    from_template(system, tenant)
+    create_workflow(
+        system,
+        tenant,
+        [{"kind": "change_status", "to": "in_review"}],
+        conditions=[],
+        trigger="on_create",
+    )
+    api = as_user(system, tenant, "olivia", service="api")
+    created = api.post("/policies", json={"title": "Chained", "policy_type": "x", "owner": "dave"})
+    assert created.status_code == 201, created.text
+    policy = created.json()
+    approval = pending_approval(system, tenant, "carol", policy)
+    assert approval["initiator"] == "olivia"
     refused = decide(system, tenant, "olivia", approval)
     assert refused.status_code == 403
     assert refused.json()["title"] == "Self-approval refused"

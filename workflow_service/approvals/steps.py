@@ -176,7 +176,7 @@ class RequireApproval(Step):
                 title=title,
                 stages=config.stage_plan(),
                 owner=_str(ctx.trigger.data.get("owner")),
-                initiator=ctx.trigger.actor,
+                initiator=ctx.trigger.initiator,
                 entity_version=_version(ctx.trigger.data),
                 allow_self_approval=config.allow_self_approval,
                 due_in_s=config.due_in,

@@ -110,6 +110,9 @@ class Trigger:
     data: dict[str, Any] = field(default_factory=dict)
     causation: tuple[str, ...] = ()
     occurred_at: str | None = None
+    #: The person whose change started the chain: the event's initiator if it names
+    #: one (a workflow acted for them), else its actor.
+    initiator: str | None = None
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> Trigger:
@@ -123,6 +126,7 @@ class Trigger:
             data=dict(payload.get("data") or {}),
             causation=tuple(payload.get("causation") or ()),
             occurred_at=str(payload["occurred_at"]) if payload.get("occurred_at") else None,
+            initiator=payload.get("initiator") or payload.get("actor"),
         )
 
     def to_payload(self) -> dict[str, Any]:
@@ -136,6 +140,7 @@ class Trigger:
             "data": self.data,
             "causation": list(self.causation),
             "occurred_at": self.occurred_at,
+            "initiator": self.initiator,
         }
 
     @property

@@ -14,7 +14,7 @@ from __future__ import annotations
 import httpx
 from pydantic import Field
 
-from shared.events import CAUSATION_HEADER
+from shared.events import CAUSATION_HEADER, INITIATOR_HEADER
 from workflow_service.steps.base import Step, StepConfig, StepContext, StepFailed, StepOutcome
 from workflow_service.steps.registry import register
 
@@ -52,6 +52,7 @@ class ChangeStatus(Step):
             headers={
                 "Idempotency-Key": ctx.idempotency_key,
                 CAUSATION_HEADER: ",".join(trigger.caused_chain()),
+                **({INITIATOR_HEADER: trigger.initiator} if trigger.initiator else {}),
             },
         )
         if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:

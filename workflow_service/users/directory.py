@@ -5,7 +5,8 @@ A recipient (or approver) is named as one of:
 * ``"user:<id>"`` - that user (the JWT ``sub``);
 * ``"role:<role>"`` - every active directory user of the tenant holding the role;
 * ``"owner"`` - the entity's owner, from the trigger event's data;
-* ``"initiator"`` - whoever made the change that started the execution (event actor).
+* ``"initiator"`` - whoever made the change that started the execution (the person the
+  causation chain began with, also when a workflow made the change for them).
 """
 
 from __future__ import annotations
