@@ -342,49 +342,6 @@ class MetricsResource:
         resp.data = generate_latest(self.registry)
 
 
-# ------------------------------------------------------------------------------ probes
-
-ReadinessCheck = tuple[str, Callable[[], None]]
-
-
-class HealthResource:
-    auth_public = True
-
-    def on_get(self, req, resp):
-        """Liveness: the process answers."""
-        resp.media = {"status": "ok"}
-
-
-class ReadinessResource:
-    """Readiness: every named check passes (a check raises to fail)."""
-
-    auth_public = True
-
-    def __init__(self, checks: Sequence[ReadinessCheck]):
-        self.checks = list(checks)
-
-    def on_get(self, req, resp):
-        """Readiness: 503 naming the dependency that failed."""
-        results: dict[str, str] = {}
-        failed = []
-        for name, check in self.checks:
-            try:
-                check()
-            except Exception as exc:  # noqa: BLE001 - any failure means not ready
-                results[name] = f"failed: {type(exc).__name__}: {exc}"
-                failed.append(name)
-            else:
-                results[name] = "ok"
-        if failed:
-            raise ApiError(
-                falcon.HTTP_503,
-                "Not ready",
-                f"Failing checks: {', '.join(failed)}.",
-                checks=results,
-            )
-        resp.media = {"status": "ready", "checks": results}
-
-
 # ----------------------------------------------------------------------------- OpenAPI
 
 
@@ -413,7 +370,21 @@ class Operation:
 _ERROR_SCHEMA = {
     "type": "object",
     "required": ["title", "description"],
-    "properties": {"title": {"type": "string"}, "description": {"type": "string"}},
+    "properties": {
+        "title": {"type": "string"},
+        "description": {"type": "string"},
+        # Detail some errors add: the fields that failed validation, the moves a
+        # lifecycle allows, the version a stale write missed.
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+        "allowed": {"type": "array", "items": {"type": "string"}},
+        "current_version": {"type": "integer"},
+    },
 }
 _REASONS = {
     400: "Bad request",
@@ -425,7 +396,7 @@ _REASONS = {
     413: "Body too large",
     415: "Unsupported media type",
     422: "Validation error",
-    503: "Not ready",
+    503: "Unavailable: the database or Redis cannot be reached",
 }
 _PATH_PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 
@@ -539,7 +510,7 @@ class ApiDocs:
         responses: dict[str, Any] = {str(op.status): ok}
         codes = set(op.errors)
         if not public:
-            codes |= {401}
+            codes |= {401, 503}
         if op.request:
             codes |= {400, 413, 415, 422}
         if op.roles:
@@ -564,6 +535,50 @@ class OpenAPIResource:
     def on_get(self, req, resp):
         """This API's OpenAPI 3.1 document."""
         resp.media = self.api_docs.document()
+
+
+# ------------------------------------------------------------------------------ probes
+
+ReadinessCheck = tuple[str, Callable[[], None]]
+
+
+class HealthResource:
+    auth_public = True
+
+    def on_get(self, req, resp):
+        """Liveness: the process answers."""
+        resp.media = {"status": "ok"}
+
+
+class ReadinessResource:
+    """Readiness: every named check passes (a check raises to fail)."""
+
+    auth_public = True
+    docs = {"GET": Operation("Readiness: 503 naming the dependency that failed", errors=(503,))}
+
+    def __init__(self, checks: Sequence[ReadinessCheck]):
+        self.checks = list(checks)
+
+    def on_get(self, req, resp):
+        """Readiness: 503 naming the dependency that failed."""
+        results: dict[str, str] = {}
+        failed = []
+        for name, check in self.checks:
+            try:
+                check()
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready
+                results[name] = f"failed: {type(exc).__name__}: {exc}"
+                failed.append(name)
+            else:
+                results[name] = "ok"
+        if failed:
+            raise ApiError(
+                falcon.HTTP_503,
+                "Not ready",
+                f"Failing checks: {', '.join(failed)}.",
+                checks=results,
+            )
+        resp.media = {"status": "ready", "checks": results}
 
 
 def add_standard_routes(

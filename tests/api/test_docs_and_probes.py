@@ -29,7 +29,8 @@ def test_openapi_covers_every_route_and_method(api):
     schema = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
     assert {"title", "policy_type"} <= set(schema["required"])
     assert schema["additionalProperties"] is False
-    assert set(post["responses"]) >= {"201", "401", "403", "422", "413"}
+    assert set(post["responses"]) >= {"201", "401", "403", "422", "413", "503"}
+    assert set(spec["paths"]["/readyz"]["get"]["responses"]) == {"200", "503"}
     transitions = spec["paths"]["/policies/{policy_id}/transitions"]["post"]
     assert {p["name"] for p in transitions["parameters"]} >= {
         "policy_id",
