@@ -107,22 +107,22 @@ def _handle_unexpected(req, resp, exc: Exception, params) -> None:
     )
 
 
-def _handle_database_unavailable(req, resp, exc: Exception, params) -> None:
-    log.error("database error on %s %s: %s", req.method, req.path, exc)
-    raise ApiError(
-        falcon.HTTP_503,
-        "Database unavailable",
-        "The database could not be reached; retry shortly.",
-    )
+def _unavailable(what: str, description: str) -> Callable[..., None]:
+    """An error handler answering 503: ``what`` could not be reached; retry later."""
+
+    def handle(req, resp, exc: Exception, params) -> None:
+        log.error("%s error on %s %s: %s", what, req.method, req.path, exc)
+        raise ApiError(falcon.HTTP_503, f"{what} unavailable", description)
+
+    return handle
 
 
-def _handle_redis_unavailable(req, resp, exc: Exception, params) -> None:
-    log.error("Redis error on %s %s: %s", req.method, req.path, exc)
-    raise ApiError(
-        falcon.HTTP_503,
-        "Redis unavailable",
-        "The queue and job-status store (Redis) could not be reached; retry shortly.",
-    )
+_DATABASE_UNAVAILABLE = _unavailable(
+    "Database", "The database could not be reached; retry shortly."
+)
+_REDIS_UNAVAILABLE = _unavailable(
+    "Redis", "The queue and job-status store (Redis) could not be reached; retry shortly."
+)
 
 
 def install_error_handling(app: falcon.App) -> None:
@@ -134,10 +134,10 @@ def install_error_handling(app: falcon.App) -> None:
     app.set_error_serializer(_serialize_error)
     app.add_error_handler(Exception, _handle_unexpected)
     app.add_error_handler(ValidationError, _handle_validation_error)
-    app.add_error_handler(peewee.OperationalError, _handle_database_unavailable)
-    app.add_error_handler(peewee.InterfaceError, _handle_database_unavailable)
-    app.add_error_handler(redis.ConnectionError, _handle_redis_unavailable)
-    app.add_error_handler(redis.TimeoutError, _handle_redis_unavailable)
+    app.add_error_handler(peewee.OperationalError, _DATABASE_UNAVAILABLE)
+    app.add_error_handler(peewee.InterfaceError, _DATABASE_UNAVAILABLE)
+    app.add_error_handler(redis.ConnectionError, _REDIS_UNAVAILABLE)
+    app.add_error_handler(redis.TimeoutError, _REDIS_UNAVAILABLE)
 
 
 # ------------------------------------------------------------------------------- input

@@ -3,6 +3,8 @@ publishes its event, read back through the real app (real Redis, real database).
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import redis
 from falcon import testing
@@ -19,24 +21,29 @@ from tests.conftest import JWT_SECRET
 POLICY = {"title": "Access control", "policy_type": "security"}
 
 
-@pytest.fixture
-def api(redis_url, namespace, make_database_url):
+@contextlib.contextmanager
+def api_client(redis_url, namespace, database_url, job_store=None):
+    """The real app on a migrated database; ``job_store`` replaces the Redis one."""
     settings = ApiSettings(
-        redis_url=redis_url,
-        namespace=namespace,
-        jwt_secret=JWT_SECRET,
-        database_url=make_database_url("jobsapi"),
+        redis_url=redis_url, namespace=namespace, jwt_secret=JWT_SECRET, database_url=database_url
     )
     db = open_database(settings.database_url)
     with db.connection_context():
         migrate(db, MIGRATIONS)
     broker = create_broker(settings)
-    deps = Deps(db=db, broker=broker)
-    client = testing.TestClient(create_app(settings, deps))
-    yield client
-    deps.outbox.close()
-    broker.close()
-    db.close()
+    deps = Deps(db=db, broker=broker, job_store=job_store)
+    try:
+        yield testing.TestClient(create_app(settings, deps))
+    finally:
+        deps.outbox.close()
+        broker.close()
+        db.close()
+
+
+@pytest.fixture
+def api(redis_url, namespace, make_database_url):
+    with api_client(redis_url, namespace, make_database_url("jobsapi")) as client:
+        yield client
 
 
 def auth(tenant, roles=("editor",), sub="alice"):
@@ -99,29 +106,13 @@ def test_reading_jobs_takes_a_role_that_reads_policies(api):
 
 
 def test_an_unreachable_redis_is_a_503(redis_url, namespace, make_database_url):
-    settings = ApiSettings(
-        redis_url=redis_url,
-        namespace=namespace,
-        jwt_secret=JWT_SECRET,
-        database_url=make_database_url("jobsdown"),
-    )
-    db = open_database(settings.database_url)
-    with db.connection_context():
-        migrate(db, MIGRATIONS)
-    broker = create_broker(settings)
     # Nothing listens on port 1: the store's client cannot connect.
     dead = JobStatusStore(redis.Redis.from_url("redis://127.0.0.1:1/0"), namespace)
-    deps = Deps(db=db, broker=broker, job_store=dead)
-    client = testing.TestClient(create_app(settings, deps))
-    try:
+    with api_client(redis_url, namespace, make_database_url("jobsdown"), dead) as client:
         for path in ("/jobs/6f1c1f9e-0000-4000-8000-000000000000", "/jobs"):
             resp = client.simulate_get(path, headers=auth("acme", ("viewer",)))
             assert resp.status_code == 503, resp.text
             assert resp.json["title"] == "Redis unavailable"
-    finally:
-        deps.outbox.close()
-        broker.close()
-        db.close()
 
 
 def test_the_list_is_tenant_scoped_filtered_and_paginated(api):
