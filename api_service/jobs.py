@@ -44,6 +44,7 @@ class JobItem:
             summary="A job's status, timeline, progress and the jobs it started",
             response=JobDetailOut,
             errors=(400, 404),
+            roles=READ_ROLES,
         )
     }
 
@@ -66,6 +67,7 @@ class JobCollection:
             response=JobPageOut,
             params=LIST_PARAMS,
             errors=(400,),
+            roles=READ_ROLES,
         )
     }
 

@@ -354,8 +354,8 @@ class PolicyService:
             return None
         if record.request_hash != fingerprint:
             raise IdempotencyKeyReused(
-                f"Idempotency-Key {key!r} was already used with a different request; "
-                "use a new key for a different request.",
+                f"Idempotency-Key {key!r} was already used with a different request or by "
+                "another caller; use a new key for a different request.",
             )
         return record.status, record.body
 

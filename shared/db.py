@@ -361,18 +361,21 @@ def applied_versions(db: peewee.Database, service: str) -> set[int]:
 def _adopt_legacy_history(db: peewee.Database, history: Any, migrations: Sequence[Migration]):
     """Carry a database migrated by an earlier release into the per-service history.
 
-    The old table named versions without their service; it is taken as this service's
-    when every version in it is one of this service's (its own database).
+    The old table named versions without their service. A row is this service's when
+    its version and name are one of this service's migrations: the services' version
+    numbers overlap, their names do not. (A database both services once shared thus
+    gives each its own rows, and whatever the other's rows hid runs now.)
     """
     service = service_of(migrations)
     if applied_versions(db, service) or LEGACY_HISTORY_TABLE not in db.get_tables():
         return
     cursor = db.execute_sql(f"SELECT version, name FROM {LEGACY_HISTORY_TABLE}")  # noqa: S608
-    legacy = dict(cursor.fetchall())
-    if legacy and set(legacy) <= {m.version for m in migrations}:
-        for version, name in legacy.items():
-            history.create(service=service, version=version, name=name)
-        log.info("adopted %s's history from %s", service, LEGACY_HISTORY_TABLE)
+    ours = {(m.version, m.name) for m in migrations}
+    adopted = [(version, name) for version, name in cursor.fetchall() if (version, name) in ours]
+    for version, name in adopted:
+        history.create(service=service, version=version, name=name)
+    if adopted:
+        log.info("adopted %s's versions %s from %s", service, adopted, LEGACY_HISTORY_TABLE)
 
 
 def migrate(db: peewee.Database, migrations: Sequence[Migration]) -> list[Migration]:

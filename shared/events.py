@@ -89,7 +89,10 @@ class Event(BaseModel):
         return [*self.causation, self.event_id]
 
     def to_payload(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        # Without an initiator the payload is what workers before that field read.
+        return self.model_dump(
+            mode="json", exclude={"initiator"} if self.initiator is None else None
+        )
 
 
 def parse_event(payload: Any) -> Event:

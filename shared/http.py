@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import falcon
 import peewee
 import redis
+from playhouse.pool import MaxConnectionsExceeded
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -32,6 +33,8 @@ from prometheus_client import (
 )
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from shared.db import is_database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -107,37 +110,45 @@ def _handle_unexpected(req, resp, exc: Exception, params) -> None:
     )
 
 
-def _unavailable(what: str, description: str) -> Callable[..., None]:
-    """An error handler answering 503: ``what`` could not be reached; retry later."""
+def _handle_database_error(req, resp, exc: Exception, params) -> None:
+    """503 when the database cannot be reached now; any other database error is a bug."""
+    if not is_database_unavailable(exc):
+        _handle_unexpected(req, resp, exc, params)
+    log.error("database unavailable on %s %s: %s", req.method, req.path, exc)
+    raise ApiError(
+        falcon.HTTP_503,
+        "Database unavailable",
+        "The database could not be reached; retry shortly.",
+    )
 
-    def handle(req, resp, exc: Exception, params) -> None:
-        log.error("%s error on %s %s: %s", what, req.method, req.path, exc)
-        raise ApiError(falcon.HTTP_503, f"{what} unavailable", description)
 
-    return handle
-
-
-_DATABASE_UNAVAILABLE = _unavailable(
-    "Database", "The database could not be reached; retry shortly."
-)
-_REDIS_UNAVAILABLE = _unavailable(
-    "Redis", "The queue and job-status store (Redis) could not be reached; retry shortly."
-)
+def _handle_redis_error(req, resp, exc: Exception, params) -> None:
+    """503 when Redis cannot be reached now; refused credentials are a configuration bug."""
+    if isinstance(exc, redis.AuthenticationError):
+        _handle_unexpected(req, resp, exc, params)
+    log.error("Redis unavailable on %s %s: %s", req.method, req.path, exc)
+    raise ApiError(
+        falcon.HTTP_503,
+        "Redis unavailable",
+        "The queue and job-status store (Redis) could not be reached; retry shortly.",
+    )
 
 
 def install_error_handling(app: falcon.App) -> None:
     """JSON errors everywhere: HTTP errors, validation errors, unexpected exceptions.
 
-    A database or Redis that cannot be reached is a 503 (retry later), not a 500;
-    other database errors are bugs and stay 500s.
+    A database or Redis that cannot be reached now is a 503 (retry later), not a 500;
+    other database errors (a missing table, a timeout, a deadlock) are 500s, logged
+    with their traceback.
     """
     app.set_error_serializer(_serialize_error)
     app.add_error_handler(Exception, _handle_unexpected)
     app.add_error_handler(ValidationError, _handle_validation_error)
-    app.add_error_handler(peewee.OperationalError, _DATABASE_UNAVAILABLE)
-    app.add_error_handler(peewee.InterfaceError, _DATABASE_UNAVAILABLE)
-    app.add_error_handler(redis.ConnectionError, _REDIS_UNAVAILABLE)
-    app.add_error_handler(redis.TimeoutError, _REDIS_UNAVAILABLE)
+    app.add_error_handler(peewee.DatabaseError, _handle_database_error)
+    app.add_error_handler(peewee.InterfaceError, _handle_database_error)
+    app.add_error_handler(MaxConnectionsExceeded, _handle_database_error)
+    app.add_error_handler(redis.ConnectionError, _handle_redis_error)
+    app.add_error_handler(redis.TimeoutError, _handle_redis_error)
 
 
 # ------------------------------------------------------------------------------- input
@@ -187,8 +198,10 @@ def read_json(req, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
             description=f"The body is not valid JSON: {exc.msg} at line {exc.lineno} "
             f"column {exc.colno}.",
         ) from None
-    except ValueError as exc:  # valid JSON Python will not read: a 5000-digit number
-        raise falcon.HTTPBadRequest(title="Malformed JSON", description=str(exc)) from None
+    except ValueError:  # valid JSON that Python will not read: a 5000-digit number
+        raise falcon.HTTPBadRequest(
+            title="Malformed JSON", description="The body holds a number with too many digits."
+        ) from None
     where = _nul_path(data, "body")
     if where:
         raise falcon.HTTPBadRequest(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import peewee
 
+from api_service.migrations import MIGRATIONS
+from shared.db import migrate, open_database
 from tests.api.helpers import ApiClient, unique_tenant
 from tests.support import free_port
 
@@ -87,3 +91,22 @@ def test_readyz_is_503_and_requests_are_503_when_the_database_is_gone(
     resp = api.client.simulate_get("/policies", headers=api.headers("viewer"))
     assert resp.status_code == 503
     assert resp.json["title"] == "Database unavailable"
+
+
+def test_a_database_error_that_waiting_cannot_fix_is_a_500(
+    api_settings, make_app, make_database_url
+):
+    # A missing table is a bug (an unmigrated database), not an outage to retry
+    url = make_database_url("dropped")
+    db = open_database(url)
+    with db.connection_context():
+        migrate(db, MIGRATIONS)
+    db.close()
+    app, deps = make_app(dataclasses.replace(api_settings, database_url=url))
+    api = ApiClient(app, unique_tenant())
+    with deps.db.connection_context():
+        deps.db.execute_sql("DROP TABLE policy_version")
+        deps.db.execute_sql("DROP TABLE policy")
+    resp = api.client.simulate_get("/policies", headers=api.headers("viewer"))
+    assert resp.status_code == 500, resp.text
+    assert resp.json["title"] == "Internal server error"

@@ -82,6 +82,25 @@ def test_a_database_of_an_earlier_release_keeps_its_history(make_database_url):
     db.close()
 
 
+def test_an_earlier_releases_api_history_is_not_taken_for_the_workflows(make_database_url):
+    # Given an api database of the earlier release, now shared with the workflow service
+    from workflow_service.migrations import all_migrations
+
+    db = open_database(make_database_url("legacy-api"))
+    migrate(db, API_MIGRATIONS)
+    db.execute_sql("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT)")
+    db.execute_sql(
+        f"INSERT INTO schema_migrations VALUES (1, {db.param})", (API_MIGRATIONS[0].name,)
+    )
+    db.execute_sql("DELETE FROM schema_history")
+    workflow = all_migrations()
+    # When both migrate, the api's version 1 is the api's, and the workflow's runs
+    assert migrate(db, API_MIGRATIONS) == []
+    assert [m.version for m in migrate(db, workflow)] == sorted(m.version for m in workflow)
+    assert {"workflow", "execution"} <= set(db.get_tables())
+    db.close()
+
+
 def test_a_list_mixing_services_is_refused(make_database_url):
     db = open_database(make_database_url("mixed"))
     with pytest.raises(MigrationError, match="one service"):

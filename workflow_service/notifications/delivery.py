@@ -27,7 +27,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
 
 from shared.db import utcnow
 from workflow_service.db import database
@@ -114,24 +113,15 @@ def delivery_id(execution_id: str, step_key: str, recipient: str, channel: str) 
 
 
 def delivery_message(delivery_id: str, tenant_id: str) -> dramatiq.Message:
-    """The message of one delivery attempt.
-
-    Like every job's message it names its tenant (job-status records are per tenant:
-    without one the job is a 404 on the api's ``/jobs/{id}`` and left out of its
-    parent's children). Sent while another job runs (the ``run_execution`` whose step
-    planned it), that job is its parent, as in
-    :meth:`workflow_service.engine.Engine.run_message`.
-    """
-    options: dict[str, Any] = {"tenant_id": tenant_id}
-    current = CurrentMessage.get_current_message()
-    if current is not None:
-        options["parent_job_id"] = current.message_id
+    """The message of one delivery attempt. Like every job's message it names its
+    tenant: job-status records are per tenant (without one the job is a 404 on the
+    api's ``/jobs/{id}`` and left out of its parent's children)."""
     return dramatiq.Message(
         queue_name=NOTIFICATION_QUEUE,
         actor_name=DELIVER_ACTOR,
         args=(delivery_id,),
         kwargs={},
-        options=options,
+        options={"tenant_id": tenant_id},
     )
 
 

@@ -31,7 +31,13 @@ ChannelHandler = Callable[[StepContext, list[Address], str, str, "NotifyConfig"]
 _INSERT_NOTIFICATION = CompiledInsert(Notification, ignore_conflicts=True)
 
 
-def deliver_in_app(ctx: StepContext, addresses: list[Address], subject: str, body: str) -> Any:
+def deliver_in_app(
+    ctx: StepContext,
+    addresses: list[Address],
+    subject: str,
+    body: str,
+    config: NotifyConfig | None = None,
+) -> Any:
     now = utcnow()
     rows = [
         {
@@ -56,11 +62,7 @@ def deliver_in_app(ctx: StepContext, addresses: list[Address], subject: str, bod
     return {"delivered": [a.key for a in addresses]}
 
 
-CHANNELS: dict[str, ChannelHandler] = {
-    "in_app": lambda ctx, addresses, subject, body, config: deliver_in_app(
-        ctx, addresses, subject, body
-    )
-}
+CHANNELS: dict[str, ChannelHandler] = {"in_app": deliver_in_app}
 
 
 def _http_url(url: str) -> str:
