@@ -5,7 +5,7 @@ from __future__ import annotations
 import peewee
 from playhouse.migrate import SchemaMigrator
 
-from api_service.models import MODELS
+from api_service.models import MODELS, DeadlineNotice
 from shared.db import Migration
 
 
@@ -17,8 +17,18 @@ def _initial(db: peewee.Database, migrator: SchemaMigrator) -> None:
         db.create_tables(MODELS)
 
 
+def _deadline_notices(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    with db.bind_ctx([DeadlineNotice]):
+        db.create_tables([DeadlineNotice])
+    # The deadline scan looks policies up by review date.
+    db.execute_sql(
+        "CREATE INDEX IF NOT EXISTS policy_next_review_date ON policy (next_review_date)"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1, "policies, versions, outbox, idempotency records", _initial, service="api_service"
     ),
+    Migration(2, "deadline notices", _deadline_notices, service="api_service"),
 ]

@@ -110,4 +110,18 @@ class IdempotencyRecord(BaseModel):
         indexes = ((("tenant", "key"), True),)
 
 
+class DeadlineNotice(BaseModel):
+    """A deadline event written for a policy: one per policy, kind and review date."""
+
+    policy = peewee.UUIDField()
+    kind = peewee.CharField(max_length=32)
+    deadline = peewee.DateField()
+    event_id = peewee.CharField(max_length=36)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        primary_key = peewee.CompositeKey("policy", "kind", "deadline")
+
+
+#: The tables of migration 1 (later tables come with the migration that adds them).
 MODELS = (Policy, PolicyVersion, Outbox, IdempotencyRecord)

@@ -41,6 +41,28 @@ Clock = Callable[[], datetime]
 _INSERT_OUTBOX = CompiledInsert(Outbox)
 
 
+def outbox_params(event: Event, now: datetime, *, claimed_until: datetime | None) -> list[Any]:
+    """The INSERT parameters of ``event``'s outbox row (``claimed_until`` None: the
+    relay may publish it at once)."""
+    return _INSERT_OUTBOX.params(
+        {
+            "event_id": event.event_id,
+            "tenant": event.tenant_id,
+            "queue_name": event.queue_name,
+            "payload": event.to_payload(),
+            "created_at": now,
+            "claimed_until": claimed_until,
+        }
+    )
+
+
+def insert_outbox_row(
+    db: peewee.Database, event: Event, now: datetime, *, claimed_until: datetime | None
+) -> None:
+    """Insert ``event``'s outbox row; call inside the transaction that caused it."""
+    _INSERT_OUTBOX.run(db, outbox_params(event, now, claimed_until=claimed_until))
+
+
 @dataclass(frozen=True)
 class OutboxRow:
     """An event and its outbox row's database values, not yet inserted."""
@@ -110,17 +132,7 @@ class OutboxPublisher:
     def row(self, event: Event) -> OutboxRow:
         """The outbox row of ``event``, built ahead of the transaction that inserts it."""
         now = self.clock()
-        params = _INSERT_OUTBOX.params(
-            {
-                "event_id": event.event_id,
-                "tenant": event.tenant_id,
-                "queue_name": event.queue_name,
-                "payload": event.to_payload(),
-                "created_at": now,
-                "claimed_until": now + self.claim,
-            }
-        )
-        return OutboxRow(event, params)
+        return OutboxRow(event, outbox_params(event, now, claimed_until=now + self.claim))
 
     def insert(self, row: OutboxRow) -> PendingEvent:
         """Insert a row of :meth:`row`; call inside the transaction of the change."""

@@ -1,7 +1,8 @@
 """The outbox relay process: ``python -m api_service relay``.
 
-Publishes what requests could not (Redis down, a worker killed after commit) and
-prunes old sent rows. Several relays may run; they claim disjoint rows. SIGTERM stops
+Publishes what requests could not (Redis down, a worker killed after commit), prunes
+old sent rows, and writes the deadline events of review dates coming up or passed
+(:mod:`api_service.deadlines`). Several relays may run; they claim disjoint rows. SIGTERM stops
 it after the row in hand, so a restart republishes nothing.
 """
 
@@ -12,9 +13,11 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 import peewee
 
+from api_service.deadlines import DeadlineScanner
 from api_service.migrations import MIGRATIONS
 from api_service.models import database
 from api_service.outbox import OutboxRelay
@@ -27,20 +30,27 @@ log = logging.getLogger("api_service.relay")
 #: How often sent rows past the retention are pruned.
 PRUNE_EVERY_SECONDS = 60.0
 
+#: A periodic task of the relay: (every how many seconds, what to call).
+Chore = tuple[float, Callable[[], object]]
 
-def run(relay: OutboxRelay, stop: threading.Event, *, interval: float) -> None:
-    """Loop until ``stop`` is set: publish a batch, prune now and then, sleep when idle."""
+
+def run(
+    relay: OutboxRelay, stop: threading.Event, *, interval: float, chores: Sequence[Chore] = ()
+) -> None:
+    """Loop until ``stop`` is set: publish a batch, run each chore when it is due, sleep
+    when idle."""
     db = relay.db
-    next_prune = 0.0
+    next_run = [0.0] * len(chores)
     while not stop.is_set():
         delivered, full = 0, False
         try:
             with db.connection_context():
                 delivered = relay.publish_batch(stop)
                 full = delivered >= relay.batch_size
-                if time.monotonic() >= next_prune:
-                    relay.prune()
-                    next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+                for index, (every, chore) in enumerate(chores):
+                    if time.monotonic() >= next_run[index]:
+                        chore()
+                        next_run[index] = time.monotonic() + every
         except peewee.DatabaseError:
             log.exception("relay round failed; retrying in %.1fs", interval)
         if not full:
@@ -73,6 +83,11 @@ def main(settings: ApiSettings) -> int:
     log.info(
         "relay started (id %s, interval %.2fs)", relay.relay_id, settings.relay_interval_seconds
     )
-    run(relay, stop, interval=settings.relay_interval_seconds)
+    deadlines = DeadlineScanner(db, utcnow, approaching_days=settings.deadline_approaching_days)
+    chores = [
+        (PRUNE_EVERY_SECONDS, relay.prune),
+        (settings.deadline_scan_interval_seconds, deadlines.scan),
+    ]
+    run(relay, stop, interval=settings.relay_interval_seconds, chores=chores)
     log.info("relay stopped")
     return 0

@@ -37,6 +37,10 @@ class ApiSettings(CommonSettings):
     publish_pause_seconds: float = 2.0
     #: Pooled database connections per process (keep it >= gunicorn's threads).
     db_pool_size: int = 32
+    #: A review date this many days away (or less) is "approaching" (a deadline event).
+    deadline_approaching_days: int = 14
+    #: How often the relay looks for review dates coming up or passed.
+    deadline_scan_interval_seconds: float = 60.0
     #: Where gunicorn workers share request metrics (prometheus-client's multiprocess
     #: mode); unset, each worker's /metrics shows only its own requests.
     prometheus_multiproc_dir: str | None = None
@@ -59,6 +63,8 @@ class ApiSettings(CommonSettings):
             publish_pause_seconds=env.float("PUBLISH_PAUSE_SECONDS", 2.0),
             db_pool_size=env.int("API_DB_POOL_SIZE", 32),
             prometheus_multiproc_dir=env.str("PROMETHEUS_MULTIPROC_DIR") or None,
+            deadline_approaching_days=env.int("DEADLINE_APPROACHING_DAYS", 14),
+            deadline_scan_interval_seconds=env.float("DEADLINE_SCAN_INTERVAL_SECONDS", 60.0),
         )
 
     @property

@@ -9,7 +9,9 @@ import pytest
 from api_service.app import build_deps, create_app
 from api_service.migrations import MIGRATIONS
 from api_service.settings import ApiSettings
+from shared.broker import create_broker
 from shared.db import migrate, open_database
+from shared.settings import CommonSettings
 from tests.api.helpers import ApiClient, unique_tenant
 from tests.conftest import JWT_SECRET
 
@@ -61,3 +63,11 @@ def make_app():
 def api(api_settings, make_app) -> ApiClient:
     app, _ = make_app(api_settings)
     return ApiClient(app, unique_tenant())
+
+
+@pytest.fixture
+def broker(redis_url, namespace):
+    """The system's broker (with job status) on the test's namespace."""
+    broker = create_broker(CommonSettings(redis_url=redis_url, namespace=namespace))
+    yield broker
+    broker.close()

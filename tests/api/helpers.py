@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,24 @@ def published_events(client: redis.Redis, namespace: str) -> list[dict]:
 def queue_counts(client: redis.Redis, namespace: str, queue: str = POLICY_QUEUE) -> tuple[int, int]:
     """(ids in the queue list, entries in the message hash)."""
     return client.llen(f"{namespace}:{queue}"), client.hlen(f"{namespace}:{queue}.msgs")
+
+
+def policy_messages(client: redis.Redis, namespace: str) -> list[dict]:
+    """The messages on governance.policy, decoded."""
+    return [json.loads(v) for v in client.hvals(f"{namespace}:{POLICY_QUEUE}.msgs")]
+
+
+class FakeClock:
+    """A clock for the outbox and the deadline scan that moves only when told."""
+
+    def __init__(self):
+        self.now = datetime(2030, 1, 1, 12, 0, 0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += timedelta(**delta)
 
 
 class ApiClient:

@@ -6,18 +6,23 @@ import dataclasses
 import json
 import threading
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from api_service.migrations import MIGRATIONS
 from api_service.models import Outbox, database
 from api_service.outbox import OutboxPublisher, OutboxRelay
-from shared.broker import create_broker
 from shared.db import migrate, open_database, utcnow
 from shared.events import Event
-from shared.settings import CommonSettings
-from tests.api.helpers import ApiClient, RedisServer, queue_counts, unique_tenant
+from tests.api.helpers import (
+    ApiClient,
+    FakeClock,
+    RedisServer,
+    policy_messages,
+    queue_counts,
+    unique_tenant,
+)
 from tests.support import ServiceProcess, free_port, poll, python_module
 
 WRITES = 200
@@ -41,10 +46,6 @@ def redis_server(tmp_path):
     server = RedisServer(tmp_path).start()
     yield server
     server.stop()
-
-
-def _messages(client, namespace) -> list[dict]:
-    return [json.loads(v) for v in client.hvals(f"{namespace}:governance.policy.msgs")]
 
 
 def test_writes_succeed_without_redis_and_the_relay_delivers_each_event_once(
@@ -115,7 +116,7 @@ def test_writes_succeed_without_redis_and_the_relay_delivers_each_event_once(
             if proc is not None:
                 proc.stop()
 
-    messages = _messages(client, namespace)
+    messages = policy_messages(client, namespace)
     event_ids = {row.event_id for row in Outbox.select(Outbox.event_id)}
     assert len(event_ids) == WRITES
     assert queue_counts(client, namespace) == (WRITES, WRITES), "a message was duplicated"
@@ -123,24 +124,6 @@ def test_writes_succeed_without_redis_and_the_relay_delivers_each_event_once(
     assert all(m["message_id"] == m["args"][0]["event_id"] for m in messages)
     assert 0 < delivered_at_restart < WRITES, "the restart was not in the middle of the work"
     client.close()
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = datetime(2030, 1, 1, 12, 0, 0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def broker(redis_url, namespace):
-    broker = create_broker(CommonSettings(redis_url=redis_url, namespace=namespace))
-    yield broker
-    broker.close()
 
 
 def _write_unpublished(db, broker, clock, n: int) -> list[str]:
@@ -183,7 +166,7 @@ def test_an_invalid_row_is_parked_instead_of_blocking_the_rows_behind_it(
 
     # When the relay runs, the valid event is delivered and the bad row set aside
     assert relay.publish_batch() == 1
-    assert [m["message_id"] for m in _messages(redis_client, namespace)] == [good]
+    assert [m["message_id"] for m in policy_messages(redis_client, namespace)] == [good]
     parked = Outbox.get(Outbox.event_id == bad)
     assert parked.sent_at is None and "InvalidEvent" in parked.last_error
 
@@ -341,7 +324,7 @@ def test_concurrent_writes_are_published_at_once_and_marked_sent_soon_after(
         assert resp.status_code == 201, resp.text
         job_id = resp.json["jobs"][0]["id"]
         # Its message and its job record are in Redis when the response is sent.
-        assert job_id in {m["message_id"] for m in _messages(redis_client, namespace)}
+        assert job_id in {m["message_id"] for m in policy_messages(redis_client, namespace)}
         assert redis_client.exists(f"{namespace}:job:{job_id}")
         return job_id
 
