@@ -62,7 +62,7 @@ def test_two_services_can_share_one_database(make_database_url):
 
     db = open_database(make_database_url("shared"))
     workflow = all_migrations()
-    assert [m.version for m in migrate(db, API_MIGRATIONS)] == [1]
+    assert [m.version for m in migrate(db, API_MIGRATIONS)] == [m.version for m in API_MIGRATIONS]
     assert [m.version for m in migrate(db, workflow)] == sorted(m.version for m in workflow)
     check_current(db, API_MIGRATIONS)
     check_current(db, workflow)
@@ -95,7 +95,7 @@ def test_an_earlier_releases_api_history_is_not_taken_for_the_workflows(make_dat
     db.execute_sql("DELETE FROM schema_history")
     workflow = all_migrations()
     # When both migrate, the api's version 1 is the api's, and the workflow's runs
-    assert migrate(db, API_MIGRATIONS) == []
+    assert 1 not in [m.version for m in migrate(db, API_MIGRATIONS)]
     assert [m.version for m in migrate(db, workflow)] == sorted(m.version for m in workflow)
     assert {"workflow", "execution"} <= set(db.get_tables())
     db.close()
