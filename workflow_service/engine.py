@@ -224,7 +224,21 @@ class Engine:
         return execution
 
     def scheduled_run(self, workflow: Workflow, entity_id: str, fire_time: datetime) -> Execution:
-        """One execution per workflow and fire time, however many schedulers fire it."""
+        """One execution per workflow and fire time, however many schedulers fire it.
+
+        ``fire_time`` must be the schedule's time, not the clock's: the event id, and so
+        the execution id, is derived from it, which is what makes every scheduler
+        process that fires the same time find the same execution.
+
+        A scheduled run is for ``trigger_config.entity_id`` and carries no snapshot of
+        that entity: its data is empty. So the workflow's ``conditions`` are not
+        evaluated (there is nothing to match them on), the ``owner`` recipient resolves
+        to nobody, an ``owner`` assignee fails the step, and a template reading
+        ``entity.<field>`` fails (only ``entity.id`` and ``entity.type`` are set).
+
+        If the broker cannot take the run message the execution stands and stays
+        pending; the sweep sends it (as with :meth:`manual_run`).
+        """
         trigger = Trigger(
             event_id=str(uuid.uuid5(ID_NAMESPACE, f"{workflow.id}:{fire_time.isoformat()}")),
             event_type=f"{workflow.entity_type}.scheduled",
@@ -235,7 +249,17 @@ class Engine:
         )
         execution = self.create_execution(workflow.id, workflow.version, trigger)
         if execution.status == ExecutionStatus.PENDING:
-            self.send_run(execution)
+            # Another scheduler may have sent it already: the same job id, and a run
+            # claims the execution, so a second message does nothing.
+            try:
+                self.send_run(execution)
+            except BROKER_UNAVAILABLE as exc:
+                log.warning(
+                    "execution %s: run message not sent (%s: %s); the sweep will send it",
+                    execution.id,
+                    type(exc).__name__,
+                    exc,
+                )
         return execution
 
     # ----------------------------------------------------------------------------- run
@@ -496,29 +520,37 @@ class Engine:
         return self.send_run(Execution.get_by_id(execution_id))
 
     def sweep(self, older_than_s: float, limit: int = 500) -> list[str]:
-        """Re-send run messages of executions stuck pending or running (same job ids)."""
+        """Re-send run messages of executions stuck pending or running (same job ids).
+
+        A re-send stamps ``updated_at``, so an execution is re-sent at most once every
+        ``older_than_s``: when the queue is that far behind, its message is most likely
+        still waiting there, and a copy each sweep would only lengthen the queue.
+        ``claimed_at`` stays as it is, so the re-sent message can take over a claim
+        whose worker is gone.
+        """
         now = self.clock()
         pending_before = now - timedelta(seconds=older_than_s)
         claim_before = now - timedelta(seconds=max(older_than_s, self.settings.claim_timeout_s))
-        stuck = (
-            Execution.select()
-            .where(
-                (
-                    (Execution.status == ExecutionStatus.PENDING)
-                    & (Execution.updated_at < pending_before)
-                )
-                | (
-                    (Execution.status == ExecutionStatus.RUNNING)
-                    & (Execution.claimed_at < claim_before)
-                )
+        is_stuck = (Execution.updated_at < pending_before) & (
+            (Execution.status == ExecutionStatus.PENDING)
+            | (
+                (Execution.status == ExecutionStatus.RUNNING)
+                & (Execution.claimed_at < claim_before)
             )
-            .order_by(Execution.updated_at)
-            .limit(limit)
         )
+        stuck = list(Execution.select().where(is_stuck).order_by(Execution.updated_at).limit(limit))
         sent = []
         for execution in stuck:
-            self.send_run(execution)
-            sent.append(execution.id)
+            # Taken with a conditional UPDATE: one a worker claimed, finished or parked
+            # since the SELECT, or another sweep re-sent, is left alone.
+            stamped = (
+                Execution.update(updated_at=now)
+                .where((Execution.id == execution.id) & is_stuck)
+                .execute()
+            )
+            if stamped:
+                self.send_run(execution)
+                sent.append(execution.id)
         return sent
 
 

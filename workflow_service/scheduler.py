@@ -1,18 +1,23 @@
-"""``python -m workflow_service scheduler``: timed work, one leader at a time.
+"""``python -m workflow_service scheduler``: timed work.
 
 The scheduler only sends messages; workers do the work. Several scheduler processes
-may run (for availability); a Redis lock with a TTL picks the leader, which renews it
-every third of the TTL. Only the leader fires jobs; another takes over within one TTL
-after the leader dies. Jobs:
+may run (for availability). Jobs:
 
 * ``scheduled`` workflows: a cron job per active workflow (its ``trigger_config.cron``),
-  refreshed when workflows change. One execution per workflow and minute, even if two
-  schedulers fired (the event id is derived from both).
+  refreshed when workflows change. Every scheduler process fires them, leader or not:
+  a leader that dies would otherwise lose the cron times that fall in its lock's TTL.
+  Firing twice is harmless: the execution's id is derived from the workflow and the
+  scheduled fire time (the same in every process, see :func:`scheduled_fire_time`),
+  and its insert is conditional, so each fire time makes one execution.
 * the sweep: re-sends run messages of executions stuck pending or running longer than
   ``EXECUTION_SWEEP_AFTER_SECONDS`` (a lost message, a worker that died for good).
 
-Feature packages add jobs through :data:`JOB_REGISTRARS`: functions called with
-``(scheduler, context)`` that add APScheduler jobs and check ``context.is_leader()``.
+Housekeeping (the sweep, and the jobs feature packages add through
+:data:`JOB_REGISTRARS`: functions called with ``(scheduler, context)`` that add
+APScheduler jobs and check ``context.is_leader()``) runs on one leader at a time: a
+Redis lock with a TTL, renewed every third of the TTL; another process takes over
+within one TTL after the leader dies. Such a job that misses a run catches up at its
+next one, so a gap costs a delay, not work.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ import signal
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import redis
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from shared.broker import create_broker
@@ -36,12 +42,19 @@ from workflow_service.cache import global_version_key
 from workflow_service.db import database, init_database
 from workflow_service.engine import Engine
 from workflow_service.migrations import all_migrations
-from workflow_service.models import Workflow, WorkflowStatus
+from workflow_service.models import Execution, Workflow, WorkflowStatus
 from workflow_service.runtime import build_engine
 from workflow_service.settings import WorkflowSettings
 from workflow_service.steps import load_steps
 
 log = logging.getLogger(__name__)
+
+#: How late (seconds) APScheduler may still run a cron job, e.g. when its threads were
+#: busy; later than that the fire time is missed (in this process).
+CRON_MISFIRE_GRACE_S = 30
+#: How far back a cron job looks for the fire time it runs for: more than the grace,
+#: less than the minute between two crontab times, so it finds exactly one.
+_FIRE_LOOKBACK = timedelta(seconds=59)
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -131,20 +144,52 @@ class ScheduledWorkflows:
             except (KeyError, ValueError) as exc:
                 log.error("workflow %s has an unusable schedule: %s", row.id, exc)
                 continue
-            self.scheduler.add_job(self.fire, trigger, args=(row.id,), id=job_id)
+            self.scheduler.add_job(
+                self.fire_due,
+                trigger,
+                args=(row.id, trigger),
+                id=job_id,
+                misfire_grace_time=CRON_MISFIRE_GRACE_S,
+                coalesce=True,
+            )
             self.jobs[row.id] = job_id
 
-    def fire(self, workflow_id: str) -> None:
-        if not self.context.is_leader():
+    def fire_due(self, workflow_id: str, trigger: BaseTrigger) -> None:
+        """The cron job: fire for the scheduled time this run is for."""
+        now = self.context.engine.clock()
+        fire_time = scheduled_fire_time(trigger, now)
+        if fire_time is None:
+            log.warning("workflow %s: no fire time of its schedule near %s", workflow_id, now)
             return
-        fire_time = datetime.now(UTC).replace(second=0, microsecond=0, tzinfo=None)
+        self.fire(workflow_id, fire_time)
+
+    def fire(self, workflow_id: str, fire_time: datetime) -> Execution | None:
+        """Run ``workflow_id`` for ``fire_time`` (naive UTC): one execution, whichever
+        and however many processes fire it; None when the workflow is not active."""
         with database.connection_context():
             workflow = Workflow.get_or_none(Workflow.id == workflow_id)
             if workflow is None or workflow.status != WorkflowStatus.ACTIVE:
-                return
+                return None
             entity_id = workflow.trigger_config.get("entity_id", "")
             execution = self.context.engine.scheduled_run(workflow, entity_id, fire_time)
         log.info("scheduled workflow %s fired: execution %s", workflow_id, execution.id)
+        return execution
+
+
+def scheduled_fire_time(trigger: BaseTrigger, now: datetime) -> datetime | None:
+    """The fire time (naive UTC) a cron job running at ``now`` (naive UTC) is for.
+
+    APScheduler 3 does not pass a job its scheduled time. It is the trigger's latest
+    fire time up to ``now``: APScheduler runs a job at most ``CRON_MISFIRE_GRACE_S``
+    late, so that time is within :data:`_FIRE_LOOKBACK`. Every process computes the
+    same time for the same run, however late within the grace it runs; the clock's
+    minute (what a process would see at 12:01:02 running the 12:00 job) would not.
+    """
+    now = now.replace(tzinfo=UTC)
+    fire = trigger.get_next_fire_time(None, now - _FIRE_LOOKBACK)
+    if fire is None or fire > now:
+        return None
+    return fire.astimezone(UTC).replace(tzinfo=None)
 
 
 def build(settings: WorkflowSettings) -> tuple[BlockingScheduler, SchedulerContext]:

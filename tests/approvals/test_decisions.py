@@ -21,6 +21,7 @@ from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot
 from workflow_service.db import database
 from workflow_service.engine import ExecutionFailed
 from workflow_service.models import Execution, Notification, StepRun
+from workflow_service.notifications import delivery
 from workflow_service.notifications.models import Delivery
 from workflow_service.runtime import build_engine
 from workflow_service.web.app import Deps, create_app
@@ -539,3 +540,72 @@ def test_policy_approval_template(client):
         == 403
     )
     assert created.json["tenant_id"] == TENANT
+
+
+def test_a_stage_decided_after_the_overdue_check_read_it_is_not_marked(client, engine, outbox):
+    # Given: two stages with a due time; the first one is overdue, and the overdue check
+    # has read it
+    step = approval_step(
+        stages=[{"approvers": ["user:alice"]}, {"approvers": ["user:bob"]}],
+        due_in="1h",
+        escalate_to=["role:admin"],
+    )
+    execution_id = start(client, engine, outbox, step)
+    request = only_approval(execution_id)
+    ApprovalRequest.update(due_at=utcnow() - timedelta(minutes=1)).where(
+        ApprovalRequest.id == request.id
+    ).execute()
+    [read] = ApprovalRequest.select().where(ApprovalRequest.due_at < utcnow())
+    # When: alice decides, which opens the second stage (due in an hour), and then the
+    # check marks what it read
+    assert decide(client, request.id, "alice").json["stage"] == 2
+    outbox.take("deliver_notification")
+    assert jobs.escalate_overdue(read, utcnow()) is None
+    # (nor later, when the second stage is due: that is its own escalation, not this)
+    assert jobs.escalate_overdue(read, utcnow() + timedelta(hours=2)) is None
+    # Then: the second stage is not overdue, and nobody was told it was
+    assert ApprovalRequest.get_by_id(request.id).overdue_at is None
+    assert not Notification.select().where(Notification.step_key.contains("overdue")).exists()
+    assert outbox.take("deliver_notification") == []
+    # Nor is a copy of the second stage that is not due yet marked
+    fresh = ApprovalRequest.get_by_id(request.id)
+    assert jobs.escalate_overdue(fresh, utcnow()) is None
+    assert ApprovalRequest.get_by_id(request.id).overdue_at is None
+    # Once the second stage is due, it is escalated, to its own approver
+    later = utcnow() + timedelta(hours=2)
+    assert jobs.mark_overdue(outbox, now=later) == [request.id]
+    told = {
+        n.recipient for n in Notification.select().where(Notification.step_key == "0.overdue.1")
+    }
+    assert told == {"bob", "root"}
+
+
+def test_stuck_deliveries_are_re_sent_once_per_period(client, engine, outbox, settings):
+    # Given: alice's e-mail asking for her approval, whose message has not been
+    # delivered, in a notification queue that is behind
+    execution_id = start(client, engine, outbox, approval_step(approvers=["user:alice"]))
+    [message] = outbox.take("deliver_notification")
+    delivery_id = message.args[0]
+    now = [utcnow()]
+
+    def resend_after(seconds):
+        now[0] += timedelta(seconds=seconds)
+        sent = jobs.resend_deliveries(outbox, older_than_s=120, lease_s=60, now=now[0])
+        assert [m.args[0] for m in outbox.take("deliver_notification")] == sent
+        return sent
+
+    # When: the housekeeping comes by every 30 s
+    # Then: the message is sent again once every 120 s, not at every run
+    assert resend_after(121) == [delivery_id]
+    assert resend_after(0) == []
+    assert resend_after(30) == []
+    assert resend_after(91) == [delivery_id]
+    # And a claim whose worker vanished: once every lease
+    assert delivery.claim(delivery_id, settings.notifications, now[0])
+    assert resend_after(30) == []
+    assert resend_after(31) == [delivery_id]
+    assert resend_after(0) == []
+    assert resend_after(61) == [delivery_id]
+    # the re-sent message can still take the abandoned claim over
+    assert delivery.claim(delivery_id, settings.notifications, now[0])
+    assert Execution.get_by_id(execution_id).status == "waiting_approval"

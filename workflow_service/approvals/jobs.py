@@ -1,13 +1,16 @@
 """Periodic approval and delivery housekeeping, run by the scheduler (one leader).
 
-* overdue stages: marked once (conditional UPDATE) and their pending approvers and
-  ``escalate_to`` people told in-app, and by e-mail where the directory has an address;
+* overdue stages: marked once (a conditional UPDATE that re-checks the stage and its
+  due time, so a stage decided meanwhile is not marked, nor the next one it opened)
+  and their pending approvers and ``escalate_to`` people told in-app, and by e-mail
+  where the directory has an address;
 * decided approvals whose execution still waits (the deciding request died between
   commit and resume, or decided in the instant before the execution was parked) are
   resumed; the engine's resume is conditional, so this never resumes twice;
 * open approvals of cancelled or ended executions are cancelled;
-* deliveries left pending (their message lost) are sent again; claiming makes a
-  duplicate message harmless.
+* deliveries left pending (their message lost) are sent again, at most once a period
+  (not every run, which would pile copies onto a queue that is only slow); claiming
+  makes a duplicate message harmless.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ BATCH = 200
 def mark_overdue(broker: dramatiq.Broker, now: datetime | None = None) -> list[str]:
     """Escalate every pending stage past its due time, once; returns the request ids."""
     now = now or utcnow()
-    due = (
+    due = list(
         ApprovalRequest.select()
         .where(
             (ApprovalRequest.status == ApprovalStatus.PENDING)
@@ -45,22 +48,35 @@ def mark_overdue(broker: dramatiq.Broker, now: datetime | None = None) -> list[s
     )
     escalated, to_send = [], []
     for request in due:
-        with database.atomic():
-            claimed = (
-                ApprovalRequest.update(overdue_at=now, updated_at=now)
-                .where(
-                    (ApprovalRequest.id == request.id)
-                    & (ApprovalRequest.status == ApprovalStatus.PENDING)
-                    & ApprovalRequest.overdue_at.is_null()
-                )
-                .execute()
-            )
-            if not claimed:
-                continue
-            to_send += _escalate(request, now)
+        planned = escalate_overdue(request, now)
+        if planned is None:
+            continue
+        to_send += planned
         escalated.append(request.id)
     delivery.enqueue(broker, to_send)
     return escalated
+
+
+def escalate_overdue(request: ApprovalRequest, now: datetime) -> list[str] | None:
+    """Mark ``request``'s stage overdue and tell people, unless that stage is no longer
+    pending and due (decided, escalated, or moved on to the next stage, which has a due
+    time of its own, since ``request`` was read). Returns the e-mail deliveries to send
+    after commit, or None when there was nothing to do."""
+    with database.atomic():
+        claimed = (
+            ApprovalRequest.update(overdue_at=now, updated_at=now)
+            .where(
+                (ApprovalRequest.id == request.id)
+                & (ApprovalRequest.status == ApprovalStatus.PENDING)
+                & (ApprovalRequest.current_stage == request.current_stage)
+                & (ApprovalRequest.due_at < now)
+                & ApprovalRequest.overdue_at.is_null()
+            )
+            .execute()
+        )
+        if not claimed:
+            return None
+        return _escalate(request, now)
 
 
 def _escalate(request: ApprovalRequest, now: datetime) -> list[str]:
@@ -143,22 +159,31 @@ def resend_deliveries(
     lease_s: float = 60.0,
     now: datetime | None = None,
 ) -> list[str]:
-    """Send again deliveries stuck pending, or claimed by a worker that vanished."""
+    """Send again deliveries stuck pending, or claimed by a worker that vanished.
+
+    A re-send stamps ``updated_at``: a pending delivery is re-sent at most once every
+    ``older_than_s``, an abandoned claim once every ``lease_s``. When the notification
+    queue is that far behind, the first message is most likely still in it, and a copy
+    every run would only lengthen the queue. ``claimed_at`` stays, so a re-sent message
+    can take over the abandoned claim.
+    """
     now = now or utcnow()
+    lease_before = now - timedelta(seconds=lease_s)
+    is_stuck = (
+        (Delivery.status == DeliveryStatus.PENDING)
+        & (Delivery.updated_at < now - timedelta(seconds=older_than_s))
+    ) | (
+        (Delivery.status == DeliveryStatus.SENDING)
+        & (Delivery.claimed_at < lease_before)
+        & (Delivery.updated_at < lease_before)
+    )
+    candidates = [d.id for d in Delivery.select(Delivery.id).where(is_stuck).limit(BATCH)]
+    # Taken with a conditional UPDATE each: one a worker claimed or finished since the
+    # SELECT, or another run re-sent, is left alone.
     stuck = [
-        d.id
-        for d in Delivery.select(Delivery.id)
-        .where(
-            (
-                (Delivery.status == DeliveryStatus.PENDING)
-                & (Delivery.updated_at < now - timedelta(seconds=older_than_s))
-            )
-            | (
-                (Delivery.status == DeliveryStatus.SENDING)
-                & (Delivery.claimed_at < now - timedelta(seconds=lease_s))
-            )
-        )
-        .limit(BATCH)
+        delivery_id
+        for delivery_id in candidates
+        if Delivery.update(updated_at=now).where((Delivery.id == delivery_id) & is_stuck).execute()
     ]
     delivery.enqueue(broker, stuck)
     return stuck
