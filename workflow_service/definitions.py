@@ -86,6 +86,43 @@ class Condition(Strict):
         return self
 
 
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _weekday_names(field: str) -> str:
+    """A crontab day-of-week field with its numbers written as names.
+
+    Crontab counts 0 (and 7) as Sunday; APScheduler 3's CronTrigger counts 0 as
+    Monday, so ``1`` would fire on Tuesdays. Names mean the same to both.
+    """
+    names: list[str] = []
+    for part in field.split(","):
+        base, _, step = part.partition("/")
+        if not any(c.isdigit() for c in part):
+            names.append(part)  # *, names and their ranges
+            continue
+        if base == "*":
+            first, last = 0, 6
+        elif "-" in base:
+            first, last = (int(n) for n in base.split("-", 1))
+        else:
+            first = int(base)
+            last = 6 if step else first
+        if not (0 <= first <= 7 and 0 <= last <= 7):
+            raise ValueError(f"day of week {part!r}: days are 0-7 (0 and 7 are Sunday)")
+        names.extend(_WEEKDAYS[day % 7] for day in range(first, last + 1, int(step or 1)))
+    return ",".join(dict.fromkeys(names))
+
+
+def cron_trigger(cron: str, timezone: str = "UTC") -> CronTrigger:
+    """APScheduler's trigger for a crontab line, with crontab's day-of-week numbering."""
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValueError(f"a crontab line has 5 fields, not {len(fields)}")
+    fields[4] = _weekday_names(fields[4])
+    return CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
+
+
 class ScheduleConfig(Strict):
     """``scheduled`` workflows: a crontab line and the entity each run is for."""
 
@@ -96,7 +133,7 @@ class ScheduleConfig(Strict):
     @model_validator(mode="after")
     def _valid_cron(self):
         try:
-            CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+            cron_trigger(self.cron, self.timezone)
         except (ValueError, LookupError) as exc:
             raise ValueError(f"invalid cron or timezone: {exc}") from None
         return self
@@ -142,6 +179,7 @@ def validate_definition(data: Any) -> WorkflowDefinition:
             ScheduleConfig.model_validate(definition.trigger_config)
         except ValidationError as exc:
             errors.extend(_pydantic_errors(exc, "trigger_config"))
+        errors.extend(_needs_entity_data(definition))
     elif definition.trigger_config:
         errors.append(
             {"field": "trigger_config", "message": "only 'scheduled' workflows take a config"}
@@ -149,6 +187,41 @@ def validate_definition(data: Any) -> WorkflowDefinition:
     if errors:
         raise InvalidDefinition(errors)
     return definition
+
+
+#: Step options that may name people relative to the entity or its event.
+_PEOPLE_OPTIONS = frozenset({"recipients", "approvers", "escalate_to", "assignee"})
+_RELATIVE_PEOPLE = frozenset({"owner", "initiator"})
+
+
+def _needs_entity_data(definition: WorkflowDefinition) -> list[dict[str, str]]:
+    """What a ``scheduled`` workflow cannot have: a run is for an entity id alone, with
+    no event and no entity data, so there is nothing to match conditions on and no
+    owner or initiator to name."""
+    errors = []
+    if definition.conditions:
+        errors.append(
+            {"field": "conditions", "message": "scheduled runs carry no entity data to match"}
+        )
+
+    def walk(value: Any, where: str, option: str | None = None) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{where}.{key}", key if key in _PEOPLE_OPTIONS else option)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{where}.{index}", option)
+        elif option and value in _RELATIVE_PEOPLE:
+            errors.append(
+                {
+                    "field": where,
+                    "message": f"a scheduled run has no event or entity data: name people "
+                    f"by user or role, not {value!r}",
+                }
+            )
+
+    walk(definition.steps, "steps")
+    return errors
 
 
 #: Statuses that record a person's decision. The workflow service calls the api with a

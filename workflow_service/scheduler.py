@@ -33,13 +33,13 @@ from datetime import UTC, datetime, timedelta
 import redis
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 
 from shared.broker import create_broker
 from shared.db import check_current
 from workflow_service.approvals.jobs import register_jobs as approval_jobs
 from workflow_service.cache import global_version_key
 from workflow_service.db import database, init_database
+from workflow_service.definitions import cron_trigger
 from workflow_service.engine import Engine
 from workflow_service.migrations import all_migrations
 from workflow_service.models import Execution, Workflow, WorkflowStatus
@@ -138,9 +138,7 @@ class ScheduledWorkflows:
                 continue
             config = row.trigger_config
             try:
-                trigger = CronTrigger.from_crontab(
-                    config["cron"], timezone=config.get("timezone", "UTC")
-                )
+                trigger = cron_trigger(config["cron"], config.get("timezone", "UTC"))
             except (KeyError, ValueError) as exc:
                 log.error("workflow %s has an unusable schedule: %s", row.id, exc)
                 continue

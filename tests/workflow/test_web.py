@@ -102,6 +102,27 @@ def test_auth_rules(client):
             {"trigger": "scheduled", "trigger_config": {"cron": "not a cron", "entity_id": "p"}},
             "trigger_config",
         ),
+        (
+            {"trigger": "scheduled", "trigger_config": {"cron": "0 9 * * 8", "entity_id": "p"}},
+            "trigger_config",
+        ),
+        # A scheduled run is for an entity id alone: no data to match, no owner
+        (
+            {
+                "trigger": "scheduled",
+                "trigger_config": {"cron": "0 9 * * 1", "entity_id": "p"},
+                "conditions": [{"field": "status", "op": "eq", "value": "draft"}],
+            },
+            "conditions",
+        ),
+        (
+            {
+                "trigger": "scheduled",
+                "trigger_config": {"cron": "0 9 * * 1", "entity_id": "p"},
+                "steps": [{**NOTIFY, "recipients": ["role:approver", "owner"]}],
+            },
+            "steps.0.recipients.1",
+        ),
         ({"name": ""}, "name"),
         ({"extra": 1}, "extra"),
         # Approving is a person's decision: only after a require_approval step approves
