@@ -16,7 +16,9 @@ A database outage does not use up a message's attempts: each retry for an unreac
 database raises that message's ``max_retries`` (Dramatiq's per-message option) by one,
 and these retries wait 1 to 30 seconds, for as long as the outage lasts. Otherwise a
 longer outage would fail every message it touched, and the dead-letter queue keeps only
-the newest failures (retention), so trigger events would be lost for good.
+the newest failures (retention), so trigger events would be lost for good. The message
+also counts these extra attempts in its ``outage_retries`` option, so whoever sends it
+again as a new job (an operator's retry) can give back exactly what the outage added.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ from shared.settings import CommonSettings
 
 #: Shortest and longest wait between the retries of a message whose database is down.
 OUTAGE_RETRY_DELAY_MS = (1_000, 30_000)
+
+#: Message option: how many attempts a database outage added to the message's
+#: ``max_retries`` (see :func:`without_outage_retries`).
+OUTAGE_RETRIES = "outage_retries"
 
 #: How often a waiting delay-queue consumer returns so the worker can move due
 #: messages from memory back onto their queue (bounds retry-time accuracy).
@@ -315,12 +321,26 @@ class CatalogRetries(Retries):
                         "max_retries", actor.options.get("max_retries", self.max_retries)
                     )
                     message.options["max_retries"] = allowed + 1
+                    message.options[OUTAGE_RETRIES] = message.options.get(OUTAGE_RETRIES, 0) + 1
                     shortest, longest = (int(d * self.delay_scale) for d in OUTAGE_RETRY_DELAY_MS)
                     delay = min(max(delay, shortest), longest)
                 wrapped = Retry(f"{type(exception).__name__}: {exception}", delay=delay)
                 wrapped.__cause__ = exception
                 exception = wrapped
         return super().after_process_message(broker, message, result=result, exception=exception)
+
+
+def without_outage_retries(options: dict) -> dict:
+    """``options`` of a message without the attempts a database outage added to it.
+
+    For sending a message again as a new job: it starts with the limit it was first
+    sent with (the actor's, from the catalog, unless the sender set its own).
+    """
+    options = dict(options)
+    added = int(options.pop(OUTAGE_RETRIES, 0) or 0)
+    if added and "max_retries" in options:
+        options["max_retries"] = max(int(options["max_retries"]) - added, 0)
+    return options
 
 
 def actor_options(queue_name: str) -> dict:

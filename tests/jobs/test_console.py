@@ -7,15 +7,25 @@ In CI (``CI=true``) a missing chromium is a failure, never a skip; ``make test``
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 from pathlib import Path
 
+import dramatiq
 import httpx
 import pytest
+from playwright.sync_api import expect
 
+from shared.broker import create_broker
+from shared.jobstatus import JobStatusStore
+from shared.settings import CommonSettings
 from tests.jobs.conftest import add_workflow, create_policy
 from tests.support import poll
+
+#: A catalog queue no worker of the jobs system consumes: jobs sent there stay queued.
+IDLE_QUEUE = "governance.import"
 
 pytestmark = pytest.mark.e2e
 
@@ -133,3 +143,119 @@ def test_an_operator_retries_a_failed_job_from_the_console(system, tenant, page)
     # The token stays in this tab's session storage, not in a cookie or local storage.
     assert page.evaluate("Object.keys(sessionStorage)") == ["governance.console.token"]
     assert page.evaluate("localStorage.length") == 0 and page.context.cookies() == []
+
+
+@contextlib.contextmanager
+def queued_jobs(system, tenant, count):
+    """``count`` jobs of ``tenant`` waiting on IDLE_QUEUE; dropped afterwards."""
+    broker = create_broker(CommonSettings(redis_url=system.redis_url, namespace=system.namespace))
+    store = JobStatusStore(broker.client, system.namespace)
+    messages = [
+        dramatiq.Message(
+            queue_name=IDLE_QUEUE,
+            actor_name="import_rows",
+            args=(n,),
+            kwargs={},
+            options={"tenant_id": tenant},
+        )
+        for n in range(count)
+    ]
+    sent = broker.enqueue_many(messages)
+    try:
+        yield [m.message_id for m in sent]
+    finally:
+        broker.flush(IDLE_QUEUE)
+        for message in sent:
+            store.delete(message.message_id)
+        broker.close()
+
+
+def open_console(system, page, tenant):
+    page.goto(f"{system.workflow_url}/console")
+    page.fill("#token", system.token(sub="op", roles=["admin"], tenant=tenant))
+    page.click("#sign-in")
+    page.wait_for_selector(f'#queues tr[data-queue="{IDLE_QUEUE}"]')
+
+
+def show_jobs(page, tenant, state=""):
+    page.select_option("#filter-queue", IDLE_QUEUE)
+    page.select_option("#filter-state", state)
+    page.fill("#filter-tenant", tenant)
+    page.press("#filter-tenant", "Enter")
+
+
+# (Waits go through locators: the page's CSP forbids the eval of wait_for_function.)
+def job_rows(page, count):
+    expect(page.locator("#jobs tbody tr")).to_have_count(count)
+
+
+def clear_status(page):
+    page.evaluate("document.getElementById('status').textContent = ''")
+
+
+def next_status(page):
+    """Clear the header's status line and wait for a refresh to write it again."""
+    clear_status(page)
+    expect(page.locator("#status")).not_to_be_empty()
+
+
+def test_pages_added_with_more_stay_through_auto_refresh(system, tenant, page):
+    # Given 60 waiting jobs of a tenant: 50 on the first page, 10 more behind "More"
+    with queued_jobs(system, tenant, 60):
+        open_console(system, page, tenant)
+        show_jobs(page, tenant)
+        expect(page.locator("#jobs-more")).to_be_visible()  # the filters' first page
+        job_rows(page, 50)
+
+        # When the operator shows the next page and the console refreshes on its own
+        page.click("#jobs-more")
+        job_rows(page, 60)
+        expect(page.locator("#jobs-more")).to_be_hidden()
+        next_status(page)  # a refresh that may have started before the click
+        next_status(page)  # one that started after it
+
+        # Then all 60 rows are still shown (and there is nothing more to load)
+        assert page.locator("#jobs tbody tr").count() == 60
+        assert page.is_hidden("#jobs-more")
+        assert not page.locator("#status.error").count()
+
+
+def test_the_console_shows_failed_clicks_and_ignores_answers_for_old_filters(system, tenant, page):
+    with queued_jobs(system, tenant, 3) as job_ids:
+        open_console(system, page, tenant)
+        page.uncheck("#auto-refresh")  # this test says when the console refreshes
+        show_jobs(page, tenant, "queued")
+        job_rows(page, 3)
+
+        # A click whose request fails shows why on the header's status line.
+        page.route(
+            f"**/jobs/{job_ids[0]}",
+            lambda route: route.fulfill(
+                status=503,
+                content_type="application/json",
+                body=json.dumps(
+                    {"title": "Redis unavailable", "description": "The queue store is down."}
+                ),
+            ),
+        )
+        page.locator(f'#jobs tr[data-job-id="{job_ids[0]}"] [data-testid="job-link"]').click()
+        page.wait_for_selector('#status.error:has-text("The queue store is down.")')
+        assert page.is_hidden("#job-detail")
+        page.unroute(f"**/jobs/{job_ids[0]}")
+
+        # A refresh whose jobs request is answered only after the operator changed the
+        # filters does not put back the rows of the old filters.
+        held = []
+        page.route(
+            "**/jobs?*state=queued*",
+            lambda route: held.append(route) if not held else route.continue_(),
+        )
+        page.click("#refresh")
+        poll(lambda: page.evaluate("1") and held, message="the refresh's jobs request")
+        page.select_option("#filter-state", "succeeded")
+        job_rows(page, 0)
+        clear_status(page)
+        held[0].continue_()
+        expect(page.locator("#status")).not_to_be_empty()  # the refresh ended
+        assert page.locator("#jobs tbody tr").count() == 0
+        assert page.locator("#filter-state").input_value() == "succeeded"

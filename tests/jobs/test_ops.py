@@ -8,8 +8,10 @@ from types import SimpleNamespace
 
 import dramatiq
 import falcon
+import peewee
 import pytest
 from dramatiq import Worker
+from dramatiq.brokers.redis import MAINTENANCE_SCALE
 from falcon import testing
 from prometheus_client import CollectorRegistry
 
@@ -241,3 +243,68 @@ def test_the_ops_routes_are_in_the_openapi_document(system):
     retry = doc["paths"]["/jobs/{job_id}/retry"]["post"]
     assert {"202", "403", "404", "409"} <= set(retry["responses"])
     assert doc["paths"]["/console"]["get"]["security"] == []
+
+
+def test_a_retried_job_gets_the_catalogs_attempts_not_those_an_outage_added(system):
+    # Given a job that lost two runs to a database outage (each adds an attempt, so its
+    # message allows 4 attempts) and then failed its own 2 attempts
+    outage_runs = f"{system.namespace}:test:outage-runs"
+
+    def outage_then_broken():
+        if system.broker.client.incr(outage_runs) <= 2:
+            raise peewee.InterfaceError("connection already closed")
+        raise ConnectionError("mail server down")
+
+    dramatiq.actor(
+        outage_then_broken,
+        broker=system.broker,
+        actor_name="outage_then_broken",
+        **{**actor_options(QUEUE), "max_retries": 1},
+    )
+    system.start_worker()
+    job_id = system.broker.get_actor("outage_then_broken").send().message_id
+    dead = poll(
+        lambda: (j := system.store.get(job_id)) and j["state"] == "failed" and j,
+        message="the job to fail after the outage",
+    )
+    assert (dead["attempt"], dead["max_attempts"]) == (4, 4)
+
+    # When an operator retries it (still broken)
+    resp = system.client.simulate_post(f"/jobs/{job_id}/retry", headers=ADMIN)
+    assert resp.status_code == 202, resp.text
+
+    # Then the new job has the actor's 2 attempts again, and fails after them
+    new = poll(
+        lambda: (j := system.store.get(resp.json["id"])) and j["state"] == "failed" and j,
+        message="the retry to fail",
+    )
+    assert (new["attempt"], new["max_attempts"]) == (2, 2)
+    assert int(system.broker.client.get(outage_runs)) == 6
+
+
+def test_retrying_a_job_whose_dead_letter_expired_says_so(system):
+    # Given a failed job whose dead letter Dramatiq deleted after dead_message_ttl (the
+    # broker's maintenance on an enqueue; a ttl of 0 and every enqueue here)
+    system.start_worker()
+    job_id = failed_job(system)
+    system.broker.dead_message_ttl = 0
+    system.broker.maintenance_chance = MAINTENANCE_SCALE
+    system.fix_it()
+    system.actors.fragile.send(2)
+    poll(
+        lambda: (
+            not system.client.simulate_get(f"/jobs/{job_id}", headers=ADMIN).json["dead_lettered"]
+        ),
+        message="the dead letter to expire",
+    )
+
+    resp = system.client.simulate_post(f"/jobs/{job_id}/retry", headers=ADMIN)
+
+    assert resp.status_code == 409, resp.text
+    assert resp.json["title"] == "Dead letter expired"
+    description = resp.json["description"]
+    assert f"Job {job_id} cannot be retried: its dead letter expired." in description
+    assert "dead_message_ttl" in description and "0 ms" in description
+    # The record stays (retention prunes it) and can be dropped.
+    assert system.store.get(job_id)["state"] == "failed"
+    assert system.client.simulate_delete(f"/jobs/{job_id}", headers=ADMIN).status_code == 204

@@ -70,11 +70,11 @@ def _not_found(job_id: str) -> falcon.HTTPNotFound:
     return falcon.HTTPNotFound(title="Job not found", description=f"There is no job {job_id}.")
 
 
-def _not_dead(exc: JobNotDead) -> ApiError:
+def _not_dead(exc: JobNotDead, action: str) -> ApiError:
     return ApiError(
         falcon.HTTP_409,
-        "Job is not dead",
-        f"Job {exc.job_id} cannot be retried or dropped: {exc.reason}.",
+        "Dead letter expired" if exc.expired else "Job is not dead",
+        f"Job {exc.job_id} cannot be {action}: {exc.reason}.",
     )
 
 
@@ -181,7 +181,7 @@ class OpsJobItem:
         except JobNotFound:
             raise _not_found(job_id) from None
         except JobNotDead as exc:
-            raise _not_dead(exc) from None
+            raise _not_dead(exc, "dropped") from None
         resp.status = falcon.HTTP_204
 
 
@@ -207,7 +207,7 @@ class OpsJobRetry:
         except JobNotFound:
             raise _not_found(job_id) from None
         except JobNotDead as exc:
-            raise _not_dead(exc) from None
+            raise _not_dead(exc, "retried") from None
         except redis.RedisError as exc:
             raise _redis_down(exc) from None
         resp.status = falcon.HTTP_202

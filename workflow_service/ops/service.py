@@ -9,12 +9,18 @@ from typing import Any
 
 import dramatiq
 
+from shared.broker import without_outage_retries
 from shared.jobstatus import FAILED, STATES, JobStatusStore, iso, now_ms
 from shared.queues import CATALOG, QUEUE_NAMES
 from workflow_service.ops.broker_state import BrokerState
 
-#: Options a dead message carries from its last run that a fresh attempt must not.
+#: Options a dead message carries from its last run that a fresh attempt must not (the
+#: attempts a database outage added to ``max_retries`` go too: see ``_fresh_options``).
 RUN_OPTIONS = ("retries", "traceback", "requeue_timestamp", "redis_message_id", "eta")
+
+#: Called with the dead message and the new job id before the new job is sent; may
+#: return a function that undoes what it did, called if sending fails.
+BeforeRetry = Callable[[dramatiq.Message, str], Callable[[], Any] | None]
 
 
 class JobNotFound(LookupError):
@@ -26,10 +32,12 @@ class JobNotFound(LookupError):
 class JobNotDead(Exception):
     """The job is not (or no longer) in its queue's dead-letter set."""
 
-    def __init__(self, job_id: str, reason: str):
+    def __init__(self, job_id: str, reason: str, *, expired: bool = False):
         super().__init__(reason)
         self.job_id = job_id
         self.reason = reason
+        #: Its dead letter was deleted by Dramatiq after ``dead_message_ttl``.
+        self.expired = expired
 
 
 class JobOps:
@@ -41,13 +49,12 @@ class JobOps:
         broker: dramatiq.Broker,
         state: BrokerState,
         *,
-        before_retry: Callable[[dramatiq.Message, str], Any] | None = None,
+        before_retry: BeforeRetry | None = None,
     ):
         self.store = store
         self.broker = broker
         self.state = state
-        #: Called with the dead message and the new job id before it is sent again
-        #: (the workflow service reopens a failed execution there).
+        #: The workflow service reopens a failed execution there (see BeforeRetry).
         self.before_retry = before_retry
 
     def queues(self) -> list[dict[str, Any]]:
@@ -128,16 +135,17 @@ class JobOps:
 
         The new job keeps the message (actor, arguments, tenant) and the parent; the
         records link both ways (``retry_of`` / ``retried_as``). Taking the message out
-        of the dead-letter set is atomic, so two operators cannot both retry it.
+        of the dead-letter set is atomic, so two operators cannot both retry it. If
+        sending fails, the dead letter and what ``before_retry`` did are put back.
         """
         raw = self._dead_record(job_id)
         queue, broker_id = raw["queue"], raw.get("broker_id", "")
         claimed_at = time.time() * 1000
         data = self.state.claim_dead(queue, broker_id) if broker_id else None
         if data is None:
-            raise JobNotDead(job_id, "the message is no longer in the dead-letter queue")
+            raise self._no_dead_letter(job_id, raw)
         dead = dramatiq.Message.decode(data)
-        options = {k: v for k, v in dead.options.items() if k not in RUN_OPTIONS}
+        options = _fresh_options(dead.options)
         options["retry_of"] = job_id
         if raw.get("parent"):
             options["parent_job_id"] = raw["parent"]
@@ -149,12 +157,17 @@ class JobOps:
             options=options,
             message_id=str(uuid.uuid4()),
         )
+        undo = None
         try:
             if self.before_retry is not None:
-                self.before_retry(dead, fresh.message_id)
+                undo = self.before_retry(dead, fresh.message_id)
             self.broker.enqueue(fresh)
         except Exception:
-            self.state.restore_dead(queue, broker_id, data, claimed_at)
+            try:
+                if undo is not None:
+                    undo()
+            finally:
+                self.state.restore_dead(queue, broker_id, data, claimed_at)
             raise
         at = now_ms(self.store.clock)
         self.store.transition(
@@ -172,9 +185,49 @@ class JobOps:
             "enqueued_at": iso(at),
         }
 
+    def _no_dead_letter(self, job_id: str, raw: dict[str, str]) -> JobNotDead:
+        """Why a failed job's message is not in the dead-letter set (for the 409)."""
+        # Dramatiq deletes dead letters older than its dead_message_ttl (7 days by
+        # default) while retention may keep the job's failed record much longer.
+        ttl_ms = getattr(self.broker, "dead_message_ttl", None)
+        failed_at = raw.get("finished_at") or raw.get("updated_at") or ""
+        if (
+            isinstance(ttl_ms, int)
+            and failed_at.isdigit()
+            and now_ms(self.store.clock) - int(failed_at) >= ttl_ms
+        ):
+            return JobNotDead(
+                job_id,
+                f"its dead letter expired. The queues keep a failed message for "
+                f"{_duration(ttl_ms)} (Dramatiq's dead_message_ttl) and this job failed at "
+                f"{iso(failed_at)}, so it can no longer be sent again; its record stays "
+                f"until retention prunes it (DELETE /jobs/{job_id} drops it now)",
+                expired=True,
+            )
+        return JobNotDead(
+            job_id,
+            "its message is no longer in the dead-letter queue (another operator may have "
+            "just retried or dropped it, or its dead letter expired)",
+        )
+
     def delete(self, job_id: str) -> None:
         """Drop a failed job: its message from the dead-letter set and its record."""
         raw = self._dead_record(job_id, retried_ok=True)
         if raw.get("broker_id"):
             self.state.claim_dead(raw["queue"], raw["broker_id"])
         self.store.delete(job_id)
+
+
+def _fresh_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A dead message's options for a new job: nothing from its runs, and the attempt
+    limit it was sent with (not one a database outage raised)."""
+    return without_outage_retries({k: v for k, v in options.items() if k not in RUN_OPTIONS})
+
+
+def _duration(ms: int) -> str:
+    units = (("day", 86_400_000), ("hour", 3_600_000), ("minute", 60_000), ("second", 1000))
+    for name, size in units:
+        if ms >= size and ms % size == 0:
+            count = ms // size
+            return f"{count} {name}{'' if count == 1 else 's'}"
+    return f"{ms} ms"

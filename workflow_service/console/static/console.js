@@ -6,8 +6,26 @@
 (function () {
   const TOKEN_KEY = "governance.console.token";
   const REFRESH_MS = 3000;
+  const PAGE_SIZE = 50;
+  const MAX_LIMIT = 200; // the largest page /jobs serves
   const $ = (id) => document.getElementById(id);
-  const state = { job: null, execution: null, jobsCursor: null, timer: null, busy: false };
+  const state = {
+    job: null, execution: null, timer: null, busy: false,
+    // Rows shown in the jobs table (grows with "More"; a refresh reloads as many) and
+    // the cursor of the rows after them.
+    jobsShown: PAGE_SIZE, jobsCursor: null,
+    // Loads of the jobs table the operator asked for (filters, More) still running.
+    jobsUserLoads: 0,
+  };
+  // Each load of a view takes a ticket; only the newest ticket's answer is shown, so a
+  // slow refresh cannot put back rows for filters (or a job) the operator changed since.
+  const tickets = {};
+
+  function ticket(view) {
+    const number = (tickets[view] || 0) + 1;
+    tickets[view] = number;
+    return () => tickets[view] === number;
+  }
 
   // -- plumbing ------------------------------------------------------------------------
 
@@ -64,8 +82,21 @@
     const a = el("a", text);
     a.href = "#";
     if (testId) a.dataset.testid = testId;
-    a.addEventListener("click", (event) => { event.preventDefault(); onClick(); });
+    a.addEventListener("click", (event) => { event.preventDefault(); act(onClick); });
     return a;
+  }
+
+  // Runs what a click or a change asked for and shows its failure like a refresh's:
+  // a refused token has signed out already (api() says why), anything else goes to the
+  // header's status line.
+  function act(action) {
+    return Promise.resolve()
+      .then(action)
+      .catch((e) => { if (e.status !== 401) setStatus(errorText(e), true); });
+  }
+
+  function errorText(e) {
+    return e instanceof HttpError ? e.message : "Request failed: " + (e.message || e);
   }
 
   function badge(state, label) {
@@ -147,7 +178,7 @@
     tbody.replaceChildren();
     const select = $("filter-queue");
     for (const q of body.items) {
-      const name = link(q.name, () => { select.value = q.name; loadJobs(); });
+      const name = link(q.name, () => { select.value = q.name; return loadJobs("reset"); });
       name.title = q.carries + " · " + q.attempts + " attempts, " + q.backoff + " backoff";
       const tr = row([
         name, q.ready, q.delayed, q.in_flight, q.dead, q.running, q.retrying,
@@ -169,29 +200,69 @@
       queue: $("filter-queue").value,
       state: $("filter-state").value,
       tenant: $("filter-tenant").value.trim(),
-      limit: 50,
     };
   }
 
-  async function loadJobs(append) {
-    const params = jobFilters();
-    if (append && state.jobsCursor) params.cursor = state.jobsCursor;
-    const body = await api("GET", "/jobs", params);
-    const tbody = $("jobs").tBodies[0];
-    if (!append) tbody.replaceChildren();
-    for (const job of body.items) {
-      const tr = row([
-        link(short(job.id), () => openJob(job.id), "job-link"),
-        job.actor, job.tenant_id, badge(job.state, job.retried_as ? job.state + " · retried" : null),
-        job.attempt + (job.max_attempts ? " / " + job.max_attempts : ""),
-        when(job.updated_at), job.error ? job.error.type + ": " + job.error.message : "",
-      ]);
-      tr.dataset.jobId = job.id;
-      tr.dataset.state = job.state;
-      tbody.appendChild(tr);
+  function jobRow(job) {
+    const tr = row([
+      link(short(job.id), () => openJob(job.id), "job-link"),
+      job.actor, job.tenant_id, badge(job.state, job.retried_as ? job.state + " · retried" : null),
+      job.attempt + (job.max_attempts ? " / " + job.max_attempts : ""),
+      when(job.updated_at), job.error ? job.error.type + ": " + job.error.message : "",
+    ]);
+    tr.dataset.jobId = job.id;
+    tr.dataset.state = job.state;
+    return tr;
+  }
+
+  // mode "reset": the filters changed, show their first page; "more": add the next page;
+  // "reload" (after an action) and "refresh" (the timer): load again as many rows as
+  // are shown. A refresh gives way to a load the operator asked for.
+  async function loadJobs(mode) {
+    if (mode === "refresh" && state.jobsUserLoads > 0) return;
+    const user = mode !== "refresh";
+    if (user) state.jobsUserLoads += 1;
+    try {
+      await fetchJobs(mode);
+    } finally {
+      if (user) state.jobsUserLoads -= 1;
     }
-    state.jobsCursor = body.next_cursor;
-    $("jobs-more").hidden = !body.next_cursor;
+  }
+
+  async function fetchJobs(mode) {
+    if (mode === "more" && !state.jobsCursor) return;
+    const current = ticket("jobs");
+    const filters = jobFilters();
+    const tbody = $("jobs").tBodies[0];
+    if (mode === "more") {
+      const body = await api("GET", "/jobs", { ...filters, limit: PAGE_SIZE, cursor: state.jobsCursor });
+      if (!current()) return;
+      for (const job of body.items) tbody.appendChild(jobRow(job));
+      state.jobsShown = tbody.rows.length;
+      showMore(body.next_cursor);
+      return;
+    }
+    // No "More" for rows of other filters while the first page of these is on its way.
+    if (mode === "reset") showMore(null);
+    const wanted = mode === "reset" ? PAGE_SIZE : Math.max(state.jobsShown, PAGE_SIZE);
+    const rows = [];
+    let cursor = null;
+    do {
+      const params = { ...filters, limit: Math.min(MAX_LIMIT, wanted - rows.length) };
+      if (cursor) params.cursor = cursor;
+      const body = await api("GET", "/jobs", params);
+      if (!current()) return;
+      rows.push(...body.items.map(jobRow));
+      cursor = body.next_cursor;
+    } while (cursor && rows.length < wanted);
+    tbody.replaceChildren(...rows);
+    state.jobsShown = wanted;
+    showMore(cursor);
+  }
+
+  function showMore(cursor) {
+    state.jobsCursor = cursor || null;
+    $("jobs-more").hidden = !cursor;
   }
 
   async function openJob(id) {
@@ -202,13 +273,16 @@
 
   async function loadJob() {
     if (!state.job) return;
+    const current = ticket("job");
     let job;
     try {
       job = await api("GET", "/jobs/" + encodeURIComponent(state.job));
     } catch (e) {
+      if (!current()) return;
       if (e.status === 404) { $("job-detail").hidden = true; state.job = null; return; }
       throw e;
     }
+    if (!current()) return;
     const panel = $("job-detail");
     panel.hidden = false;
     panel.dataset.state = job.state;
@@ -264,27 +338,37 @@
 
   async function retryJob() {
     const result = $("job-action-result");
+    let body;
     try {
-      const body = await api("POST", "/jobs/" + encodeURIComponent(state.job) + "/retry");
-      result.textContent = "Sent again as " + body.id;
+      body = await api("POST", "/jobs/" + encodeURIComponent(state.job) + "/retry");
+    } catch (e) {
+      result.textContent = "Retry failed: " + errorText(e);
+      return;
+    }
+    result.textContent = "Sent again as " + body.id;
+    await act(async () => {
       await openJob(body.id);
       result.textContent = "Retry of " + body.retry_of;
-      await loadJobs();
-    } catch (e) {
-      result.textContent = "Retry failed: " + e.message;
-    }
+      await loadJobs("reload");
+    });
   }
 
   async function deleteJob() {
     if (!window.confirm("Drop this failed job and its dead letter?")) return;
     try {
       await api("DELETE", "/jobs/" + encodeURIComponent(state.job));
-      state.job = null;
-      $("job-detail").hidden = true;
-      await loadJobs();
     } catch (e) {
-      $("job-action-result").textContent = "Delete failed: " + e.message;
+      $("job-action-result").textContent = "Delete failed: " + errorText(e);
+      return;
     }
+    closeJob();
+    await act(() => loadJobs("reload"));
+  }
+
+  function closeJob() {
+    state.job = null;
+    ticket("job"); // an answer still on its way is for the closed panel
+    $("job-detail").hidden = true;
   }
 
   // -- executions ----------------------------------------------------------------------
@@ -294,9 +378,11 @@
   }
 
   async function loadExecutions() {
+    const current = ticket("executions");
     const body = await api("GET", "/executions", {
       status: $("filter-execution-status").value, limit: 50,
     });
+    if (!current()) return;
     const tbody = $("executions").tBodies[0];
     tbody.replaceChildren();
     for (const ex of items(body)) {
@@ -321,7 +407,9 @@
 
   async function loadExecution() {
     if (!state.execution) return;
+    const current = ticket("execution");
     const ex = await api("GET", "/executions/" + encodeURIComponent(state.execution));
+    if (!current()) return;
     $("execution-detail").hidden = false;
     $("execution-id").textContent = ex.id;
     fill($("execution-fields"), [
@@ -353,7 +441,7 @@
     if (state.busy || !token()) return;
     state.busy = true;
     try {
-      await Promise.all([loadQueues(), loadJobs(), loadJob()]);
+      await Promise.all([loadQueues(), loadJobs("refresh"), loadJob()]);
       try {
         await loadExecutions();
         await loadExecution();
@@ -363,7 +451,7 @@
       }
       setStatus("updated " + new Date().toLocaleTimeString());
     } catch (e) {
-      if (e.status !== 401) setStatus(e.message, true);
+      if (e.status !== 401) setStatus(errorText(e), true);
     } finally {
       state.busy = false;
     }
@@ -378,15 +466,20 @@
     $("sign-out").addEventListener("click", () => signOut(""));
     $("refresh").addEventListener("click", refresh);
     $("auto-refresh").addEventListener("change", startTimer);
-    $("job-filters").addEventListener("change", () => { state.jobsCursor = null; loadJobs(); });
-    $("job-filters").addEventListener("submit", (e) => { e.preventDefault(); loadJobs(); });
-    $("jobs-more").addEventListener("click", () => loadJobs(true));
-    $("execution-filters").addEventListener("change", loadExecutions);
+    $("job-filters").addEventListener("change", () => act(() => loadJobs("reset")));
+    $("job-filters").addEventListener("submit", (e) => {
+      e.preventDefault();
+      act(() => loadJobs("reset"));
+    });
+    $("jobs-more").addEventListener("click", () => act(() => loadJobs("more")));
+    $("execution-filters").addEventListener("change", () => act(loadExecutions));
     $("job-retry").addEventListener("click", retryJob);
     $("job-delete").addEventListener("click", deleteJob);
-    $("job-close").addEventListener("click", () => { state.job = null; $("job-detail").hidden = true; });
+    $("job-close").addEventListener("click", closeJob);
     $("execution-close").addEventListener("click", () => {
-      state.execution = null; $("execution-detail").hidden = true;
+      state.execution = null;
+      ticket("execution");
+      $("execution-detail").hidden = true;
     });
     if (token()) signIn(token()); else signOut("");
   });
