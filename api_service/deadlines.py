@@ -20,7 +20,7 @@ import peewee
 
 from api_service.models import DeadlineNotice, Policy
 from api_service.outbox import insert_outbox_row
-from api_service.policies import SNAPSHOT_FIELDS, _json_value
+from api_service.policies import SNAPSHOT_FIELDS, json_value
 from shared.events import Event
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class DeadlineScanner:
 
 def deadline_event(policy: Policy, kind: str, today: date, now: datetime) -> Event:
     deadline = policy.next_review_date
-    data = {name: _json_value(getattr(policy, name)) for name in SNAPSHOT_FIELDS}
+    data = {name: json_value(getattr(policy, name)) for name in SNAPSHOT_FIELDS}
     data.update(deadline=deadline.isoformat(), days_left=(deadline - today).days)
     return Event(
         event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{policy.id}:{kind}:{deadline.isoformat()}")),

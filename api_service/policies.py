@@ -53,7 +53,9 @@ SNAPSHOT_FIELDS = (
 )
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.isoformat() + "Z"  # stored as naive UTC
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
@@ -73,13 +75,13 @@ def policy_body(policy: Policy) -> dict[str, Any]:
         "status": policy.status,
         "version": policy.version,
         "review_frequency": policy.review_frequency,
-        "next_review_date": _json_value(policy.next_review_date),
-        "effective_date": _json_value(policy.effective_date),
+        "next_review_date": json_value(policy.next_review_date),
+        "effective_date": json_value(policy.effective_date),
         "tags": list(policy.tags or []),
         "created_by": policy.created_by,
-        "created_at": _json_value(policy.created_at),
+        "created_at": json_value(policy.created_at),
         "updated_by": policy.updated_by,
-        "updated_at": _json_value(policy.updated_at),
+        "updated_at": json_value(policy.updated_at),
     }
 
 
@@ -453,7 +455,7 @@ class PolicyService:
                 "changed_at": policy.updated_at,
             }
         )
-        data = {name: _json_value(getattr(policy, name)) for name in SNAPSHOT_FIELDS}
+        data = {name: json_value(getattr(policy, name)) for name in SNAPSHOT_FIELDS}
         data.update(extra)
         event = Event(
             event_type=event_type,

@@ -9,7 +9,7 @@ from datetime import datetime
 import falcon
 
 from api_service.lifecycle import STATUSES
-from api_service.policies import ListFilters, PolicyService, policy_body
+from api_service.policies import ListFilters, PolicyService, json_value, policy_body
 from api_service.schemas import (
     PolicyCreate,
     PolicyDeletedOut,
@@ -311,7 +311,7 @@ class PolicyVersions:
                     "version": v.version,
                     "change": v.change,
                     "changed_by": v.changed_by,
-                    "changed_at": v.changed_at.isoformat(),
+                    "changed_at": json_value(v.changed_at),
                     "snapshot": v.snapshot,
                 }
                 for v in versions

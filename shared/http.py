@@ -39,6 +39,9 @@ from shared.db import is_database_unavailable
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+#: Deepest nesting of objects and arrays a body may have: far more than any request
+#: needs, and far less than what makes storing or reading it back recurse too deep.
+MAX_JSON_DEPTH = 32
 
 
 # ------------------------------------------------------------------------------ errors
@@ -202,7 +205,13 @@ def read_json(req, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
         raise falcon.HTTPBadRequest(
             title="Malformed JSON", description="The body holds a number with too many digits."
         ) from None
-    where = _nul_path(data, "body")
+    try:
+        where = _nul_path(data, "body")
+    except BodyTooDeep as exc:
+        raise falcon.HTTPBadRequest(
+            title="Malformed JSON",
+            description=f"The body is nested more than {MAX_JSON_DEPTH} levels deep (at {exc}).",
+        ) from None
     if where:
         raise falcon.HTTPBadRequest(
             title="Invalid character",
@@ -211,8 +220,11 @@ def read_json(req, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
     return data
 
 
-def _nul_path(value: Any, path: str) -> str | None:
-    """Where in a parsed body a string holds NUL: databases refuse it (PostgreSQL text)."""
+def _nul_path(value: Any, path: str, depth: int = 0) -> str | None:
+    """Where in a parsed body a string holds NUL: databases refuse it (PostgreSQL text).
+
+    Raises :class:`BodyTooDeep` past :data:`MAX_JSON_DEPTH` levels of nesting.
+    """
     if isinstance(value, str):
         return path if "\x00" in value else None
     items: Iterable[tuple[Any, Any]]
@@ -222,13 +234,19 @@ def _nul_path(value: Any, path: str) -> str | None:
         items = enumerate(value)
     else:
         return None
+    if depth >= MAX_JSON_DEPTH:
+        raise BodyTooDeep(path)
     for key, item in items:
         if isinstance(key, str) and "\x00" in key:
             return path
-        found = _nul_path(item, f"{path}.{key}")
+        found = _nul_path(item, f"{path}.{key}", depth + 1)
         if found:
             return found
     return None
+
+
+class BodyTooDeep(ValueError):
+    """A body nested deeper than :data:`MAX_JSON_DEPTH` (at the path it names)."""
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -125,8 +125,13 @@ class TemplateRenderer:
             raise TemplateInvalid(f"a template may be at most {MAX_TEMPLATE_CHARS} characters")
         try:
             tree = self._text.parse(source)
+            # Compiling finds what parsing does not (blocks nested past what Python
+            # compiles), so such a template is refused now, not at every run.
+            self._text.compile(source)
         except JinjaTemplateError as exc:
             raise TemplateInvalid(f"template syntax error: {exc}") from None
+        except (RecursionError, SyntaxError, MemoryError):
+            raise TemplateInvalid("the template is nested too deeply") from None
         if tree.find(nodes.Extends) is not None or tree.find(nodes.Include) is not None:
             raise TemplateInvalid("templates may not include, import or extend other templates")
         if tree.find(nodes.Import) is not None or tree.find(nodes.FromImport) is not None:

@@ -179,6 +179,13 @@ def test_nul_characters_deep_nesting_and_odd_claims_are_4xx(api):
     _assert_error(resp, 400, "q")
     # A body nested past the parser's recursion limit is malformed, not a crash
     _assert_error(_post(api, "[" * 5000 + "]" * 5000), 400)
+    # and so is one nested deeper than any request needs (it could not be stored)
+    deep = {
+        "title": "t",
+        "policy_type": "p",
+        "tags": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+    }
+    _assert_error(_post(api, deep), 400, "nested more than 32 levels", "body.tags")
     # A token whose tenant or subject could not be a key is refused like a bad token
     for claims in ({"tenant": "t" * 300}, {"sub": "x" * 300}, {"tenant": "a\nb"}):
         fields = {"sub": "alice", "tenant": "acme", **claims}

@@ -10,7 +10,15 @@ import pytest
 
 from tests.approvals.conftest import TENANT, auth
 from tests.support import ROOT
-from workflow_service.users.directory import UserDirectory, parse_recipient, resolve, roles_of
+from workflow_service.users.directory import (
+    UserDirectory,
+    UserExists,
+    get_user,
+    parse_recipient,
+    resolve,
+    roles_of,
+    save_user,
+)
 from workflow_service.users.models import User
 
 ADMIN = auth("root")
@@ -44,6 +52,16 @@ def test_admin_manages_users(client):
     assert client.simulate_delete("/users/erin", headers=ADMIN).status_code == 404
     spaced = client.simulate_put("/users/has%20space", headers=ADMIN, json={"name": "x"})
     assert spaced.status_code == 400 and "user_id" in spaced.json["title"]
+
+
+def test_concurrent_creates_of_one_user_make_one_and_change_nothing_else(workflow_db):
+    # Given a user created and another create of the same id arriving after it
+    save_user(TENANT, "frank", name="First", roles=["viewer"])
+    # Then the second is refused, and the first stays as it was
+    with pytest.raises(UserExists):
+        save_user(TENANT, "frank", name="Second", roles=["admin"], replace=False)
+    assert get_user(TENANT, "frank").name == "First"
+    assert roles_of(get_user(TENANT, "frank")) == ["viewer"]
 
 
 def test_only_admins_and_only_their_tenant(client):

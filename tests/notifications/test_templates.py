@@ -132,6 +132,13 @@ def test_deep_loop_nesting_and_huge_templates_are_invalid():
         renderer.check("x" * 20_000)
     with pytest.raises(TemplateInvalid, match="syntax"):
         renderer.check("{{ unclosed")
+    # Nesting Jinja parses but Python cannot compile (or parsing cannot reach)
+    for source in (
+        "{{ " + "(" * 70 + "1" + ")" * 70 + " }}",
+        "{% if 1 %}" * 100 + "{% endif %}" * 100,
+    ):
+        with pytest.raises(TemplateInvalid, match="nested too deeply"):
+            renderer.check(source)
 
 
 def test_step_templates_use_the_same_guarded_renderer():

@@ -347,3 +347,21 @@ def test_probes_and_openapi(client, workflow_db):
         "/notifications",
     ):
         assert path in paths
+
+
+def test_deeply_nested_definitions_are_refused_not_stored(client):
+    # A template Jinja parses but Python cannot compile: refused when it is written,
+    # not failing every run
+    deep_template = "{% if 1 %}" * 100 + "x" + "{% endif %}" * 100
+    body = {**DEFINITION, "steps": [{**NOTIFY, "body": deep_template}]}
+    resp = create(client, body)
+    assert resp.status_code == 422, resp.text
+    assert "nested too deeply" in resp.json["description"]
+    # JSON nested past what can be stored and read back
+    value: list = []
+    for _ in range(40):
+        value = [value]
+    body = {**DEFINITION, "conditions": [{"field": "a", "op": "eq", "value": value}]}
+    resp = create(client, body)
+    assert resp.status_code == 400, resp.text
+    assert "nested more than 32 levels" in resp.json["description"]

@@ -125,6 +125,10 @@ def resolve(
 # ----------------------------------------------------------------------------- writes
 
 
+class UserExists(Exception):
+    """The user id is taken (by a concurrent create, say)."""
+
+
 def save_user(
     tenant_id: str,
     user_id: str,
@@ -133,8 +137,12 @@ def save_user(
     email: str | None = None,
     roles: Sequence[str] = (),
     active: bool = True,
+    replace: bool = True,
 ) -> tuple[User, bool]:
-    """Create or replace a user and their roles; returns (user, created)."""
+    """Create or replace a user and their roles; returns (user, created).
+
+    With ``replace`` false an existing user is left alone: :class:`UserExists`.
+    """
     with database.atomic():
         now = utcnow()
         try:
@@ -150,6 +158,8 @@ def save_user(
                 )
             created = True
         except peewee.IntegrityError:
+            if not replace:
+                raise UserExists(user_id) from None
             user = User.get((User.tenant_id == tenant_id) & (User.user_id == user_id))
             user.name, user.email, user.active, user.updated_at = name, email, active, now
             user.save()

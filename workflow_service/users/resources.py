@@ -8,7 +8,13 @@ import falcon
 
 from shared.auth import require_role
 from shared.http import ApiDocs, Operation, Param, parse_body, parse_limit, read_json
-from workflow_service.users.directory import delete_user, get_user, save_user, user_dict
+from workflow_service.users.directory import (
+    UserExists,
+    delete_user,
+    get_user,
+    save_user,
+    user_dict,
+)
 from workflow_service.users.models import User, UserRole
 from workflow_service.users.schemas import UserCreate, UserOut, UserUpdate
 
@@ -65,19 +71,21 @@ class UserCollection:
     def on_post(self, req, resp):
         principal = require_role(req, *ADMIN)
         body = parse_body(UserCreate, read_json(req, self.max_body_bytes))
-        if get_user(principal.tenant, body.id) is not None:
+        try:
+            user, _ = save_user(
+                principal.tenant,
+                body.id,
+                name=body.name,
+                email=body.email,
+                roles=body.roles,
+                active=body.active,
+                replace=False,
+            )
+        except UserExists:
             raise falcon.HTTPConflict(
                 title="User exists",
                 description=f"User {body.id!r} already exists; PUT /users/{body.id} replaces it.",
-            )
-        user, _ = save_user(
-            principal.tenant,
-            body.id,
-            name=body.name,
-            email=body.email,
-            roles=body.roles,
-            active=body.active,
-        )
+            ) from None
         resp.status = falcon.HTTP_201
         resp.location = f"/users/{user.user_id}"
         resp.media = user_dict(user)
