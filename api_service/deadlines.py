@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 import peewee
 
 from api_service.models import DeadlineNotice, Policy
-from api_service.outbox import insert_outbox_row
+from api_service.outbox import Clock, insert_outbox_row
 from api_service.policies import SNAPSHOT_FIELDS, json_value
 from shared.events import Event
 
@@ -37,7 +37,7 @@ class DeadlineScanner:
     def __init__(
         self,
         db: peewee.Database,
-        clock,
+        clock: Clock,
         *,
         approaching_days: int = 14,
         batch_size: int = 200,
