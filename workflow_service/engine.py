@@ -212,15 +212,7 @@ class Engine:
             occurred_at=self.clock().isoformat() + "Z",
         )
         execution = self.create_execution(workflow.id, workflow.version, trigger)
-        try:
-            self.send_run(execution)
-        except BROKER_UNAVAILABLE as exc:
-            log.warning(
-                "execution %s: run message not sent (%s: %s); the sweep will send it",
-                execution.id,
-                type(exc).__name__,
-                exc,
-            )
+        self._send_or_leave_to_sweep(execution)
         return execution
 
     def scheduled_run(self, workflow: Workflow, entity_id: str, fire_time: datetime) -> Execution:
@@ -231,10 +223,10 @@ class Engine:
         process that fires the same time find the same execution.
 
         A scheduled run is for ``trigger_config.entity_id`` and carries no snapshot of
-        that entity: its data is empty. So the workflow's ``conditions`` are not
-        evaluated (there is nothing to match them on), the ``owner`` recipient resolves
-        to nobody, an ``owner`` assignee fails the step, and a template reading
-        ``entity.<field>`` fails (only ``entity.id`` and ``entity.type`` are set).
+        that entity: its data is empty. So a scheduled workflow may have no conditions
+        and no ``owner`` or ``initiator`` people (validation refuses them), and a
+        template reading ``entity.<field>`` fails (only ``entity.id`` and
+        ``entity.type`` are set).
 
         If the broker cannot take the run message the execution stands and stays
         pending; the sweep sends it (as with :meth:`manual_run`).
@@ -251,16 +243,21 @@ class Engine:
         if execution.status == ExecutionStatus.PENDING:
             # Another scheduler may have sent it already: the same job id, and a run
             # claims the execution, so a second message does nothing.
-            try:
-                self.send_run(execution)
-            except BROKER_UNAVAILABLE as exc:
-                log.warning(
-                    "execution %s: run message not sent (%s: %s); the sweep will send it",
-                    execution.id,
-                    type(exc).__name__,
-                    exc,
-                )
+            self._send_or_leave_to_sweep(execution)
         return execution
+
+    def _send_or_leave_to_sweep(self, execution: Execution) -> None:
+        """Send the run message of a committed execution; if Redis cannot take it, the
+        execution stays pending and the sweep sends it later."""
+        try:
+            self.send_run(execution)
+        except BROKER_UNAVAILABLE as exc:
+            log.warning(
+                "execution %s: run message not sent (%s: %s); the sweep will send it",
+                execution.id,
+                type(exc).__name__,
+                exc,
+            )
 
     # ----------------------------------------------------------------------------- run
 
