@@ -186,7 +186,11 @@ def read_json(req, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
     if not raw.strip():
         raise falcon.HTTPBadRequest(title="Missing body", description="A JSON body is required.")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_no_constants)
+    except NotJsonNumber as exc:
+        raise falcon.HTTPBadRequest(
+            title="Malformed JSON", description=f"{exc} is not a JSON number."
+        ) from None
     except RecursionError:
         raise falcon.HTTPBadRequest(
             title="Malformed JSON", description="The body is nested too deeply."
@@ -218,6 +222,14 @@ def read_json(req, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
             description=f"{where} contains a NUL character (\\u0000), which no field accepts.",
         )
     return data
+
+
+class NotJsonNumber(ValueError):
+    """NaN or Infinity: Python's reader takes them, JSON (and other readers) do not."""
+
+
+def _no_constants(name: str) -> Any:
+    raise NotJsonNumber(name)
 
 
 def _nul_path(value: Any, path: str, depth: int = 0) -> str | None:

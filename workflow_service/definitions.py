@@ -110,6 +110,8 @@ def _weekday_names(field: str) -> str:
             last = 6 if step else first
         if not (0 <= first <= 7 and 0 <= last <= 7):
             raise ValueError(f"day of week {part!r}: days are 0-7 (0 and 7 are Sunday)")
+        if first > last:
+            raise ValueError(f"day of week {part!r}: a range runs from low to high")
         names.extend(_WEEKDAYS[day % 7] for day in range(first, last + 1, int(step or 1)))
     return ",".join(dict.fromkeys(names))
 
@@ -128,7 +130,7 @@ class ScheduleConfig(Strict):
 
     cron: str = Field(min_length=9, max_length=100)
     entity_id: str = Field(min_length=1, max_length=64)
-    timezone: str = "UTC"
+    timezone: str = Field(default="UTC", min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def _valid_cron(self):

@@ -33,8 +33,9 @@ def _assert_error(resp, status: int, *words: str):
         (b'{"title": "\xff"}', ("UTF-8",)),
         ("", ("body is required",)),
         ('{"version": ' + "1" * 5000 + "}", ("Malformed JSON", "digits")),
+        ('{"title": "t", "policy_type": "p", "version": NaN}', ("NaN", "not a JSON number")),
     ],
-    ids=["truncated", "not-json", "not-utf8", "empty", "huge-number"],
+    ids=["truncated", "not-json", "not-utf8", "empty", "huge-number", "nan"],
 )
 def test_malformed_bodies_are_400(api, body, words):
     _assert_error(_post(api, body), 400, *words)

@@ -106,6 +106,17 @@ def test_auth_rules(client):
             {"trigger": "scheduled", "trigger_config": {"cron": "0 9 * * 8", "entity_id": "p"}},
             "trigger_config",
         ),
+        (
+            {"trigger": "scheduled", "trigger_config": {"cron": "0 9 * * 5-2", "entity_id": "p"}},
+            "trigger_config",
+        ),
+        (
+            {
+                "trigger": "scheduled",
+                "trigger_config": {"cron": "0 9 * * 1", "entity_id": "p", "timezone": ""},
+            },
+            "trigger_config.timezone",
+        ),
         # A scheduled run is for an entity id alone: no data to match, no owner
         (
             {
