@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from tests.support import poll
 from tests.system import System
 
 #: governance.policy retries after 100, 200, 400 and 800 ms: a job with 5 attempts is
@@ -50,3 +51,21 @@ def create_policy(system, tenant):
     response = api.post("/policies", json=body)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def dead_run_job(system, tenant):
+    """A run job that failed all 5 attempts of governance.policy and is dead-lettered.
+
+    Returns (policy, failed execution, the job's id, an admin client of the workflow
+    service).
+    """
+    add_workflow(system, tenant, [{"kind": "flaky", "fail_times": 5}], name="fragile")
+    policy = create_policy(system, tenant)
+    [execution] = system.wait_for_executions(1, tenant=tenant, status="failed", timeout=30)
+    failed_id = execution["job"]["id"]
+    ops = system.workflow_client(sub="op", roles=["admin"], tenant=tenant)
+    poll(
+        lambda: ops.get(f"/jobs/{failed_id}").json().get("dead_lettered"),
+        message="the run job in the dead-letter queue",
+    )
+    return policy, execution, failed_id, ops

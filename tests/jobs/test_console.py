@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 from shared.broker import create_broker
 from shared.jobstatus import JobStatusStore
 from shared.settings import CommonSettings
-from tests.jobs.conftest import add_workflow, create_policy
+from tests.jobs.conftest import dead_run_job
 from tests.support import poll
 
 #: A catalog queue no worker of the jobs system consumes: jobs sent there stay queued.
@@ -96,15 +96,7 @@ def test_the_console_page_is_served_without_a_token_and_loads_nothing_foreign(sy
 
 def test_an_operator_retries_a_failed_job_from_the_console(system, tenant, page):
     # Given a run job that failed all 5 attempts of governance.policy (and is dead)
-    add_workflow(system, tenant, [{"kind": "flaky", "fail_times": 5}], name="fragile")
-    policy = create_policy(system, tenant)
-    [execution] = system.wait_for_executions(1, tenant=tenant, status="failed", timeout=30)
-    failed_id = execution["job"]["id"]
-    ops = system.workflow_client(sub="op", roles=["admin"], tenant=tenant)
-    poll(
-        lambda: ops.get(f"/jobs/{failed_id}").json().get("dead_lettered"),
-        message="the run job in the dead-letter queue",
-    )
+    policy, execution, failed_id, ops = dead_run_job(system, tenant)
     requests = []
     page.on("request", lambda request: requests.append(request.url))
 

@@ -17,7 +17,7 @@ from shared.broker import create_broker
 from shared.http import ApiDocs, install_error_handling
 from shared.settings import CommonSettings
 from tests.conftest import JWT_SECRET
-from tests.jobs.conftest import add_workflow, create_policy
+from tests.jobs.conftest import add_workflow, create_policy, dead_run_job
 from tests.support import free_port, poll
 from workflow_service.db import database, init_database
 from workflow_service.ops import register_ops
@@ -137,15 +137,7 @@ def ops_web_without_redis_for_sending(system):
 
 def test_a_retry_that_cannot_send_the_new_job_changes_nothing(system, tenant):
     # Given a run job dead after its 5 attempts, and its execution failed
-    add_workflow(system, tenant, [{"kind": "flaky", "fail_times": 5}], name="fragile")
-    create_policy(system, tenant)
-    [execution] = system.wait_for_executions(1, tenant=tenant, status="failed", timeout=30)
-    failed_id = execution["job"]["id"]
-    ops = system.workflow_client(sub="op", roles=["admin"], tenant=tenant)
-    poll(
-        lambda: ops.get(f"/jobs/{failed_id}").json().get("dead_lettered"),
-        message="the run job in the dead-letter queue",
-    )
+    _, execution, failed_id, ops = dead_run_job(system, tenant)
     before = system.execution(execution["id"], tenant)
 
     # When an operator retries it and sending the new job fails (Redis unreachable)
