@@ -113,26 +113,26 @@ def _handle_unexpected(req, resp, exc: Exception, params) -> None:
     )
 
 
+def _unavailable(req, exc: Exception, what: str, description: str) -> None:
+    log.error("%s unavailable on %s %s: %s", what, req.method, req.path, exc)
+    raise ApiError(falcon.HTTP_503, f"{what} unavailable", description)
+
+
 def _handle_database_error(req, resp, exc: Exception, params) -> None:
     """503 when the database cannot be reached now; any other database error is a bug."""
     if not is_database_unavailable(exc):
         _handle_unexpected(req, resp, exc, params)
-    log.error("database unavailable on %s %s: %s", req.method, req.path, exc)
-    raise ApiError(
-        falcon.HTTP_503,
-        "Database unavailable",
-        "The database could not be reached; retry shortly.",
-    )
+    _unavailable(req, exc, "Database", "The database could not be reached; retry shortly.")
 
 
 def _handle_redis_error(req, resp, exc: Exception, params) -> None:
     """503 when Redis cannot be reached now; refused credentials are a configuration bug."""
     if isinstance(exc, redis.AuthenticationError):
         _handle_unexpected(req, resp, exc, params)
-    log.error("Redis unavailable on %s %s: %s", req.method, req.path, exc)
-    raise ApiError(
-        falcon.HTTP_503,
-        "Redis unavailable",
+    _unavailable(
+        req,
+        exc,
+        "Redis",
         "The queue and job-status store (Redis) could not be reached; retry shortly.",
     )
 
