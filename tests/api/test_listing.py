@@ -73,3 +73,12 @@ def test_get_answers_the_version_as_etag(api):
     resp = api.get(policy["id"])
     assert resp.headers["etag"] == '"1"'
     assert resp.json == {k: v for k, v in policy.items() if k != "jobs"}
+
+
+def test_timestamps_say_they_are_utc(api):
+    policy = api.create()
+    assert policy["created_at"].endswith("Z") and policy["updated_at"].endswith("Z")
+    versions = api.client.simulate_get(
+        f"/policies/{policy['id']}/versions", headers=api.headers("viewer")
+    ).json["items"]
+    assert versions[0]["changed_at"].endswith("Z")
