@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import falcon
 import jwt
 
-ROLES = ("viewer", "editor", "approver", "admin", "service")
+#: ``admin`` manages its own tenant; ``operator`` is platform staff, the only role that
+#: sees across tenants (queues, every tenant's jobs), and holds no tenant role.
+ROLES = ("viewer", "editor", "approver", "admin", "operator", "service")
 #: Routes every service serves without a token (probes, metrics, the API description).
 DEFAULT_PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 #: Clock skew tolerated on ``exp``/``nbf``/``iat``, in seconds.
