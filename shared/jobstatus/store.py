@@ -2,7 +2,9 @@
 
 A record is a hash ``<ns>:job:<message id>`` with a timeline list (``:events``) and a
 sorted set of child jobs (``:children``). Sorted sets per (queue, state) and per
-(tenant, queue, state) index records by when they entered their state.
+(tenant, queue, state) index records by when they entered their state. A record's
+tenant, once written, never changes (later changes cannot move a job to another
+tenant's index); a record without one is in no tenant's index.
 
 Every change is a *transition* (a small dict); :meth:`JobStatusStore.apply` sends any
 number of them in one Lua call, i.e. one round trip. Per transition the script moves
@@ -68,6 +70,10 @@ for _, t in ipairs(transitions) do
   local job = ns .. ":job:" .. id
   local old = redis.call("hmget", job, "state", "tenant", "queue", "rank")
   local exists = old[1] ~= false
+  if old[2] and old[2] ~= "" then
+    -- A job's tenant never changes once recorded: it decides who may see the job.
+    tenant = old[2]
+  end
   if t.x ~= 1 or exists then
   local applied = state == "" or not exists or t.r >= (tonumber(old[4]) or -1)
 
@@ -468,6 +474,15 @@ class JobStatusStore:
         for state in STATES:
             pipe.zcard(self.index_key(queue, state))
         return dict(zip(STATES, pipe.execute(), strict=True))
+
+    def tenant_counts(self, queues: Sequence[str], tenant: str) -> dict[str, dict[str, int]]:
+        """Records of one tenant kept per queue and state, from the tenant's indexes."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            for state in STATES:
+                pipe.zcard(self.index_key(queue, state, tenant))
+        values = iter(pipe.execute())
+        return {queue: {state: next(values) for state in STATES} for queue in queues}
 
     def stats(self, queue: str) -> dict[str, float]:
         """Counters and raw histogram fields of one queue."""

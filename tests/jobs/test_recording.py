@@ -253,6 +253,30 @@ def test_listing_is_tenant_scoped_and_paginates(broker, store):
     assert [i["id"] for i in items] == [other]
 
 
+def test_a_jobs_tenant_never_changes_once_recorded(store):
+    # Given a job of acme, queued
+    store.transition("job-t", QUEUE, state="queued", tenant="acme", fields={"id": "job-t"})
+
+    # When later changes name no tenant, or another one
+    store.transition("job-t", QUEUE, state="running", rank=11, tenant="")
+    store.transition("job-t", QUEUE, state="failed", rank=13, tenant="globex")
+
+    # Then the job stays acme's, in acme's index only
+    assert store.get("job-t")["tenant_id"] == "acme"
+    acme, _ = store.list_jobs(queues=[QUEUE], tenant="acme")
+    assert [(i["id"], i["state"]) for i in acme] == [("job-t", "failed")]
+    assert store.list_jobs(queues=[QUEUE], tenant="globex") == ([], None)
+    assert store.tenant_counts([QUEUE], "acme")[QUEUE]["failed"] == 1
+    assert store.tenant_counts([QUEUE], "globex")[QUEUE]["failed"] == 0
+
+
+def test_a_job_without_a_tenant_is_in_no_tenants_index(store):
+    store.transition("job-n", QUEUE, state="failed", rank=13, fields={"id": "job-n"})
+    items, _ = store.list_jobs(queues=[QUEUE])
+    assert [i["id"] for i in items] == ["job-n"] and items[0]["tenant_id"] is None
+    assert store.tenant_counts([QUEUE], "acme")[QUEUE]["failed"] == 0
+
+
 def test_pages_never_repeat_or_skip_records_that_share_a_timestamp(store):
     # Given ten records, seven of them entering their state in the same millisecond
     ids = [f"job-{n:02d}" for n in range(10)]

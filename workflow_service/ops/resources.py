@@ -1,7 +1,10 @@
-"""Admin-only HTTP resources: ``/queues`` and the ops view of ``/jobs``.
+"""Operations HTTP resources: ``/queues`` and the ops view of ``/jobs``.
 
-Queues are shared by every tenant, so these views span tenants; that is why they need
-the admin role (a tenant's users follow their own jobs on the api's ``/jobs``).
+Queues are shared by every tenant. The ``operator`` role (platform staff) sees and acts
+on every tenant's jobs and on the queues' depths; a tenant's ``admin`` sees, retries and
+drops only its own tenant's jobs, and its ``/queues`` counts only its own job records.
+Another tenant's job is a 404 to an admin, like an unknown one. Every other role is a
+403 (a tenant's users follow their own jobs on the api's ``/jobs``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import falcon
 import redis
 from pydantic import BaseModel
 
-from shared.auth import require_role
+from shared.auth import principal_of
 from shared.http import (
     ApiError,
     Operation,
@@ -26,28 +29,35 @@ from workflow_service.ops.service import JobNotDead, JobNotFound, JobOps
 
 
 class QueueOut(BaseModel):
+    """One queue. Figures counted across tenants (``ready``, ``delayed``,
+    ``in_flight``, ``dead``, ``processed``, ``failed``, ``retried``, ``workers``) are
+    null for a tenant's admin; the kept-record counts are then its tenant's own."""
+
     name: str
     carries: str
     attempts: int
     backoff: str
     delay_ms: int
-    ready: int
-    delayed: int
-    in_flight: int
-    dead: int
+    ready: int | None
+    delayed: int | None
+    in_flight: int | None
+    dead: int | None
+    queued: int
     running: int
     retrying: int
     succeeded_kept: int
     failed_kept: int
     keep_succeeded: int
     keep_failed: int
-    processed: int
-    failed: int
-    retried: int
-    workers: list[str]
+    processed: int | None
+    failed: int | None
+    retried: int | None
+    workers: list[str] | None
 
 
 class QueuesOut(BaseModel):
+    #: The tenant these figures are for; null: every tenant (an operator's view).
+    tenant: str | None
     items: list[QueueOut]
 
 
@@ -63,11 +73,33 @@ class RetryOut(BaseModel):
     enqueued_at: str | None
 
 
-ADMIN = ("admin",)
+#: Who may use the operations routes: operators for every tenant, admins for their own.
+OPS_ROLES = ("operator", "admin")
 
 
-def _not_found(job_id: str) -> falcon.HTTPNotFound:
-    return falcon.HTTPNotFound(title="Job not found", description=f"There is no job {job_id}.")
+def ops_scope(req) -> str | None:
+    """The tenant whose jobs the caller may see and act on; ``None``: every tenant.
+
+    Checks role names themselves, not ``Principal.has_role``: that treats ``admin`` as
+    holding every role, and an admin must not pass for an operator.
+    """
+    principal = principal_of(req)
+    if "operator" in principal.roles:
+        return None
+    if "admin" in principal.roles:
+        return principal.tenant
+    raise falcon.HTTPForbidden(
+        title="Forbidden",
+        description="This action needs one of the roles: operator (every tenant's jobs), "
+        "admin (its own tenant's jobs).",
+    )
+
+
+def _not_found(job_id: str, scope: str | None) -> falcon.HTTPNotFound:
+    where = "" if scope is None else " for your tenant"
+    return falcon.HTTPNotFound(
+        title="Job not found", description=f"There is no job {job_id}{where}."
+    )
 
 
 def _not_dead(exc: JobNotDead, action: str) -> ApiError:
@@ -85,9 +117,10 @@ def _redis_down(exc: redis.RedisError) -> ApiError:
 class QueueCollection:
     docs = {
         "GET": Operation(
-            summary="Every queue: ready, delayed, in flight, dead, kept records, workers",
+            summary="Every queue: ready, delayed, in flight, dead, kept records, workers "
+            "(an admin: its tenant's kept records only)",
             response=QueuesOut,
-            roles=ADMIN,
+            roles=OPS_ROLES,
             errors=(503,),
         )
     }
@@ -96,9 +129,9 @@ class QueueCollection:
         self.ops = ops
 
     def on_get(self, req, resp):
-        require_role(req, "admin")
+        scope = ops_scope(req)
         try:
-            resp.media = {"items": self.ops.queues()}
+            resp.media = {"tenant": scope, "items": self.ops.queues(scope)}
         except redis.RedisError as exc:
             raise _redis_down(exc) from None
 
@@ -106,13 +139,17 @@ class QueueCollection:
 class OpsJobCollection:
     docs = {
         "GET": Operation(
-            summary="Jobs of every tenant, newest first",
+            summary="Jobs of every tenant (an admin: its own tenant's), newest first",
             response=JobPageOut,
-            roles=ADMIN,
+            roles=OPS_ROLES,
             params=(
                 Param("queue", schema={"enum": list(QUEUE_NAMES)}),
                 Param("state", schema={"enum": list(STATES)}),
-                Param("tenant", description="Only this tenant's jobs."),
+                Param(
+                    "tenant",
+                    description="Only this tenant's jobs (an admin naming another tenant "
+                    "gets none).",
+                ),
                 Param("limit", schema={"type": "integer"}, description="1-200, default 50"),
                 Param("cursor", description="next_cursor of the previous page."),
             ),
@@ -124,7 +161,7 @@ class OpsJobCollection:
         self.ops = ops
 
     def on_get(self, req, resp):
-        require_role(req, "admin")
+        scope = ops_scope(req)
         queue = parse_choice(req, "queue", QUEUE_NAMES)
         state = parse_choice(req, "state", STATES)
         tenant = req.get_param("tenant") or None
@@ -138,6 +175,7 @@ class OpsJobCollection:
                 tenant=tenant,
                 limit=limit,
                 cursor=req.get_param("cursor") or None,
+                scope=scope,
             )
         except InvalidCursor:
             raise bad_parameter(
@@ -149,15 +187,15 @@ class OpsJobCollection:
 class OpsJobItem:
     docs = {
         "GET": Operation(
-            summary="A job's record, timeline and children (any tenant)",
+            summary="A job's record, timeline and children (an admin: its tenant's jobs)",
             response=OpsJobOut,
-            roles=ADMIN,
+            roles=OPS_ROLES,
             errors=(400, 404),
         ),
         "DELETE": Operation(
             summary="Drop a failed job: its dead letter and its record",
             status=204,
-            roles=ADMIN,
+            roles=OPS_ROLES,
             errors=(400, 404, 409),
         ),
     }
@@ -166,20 +204,20 @@ class OpsJobItem:
         self.ops = ops
 
     def on_get(self, req, resp, job_id):
-        require_role(req, "admin")
+        scope = ops_scope(req)
         job_id = str(parse_uuid(job_id, "job_id"))
         try:
-            resp.media = self.ops.job(job_id)
+            resp.media = self.ops.job(job_id, scope)
         except JobNotFound:
-            raise _not_found(job_id) from None
+            raise _not_found(job_id, scope) from None
 
     def on_delete(self, req, resp, job_id):
-        require_role(req, "admin")
+        scope = ops_scope(req)
         job_id = str(parse_uuid(job_id, "job_id"))
         try:
-            self.ops.delete(job_id)
+            self.ops.delete(job_id, scope)
         except JobNotFound:
-            raise _not_found(job_id) from None
+            raise _not_found(job_id, scope) from None
         except JobNotDead as exc:
             raise _not_dead(exc, "dropped") from None
         resp.status = falcon.HTTP_204
@@ -191,7 +229,7 @@ class OpsJobRetry:
             summary="Send a dead job again as a new job with a fresh attempt count",
             response=RetryOut,
             status=202,
-            roles=ADMIN,
+            roles=OPS_ROLES,
             errors=(400, 404, 409, 503),
         )
     }
@@ -200,12 +238,12 @@ class OpsJobRetry:
         self.ops = ops
 
     def on_post(self, req, resp, job_id):
-        require_role(req, "admin")
+        scope = ops_scope(req)
         job_id = str(parse_uuid(job_id, "job_id"))
         try:
-            resp.media = self.ops.retry(job_id)
+            resp.media = self.ops.retry(job_id, scope)
         except JobNotFound:
-            raise _not_found(job_id) from None
+            raise _not_found(job_id, scope) from None
         except JobNotDead as exc:
             raise _not_dead(exc, "retried") from None
         except redis.RedisError as exc:
@@ -215,7 +253,8 @@ class OpsJobRetry:
 
 
 def add_ops_routes(app: falcon.App, docs, ops: JobOps) -> None:
-    """``/queues``, ``/jobs``, ``/jobs/{id}`` and ``/jobs/{id}/retry`` (admin only)."""
+    """``/queues``, ``/jobs``, ``/jobs/{id}`` and ``/jobs/{id}/retry`` (operators, and
+    admins for their own tenant)."""
     docs.add_route(app, "/queues", QueueCollection(ops))
     docs.add_route(app, "/jobs", OpsJobCollection(ops))
     docs.add_route(app, "/jobs/{job_id}", OpsJobItem(ops))

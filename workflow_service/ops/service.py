@@ -1,4 +1,10 @@
-"""What an operator can do with queues and jobs: look, retry a dead job, drop one."""
+"""What an operator can do with queues and jobs: look, retry a dead job, drop one.
+
+Every method takes the tenant its caller may see: ``None`` for platform operators
+(every tenant), a tenant id for that tenant's admin. A job of another tenant, or one
+without a tenant, is :class:`JobNotFound` to a tenant's admin, exactly like an unknown
+one, so nothing says that it exists.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,12 @@ RUN_OPTIONS = ("retries", "traceback", "requeue_timestamp", "redis_message_id", 
 #: Called with the dead message and the new job id before the new job is sent; may
 #: return a function that undoes what it did, called if sending fails.
 BeforeRetry = Callable[[dramatiq.Message, str], Callable[[], Any] | None]
+
+
+#: Queue figures counted across tenants: operators only (``None`` in a tenant's rows).
+ACROSS_TENANTS = (
+    "ready", "delayed", "in_flight", "dead", "processed", "failed", "retried", "workers"
+)  # fmt: skip
 
 
 class JobNotFound(LookupError):
@@ -57,8 +69,14 @@ class JobOps:
         #: The workflow service reopens a failed execution there (see BeforeRetry).
         self.before_retry = before_retry
 
-    def queues(self) -> list[dict[str, Any]]:
-        """One row per catalog queue: what waits, runs and died, and what is kept."""
+    def queues(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """One row per catalog queue: what waits, runs and died, and what is kept.
+
+        For a tenant: only that tenant's kept records per state; what is counted across
+        tenants (broker depths, counters, workers) is ``None``.
+        """
+        if tenant is not None:
+            return self._tenant_queues(tenant)
         depths = self.state.depths(list(QUEUE_NAMES))
         summaries = self.store.summaries(QUEUE_NAMES)
         rows = []
@@ -77,6 +95,7 @@ class JobOps:
                     "delayed": depth.delayed,
                     "in_flight": depth.in_flight,
                     "dead": depth.dead,
+                    "queued": kept["queued"],
                     "running": kept["running"],
                     "retrying": kept["retrying"],
                     "succeeded_kept": kept["succeeded"],
@@ -91,9 +110,33 @@ class JobOps:
             )
         return rows
 
-    def job(self, job_id: str) -> dict[str, Any]:
+    def _tenant_queues(self, tenant: str) -> list[dict[str, Any]]:
+        counts = self.store.tenant_counts(QUEUE_NAMES, tenant)
+        rows = []
+        for name in QUEUE_NAMES:
+            spec, kept = CATALOG[name], counts[name]
+            rows.append(
+                {
+                    "name": name,
+                    "carries": spec.carries,
+                    "attempts": spec.attempts,
+                    "backoff": spec.backoff,
+                    "delay_ms": spec.delay_ms,
+                    **dict.fromkeys(ACROSS_TENANTS),
+                    "queued": kept["queued"],
+                    "running": kept["running"],
+                    "retrying": kept["retrying"],
+                    "succeeded_kept": kept["succeeded"],
+                    "failed_kept": kept["failed"],
+                    "keep_succeeded": self.store.keep(name, "succeeded"),
+                    "keep_failed": self.store.keep(name, "failed"),
+                }
+            )
+        return rows
+
+    def job(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
         record = self.store.get(job_id)
-        if record is None:
+        if record is None or not _visible(record["tenant_id"], tenant):
             raise JobNotFound(job_id)
         raw = self.store.raw(job_id) or {}
         record["dead_lettered"] = bool(
@@ -111,7 +154,17 @@ class JobOps:
         tenant: str | None,
         limit: int,
         cursor: str | None,
+        scope: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of jobs; ``tenant`` filters, ``scope`` is the tenant the caller may see.
+
+        Both read one tenant's indexes (no scan); a filter naming another tenant than
+        the scope finds nothing.
+        """
+        if scope is not None:
+            if tenant is not None and tenant != scope:
+                return [], None
+            tenant = scope
         return self.store.list_jobs(
             queues=[queue] if queue else QUEUE_NAMES,
             states=[state] if state else STATES,
@@ -120,9 +173,11 @@ class JobOps:
             cursor=cursor,
         )
 
-    def _dead_record(self, job_id: str, *, retried_ok: bool = False) -> dict[str, str]:
+    def _dead_record(
+        self, job_id: str, tenant: str | None, *, retried_ok: bool = False
+    ) -> dict[str, str]:
         raw = self.store.raw(job_id)
-        if raw is None:
+        if raw is None or not _visible(raw.get("tenant") or None, tenant):
             raise JobNotFound(job_id)
         if raw.get("state") != FAILED:
             raise JobNotDead(job_id, f"the job is {raw.get('state')}; only failed jobs qualify")
@@ -130,7 +185,7 @@ class JobOps:
             raise JobNotDead(job_id, f"the job was already retried as {raw['retried_as']}")
         return raw
 
-    def retry(self, job_id: str) -> dict[str, Any]:
+    def retry(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
         """Send a dead job again as a new job with a fresh attempt count.
 
         The new job keeps the message (actor, arguments, tenant) and the parent; the
@@ -138,7 +193,7 @@ class JobOps:
         of the dead-letter set is atomic, so two operators cannot both retry it. If
         sending fails, the dead letter and what ``before_retry`` did are put back.
         """
-        raw = self._dead_record(job_id)
+        raw = self._dead_record(job_id, tenant)
         queue, broker_id = raw["queue"], raw.get("broker_id", "")
         claimed_at = time.time() * 1000
         data = self.state.claim_dead(queue, broker_id) if broker_id else None
@@ -210,12 +265,17 @@ class JobOps:
             "just retried or dropped it, or its dead letter expired)",
         )
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str, tenant: str | None = None) -> None:
         """Drop a failed job: its message from the dead-letter set and its record."""
-        raw = self._dead_record(job_id, retried_ok=True)
+        raw = self._dead_record(job_id, tenant, retried_ok=True)
         if raw.get("broker_id"):
             self.state.claim_dead(raw["queue"], raw["broker_id"])
         self.store.delete(job_id)
+
+
+def _visible(job_tenant: str | None, tenant: str | None) -> bool:
+    """Whether a job of ``job_tenant`` is visible to a caller scoped to ``tenant``."""
+    return tenant is None or job_tenant == tenant
 
 
 def _fresh_options(options: dict[str, Any]) -> dict[str, Any]:
