@@ -1,8 +1,9 @@
 """The operations console: one static page, its script and stylesheet, served from the
 package (no CDN, so it works on a machine without internet access).
 
-The page itself is public; it asks for an admin token once, keeps it in the browser's
-``sessionStorage`` and sends it on every call to the data APIs, which check it.
+The page itself is public; it asks for a token once, keeps it in the browser's
+``sessionStorage`` and sends it on every call to the data APIs, which check it and
+decide what it shows: every tenant's jobs for an operator, its own tenant's for an admin.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class ConsoleResource:
         resp.cache_control = ["no-cache"]
 
     def on_get(self, req, resp):
-        """The operations console page (asks for an admin token)."""
+        """The operations console page (asks for an operator's or a tenant admin's token)."""
         self._send(resp, "index.html")
 
     def on_get_asset(self, req, resp, name):

@@ -2,8 +2,8 @@
 
 ``broker_state`` reads Dramatiq's own Redis layout (it is the source of truth for what
 is waiting, in flight and dead); ``service`` combines it with the job-status records;
-``resources`` exposes both to the admin role; ``metrics`` turns them into Prometheus
-series collected on scrape.
+``resources`` exposes both to operators (every tenant) and to each tenant's admins (their
+own tenant's jobs); ``metrics`` turns them into Prometheus series collected on scrape.
 """
 
 from workflow_service.ops.metrics import QueueCollector

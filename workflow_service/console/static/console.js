@@ -1,5 +1,7 @@
 // Operations console: reads /queues, /jobs and /executions of this service with the
-// admin token the operator pasted once (kept in sessionStorage, i.e. for this tab).
+// token pasted once (kept in sessionStorage, i.e. for this tab). An operator's token
+// shows every tenant's jobs; a tenant admin's shows that tenant's (the server decides,
+// and /queues says which: its "tenant" is null for every tenant).
 // Every value from the server is set with textContent, never parsed as HTML.
 "use strict";
 
@@ -11,6 +13,8 @@
   const $ = (id) => document.getElementById(id);
   const state = {
     job: null, execution: null, timer: null, busy: false,
+    // The tenant this token sees (null: every tenant); undefined until /queues answers.
+    scope: undefined,
     // Rows shown in the jobs table (grows with "More"; a refresh reloads as many) and
     // the cursor of the rows after them.
     jobsShown: PAGE_SIZE, jobsCursor: null,
@@ -76,6 +80,24 @@
       tr.appendChild(td);
     }
     return tr;
+  }
+
+  // Cells of figures across tenants (and the tenant column), hidden for a tenant's admin.
+  function markAllTenants(tr, indexes) {
+    for (const i of indexes) tr.cells[i].classList.add("all-tenants");
+  }
+
+  function showScope(tenant) {
+    state.scope = tenant;
+    const scoped = tenant !== null;
+    $("app").classList.toggle("tenant-scoped", scoped);
+    const scope = $("scope");
+    scope.textContent = scoped ? "tenant " + tenant : "all tenants";
+    scope.hidden = false;
+    if (scoped) $("filter-tenant").value = "";
+    // Executions are tenant data; an operator's token reads none.
+    $("executions-view").hidden = !scoped;
+    $("executions-note").hidden = scoped;
   }
 
   function link(text, onClick, testId) {
@@ -145,6 +167,9 @@
   function signOut(message) {
     sessionStorage.removeItem(TOKEN_KEY);
     stopTimer();
+    state.scope = undefined;
+    $("scope").hidden = true;
+    $("filter-tenant").value = ""; // the next token may see other tenants
     $("app").hidden = true;
     $("sign-out").hidden = true;
     $("login").hidden = false;
@@ -174,6 +199,7 @@
 
   async function loadQueues() {
     const body = await api("GET", "/queues");
+    showScope(body.tenant ?? null);
     const tbody = $("queues").tBodies[0];
     tbody.replaceChildren();
     const select = $("filter-queue");
@@ -181,10 +207,11 @@
       const name = link(q.name, () => { select.value = q.name; return loadJobs("reset"); });
       name.title = q.carries + " · " + q.attempts + " attempts, " + q.backoff + " backoff";
       const tr = row([
-        name, q.ready, q.delayed, q.in_flight, q.dead, q.running, q.retrying,
+        name, q.ready, q.delayed, q.in_flight, q.dead, q.queued, q.running, q.retrying,
         q.succeeded_kept + " / " + q.keep_succeeded, q.failed_kept + " / " + q.keep_failed,
-        q.processed, q.failed, q.retried, q.workers.length,
+        q.processed, q.failed, q.retried, q.workers ? q.workers.length : null,
       ]);
+      markAllTenants(tr, [1, 2, 3, 4, 10, 11, 12, 13]);
       tr.dataset.queue = q.name;
       tbody.appendChild(tr);
       if (![...select.options].some((o) => o.value === q.name)) {
@@ -210,6 +237,7 @@
       job.attempt + (job.max_attempts ? " / " + job.max_attempts : ""),
       when(job.updated_at), job.error ? job.error.type + ": " + job.error.message : "",
     ]);
+    markAllTenants(tr, [2]);
     tr.dataset.jobId = job.id;
     tr.dataset.state = job.state;
     return tr;
@@ -443,8 +471,10 @@
     try {
       await Promise.all([loadQueues(), loadJobs("refresh"), loadJob()]);
       try {
-        await loadExecutions();
-        await loadExecution();
+        if (state.scope !== null) {
+          await loadExecutions();
+          await loadExecution();
+        }
       } catch (e) {
         if (e.status === 401) throw e;
         $("executions").tBodies[0].replaceChildren(row(["executions unavailable: " + e.message]));
