@@ -8,6 +8,7 @@ import sys
 
 from shared.auth import ROLES, issue_token
 from shared.db import SchemaNotCurrent, migrate, open_database
+from shared.settings import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = ApiSettings.from_env()
+    try:
+        # The token command only signs: it runs without the production check, so the
+        # README's walk works from any shell (a token signed with the development
+        # secret is refused by every process that runs in production).
+        settings = ApiSettings.from_env(check=args.command != "token")
+    except ConfigError as exc:
+        print(f"api_service {args.command}: {exc}", file=sys.stderr)
+        return 2
     if args.command == "migrate":
         from api_service.migrations import MIGRATIONS
 
@@ -50,8 +58,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"api_service relay: {exc}", file=sys.stderr)
             return 2
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    if settings.jwt_public_key:
+        print(
+            "api_service token: JWT_PUBLIC_KEY is set, so user tokens must be RS256 ones "
+            "from your identity provider; this command signs HS256 with JWT_SECRET.",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        print(issue_token(settings.jwt_secret, args.sub, roles, args.tenant, args.ttl))
+        if args.ttl > settings.jwt_max_lifetime_s:
+            raise ValueError(
+                f"--ttl {args.ttl} exceeds JWT_MAX_LIFETIME_SECONDS ({settings.jwt_max_lifetime_s})"
+            )
+        token = issue_token(
+            settings.jwt_secret, args.sub, roles, args.tenant, args.ttl, issuer=settings.jwt_issuer
+        )
+        print(token)
     except ValueError as exc:
         print(f"api_service token: {exc}", file=sys.stderr)
         return 2

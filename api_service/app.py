@@ -28,13 +28,14 @@ from api_service.resources import (
     PolicyVersions,
 )
 from api_service.settings import ApiSettings
-from shared.auth import AuthMiddleware, TokenDecoder
+from shared.auth import AuthMiddleware, decoder_for
 from shared.broker import create_broker
 from shared.db import FalconConnectionScope, check_current, open_database, utcnow
 from shared.http import (
     ApiDocs,
     QueryGuard,
     RequestMetrics,
+    SecurityHeaders,
     add_standard_routes,
     install_error_handling,
 )
@@ -76,9 +77,10 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
         # be inherited by every worker. Start each process with an empty pool.
         deps.db.close_all()
 
-    decoder = TokenDecoder(settings.jwt_secret, settings.jwt_public_key)
+    decoder = decoder_for(settings, accept_service_tokens=True)
     app = falcon.App(
         middleware=[  # type: ignore[arg-type]  # falcon's middleware protocols
+            SecurityHeaders(),
             RequestMetrics(deps.registry, "api"),
             QueryGuard(),
             AuthMiddleware(decoder),
@@ -127,5 +129,6 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
             ("database", lambda: deps.db.execute_sql("SELECT 1")),
             ("redis", lambda: deps.broker.client.ping()),
         ],
+        metrics_public=settings.metrics_public,
     )
     return app

@@ -8,12 +8,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from shared.db import pooled_url
 from shared.http import DEFAULT_MAX_BODY_BYTES
-from shared.settings import CommonSettings, Env, sqlite_default
+from shared.settings import CommonSettings, Env, check_production, sqlite_default
 
 DEFAULT_DATABASE_FILE = "api.db"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ApiSettings(CommonSettings):
     database_url: str = sqlite_default(CommonSettings.var_dir, DEFAULT_DATABASE_FILE)
     #: Largest request body accepted, in bytes (larger bodies get a 413).
@@ -46,11 +46,19 @@ class ApiSettings(CommonSettings):
     prometheus_multiproc_dir: str | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, check: bool = True
+    ) -> ApiSettings:
+        """Settings from ``environ`` (default: the process environment).
+
+        Raises ConfigError in production on a missing or development secret
+        (:func:`shared.settings.check_production`); only the development ``token``
+        command passes ``check=False``.
+        """
         env = Env(environ)
         common = cls.common_from_env(env)
         default_db = sqlite_default(common["var_dir"], DEFAULT_DATABASE_FILE)
-        return cls(
+        settings = cls(
             **common,
             database_url=env.first(["API_DATABASE_URL", "DATABASE_URL"], default_db),
             max_body_bytes=env.int("API_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
@@ -66,6 +74,9 @@ class ApiSettings(CommonSettings):
             deadline_approaching_days=env.int("DEADLINE_APPROACHING_DAYS", 14),
             deadline_scan_interval_seconds=env.float("DEADLINE_SCAN_INTERVAL_SECONDS", 60.0),
         )
+        if check:
+            check_production(settings)
+        return settings
 
     @property
     def publish_redis_url(self) -> str:

@@ -1,9 +1,20 @@
 """Bearer-token authentication both web services share.
 
-Tokens are JWTs carrying ``sub``, ``roles`` and ``tenant``. HS256 tokens are checked
-against ``JWT_SECRET``; when ``JWT_PUBLIC_KEY`` is configured, RS256 tokens are checked
-against it as well. The algorithm list is fixed per key, so a token cannot pick which
-key verifies it (no HS256-signed-with-the-public-key confusion).
+Two kinds of JWTs, told apart by their key and audience:
+
+* **User tokens** carry ``sub``, ``roles`` and ``tenant``. They are HS256 tokens checked
+  against ``JWT_SECRET``, or, when ``JWT_PUBLIC_KEY`` is configured, RS256 tokens checked
+  against it and nothing else (HS256 user tokens are then refused). A user token never
+  carries the ``service`` role.
+* **Service tokens** are what the workflow service sends when it acts on the api: HS256
+  with ``SERVICE_TOKEN_SECRET``, audience :data:`SERVICE_AUDIENCE`, roles exactly
+  ``["service"]``. Only a decoder given the service secret accepts them, so ``service``
+  is honoured only from a token signed with that key.
+
+Every token needs ``iat`` and ``exp`` and may live at most ``max_lifetime`` seconds;
+a configured issuer is required in user tokens. The algorithm list is fixed per key,
+so a token cannot pick which key verifies it (no HS256-signed-with-the-public-key
+confusion).
 """
 
 from __future__ import annotations
@@ -18,13 +29,21 @@ from dataclasses import dataclass
 import falcon
 import jwt
 
+from shared.settings import CommonSettings
+
 #: ``admin`` manages its own tenant; ``operator`` is platform staff, the only role that
 #: sees across tenants (queues, every tenant's jobs), and holds no tenant role.
 ROLES = ("viewer", "editor", "approver", "admin", "operator", "service")
-#: Routes every service serves without a token (probes, metrics, the API description).
-DEFAULT_PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+#: Routes every service serves without a token (probes, the API description). /metrics
+#: spans every tenant: its resource decides (an operator token unless METRICS_PUBLIC).
+DEFAULT_PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 #: Clock skew tolerated on ``exp``/``nbf``/``iat``, in seconds.
 LEEWAY_SECONDS = 30
+#: ``aud`` of service-to-service tokens; user tokens never carry it.
+SERVICE_AUDIENCE = "governance-service"
+SERVICE_ROLE = "service"
+#: Longest lifetime (``exp - iat``) accepted unless the decoder is told otherwise.
+DEFAULT_MAX_LIFETIME_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -45,22 +64,33 @@ class TokenError(Exception):
 
 
 class TokenDecoder:
-    """Verifies tokens and turns their claims into a :class:`Principal`."""
+    """Verifies tokens and turns their claims into a :class:`Principal`.
+
+    ``secret`` verifies HS256 user tokens, unless ``public_key`` is given: then user
+    tokens must be RS256 and verify with it. ``service_secret`` verifies service tokens;
+    without it (the workflow web) service tokens are refused.
+    """
 
     #: Verified tokens remembered per process (clients resend the same token).
     CACHE_SIZE = 1024
 
     def __init__(
         self,
-        secret: str,
+        secret: str | None,
         public_key: str | None = None,
         *,
+        service_secret: str | None = None,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME_SECONDS,
+        issuer: str | None = None,
         clock: Callable[[], float] = time.time,
     ):
         if not secret and not public_key:
             raise ValueError("a JWT secret or public key is required")
         self.secret = secret
         self.public_key = public_key
+        self.service_secret = service_secret
+        self.max_lifetime = max_lifetime
+        self.issuer = issuer
         self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._lock = threading.Lock()
         self.clock = clock
@@ -91,30 +121,97 @@ class TokenDecoder:
     def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
             raise TokenError(f"malformed token: {exc}") from None
         alg = header.get("alg")
-        if alg == "HS256" and self.secret:
-            key, algorithms = self.secret, ["HS256"]
-        elif alg == "RS256" and self.public_key:
-            key, algorithms = self.public_key, ["RS256"]
+        # The audience only routes the token to a key; the signature then decides.
+        if _is_service_audience(unverified.get("aud")):
+            return self._verify_service(token, alg)
+        if self.public_key:
+            key, expected = self.public_key, "RS256"
         else:
-            raise TokenError(f"token algorithm {alg!r} is not accepted")
+            key, expected = self.secret or "", "HS256"
+        if alg != expected:
+            raise TokenError(f"token algorithm {alg!r} is not accepted (user tokens: {expected})")
+        require = ["sub", "exp", "iat"] + (["iss"] if self.issuer else [])
+        claims = self._decode(token, key, expected, require=require, issuer=self.issuer)
+        principal = principal_from_claims(claims)
+        if SERVICE_ROLE in principal.roles:
+            raise TokenError(f"the {SERVICE_ROLE!r} role is only accepted from a service token")
+        return principal, float(claims["exp"])
+
+    def _verify_service(self, token: str, alg: object) -> tuple[Principal, float]:
+        if not self.service_secret:
+            raise TokenError("service tokens are not accepted here")
+        if alg != "HS256":
+            raise TokenError(f"token algorithm {alg!r} is not accepted (service tokens: HS256)")
+        claims = self._decode(
+            token,
+            self.service_secret,
+            "HS256",
+            require=["sub", "exp", "iat", "aud"],
+            audience=SERVICE_AUDIENCE,
+        )
+        principal = principal_from_claims(claims)
+        if principal.roles != {SERVICE_ROLE}:
+            raise TokenError(f"a service token carries exactly the role {SERVICE_ROLE!r}")
+        return principal, float(claims["exp"])
+
+    def _decode(
+        self,
+        token: str,
+        key: str,
+        algorithm: str,
+        *,
+        require: list[str],
+        audience: str | None = None,
+        issuer: str | None = None,
+    ) -> dict:
         try:
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=algorithms,
+                algorithms=[algorithm],
+                audience=audience,
+                issuer=issuer,
                 leeway=LEEWAY_SECONDS,
-                options={"require": ["sub", "exp"]},
+                options={"require": require},
             )
         except jwt.ExpiredSignatureError:
             raise TokenError("token has expired") from None
         except jwt.PyJWTError as exc:
             raise TokenError(f"invalid token: {exc}") from None
-        if not isinstance(claims.get("exp"), int | float):
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
             raise TokenError("token claim 'exp' must be a number")
-        return principal_from_claims(claims), float(claims["exp"])
+        if not isinstance(iat, int | float) or isinstance(iat, bool):
+            raise TokenError("token claim 'iat' must be a number")
+        if exp - iat > self.max_lifetime:
+            raise TokenError(
+                f"token lifetime (exp - iat) exceeds the allowed {self.max_lifetime} seconds"
+            )
+        return claims
+
+
+def _is_service_audience(aud: object) -> bool:
+    if isinstance(aud, str):
+        return aud == SERVICE_AUDIENCE
+    return isinstance(aud, list) and SERVICE_AUDIENCE in aud
+
+
+def decoder_for(settings: CommonSettings, *, accept_service_tokens: bool) -> TokenDecoder:
+    """The token decoder a service's settings describe.
+
+    Only the api accepts service tokens; the workflow web has no use for them.
+    """
+    return TokenDecoder(
+        settings.jwt_secret,
+        settings.jwt_public_key,
+        service_secret=settings.service_token_secret if accept_service_tokens else None,
+        max_lifetime=settings.jwt_max_lifetime_s,
+        issuer=settings.jwt_issuer,
+    )
 
 
 #: What a ``sub`` or ``tenant`` claim may look like: both end up in database columns
@@ -146,15 +243,46 @@ def issue_token(
     ttl: int = 3600,
     *,
     now: float | None = None,
+    issuer: str | None = None,
 ) -> str:
-    """An HS256 token for development and service-to-service calls."""
+    """An HS256 user token (development, tests). The ``service`` role is refused here:
+    mint those with :func:`issue_service_token`."""
     roles = list(roles)
     unknown = sorted(set(roles) - set(ROLES))
     if unknown:
         raise ValueError(f"unknown roles {unknown}; known roles: {', '.join(ROLES)}")
+    if SERVICE_ROLE in roles:
+        raise ValueError(
+            f"the {SERVICE_ROLE!r} role belongs to service tokens (SERVICE_TOKEN_SECRET), "
+            "not user tokens"
+        )
     issued = int(time.time() if now is None else now)
     claims = {"sub": sub, "roles": roles, "tenant": tenant, "iat": issued, "exp": issued + ttl}
+    if issuer:
+        claims["iss"] = issuer
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def issue_service_token(
+    service_secret: str,
+    tenant: str,
+    sub: str = "workflow-service",
+    ttl: int = 300,
+    *,
+    now: float | None = None,
+) -> str:
+    """A service-to-service token: HS256 with the service key, audience
+    :data:`SERVICE_AUDIENCE`, role ``service`` for ``tenant``."""
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "sub": sub,
+        "roles": [SERVICE_ROLE],
+        "tenant": tenant,
+        "aud": SERVICE_AUDIENCE,
+        "iat": issued,
+        "exp": issued + ttl,
+    }
+    return jwt.encode(claims, service_secret, algorithm="HS256")
 
 
 def _unauthorized(description: str) -> falcon.HTTPUnauthorized:
@@ -192,7 +320,8 @@ class AuthMiddleware:
         try:
             req.context.principal = self.decoder.decode(token.strip())
         except TokenError as exc:
-            raise _unauthorized(str(exc).capitalize() + ".") from None
+            message = str(exc)  # not capitalize(): it would lower-case names like RS256
+            raise _unauthorized(message[:1].upper() + message[1:] + ".") from None
 
 
 def principal_of(req) -> Principal:

@@ -34,6 +34,7 @@ from prometheus_client import (
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from shared.auth import principal_of
 from shared.db import is_database_unavailable
 
 log = logging.getLogger(__name__)
@@ -374,15 +375,55 @@ class RequestMetrics:
 
 
 class MetricsResource:
-    auth_public = True
+    """/metrics: counts across every tenant, so an ``operator`` token is required (a
+    tenant's ``admin`` is not enough) unless ``public`` (METRICS_PUBLIC=true, for a
+    port that only the scraper can reach)."""
 
-    def __init__(self, registry: CollectorRegistry):
+    def __init__(self, registry: CollectorRegistry, *, public: bool = False):
         self.registry = registry
+        self.auth_public = public
+        self.docs = {
+            "GET": Operation(
+                "Prometheus metrics in the text exposition format",
+                roles=() if public else ("operator",),
+            )
+        }
 
     def on_get(self, req, resp):
         """Prometheus metrics in the text exposition format."""
+        if not self.auth_public:
+            require_operator(req, "Metrics span every tenant")
         resp.content_type = CONTENT_TYPE_LATEST
         resp.data = generate_latest(self.registry)
+
+
+def require_operator(req, why: str):
+    """The caller if it holds ``operator`` (platform staff); 403 otherwise. A tenant's
+    ``admin`` does not pass: what this guards spans tenants."""
+    principal = principal_of(req)
+    if "operator" not in principal.roles:
+        raise falcon.HTTPForbidden(
+            title="Forbidden", description=f"{why}: this needs the role operator."
+        )
+    return principal
+
+
+# ---------------------------------------------------------------------------- headers
+
+
+class SecurityHeaders:
+    """Falcon middleware: every answer says ``X-Content-Type-Options: nosniff``, and
+    answers that did not choose their own caching (the console's files do) are
+    ``Cache-Control: no-store``, since API answers hold tenant data.
+
+    Put it first in the middleware list: its ``process_response`` then runs last, over
+    error answers too.
+    """
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        if resp.get_header("Cache-Control") is None:
+            resp.set_header("Cache-Control", "no-store")
 
 
 # ----------------------------------------------------------------------------- OpenAPI
@@ -594,7 +635,11 @@ class HealthResource:
 
 
 class ReadinessResource:
-    """Readiness: every named check passes (a check raises to fail)."""
+    """Readiness: every named check passes (a check raises to fail).
+
+    The answer is public, so it says only ``ok`` or ``failed`` per check; what failed
+    and why (hosts, ports, error text) goes to the log.
+    """
 
     auth_public = True
     docs = {"GET": Operation("Readiness: 503 naming the dependency that failed", errors=(503,))}
@@ -610,7 +655,8 @@ class ReadinessResource:
             try:
                 check()
             except Exception as exc:  # noqa: BLE001 - any failure means not ready
-                results[name] = f"failed: {type(exc).__name__}: {exc}"
+                log.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
+                results[name] = "failed"
                 failed.append(name)
             else:
                 results[name] = "ok"
@@ -630,9 +676,11 @@ def add_standard_routes(
     *,
     registry: CollectorRegistry,
     checks: Sequence[ReadinessCheck],
+    metrics_public: bool = False,
 ) -> None:
-    """/healthz, /readyz, /metrics and /openapi.json."""
+    """/healthz, /readyz, /metrics (an operator's, unless ``metrics_public``) and
+    /openapi.json."""
     docs.add_route(app, "/healthz", HealthResource())
     docs.add_route(app, "/readyz", ReadinessResource(checks))
-    docs.add_route(app, "/metrics", MetricsResource(registry))
+    docs.add_route(app, "/metrics", MetricsResource(registry, public=metrics_public))
     docs.add_route(app, "/openapi.json", OpenAPIResource(docs))

@@ -22,6 +22,11 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 JWT_SECRET = "test-secret-for-the-suite-only-0123456789"
+#: Signs service tokens (the workflow service acting on the api): never JWT_SECRET.
+SERVICE_TOKEN_SECRET = "test-service-token-secret-for-the-suite-0123"
+# The suite runs in development mode (production refuses to start without real
+# secrets); processes it starts inherit this. Production tests pass APP_ENV themselves.
+os.environ["APP_ENV"] = "development"
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +63,7 @@ def common_env(redis_url: str, namespace: str) -> dict[str, str]:
         "REDIS_URL": redis_url,
         "REDIS_NAMESPACE": namespace,
         "JWT_SECRET": JWT_SECRET,
+        "SERVICE_TOKEN_SECRET": SERVICE_TOKEN_SECRET,
     }
 
 

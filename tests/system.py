@@ -48,7 +48,7 @@ import redis
 
 from shared.auth import issue_token
 from shared.queues import ENTITY_QUEUES
-from tests.conftest import JWT_SECRET
+from tests.conftest import JWT_SECRET, SERVICE_TOKEN_SECRET
 from tests.support import ROOT, ServiceProcess, free_port, poll
 
 BIN = Path(sys.executable).parent
@@ -80,7 +80,9 @@ class System:
         self.env: dict[str, str] = {
             "REDIS_URL": redis_url,
             "REDIS_NAMESPACE": self.namespace,
+            "APP_ENV": "development",
             "JWT_SECRET": JWT_SECRET,
+            "SERVICE_TOKEN_SECRET": SERVICE_TOKEN_SECRET,
             "API_DATABASE_URL": self.api_database_url,
             "WORKFLOW_DATABASE_URL": self.workflow_database_url,
             "API_URL": self.api_url,

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 
 from shared.db import migrate
+from shared.settings import ConfigError
 from workflow_service.db import init_database
 from workflow_service.migrations import all_migrations
 from workflow_service.settings import WorkflowSettings
@@ -62,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, (help_text, _) in COMMANDS.items():
             print(f"  {name:12} {help_text}")
         return 2
-    return COMMANDS[argv[0]][1](argv[1:])
+    try:
+        return COMMANDS[argv[0]][1](argv[1:])
+    except ConfigError as exc:
+        print(f"workflow_service {argv[0]}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The workflow service's HTTP client for the api, with a short-lived service token.
 
-Steps call the api only through this: it signs a token with roles ``["service"]`` for
-the execution's tenant (cached until shortly before it expires) and keeps one pooled
-connection set per process.
+Steps call the api only through this: it signs a service token (``SERVICE_TOKEN_SECRET``,
+the service audience, roles ``["service"]``) for the execution's tenant, cached until
+shortly before it expires, and keeps one pooled connection set per process. A user
+token can never carry the ``service`` role, so only this client acts as the service.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from shared.auth import issue_token
+from shared.auth import issue_service_token
 
 SERVICE_SUBJECT = "workflow-service"
 TOKEN_TTL_S = 300
@@ -24,13 +25,13 @@ class ApiClient:
     def __init__(
         self,
         base_url: str,
-        jwt_secret: str,
+        service_secret: str,
         *,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ):
         self.http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
-        self.jwt_secret = jwt_secret
+        self.service_secret = service_secret
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
@@ -40,8 +41,8 @@ class ApiClient:
             cached = self._tokens.get(tenant_id)
             if cached and cached[1] - now > 60:
                 return cached[0]
-            token = issue_token(
-                self.jwt_secret, SERVICE_SUBJECT, ["service"], tenant_id, ttl=TOKEN_TTL_S
+            token = issue_service_token(
+                self.service_secret, tenant_id, SERVICE_SUBJECT, ttl=TOKEN_TTL_S
             )
             self._tokens[tenant_id] = (token, now + TOKEN_TTL_S)
             return token

@@ -33,7 +33,10 @@ def build_engine(
         settings=settings,
         db=db,
         broker=broker,
-        api=api or ApiClient(settings.api_url, settings.jwt_secret, timeout=settings.api_timeout_s),
+        api=api
+        or ApiClient(
+            settings.api_url, settings.service_token_secret, timeout=settings.api_timeout_s
+        ),
         cache=ActiveWorkflowCache(client, settings.namespace, settings.workflow_cache_ttl_s),
         directory=make_directory(),
     )

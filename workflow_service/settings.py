@@ -6,15 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.db import pooled_url
-from shared.settings import CommonSettings, Env, sqlite_default
-from workflow_service.notifications.settings import NotificationSettings
+from shared.settings import CommonSettings, Env, check_production, sqlite_default
+from workflow_service.notifications.settings import DEV_WEBHOOK_SECRET, NotificationSettings
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 #: Dramatiq's RedisBroker default: a worker silent this long is presumed dead.
 DRAMATIQ_HEARTBEAT_TIMEOUT_MS = 60_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class WorkflowSettings(CommonSettings):
     database_url: str = "sqlite:///var/workflow.db"
     #: Where ``change_status`` and other HTTP steps reach the api.
@@ -46,11 +46,16 @@ class WorkflowSettings(CommonSettings):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkflowSettings:
+        """Settings from ``environ`` (default: the process environment).
+
+        Raises ConfigError in production on a missing or development secret, the
+        webhook signing secret included (:func:`shared.settings.check_production`).
+        """
         env = Env(environ)
         common = cls.common_from_env(env)
         heartbeat = env.int("WORKER_HEARTBEAT_TIMEOUT_MS", 0)
         maintenance = env.int("BROKER_MAINTENANCE_CHANCE", 0)
-        return cls(
+        settings = cls(
             **common,
             database_url=env.first(
                 ["WORKFLOW_DATABASE_URL", "DATABASE_URL"],
@@ -73,6 +78,12 @@ class WorkflowSettings(CommonSettings):
             db_pool_size=env.int("WORKFLOW_DB_POOL_SIZE", 16),
             notifications=NotificationSettings.from_env(env),
         )
+        check_production(
+            settings,
+            {"WEBHOOK_SECRET": settings.notifications.webhook_secret},
+            published=[DEV_WEBHOOK_SECRET],
+        )
+        return settings
 
     @property
     def pooled_database_url(self) -> str:

@@ -13,7 +13,7 @@ from shared.broker import create_broker
 from shared.db import migrate, open_database
 from shared.settings import CommonSettings
 from tests.api.helpers import ApiClient, unique_tenant
-from tests.conftest import JWT_SECRET
+from tests.conftest import JWT_SECRET, SERVICE_TOKEN_SECRET
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,7 @@ def api_settings(api_database_url, redis_url, namespace) -> ApiSettings:
         redis_url=redis_url,
         namespace=namespace,
         jwt_secret=JWT_SECRET,
+        service_token_secret=SERVICE_TOKEN_SECRET,
         database_url=api_database_url,
         max_body_bytes=16 * 1024,
     )

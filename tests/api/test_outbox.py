@@ -68,7 +68,7 @@ def test_writes_succeed_without_redis_and_the_relay_delivers_each_event_once(
     assert Outbox.select().where(Outbox.sent_at.is_null()).count() == WRITES
     ready = api.client.simulate_get("/readyz")
     assert ready.status_code == 503 and "redis" in ready.json["description"]
-    metrics = api.client.simulate_get("/metrics").text
+    metrics = api.client.simulate_get("/metrics", headers=api.headers("operator")).text
     assert f"api_outbox_backlog {float(WRITES)}" in metrics
 
     # Then relays deliver them once Redis is back; one is restarted half-way and a

@@ -53,8 +53,12 @@ def test_gunicorn_serves_the_api(fresh_database_url, common_env, tmp_path, redis
             assert created.headers["location"] == f"/policies/{created.json()['id']}"
             assert http.get("/readyz").json()["checks"] == {"database": "ok", "redis": "ok"}
             assert http.get("/policies").status_code == 401
+            operator = auth("operator", tenant="platform")
             metrics = poll(
-                lambda: (text := http.get("/metrics").text) * ("api_outbox_backlog 0.0" in text),
+                lambda: (
+                    (text := http.get("/metrics", headers=operator).text)
+                    * ("api_outbox_backlog 0.0" in text)
+                ),
                 message="an empty outbox backlog",
             )
             sample = 'api_http_requests_total{method="POST",route="/policies",status="201"}'
@@ -139,6 +143,6 @@ def test_metrics_add_up_across_gunicorn_workers(
             assert httpx.get(f"{base}/policies", headers=auth("viewer")).status_code == 200
         sample = 'api_http_requests_total{method="GET",route="/policies",status="200"} 6.0'
         for _ in range(4):
-            assert sample in httpx.get(f"{base}/metrics").text
+            assert sample in httpx.get(f"{base}/metrics", headers=auth("operator")).text
     finally:
         web.stop()

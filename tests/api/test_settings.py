@@ -7,18 +7,27 @@ import pytest
 from api_service.settings import ApiSettings
 from shared.settings import ConfigError
 
+#: Settings read from explicit environments run in development unless a test says not.
+DEV = {"APP_ENV": "development"}
+
 
 def test_database_url_precedence():
-    assert ApiSettings.from_env({}).database_url == "sqlite:///var/api.db"
-    assert ApiSettings.from_env({"VAR_DIR": "/data"}).database_url == "sqlite:////data/api.db"
+    assert ApiSettings.from_env(DEV).database_url == "sqlite:///var/api.db"
+    assert (
+        ApiSettings.from_env({**DEV, "VAR_DIR": "/data"}).database_url == "sqlite:////data/api.db"
+    )
     both = {"DATABASE_URL": "postgresql://db/shared", "API_DATABASE_URL": "postgresql://db/api"}
-    assert ApiSettings.from_env(both).database_url == "postgresql://db/api"
-    assert ApiSettings.from_env({"DATABASE_URL": "sqlite:///x.db"}).database_url == "sqlite:///x.db"
+    assert ApiSettings.from_env({**DEV, **both}).database_url == "postgresql://db/api"
+    assert (
+        ApiSettings.from_env({**DEV, "DATABASE_URL": "sqlite:///x.db"}).database_url
+        == "sqlite:///x.db"
+    )
 
 
 def test_tuning_values_come_from_the_environment():
     settings = ApiSettings.from_env(
         {
+            **DEV,
             "API_MAX_BODY_BYTES": "1024",
             "OUTBOX_RETENTION_SECONDS": "60",
             "RELAY_INTERVAL_SECONDS": "0.25",
@@ -32,7 +41,7 @@ def test_tuning_values_come_from_the_environment():
     assert settings.relay_batch_size == 7
     assert "socket_timeout=0.1" in settings.publish_redis_url
     with pytest.raises(ConfigError, match="RELAY_BATCH_SIZE"):
-        ApiSettings.from_env({"RELAY_BATCH_SIZE": "many"})
+        ApiSettings.from_env({**DEV, "RELAY_BATCH_SIZE": "many"})
 
 
 def test_publishing_url_keeps_timeouts_the_url_sets():

@@ -81,7 +81,8 @@ def test_the_console_page_is_served_without_a_token_and_loads_nothing_foreign(sy
     assert httpx.get(f"{system.workflow_url}/console/secrets.txt").status_code == 404
     assert httpx.get(f"{system.workflow_url}/queues").status_code == 401
     # The workflow web's /metrics carries the queue series, read from Redis on scrape.
-    metrics = httpx.get(f"{system.workflow_url}/metrics").text
+    operator = {"Authorization": f"Bearer {system.token('ops', ('operator',), tenant='ops')}"}
+    metrics = httpx.get(f"{system.workflow_url}/metrics", headers=operator).text
     for series in (
         "queue_depth",
         "queue_delayed",

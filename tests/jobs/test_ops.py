@@ -384,7 +384,7 @@ def test_metrics_expose_queue_series_from_redis(system):
     done = system.actors.fragile.send(2).message_id
     poll(lambda: (system.store.raw(done) or {}).get("state") == "succeeded")
 
-    text = system.client.simulate_get("/metrics").text
+    text = system.client.simulate_get("/metrics", headers=OPERATOR).text
 
     q = f'queue="{QUEUE}"'
     assert "governance_queue_scrape_ok 1.0" in text

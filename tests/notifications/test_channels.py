@@ -38,8 +38,9 @@ def settings(**overrides) -> NotificationSettings:
 
 def test_signature_round_trip_and_tampering():
     body = b'{"a":1}'
-    headers = signing.sign(SECRET, body, timestamp=1_700_000_000)
+    headers = signing.sign(SECRET, body, delivery_id="d-1", timestamp=1_700_000_000)
     assert headers["X-Signature"].startswith("sha256=")
+    assert headers["X-Delivery-Id"] == "d-1"
     assert signing.verify_signature(SECRET, headers, body, clock=lambda: 1_700_000_010) == (
         1_700_000_000
     )
@@ -54,9 +55,43 @@ def test_signature_round_trip_and_tampering():
         signing.verify_signature(SECRET, moved, body, clock=lambda: 1_700_000_300)
 
 
+def test_a_replay_under_a_new_delivery_id_fails():
+    # Given: a captured delivery, replayed at once (inside the window) under a new id,
+    # so that a receiver deduping on X-Delivery-Id would act on it again
+    body = b'{"a":1}'
+    headers = signing.sign(SECRET, body, delivery_id="d-1", timestamp=1_000)
+    replay = {**headers, "X-Delivery-Id": "d-2"}
+    with pytest.raises(signing.InvalidSignature, match="does not match"):
+        signing.verify_signature(SECRET, replay, body, clock=lambda: 1_000)
+    # An id that could shift bytes between the id and the body is refused outright
+    shifted = {**headers, "X-Delivery-Id": "d-1.x"}
+    with pytest.raises(signing.InvalidSignature, match="delivery id"):
+        signing.verify_signature(SECRET, shifted, body, clock=lambda: 1_000)
+    without = {k: v for k, v in headers.items() if k != "X-Delivery-Id"}
+    with pytest.raises(signing.InvalidSignature, match="missing"):
+        signing.verify_signature(SECRET, without, body, clock=lambda: 1_000)
+
+
+def test_two_secrets_sign_during_a_rotation_and_either_verifies():
+    body = b"{}"
+    headers = signing.sign(["new-secret", "old-secret"], body, delivery_id="d", timestamp=5)
+    new, old = headers["X-Signature"].split(",")
+    assert new.startswith("sha256=") and old.startswith("sha256=") and new != old
+    # A receiver still on the old secret, one moved to the new, one holding both
+    for held in ("old-secret", "new-secret", ["new-secret", "old-secret"]):
+        assert signing.verify_signature(held, headers, body, clock=lambda: 5) == 5
+    with pytest.raises(signing.InvalidSignature, match="does not match"):
+        signing.verify_signature("third-secret", headers, body, clock=lambda: 5)
+    # After the grace period only the new one signs
+    later = signing.sign(["new-secret"], body, delivery_id="d", timestamp=5)
+    assert "," not in later["X-Signature"]
+    with pytest.raises(signing.InvalidSignature, match="does not match"):
+        signing.verify_signature("old-secret", later, body, clock=lambda: 5)
+
+
 def test_old_and_future_timestamps_are_rejected_as_replays():
     body = b"{}"
-    headers = signing.sign(SECRET, body, timestamp=1_000)
+    headers = signing.sign(SECRET, body, delivery_id="d", timestamp=1_000)
     with pytest.raises(signing.InvalidSignature, match="window"):
         signing.verify_signature(SECRET, headers, body, clock=lambda: 1_000 + 301)
     with pytest.raises(signing.InvalidSignature, match="window"):
@@ -68,10 +103,14 @@ def test_old_and_future_timestamps_are_rejected_as_replays():
 # ---------------------------------------------------------------------------- webhook
 
 
+def post(config, url, body, delivery_id="d", **options):
+    return post_webhook(config, url, body, delivery_id=delivery_id, secrets=[SECRET], **options)
+
+
 def test_webhook_post_is_signed_and_the_receiver_verifies_it():
     with WebhookReceiver(SECRET, [200]) as receiver:
         body = webhook_body({"event": "policy.approved", "id": "p-1"})
-        receipt = post_webhook(settings(), receiver.url, body, delivery_id="d-1")
+        receipt = post(settings(), receiver.url, body, delivery_id="d-1")
         (request,) = receiver.wait_for(1)
     assert receipt.status == 200
     assert request.signature_ok, request.signature_error
@@ -85,7 +124,7 @@ def test_webhook_retryable_answers(status):
         WebhookReceiver(SECRET, [status]) as receiver,
         pytest.raises(TransientDeliveryError) as info,
     ):
-        post_webhook(settings(), receiver.url, b"{}", delivery_id="d")
+        post(settings(), receiver.url, b"{}")
     assert info.value.status == status
 
 
@@ -95,7 +134,7 @@ def test_webhook_other_answers_are_permanent_with_the_answer_recorded(status):
         WebhookReceiver(SECRET, [status]) as receiver,
         pytest.raises(PermanentDeliveryError) as info,
     ):
-        post_webhook(settings(), receiver.url, b"{}", delivery_id="d")
+        post(settings(), receiver.url, b"{}")
     assert info.value.status == status
     assert "scripted" in info.value.response
 
@@ -103,12 +142,12 @@ def test_webhook_other_answers_are_permanent_with_the_answer_recorded(status):
 def test_webhook_connection_refused_is_transient():
     url = f"http://127.0.0.1:{free_port()}/hook"
     with pytest.raises(TransientDeliveryError, match="failed"):
-        post_webhook(settings(), url, b"{}", delivery_id="d")
+        post(settings(), url, b"{}")
 
 
 def test_webhook_url_must_be_http():
     with pytest.raises(PermanentDeliveryError, match="http"):
-        post_webhook(settings(), "file:///etc/passwd", b"{}", delivery_id="d")
+        post(settings(), "file:///etc/passwd", b"{}")
 
 
 @pytest.mark.parametrize(
@@ -119,12 +158,23 @@ def test_webhook_url_must_be_http():
         "http://10.1.2.3/hook",
         "http://[::1]/hook",
         "http://localhost/hook",
+        # IPv4 inside IPv6: compatible, mapped, SIIT, NAT64, 6to4, Teredo
+        "http://[::7f00:1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[::ffff:0:a9fe:a9fe]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/hook",
+        "http://[64:ff9b:1::a00:1]/hook",
+        "http://[2002:a9fe:a9fe::]/hook",
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",
+        # IPv4 spelled as the C resolver reads it
+        "http://2130706433/hook",
+        "http://0x7f.1/hook",
     ],
 )
 def test_webhooks_into_the_network_are_refused_by_default(url):
     default = NotificationSettings(webhook_secret=SECRET)
-    with pytest.raises(PermanentDeliveryError, match="private or reserved"):
-        post_webhook(default, url, b"{}", delivery_id="d")
+    with pytest.raises(PermanentDeliveryError, match="WEBHOOK_ALLOW_PRIVATE_NETWORKS"):
+        post(default, url, b"{}")
 
 
 # ----------------------------------------------------------------------------- e-mail
@@ -214,6 +264,7 @@ def test_settings_come_from_the_environment_and_hide_secrets():
     from workflow_service.settings import WorkflowSettings
 
     env = {
+        "APP_ENV": "development",
         "SMTP_HOST": "mail.example.org",
         "SMTP_PORT": "2525",
         "SMTP_STARTTLS": "true",
@@ -241,4 +292,4 @@ def test_settings_come_from_the_environment_and_hide_secrets():
         90.0,
     )
     assert "pw-123" not in repr(config) and "hook-456" not in repr(config)
-    assert WorkflowSettings.from_env({}).notifications.smtp_port == 25
+    assert WorkflowSettings.from_env({"APP_ENV": "development"}).notifications.smtp_port == 25

@@ -347,7 +347,8 @@ def test_cancel_a_pending_execution(client):
 def test_probes_and_openapi(client, workflow_db):
     assert client.simulate_get("/healthz").json == {"status": "ok"}
     assert client.simulate_get("/readyz").status_code == 200
-    assert "workflow_http_requests" in client.simulate_get("/metrics").text
+    metrics = client.simulate_get("/metrics", headers=auth(roles=["operator"]))
+    assert "workflow_http_requests" in metrics.text
     paths = client.simulate_get("/openapi.json").json["paths"]
     for path in (
         "/workflows",

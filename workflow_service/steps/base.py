@@ -43,8 +43,8 @@ database side effect and the completion commit together or not at all; also give
 rows a unique key on ``(execution, ctx.step_key, ...)`` and insert with
 ``on_conflict_ignore`` so a concurrent duplicate cannot add a second one. Steps with an
 external side effect set ``transactional = False`` and make it idempotent: HTTP calls
-send ``ctx.idempotency_key`` (derived from the execution and the step), messages use a
-message id derived from it (``ctx.message_id(suffix)``).
+send ``ctx.idempotency_key`` (an HMAC of execution and step), messages use a message id
+derived from execution and step (``ctx.message_id(suffix)``).
 
 **Context.** :class:`StepContext` gives the execution row, the trigger (event
 envelope and ``data`` snapshot, causation chain), the database, the settings, an HTTP
@@ -55,6 +55,8 @@ for sandboxed templates.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,6 +173,8 @@ class NoDirectory:
         return None
 
 
+#: Keeps idempotency keys apart from anything else the service-token secret signs.
+IDEMPOTENCY_KEY_LABEL = "governance.idempotency-key.v1"
 #: Namespace of message ids derived from execution and step, so a re-send is recognisable.
 MESSAGE_ID_NAMESPACE = uuid.UUID("6f1d8a52-3b1e-4c55-9a57-0c6f7b3f2e11")
 
@@ -194,12 +198,21 @@ class StepContext:
     previous: StepRun | None = None
 
     @property
-    def idempotency_key(self) -> str:
-        """Same for every attempt of this step of this execution."""
+    def step_identity(self) -> str:
+        """This step of this execution: the same for every attempt."""
         return f"{self.execution.id}:{self.step_key}"
 
+    @property
+    def idempotency_key(self) -> str:
+        """The ``Idempotency-Key`` of this step's calls to the api: the same for every
+        attempt, and an HMAC of the service-token secret, so nobody who knows (or
+        guesses) an execution id can use up or replay the key the step will send."""
+        message = f"{IDEMPOTENCY_KEY_LABEL}:{self.step_identity}".encode()
+        key = self.settings.service_token_secret.encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
+
     def message_id(self, suffix: str = "") -> str:
-        return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{self.idempotency_key}:{suffix}"))
+        return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{self.step_identity}:{suffix}"))
 
     @property
     def template_values(self) -> dict[str, Any]:

@@ -13,13 +13,14 @@ import peewee
 import redis
 from prometheus_client import CollectorRegistry
 
-from shared.auth import AuthMiddleware, TokenDecoder
+from shared.auth import AuthMiddleware, decoder_for
 from shared.broker import create_broker
 from shared.db import FalconConnectionScope, check_current, open_database
 from shared.http import (
     ApiDocs,
     QueryGuard,
     RequestMetrics,
+    SecurityHeaders,
     add_standard_routes,
     install_error_handling,
 )
@@ -91,9 +92,10 @@ def create_app(settings: WorkflowSettings, deps: Deps) -> falcon.App:
 
     app = falcon.App(
         middleware=[
+            SecurityHeaders(),
             RequestMetrics(deps.registry, "workflow"),
             QueryGuard(),
-            AuthMiddleware(TokenDecoder(settings.jwt_secret, settings.jwt_public_key)),
+            AuthMiddleware(decoder_for(settings, accept_service_tokens=False)),
             FalconConnectionScope(deps.db),
         ]
     )
@@ -122,5 +124,6 @@ def create_app(settings: WorkflowSettings, deps: Deps) -> falcon.App:
         docs,
         registry=deps.registry,
         checks=[("database", check_database), ("redis", lambda: deps.redis.ping())],
+        metrics_public=settings.metrics_public,
     )
     return app
