@@ -249,6 +249,7 @@ def main() -> int:
     secret = "bench-secret-0123456789abcdef0123456789"
     env = {
         **os.environ,
+        "APP_ENV": "development",
         "API_DATABASE_URL": database_url,
         "REDIS_NAMESPACE": namespace,
         "JWT_SECRET": secret,

@@ -223,14 +223,15 @@ def redact_url(url: str) -> str:
         password = parts.password
     except ValueError:
         return "***"
-    netloc = parts.netloc
+    netloc, query = parts.netloc, parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    hidden_query = any(k.lower() == "password" for k, _ in pairs)
+    if password is None and not hidden_query:
+        return url  # unchanged: urlunsplit would rewrite "sqlite:///x" as "sqlite:/x"
     if password is not None:
         userinfo, _, host = netloc.rpartition("@")
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:***@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() == "password" for k, _ in pairs):
-            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs])
+    if hidden_query:
+        query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs])
     return urlunsplit(parts._replace(netloc=netloc, query=query))

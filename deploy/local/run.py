@@ -74,15 +74,29 @@ def processes(mail_sink: bool) -> dict[str, list[str]]:
     return procs
 
 
-def main() -> int:
-    os.chdir(ROOT)
-    env = {
+def environment() -> dict[str, str]:
+    """The environment of every process: this one's, in development mode."""
+    return {
         # Two web processes per service are plenty on one machine (the default is two
         # per core, for a server).
         "WEB_WORKERS": "2",
         **os.environ,
         "API_URL": os.environ.get("API_URL", f"http://127.0.0.1:{API_PORT}"),
+        # Development mode: the published development secrets are accepted. Everything
+        # else is production, which refuses to start without real secrets.
+        "APP_ENV": "development",
     }
+
+
+def main() -> int:
+    os.chdir(ROOT)
+    env = environment()
+    print(
+        "[run] DEVELOPMENT MODE (APP_ENV=development): tokens and webhooks are signed "
+        "with published development secrets unless JWT_SECRET, SERVICE_TOKEN_SECRET and "
+        "WEBHOOK_SECRET are set. Never expose this to a network.",
+        flush=True,
+    )
     mail_sink = not os.environ.get("SMTP_HOST")
     if mail_sink:
         env.update(SMTP_HOST="127.0.0.1", SMTP_PORT=SMTP_PORT)

@@ -101,10 +101,11 @@ def api_app(
 def workflow_app(
     security_workflow_database, redis_client, redis_url, namespace
 ) -> Iterator[Callable[..., falcon.testing.TestClient]]:
-    """Factory: a TestClient of the workflow web with settings changed by keyword."""
+    """Factory: a TestClient of the workflow web with settings changed by keyword
+    (and another Redis client, ``redis=``)."""
     opened = []
 
-    def make(**changes) -> falcon.testing.TestClient:
+    def make(redis=None, **changes) -> falcon.testing.TestClient:
         settings = WorkflowSettings(
             redis_url=redis_url,
             namespace=namespace,
@@ -115,7 +116,7 @@ def workflow_app(
         settings = dataclasses.replace(settings, **changes)
         db = init_database(settings.database_url)
         opened.append(db)
-        deps = WorkflowDeps(db=db, broker=_Outbox(), redis=redis_client)
+        deps = WorkflowDeps(db=db, broker=_Outbox(), redis=redis or redis_client)
         return falcon.testing.TestClient(create_workflow(settings, deps))
 
     yield make
