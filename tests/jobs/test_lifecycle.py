@@ -30,7 +30,8 @@ from workflow_service.ops import register_ops
 
 SCALE = 0.05  # retry delays: governance.policy 100 ms, 200 ms; notification 50 ms
 KEEP_SUCCEEDED, KEEP_FAILED = 3, 2
-ADMIN = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'op', ['admin'], 'ops')}"}
+#: Platform staff: every tenant's jobs.
+OPERATOR = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'op', ['operator'], 'ops')}"}
 
 
 @pytest.fixture(scope="module")
@@ -163,11 +164,11 @@ def test_an_exhausted_job_is_failed_dead_lettered_and_retried_from_the_api(syste
     assert record["attempt"] == spec.attempts == 10
     assert [e["state"] for e in record["timeline"]].count("retrying") == spec.attempts - 1
     assert record["error"] == {"type": "ConnectionError", "message": "destination hook is down"}
-    detail = system.ops.simulate_get(f"/jobs/{job_id}", headers=ADMIN).json
+    detail = system.ops.simulate_get(f"/jobs/{job_id}", headers=OPERATOR).json
     assert detail["dead_lettered"] is True
 
     def dead_notifications():
-        items = system.ops.simulate_get("/queues", headers=ADMIN).json["items"]
+        items = system.ops.simulate_get("/queues", headers=OPERATOR).json["items"]
         return {q["name"]: q for q in items}["governance.notification"]["dead"]
 
     # (the record turns failed a moment before the worker moves the message to the XQ)
@@ -175,7 +176,7 @@ def test_an_exhausted_job_is_failed_dead_lettered_and_retried_from_the_api(syste
 
     # When the destination is back and an operator retries the dead job
     system.redis.set(f"{system.namespace}:test:hook:up", 1)
-    resp = system.ops.simulate_post(f"/jobs/{job_id}/retry", headers=ADMIN)
+    resp = system.ops.simulate_post(f"/jobs/{job_id}/retry", headers=OPERATOR)
 
     # Then it runs again as a new job, with a fresh attempt count, and succeeds
     assert resp.status_code == 202, resp.text

@@ -210,15 +210,9 @@ def test_ops_views_need_the_operator_or_admin_role(system):
     for method, path in routes:
         call = getattr(system.client, method)
         assert call(path).status_code == 401, path
-        # Tenant roles below admin, and the workflow service's own role, are refused
-        # (with the acme tenant: they are refused for the role, not for the tenant).
-        for roles in (
-            ("viewer",),
-            ("editor",),
-            ("approver",),
-            ("service",),
-            ("editor", "approver"),
-        ):
+        # Tenant roles below admin are refused (with the acme tenant: they are refused
+        # for the role, not for the tenant).
+        for roles in (("viewer",), ("editor",), ("approver",), ("editor", "approver")):
             resp = call(path, headers=token(roles, tenant="acme"))
             assert resp.status_code == 403, (path, roles, resp.text)
             assert "operator" in resp.json["description"], resp.json
