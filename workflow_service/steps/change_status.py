@@ -1,7 +1,7 @@
 """``change_status``: move the entity to another status through the api.
 
 ``POST /<entities>/{id}/transitions`` with ``{"to", "comment"}``, a service token of the
-execution's tenant, an ``Idempotency-Key`` derived from execution and step (a retry
+execution's tenant, an ``Idempotency-Key`` (an HMAC of execution and step; a retry
 after a lost answer replays the first answer instead of moving twice) and the causation
 chain (the api passes it on in the event the change emits, which is how loops stop).
 
