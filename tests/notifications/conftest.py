@@ -41,3 +41,52 @@ def execution(workflow_db) -> Execution:
         entity_id="p-1",
         job_id="j-1",
     )
+
+
+@pytest.fixture
+def restore_network_policy() -> Iterator[None]:
+    """Apps set the process's webhook network policy; put it back afterwards."""
+    from workflow_service.steps import webhook_urls
+
+    before = webhook_urls.POLICY.allow_private
+    yield
+    webhook_urls.configure(allow_private=before)
+
+
+@pytest.fixture
+def make_web(workflow_db, redis_client, redis_url, namespace, restore_network_policy):
+    """``make_web(**notification_settings)``: the admin web through falcon's TestClient."""
+    import dataclasses
+
+    import falcon.testing
+
+    from tests.conftest import JWT_SECRET
+    from tests.workflow.conftest import Outbox
+    from workflow_service.notifications.settings import NotificationSettings
+    from workflow_service.settings import WorkflowSettings
+    from workflow_service.web.app import Deps, create_app
+
+    def make(**notifications):
+        settings = WorkflowSettings(
+            redis_url=redis_url,
+            namespace=namespace,
+            database_url="unused: bound by the workflow_db fixture",
+            jwt_secret=JWT_SECRET,
+        )
+        base = {"webhook_secret": "master-key-of-the-notification-tests-0123456789"}
+        settings = dataclasses.replace(
+            settings, notifications=NotificationSettings(**{**base, **notifications})
+        )
+        app = create_app(settings, Deps(db=workflow_db, broker=Outbox(), redis=redis_client))
+        client = falcon.testing.TestClient(app)
+        client.app_settings = settings.notifications  # type: ignore[attr-defined]
+        return client
+
+    return make
+
+
+def auth(sub: str = "erin", roles=("editor",), tenant: str = "acme") -> dict[str, str]:
+    from shared.auth import issue_token
+    from tests.conftest import JWT_SECRET
+
+    return {"Authorization": f"Bearer {issue_token(JWT_SECRET, sub, list(roles), tenant)}"}

@@ -35,9 +35,14 @@ class WebhookReceiver:
     receiver would.
     """
 
-    secret: str
+    #: The secret(s) the receiver holds (several while it moves to a rotated one).
+    secret: str | list[str]
     script: list[int] = field(default_factory=lambda: [200])
     requests: list[ReceivedRequest] = field(default_factory=list)
+    #: What it answers (default: a short JSON document).
+    answer: bytes | None = None
+    #: Serve HTTPS with this server context.
+    tls: ssl.SSLContext | None = None
 
     def __post_init__(self):
         self.lock = threading.Lock()
@@ -56,7 +61,9 @@ class WebhookReceiver:
                     receiver.requests.append(ReceivedRequest(self.path, headers, body, ok, error))
                     index = min(len(receiver.requests), len(receiver.script)) - 1
                     status = receiver.script[index]
-                answer = b'{"received": true}' if status < 300 else b'{"error": "scripted"}'
+                answer = receiver.answer or (
+                    b'{"received": true}' if status < 300 else b'{"error": "scripted"}'
+                )
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
@@ -68,11 +75,14 @@ class WebhookReceiver:
 
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/hook"
 
     def __enter__(self) -> WebhookReceiver:
         self.thread.start()
@@ -158,9 +168,9 @@ class SmtpServer:
         )
 
 
-def self_signed_tls(directory) -> tuple[ssl.SSLContext, str]:
-    """A server TLS context for 127.0.0.1 with a fresh self-signed certificate, and the
-    certificate's path (the CA a client must trust)."""
+def self_signed_tls(directory, dns_name: str | None = None) -> tuple[ssl.SSLContext, str]:
+    """A server TLS context for 127.0.0.1 (or for ``dns_name`` alone) with a fresh
+    self-signed certificate, and the certificate's path (the CA a client must trust)."""
     import datetime
     import ipaddress
 
@@ -170,7 +180,12 @@ def self_signed_tls(directory) -> tuple[ssl.SSLContext, str]:
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name or "127.0.0.1")])
+    subject_names: list[x509.GeneralName] = (
+        [x509.DNSName(dns_name)]
+        if dns_name
+        else [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -181,14 +196,15 @@ def self_signed_tls(directory) -> tuple[ssl.SSLContext, str]:
         .not_valid_before(now - datetime.timedelta(minutes=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(subject_names),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    cert_path = f"{directory}/smtp-cert.pem"
-    key_path = f"{directory}/smtp-key.pem"
+    label = dns_name or "smtp"
+    cert_path = f"{directory}/{label}-cert.pem"
+    key_path = f"{directory}/{label}-key.pem"
     with open(cert_path, "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
     with open(key_path, "wb") as f:

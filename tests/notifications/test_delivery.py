@@ -16,7 +16,7 @@ from shared.settings import CommonSettings
 from tests.notifications.receivers import SmtpServer, WebhookReceiver
 from tests.support import poll
 from workflow_service.models import Notification
-from workflow_service.notifications import delivery
+from workflow_service.notifications import delivery, secrets
 from workflow_service.notifications.channels import PermanentDeliveryError, TransientDeliveryError
 from workflow_service.notifications.models import Delivery
 from workflow_service.notifications.settings import NotificationSettings
@@ -34,6 +34,11 @@ def settings(**overrides):
             **overrides,
         }
     )
+
+
+def tenant_secret(tenant="acme"):
+    """What the tenant's receivers hold: its current signing secret."""
+    return secrets.signing_secrets(tenant, settings())[0]
 
 
 def plan(execution, *items, step_key="1"):
@@ -77,7 +82,7 @@ def test_in_app_is_written_with_the_sent_mark_and_only_once(execution):
 
 
 def test_concurrent_duplicates_send_once(execution):
-    with WebhookReceiver(SECRET, [200]) as receiver:
+    with WebhookReceiver(tenant_secret(), [200]) as receiver:
         (delivery_id,) = plan(execution, webhook(receiver.url))
         barrier = threading.Barrier(4)
         outcomes = []
@@ -101,7 +106,7 @@ def test_concurrent_duplicates_send_once(execution):
 
 
 def test_transient_failure_releases_the_claim_and_the_last_one_fails(execution):
-    with WebhookReceiver(SECRET, [503]) as receiver:
+    with WebhookReceiver(tenant_secret(), [503]) as receiver:
         (delivery_id,) = plan(execution, webhook(receiver.url))
         with pytest.raises(TransientDeliveryError):
             delivery.attempt(delivery_id, settings(), last_attempt=False)
@@ -115,7 +120,7 @@ def test_transient_failure_releases_the_claim_and_the_last_one_fails(execution):
 
 
 def test_permanent_failure_records_the_answer(execution):
-    with WebhookReceiver(SECRET, [404]) as receiver:
+    with WebhookReceiver(tenant_secret(), [404]) as receiver:
         (delivery_id,) = plan(execution, webhook(receiver.url))
         with pytest.raises(PermanentDeliveryError):
             delivery.attempt(delivery_id, settings(), last_attempt=False)

@@ -16,8 +16,11 @@ from workflow_service import broker as worker_broker
 from workflow_service.models import is_id
 from workflow_service.notifications import delivery
 from workflow_service.notifications.channels import PermanentDeliveryError
+from workflow_service.steps import webhook_urls
 
 OPTIONS = actor_options(delivery.NOTIFICATION_QUEUE)
+# Workers validate step options again before a run: same policy as the web that saved them.
+webhook_urls.configure(allow_private=worker_broker.settings.notifications.webhook_allow_private)
 
 
 class InvalidDeliveryMessage(ValueError):

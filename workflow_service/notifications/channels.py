@@ -10,13 +10,14 @@ that marks the delivery sent (see :mod:`.delivery`).
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ipaddress
 import json
 import smtplib
 import socket
 import ssl
-import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -24,9 +25,11 @@ from typing import Any
 
 from workflow_service.notifications import signing
 from workflow_service.notifications.settings import NotificationSettings
+from workflow_service.steps import webhook_urls
 
-#: How much of a receiver's answer is kept on the delivery record.
-MAX_RECORDED_RESPONSE = 2_000
+#: How much of a receiver's answer is kept on the delivery record (and shown on
+#: ``/deliveries``): enough to see what went wrong, too little to store a document.
+MAX_RECORDED_RESPONSE = 256
 RETRYABLE_STATUSES = frozenset({408, 429})
 
 
@@ -131,40 +134,138 @@ def webhook_body(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str).encode()
 
 
+#: Resolves a host name to its addresses (strings), once per delivery attempt.
+Resolver = Callable[[str, int], list[str]]
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address ``host`` has (IPv4 and IPv6), in the resolver's order, once each."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection to addresses resolved and checked beforehand.
+
+    The check of a webhook's addresses is worthless if connecting resolves the name
+    again: a DNS server under the attacker's control can answer a public address to
+    the check and ``127.0.0.1`` to the connection (DNS rebinding). So the host is
+    resolved once, every address is checked, and the socket is opened to those very
+    addresses. Everything else still names the host from the URL: ``http.client``
+    sends ``Host`` from ``self.host``, and :class:`_PinnedHTTPSConnection` gives it to
+    TLS as SNI and as the name the certificate must match.
+
+    ``connect()`` is the documented place to say how a connection is opened; we
+    override it rather than pass an IP as the host (which would put the IP in
+    ``Host``, SNI and certificate checks) or patch name resolution process-wide.
+    """
+
+    def __init__(self, host: str, port: int, *, addresses: list[str], timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self.addresses = addresses
+
+    def _open_socket(self) -> socket.socket:
+        error: OSError | None = None
+        for address in self.addresses:
+            try:
+                sock = socket.create_connection((address, self.port), self.timeout)
+            except OSError as exc:
+                error = exc
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        raise error or OSError(f"no address to connect to for {self.host}")
+
+    def connect(self) -> None:
+        self.sock = self._open_socket()
+
+
+class _PinnedHTTPSConnection(_PinnedHTTPConnection):
+    """TLS over the pinned socket: SNI and certificate verification for the URL's host."""
+
+    default_port = http.client.HTTPS_PORT
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        addresses: list[str],
+        timeout: float,
+        context: ssl.SSLContext,
+    ):
+        super().__init__(host, port, addresses=addresses, timeout=timeout)
+        self.tls = context
+
+    def connect(self) -> None:
+        sock = self._open_socket()
+        try:
+            self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
 def post_webhook(
-    settings: NotificationSettings, url: str, body: bytes, *, delivery_id: str
+    settings: NotificationSettings,
+    url: str,
+    body: bytes,
+    *,
+    delivery_id: str,
+    secrets: list[str],
+    resolve: Resolver = resolve_host,
+    tls: ssl.SSLContext | None = None,
 ) -> Receipt:
-    """POST ``body`` signed with the webhook secret. Redirects are not followed."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PermanentDeliveryError(f"webhook url {url!r} is not an http(s) URL")
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
+    """POST ``body`` to ``url``, signed with each of ``secrets`` (the tenant's current
+    secret first). Redirects are not followed.
+
+    The host is resolved once (``resolve``); unless private networks are allowed every
+    address must be public, IPv4 embedded in IPv6 included, and the connection goes to
+    those addresses only (see :class:`_PinnedHTTPConnection`). A URL that cannot be a
+    webhook (scheme, host, port) fails at once: no retry can fix it.
+    """
+    try:
+        target = webhook_urls.parse_webhook_url(url)
+    except webhook_urls.InvalidWebhookUrl as exc:
+        raise PermanentDeliveryError(
+            f"webhook url {webhook_urls.redact_url(url)!r} {exc}"
+        ) from None
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "governance-workflows-webhook/1",
-        signing.DELIVERY_HEADER: delivery_id,
         # Signed at send time, so a retry an hour later is not mistaken for a replay.
-        **signing.sign(settings.webhook_secret, body),
+        **signing.sign(secrets, body, delivery_id=delivery_id),
     }
-    if not settings.webhook_allow_private:
-        _refuse_private_address(parts.hostname, parts.port or 443)
-    conn_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    conn = conn_class(parts.hostname, parts.port, timeout=settings.webhook_timeout_s)
+    if target.username is not None:
+        credentials = f"{target.username}:{target.password or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
+    addresses = _checked_addresses(settings, target, resolve)
+    conn: _PinnedHTTPConnection
+    if target.scheme == "https":
+        conn = _PinnedHTTPSConnection(
+            target.host,
+            target.port,
+            addresses=addresses,
+            timeout=settings.webhook_timeout_s,
+            context=tls or ssl.create_default_context(),
+        )
+    else:
+        conn = _PinnedHTTPConnection(
+            target.host, target.port, addresses=addresses, timeout=settings.webhook_timeout_s
+        )
     try:
-        conn.request("POST", path, body=body, headers=headers)
+        conn.request("POST", target.target, body=body, headers=headers)
         response = conn.getresponse()
         status = response.status
         answer = response.read(MAX_RECORDED_RESPONSE).decode("utf-8", "replace")
     except (OSError, http.client.HTTPException) as exc:
         raise TransientDeliveryError(
-            f"webhook request failed: {type(exc).__name__}: {exc}"
+            f"webhook request to {target.host} ({', '.join(addresses)}) failed: "
+            f"{type(exc).__name__}: {exc}"
         ) from None
     finally:
         conn.close()
+    answer = answer[:MAX_RECORDED_RESPONSE]
     if 200 <= status < 300:
         return Receipt(status=status, response=answer)
     if status >= 500 or status in RETRYABLE_STATUSES:
@@ -172,16 +273,38 @@ def post_webhook(
     raise PermanentDeliveryError(f"webhook answered {status}", status=status, response=answer)
 
 
-def _refuse_private_address(host: str, port: int) -> None:
-    """Refuse a webhook whose host resolves to an address inside the network."""
+def _checked_addresses(
+    settings: NotificationSettings, target: webhook_urls.WebhookTarget, resolve: Resolver
+) -> list[str]:
+    """The addresses to connect to: resolved once, each one checked."""
+    if not settings.webhook_allow_private and webhook_urls.refused_host_name(target.host):
+        raise PermanentDeliveryError(
+            f"webhook host {target.host!r} is this machine; "
+            "set WEBHOOK_ALLOW_PRIVATE_NETWORKS=true to allow it"
+        )
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = resolve(target.host, target.port)
     except OSError as exc:
-        raise TransientDeliveryError(f"webhook host {host!r} does not resolve: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
+        raise TransientDeliveryError(
+            f"webhook host {target.host!r} does not resolve: {exc}"
+        ) from None
+    if not addresses:
+        raise TransientDeliveryError(f"webhook host {target.host!r} has no address")
+    if settings.webhook_allow_private:
+        return addresses
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
             raise PermanentDeliveryError(
-                f"webhook host {host!r} resolves to {address}, a private or reserved address; "
+                f"webhook host {target.host!r} resolves to {address!r}, not an IP address"
+            ) from None
+        reason = webhook_urls.refusal_reason(ip)
+        if reason is not None:
+            # One bad address refuses the host: a name that also points inside the
+            # network is not a public receiver.
+            raise PermanentDeliveryError(
+                f"webhook host {target.host!r} resolves to {ip}, {reason}; "
                 "set WEBHOOK_ALLOW_PRIVATE_NETWORKS=true to allow it"
             )
+    return addresses

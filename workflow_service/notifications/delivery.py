@@ -40,6 +40,7 @@ from workflow_service.notifications.channels import (
     webhook_body,
 )
 from workflow_service.notifications.models import Channel, Delivery, DeliveryStatus
+from workflow_service.notifications.secrets import signing_secrets
 from workflow_service.notifications.settings import NotificationSettings
 
 log = logging.getLogger(__name__)
@@ -284,6 +285,10 @@ def _send_external(delivery: Delivery, settings: NotificationSettings):
     if delivery.channel == Channel.WEBHOOK:
         body = webhook_body(delivery.payload or {})
         return post_webhook(
-            settings, delivery.address or delivery.recipient, body, delivery_id=delivery.id
+            settings,
+            delivery.address or delivery.recipient,
+            body,
+            delivery_id=delivery.id,
+            secrets=signing_secrets(delivery.tenant_id, settings),
         )
     raise PermanentDeliveryError(f"unknown channel {delivery.channel!r}")

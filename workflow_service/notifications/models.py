@@ -85,3 +85,29 @@ class Delivery(BaseModel):
 
 
 NOTIFICATION_MODELS: tuple[type[BaseModel], ...] = (Delivery,)
+
+
+class WebhookSigningKey(BaseModel):
+    """One generation of a tenant's webhook signing secret.
+
+    The secret itself is not stored: it is derived from the server's master key and
+    this row (see :mod:`workflow_service.notifications.secrets`). The newest generation
+    signs; the one before it signs too until ``grace`` after the newest was made.
+    """
+
+    id = peewee.CharField(max_length=36, primary_key=True, default=lambda: str(uuid.uuid4()))
+    tenant_id = peewee.CharField(max_length=64)
+    generation = peewee.IntegerField()
+    #: Random, per generation: what makes this tenant's secret its own.
+    salt = peewee.CharField(max_length=64)
+    created_at = peewee.DateTimeField(default=utcnow)
+    #: Who rotated to it; null for the secret generated on first use.
+    created_by = peewee.CharField(max_length=128, null=True)
+
+    class Meta:
+        table_name = "webhook_signing_key"
+        indexes = ((("tenant_id", "generation"), True),)
+
+
+#: Tables of migration 131 (kept apart: migration 130 creates NOTIFICATION_MODELS).
+SIGNING_KEY_MODELS: tuple[type[BaseModel], ...] = (WebhookSigningKey,)

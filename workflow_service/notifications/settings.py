@@ -21,7 +21,12 @@ class NotificationSettings:
     smtp_password: str | None = None
     smtp_from: str = "governance@localhost"
     smtp_timeout_s: float = 10.0
+    #: The server's master key of webhook signing (``WEBHOOK_SECRET``): each tenant's
+    #: signing secret is derived from it (see :mod:`.secrets`); it signs nothing itself.
     webhook_secret: str = DEV_WEBHOOK_SECRET
+    #: After a tenant rotates its signing secret, the previous one still signs (a second
+    #: signature) this long, so its receivers can switch without losing deliveries.
+    webhook_secret_grace_s: float = 86_400.0
     webhook_timeout_s: float = 10.0
     #: Webhooks to loopback, private, link-local (cloud metadata) or reserved addresses
     #: are refused unless this is set: a workflow author must not reach inside the network.
@@ -49,6 +54,9 @@ class NotificationSettings:
             smtp_from=env.str("SMTP_FROM", cls.smtp_from),
             smtp_timeout_s=env.float("SMTP_TIMEOUT_SECONDS", cls.smtp_timeout_s),
             webhook_secret=env.str("WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
+            webhook_secret_grace_s=env.float(
+                "WEBHOOK_SECRET_GRACE_SECONDS", cls.webhook_secret_grace_s
+            ),
             webhook_timeout_s=env.float("WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout_s),
             webhook_allow_private=env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False),
             claim_lease_s=env.float("DELIVERY_CLAIM_LEASE_SECONDS", cls.claim_lease_s),

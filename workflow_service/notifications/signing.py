@@ -1,46 +1,83 @@
 """Webhook signatures: what we send, and a helper receivers use to check it.
 
-Each POST carries ``X-Signature-Timestamp`` (Unix seconds at send time) and
-``X-Signature: sha256=<hex>``, the HMAC-SHA256 of ``f"{timestamp}.{body}"`` keyed with
-the shared secret. Signing the timestamp with the body lets a receiver reject a
-captured request replayed later: :func:`verify_signature` refuses timestamps older
-(or further in the future) than a tolerance. Within the tolerance a receiver that must
-not act twice dedupes on ``X-Delivery-Id``, which stays the same across retries.
+Each POST carries three headers:
+
+* ``X-Signature-Timestamp``: Unix seconds at send time;
+* ``X-Delivery-Id``: the delivery's id, the same on every retry of one delivery;
+* ``X-Signature: sha256=<hex>``: the HMAC-SHA256, keyed with the tenant's signing
+  secret, of ``f"{timestamp}.{delivery_id}.".encode() + body``.
+
+Signing the timestamp lets a receiver reject a captured request replayed later
+(:func:`verify_signature` refuses timestamps outside a tolerance); signing the delivery
+id means a replay under a new id fails, so a receiver that must not act twice can
+dedupe on ``X-Delivery-Id`` within the tolerance. The delivery id may hold only
+letters, digits, ``-`` and ``_``, so where it ends in the signed string is never
+ambiguous.
+
+While a tenant rotates its secret, both are valid for a grace period and a delivery
+carries one signature per secret, newest first: ``X-Signature: sha256=<new>,sha256=<old>``
+(the comma-separated list GitHub, Stripe and Standard Webhooks use for the same purpose).
+A receiver accepts the request if any signature matches a secret it holds, so it may
+switch to the new secret at any time during the grace period.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
 SIGNATURE_HEADER = "X-Signature"
 DELIVERY_HEADER = "X-Delivery-Id"
 SCHEME = "sha256="
 DEFAULT_TOLERANCE_S = 300
+#: At most this many signatures are looked at (a grace period needs two).
+MAX_SIGNATURES = 4
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 class InvalidSignature(ValueError):
     """The request is not signed with our secret, or is too old to trust."""
 
 
-def _digest(secret: str, timestamp: str, body: bytes) -> str:
-    message = timestamp.encode("ascii") + b"." + body
+def signed_message(timestamp: str, delivery_id: str, body: bytes) -> bytes:
+    """The bytes a signature covers."""
+    return f"{timestamp}.{delivery_id}.".encode("ascii") + body
+
+
+def _digest(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
-def sign(secret: str, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
-    """The signature headers for ``body`` (bytes exactly as they go on the wire)."""
-    if not secret:
-        raise ValueError("a webhook secret is required to sign")
+def _secrets(secrets: str | Iterable[str]) -> list[str]:
+    listed = [secrets] if isinstance(secrets, str) else list(secrets)
+    if not listed or not all(listed):
+        raise ValueError("a webhook signing secret is required")
+    return listed
+
+
+def sign(
+    secrets: str | Iterable[str],
+    body: bytes,
+    *,
+    delivery_id: str,
+    timestamp: int | None = None,
+) -> dict[str, str]:
+    """The signature headers for ``body`` (bytes exactly as they go on the wire), one
+    signature per secret in the order given (the current secret first)."""
+    if not _DELIVERY_ID.fullmatch(delivery_id):
+        raise ValueError("a delivery id holds 1-128 letters, digits, '-' or '_'")
     ts = str(int(time.time()) if timestamp is None else timestamp)
-    return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: SCHEME + _digest(secret, ts, body)}
+    message = signed_message(ts, delivery_id, body)
+    signatures = ",".join(SCHEME + _digest(s, message) for s in _secrets(secrets))
+    return {TIMESTAMP_HEADER: ts, DELIVERY_HEADER: delivery_id, SIGNATURE_HEADER: signatures}
 
 
 def verify_signature(
-    secret: str,
+    secrets: str | Iterable[str],
     headers: Mapping[str, str],
     body: bytes,
     *,
@@ -49,22 +86,29 @@ def verify_signature(
 ) -> int:
     """Check a received webhook; return its timestamp or raise :class:`InvalidSignature`.
 
-    ``headers`` may be any mapping; names are matched case-insensitively.
+    ``secrets`` is the receiver's secret, or several (its old and new one while it
+    rotates). ``headers`` may be any mapping; names are matched case-insensitively.
     """
+    keys = _secrets(secrets)
     lowered = {k.lower(): v for k, v in headers.items()}
     timestamp = lowered.get(TIMESTAMP_HEADER.lower())
     signature = lowered.get(SIGNATURE_HEADER.lower())
-    if not timestamp or not signature:
+    delivery_id = lowered.get(DELIVERY_HEADER.lower())
+    if not timestamp or not signature or not delivery_id:
         raise InvalidSignature("signature headers are missing")
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        raise InvalidSignature("the signature timestamp is not an integer") from None
+    if not timestamp.isascii() or not timestamp.isdigit():
+        raise InvalidSignature("the signature timestamp is not an integer")
+    ts = int(timestamp)
     if abs(clock() - ts) > tolerance_s:
         raise InvalidSignature("the signature timestamp is outside the accepted window")
-    if not signature.startswith(SCHEME):
-        raise InvalidSignature(f"the signature must start with {SCHEME!r}")
-    expected = _digest(secret, timestamp, body)
-    if not hmac.compare_digest(expected, signature[len(SCHEME) :]):
-        raise InvalidSignature("the signature does not match")
-    return ts
+    if not _DELIVERY_ID.fullmatch(delivery_id):
+        raise InvalidSignature("the delivery id is not one this sender uses")
+    offered = [s.strip() for s in signature.split(",")[:MAX_SIGNATURES]]
+    if not all(s.startswith(SCHEME) for s in offered):
+        raise InvalidSignature(f"each signature must start with {SCHEME!r}")
+    message = signed_message(timestamp, delivery_id, body)
+    for key in keys:
+        expected = _digest(key, message)
+        if any(hmac.compare_digest(expected, s[len(SCHEME) :]) for s in offered):
+            return ts
+    raise InvalidSignature("the signature does not match")

@@ -12,7 +12,6 @@ summary for the step log. The ``webhook`` channel posts to the step's ``webhook_
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -22,6 +21,7 @@ from shared.db import utcnow
 from shared.sql import CompiledInsert
 from workflow_service import templating
 from workflow_service.models import Notification
+from workflow_service.steps import webhook_urls
 from workflow_service.steps.base import Step, StepConfig, StepContext, StepOutcome
 from workflow_service.steps.recipients import Address, check_recipient, resolve
 from workflow_service.steps.registry import register
@@ -65,15 +65,12 @@ def deliver_in_app(
 CHANNELS: dict[str, ChannelHandler] = {"in_app": deliver_in_app}
 
 
-def _http_url(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL")
-    return url
-
-
-#: A webhook address: where to POST, checked again (private networks) at delivery.
-HttpUrl = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_http_url)]
+#: A webhook address: scheme, host and port checked when the workflow is saved (and a
+#: literal private address refused, see :func:`.webhook_urls.check_saved_url`); the
+#: addresses its name resolves to are checked again at every delivery.
+HttpUrl = Annotated[
+    str, Field(min_length=1, max_length=512), AfterValidator(webhook_urls.check_saved_url)
+]
 
 
 def _template(value: str) -> str:

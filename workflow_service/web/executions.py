@@ -80,7 +80,7 @@ class ExecutionCollection:
             query = query.where(Execution.status == status)
         rows = list(after_cursor(query, Execution, page_cursor(req)).limit(limit))
         resp.media = {
-            "items": [execution_body(e) for e in rows],
+            "items": [execution_body(e, reader=principal) for e in rows],
             "next_cursor": next_cursor(rows, limit),
         }
 
@@ -99,7 +99,7 @@ class ExecutionItem:
     def on_get(self, req, resp, execution_id):
         principal = require_role(req, *READ_ROLES)
         execution = _get(principal.tenant, execution_id)
-        resp.media = execution_body(execution, _steps(execution))
+        resp.media = execution_body(execution, _steps(execution), principal)
 
 
 class ExecutionCancel:

@@ -1,18 +1,24 @@
-"""Rows as the JSON the admin API answers."""
+"""Rows as the JSON the admin API answers.
+
+Bodies that may hold a webhook URL (definitions, step outputs, errors) take the
+``reader``: roles below editor get them through the one redaction of webhook URLs
+(:func:`workflow_service.steps.webhook_urls.for_reader`). ``None`` means a writer.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from workflow_service.models import Execution, Notification, StepRun, Task, Workflow
+from workflow_service.steps.webhook_urls import for_reader
 
 
 def _iso(value) -> str | None:
     return value.isoformat() + "Z" if value is not None else None
 
 
-def workflow_body(w: Workflow) -> dict[str, Any]:
-    return {
+def workflow_body(w: Workflow, reader: Any = None) -> dict[str, Any]:
+    body = {
         "id": w.id,
         "tenant_id": w.tenant_id,
         **w.definition(),
@@ -23,14 +29,15 @@ def workflow_body(w: Workflow) -> dict[str, Any]:
         "created_at": _iso(w.created_at),
         "updated_at": _iso(w.updated_at),
     }
+    return body if reader is None else for_reader(reader, body)
 
 
 def job_ref(job_id: str) -> dict[str, str]:
     return {"id": job_id, "href": f"/jobs/{job_id}"}
 
 
-def step_body(s: StepRun) -> dict[str, Any]:
-    return {
+def step_body(s: StepRun, reader: Any = None) -> dict[str, Any]:
+    body = {
         "key": s.key,
         "position": s.position,
         "kind": s.kind,
@@ -41,9 +48,12 @@ def step_body(s: StepRun) -> dict[str, Any]:
         "started_at": _iso(s.started_at),
         "finished_at": _iso(s.finished_at),
     }
+    return body if reader is None else for_reader(reader, body)
 
 
-def execution_body(e: Execution, steps: list[StepRun] | None = None) -> dict[str, Any]:
+def execution_body(
+    e: Execution, steps: list[StepRun] | None = None, reader: Any = None
+) -> dict[str, Any]:
     body = {
         "id": e.id,
         "tenant_id": e.tenant_id,
@@ -63,7 +73,7 @@ def execution_body(e: Execution, steps: list[StepRun] | None = None) -> dict[str
     }
     if steps is not None:
         body["steps"] = [step_body(s) for s in steps]
-    return body
+    return body if reader is None else for_reader(reader, body)
 
 
 def task_body(t: Task) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from shared.http import ApiError, Operation, Param, parse_body, parse_choice, re
 from workflow_service.definitions import TRIGGERS, InvalidDefinition, validate_definition
 from workflow_service.engine import Engine
 from workflow_service.models import WorkflowStatus
+from workflow_service.steps.webhook_urls import for_reader
 from workflow_service.web.common import (
     READ_ROLES,
     WRITE_ROLES,
@@ -81,7 +82,7 @@ class WorkflowCollection:
             "trigger": parse_choice(req, "trigger", TRIGGERS),
         }
         rows = self.store.list(principal.tenant, **filters)
-        resp.media = {"items": [workflow_body(w) for w in rows]}
+        resp.media = {"items": [workflow_body(w, principal) for w in rows]}
 
     def on_post(self, req, resp):
         principal = require_role(req, *WRITE_ROLES)
@@ -134,7 +135,7 @@ class WorkflowItem:
 
     def on_get(self, req, resp, workflow_id):
         principal = require_role(req, *READ_ROLES)
-        resp.media = workflow_body(_get(self.store, principal.tenant, workflow_id))
+        resp.media = workflow_body(_get(self.store, principal.tenant, workflow_id), principal)
 
     def on_patch(self, req, resp, workflow_id):
         principal = require_role(req, *WRITE_ROLES)
@@ -229,7 +230,7 @@ class WorkflowVersions:
                 {
                     "version": v.version,
                     "status": v.status,
-                    "definition": v.definition,
+                    "definition": for_reader(principal, v.definition),
                     "created_by": v.created_by,
                     "created_at": v.created_at.isoformat() + "Z",
                 }
