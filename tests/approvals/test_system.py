@@ -22,7 +22,7 @@ from tests.system import System
 
 pytestmark = pytest.mark.e2e
 
-WEBHOOK_SECRET = "e2e-webhook-secret"
+WEBHOOK_SECRET = "e2e-webhook-secret"  # master key: tenants' signing secrets derive from it
 TENANTS = (
     "approve",
     "reject",
@@ -429,9 +429,18 @@ def deliveries(system, tenant, status):
     return client.get("/deliveries", params={"status": status}).json()["items"]
 
 
+def tenant_webhook_secret(system, tenant):
+    """The tenant's signing secret, as its admin learns it: by a rotation."""
+    admin = as_user(system, tenant, "ada", roles=["admin"])
+    rotated = admin.post("/webhook-secret/rotate")
+    assert rotated.status_code == 201, rotated.text
+    return rotated.json()["secret"]
+
+
 def test_webhook_retried_until_the_receiver_accepts(system):
     tenant = "hook-flaky"
-    with WebhookReceiver(WEBHOOK_SECRET, [500, 500, 200]) as receiver:
+    secret = tenant_webhook_secret(system, tenant)
+    with WebhookReceiver(secret, [500, 500, 200]) as receiver:
         create_workflow(
             system,
             tenant,
@@ -454,7 +463,7 @@ def test_webhook_retried_until_the_receiver_accepts(system):
 
 def test_notify_posts_one_signed_webhook_per_recipient(system):
     tenant = "hook-notify"
-    with WebhookReceiver(WEBHOOK_SECRET, [200, 200]) as receiver:
+    with WebhookReceiver(tenant_webhook_secret(system, tenant), [200, 200]) as receiver:
         create_workflow(
             system,
             tenant,
