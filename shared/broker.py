@@ -1,6 +1,6 @@
 """The broker factory: a RedisBroker from settings, with middleware chosen in one place.
 
-Two changes to stock Dramatiq live here, each small and for a measured reason:
+Three changes to stock Dramatiq live here, each small and for a measured reason:
 
 * :class:`WakingRedisBroker` publishes a one-byte wake-up on a per-queue channel with
   every enqueue (in the same round trip), and its consumer waits on that channel
@@ -11,6 +11,10 @@ Two changes to stock Dramatiq live here, each small and for a measured reason:
   ``throws``, ``retry_when``, ``on_retry_exhausted``, ``Retry(delay=...)`` all work) but
   takes the delay of an unexpected error from the queue catalog, so "fixed 1 s" means
   1 s rather than Dramatiq's jittered doubling.
+* :class:`BrokerMaintenance` runs Dramatiq's queue maintenance (the requeue of a dead
+  worker's messages) on a timer in every worker, instead of only when one Redis command
+  in a thousand happens to trigger it, so a killed worker's work resumes within seconds
+  of the heartbeat timeout.
 
 A database outage does not use up a message's attempts: each retry for an unreachable
 database raises that message's ``max_retries`` (Dramatiq's per-message option) by one,
@@ -60,6 +64,9 @@ OUTAGE_RETRY_DELAY_MS = (1_000, 30_000)
 #: Message option: how many attempts a database outage added to the message's
 #: ``max_retries`` (see :func:`without_outage_retries`).
 OUTAGE_RETRIES = "outage_retries"
+
+#: Longest wait between two maintenance rounds of a worker (see BrokerMaintenance).
+MAINTENANCE_INTERVAL_MAX_S = 5.0
 
 #: How often a waiting delay-queue consumer returns so the worker can move due
 #: messages from memory back onto their queue (bounds retry-time accuracy).
@@ -148,6 +155,23 @@ class WakingRedisBroker(RedisBroker):
         for message in prepared:
             self.emit_after("enqueue", message, delay)
         return prepared
+
+    def _should_do_maintenance(self, command: str) -> int:
+        # An explicit maintenance call (see :meth:`maintain`) always does it; other
+        # commands keep Dramatiq's chance.
+        return 1 if command == "maintenance" else super()._should_do_maintenance(command)
+
+    def maintain(self) -> None:
+        """Run Dramatiq's queue maintenance on every declared queue now.
+
+        Each call goes through Dramatiq's own dispatch script (``do_maintenance``, with
+        maintenance forced): messages fetched by workers silent for longer than the
+        heartbeat timeout go back to their queues, expired dead letters are dropped, and
+        this process's heartbeat is renewed. Workers pick requeued messages up with their
+        next fetch (at least once per worker timeout).
+        """
+        for queue_name in sorted(self.get_declared_queues() | self.get_declared_delay_queues()):
+            self.do_maintenance(queue_name)
 
     def _dispatch_args(self, message: dramatiq.Message) -> list:
         return [
@@ -293,6 +317,48 @@ class _WakingConsumer(_RedisConsumer):
             time.sleep(min(self.timeout, 1000) / 1000)  # retried on the next wait
 
 
+def maintenance_interval_s(heartbeat_timeout_ms: int) -> float:
+    """How often a worker runs the maintenance: a sixth of the heartbeat timeout, at
+    most 5 s, so a dead worker's messages are back on their queue within 5 s of it."""
+    return max(0.1, min(MAINTENANCE_INTERVAL_MAX_S, heartbeat_timeout_ms / 6000))
+
+
+class BrokerMaintenance(Middleware):
+    """Runs the broker's maintenance on a timer in every worker process.
+
+    Stock Dramatiq requeues a dead worker's messages only from a maintenance that one
+    Redis command in a thousand (``maintenance_chance``) happens to run, and only for
+    the queue that command touched: on a quiet system that is minutes after the
+    heartbeat timeout, or much later. A thread started at worker boot runs it for every
+    queue at once, then every :func:`maintenance_interval_s`. Several workers doing so
+    is safe: each step of the script is atomic, and a message is requeued once.
+    """
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+
+    def after_worker_boot(self, broker, worker):
+        if not isinstance(broker, WakingRedisBroker):
+            return
+        self._stop.clear()
+        interval = maintenance_interval_s(broker.heartbeat_timeout)
+        threading.Thread(
+            target=self._loop, args=(broker, interval), name="broker-maintenance", daemon=True
+        ).start()
+
+    def before_worker_shutdown(self, broker, worker):
+        self._stop.set()
+
+    def _loop(self, broker: WakingRedisBroker, interval: float) -> None:
+        while True:
+            try:
+                broker.maintain()
+            except redis.RedisError as exc:
+                logger.warning("Broker maintenance failed: %s", exc)
+            if self._stop.wait(interval):
+                return
+
+
 class CatalogRetries(Retries):
     """Dramatiq's Retries, with delays from the queue catalog instead of jitter."""
 
@@ -383,6 +449,8 @@ def build_middleware(settings: CommonSettings, client: redis.Redis) -> list[Midd
         ),
         # After Retries, CurrentMessage and Results: see JobStatus for why.
         *([job_status_middleware(settings, client)] if settings.job_status else []),
+        # Acts in worker processes only (from worker boot).
+        BrokerMaintenance(),
     ]
 
 

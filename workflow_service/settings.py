@@ -12,6 +12,16 @@ from workflow_service.notifications.settings import DEV_WEBHOOK_SECRET, Notifica
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 #: Dramatiq's RedisBroker default: a worker silent this long is presumed dead.
 DRAMATIQ_HEARTBEAT_TIMEOUT_MS = 60_000
+#: How much shorter than the heartbeat timeout the default claim timeout is.
+CLAIM_MARGIN_S = 2.0
+
+
+def default_claim_timeout_s(heartbeat_timeout_ms: int) -> float:
+    """A little under the heartbeat timeout: a dead worker's last claim renewal may come
+    up to a second after its last heartbeat, and its redelivered message must find the
+    claim stale (a fresh one is skipped, leaving the execution to the slow sweep)."""
+    timeout_s = heartbeat_timeout_ms / 1000
+    return max(timeout_s / 2, timeout_s - CLAIM_MARGIN_S)
 
 
 @dataclass(frozen=True, repr=False)
@@ -27,9 +37,9 @@ class WorkflowSettings(CommonSettings):
     broker_maintenance_chance: int | None = None
     #: A running execution whose claim is older than this may be claimed again (its
     #: worker died). Dramatiq redelivers a dead worker's message only after the
-    #: heartbeat timeout, so this must not exceed it (it defaults to it), or the
-    #: redelivered message would find the claim still fresh.
-    claim_timeout_s: float = 60.0
+    #: heartbeat timeout, so this must stay below it (it defaults to 2 s less), or the
+    #: redelivered message could find the claim still fresh.
+    claim_timeout_s: float = 58.0
     #: The scheduler re-sends run messages of executions pending or running longer.
     sweep_after_s: float = 300.0
     sweep_interval_s: float = 60.0
@@ -67,7 +77,7 @@ class WorkflowSettings(CommonSettings):
             broker_maintenance_chance=maintenance or None,
             claim_timeout_s=env.float(
                 "EXECUTION_CLAIM_TIMEOUT_SECONDS",
-                (heartbeat or DRAMATIQ_HEARTBEAT_TIMEOUT_MS) / 1000,
+                default_claim_timeout_s(heartbeat or DRAMATIQ_HEARTBEAT_TIMEOUT_MS),
             ),
             sweep_after_s=env.float("EXECUTION_SWEEP_AFTER_SECONDS", 300.0),
             sweep_interval_s=env.float("EXECUTION_SWEEP_INTERVAL_SECONDS", 60.0),

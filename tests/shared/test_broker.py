@@ -296,3 +296,45 @@ def test_enqueue_many_after_redis_lost_its_scripts_sends_each_message_once(
         assert redis_client.hget(f"{namespace}:job:{m.message_id}", "state") == b"queued"
         events = redis_client.lrange(f"{namespace}:job:{m.message_id}:events", 0, -1)
         assert len(events) == 1  # its record was written once
+
+
+def test_maintain_requeues_a_silent_workers_messages_on_every_queue(redis_url, namespace):
+    # Given: a worker (broker id) fetched a message on a queue and on a delay queue and
+    # then went silent for longer than the heartbeat timeout
+    settings = CommonSettings(redis_url=redis_url, namespace=namespace)
+    dead = create_broker(settings, heartbeat_timeout_ms=1000)
+    alive = create_broker(settings, heartbeat_timeout_ms=1000)
+    dead.maintenance_chance = alive.maintenance_chance = 0  # only maintain() requeues
+    queue = "governance.audit"
+    for name in (queue, f"{queue}.DQ"):
+        message = dramatiq.Message(name, "noop", (), {}, {})
+        dead.enqueue(message)
+        assert len(dead.do_fetch(name, 1)) == 1
+    heartbeats = f"{namespace}:__heartbeats__"
+    dead.client.zadd(heartbeats, {dead.broker_id: time.time() * 1000 - 5000})
+
+    # When: another worker runs the maintenance
+    alive.maintain()
+
+    # Then: both messages are back on their queues, and the dead worker is forgotten
+    assert alive.client.llen(f"{namespace}:{queue}") == 1
+    assert alive.client.llen(f"{namespace}:{queue}.DQ") == 1
+    assert alive.client.zscore(heartbeats, dead.broker_id) is None
+    assert alive.client.zscore(heartbeats, alive.broker_id) is not None
+    dead.close()
+    alive.close()
+
+
+def test_a_worker_runs_the_maintenance_at_boot_and_on_a_timer(redis_url, namespace):
+    settings = CommonSettings(redis_url=redis_url, namespace=namespace)
+    broker = create_broker(settings, heartbeat_timeout_ms=1200)  # a round every 0.2 s
+    calls = []
+    broker.maintain = lambda: calls.append(time.monotonic())  # type: ignore[method-assign]
+    worker = Worker(broker, worker_threads=1, worker_timeout=1000)
+    worker.start()
+    try:
+        poll(lambda: len(calls) >= 3, timeout=5, message="three maintenance rounds")
+    finally:
+        worker.stop()
+        broker.close()
+    assert 0.15 < calls[2] - calls[1] < 0.5

@@ -16,7 +16,7 @@ def test_defaults_work_locally():
     assert settings.database_url == "sqlite:///var/workflow.db"
     assert settings.api_url == "http://127.0.0.1:8000"
     assert settings.max_causation_depth == 5
-    assert settings.claim_timeout_s == 60  # Dramatiq's heartbeat timeout
+    assert settings.claim_timeout_s == 58  # 2 s below the heartbeat timeout (60 s)
     assert settings.pooled_database_url.startswith("sqlite+pool:///var/workflow.db?")
 
 
@@ -28,11 +28,12 @@ def test_workflow_database_url_wins_over_database_url():
     )
 
 
-def test_claim_timeout_follows_the_heartbeat_timeout_unless_set():
+def test_claim_timeout_stays_below_the_heartbeat_timeout_unless_set():
     env = {"WORKER_HEARTBEAT_TIMEOUT_MS": "3000", "WORKFLOW_PLUGINS": "a.b, c"}
     settings = WorkflowSettings.from_env({**DEV, **env})
     assert settings.worker_heartbeat_timeout_ms == 3000
-    assert settings.claim_timeout_s == 3
+    assert settings.claim_timeout_s == 1.5  # below it, by 2 s or to half of it
+    assert WorkflowSettings.from_env(DEV).claim_timeout_s == 58
     assert settings.plugins == ("a.b", "c")
     assert (
         WorkflowSettings.from_env(
