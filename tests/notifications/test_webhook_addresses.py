@@ -320,3 +320,15 @@ def test_private_addresses_may_be_saved_when_allowed(make_web):
         "/workflows", json=webhook_workflow("http://127.0.0.1:99999/x"), headers=auth()
     )
     assert resp.status_code == 422, resp.text
+
+
+def test_a_stored_step_that_became_invalid_fails_without_quoting_its_url():
+    from workflow_service.steps import StepFailed, build_step_or_fail, load_steps
+
+    load_steps()
+    url = "https://user:pw-123@hooks.example.org:99999/x?token=t-456"
+    with pytest.raises(StepFailed) as info:
+        build_step_or_fail({"kind": "webhook", "url": url})
+    message = str(info.value)
+    assert message.startswith("invalid webhook step: url: ") and "port" in message
+    assert "pw-123" not in message and "t-456" not in message

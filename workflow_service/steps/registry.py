@@ -95,4 +95,10 @@ def build_step_or_fail(spec: Mapping[str, Any]) -> Step:
     try:
         return build_step(spec)
     except ValidationError as exc:
-        raise StepFailed(f"invalid {kind} step: {exc}") from None
+        # Without the input values: the error lands in step logs and job records, and
+        # an option's value may be a secret (a webhook URL's credentials).
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise StepFailed(f"invalid {kind} step: {problems}") from None
