@@ -203,3 +203,17 @@ def test_an_admin_rotates_only_its_own_tenants_secret(make_web):
     listed = web.simulate_get("/webhook-secret", headers=auth("ada", ("admin",))).json
     assert listed["tenant_id"] == "acme" and listed["current"]["generation"] == 1
     assert listed["current"]["created_by"] is None  # made by first use, not by globex
+
+
+def test_migration_131_adds_the_signing_keys_to_an_older_schema(workflow_db):
+    from shared.db import migrate
+    from workflow_service.migrations import all_migrations
+
+    # Given: a database as it was before migration 131
+    workflow_db.execute_sql("DROP TABLE webhook_signing_key")
+    workflow_db.execute_sql(
+        "DELETE FROM schema_history WHERE service = 'workflow_service' AND version = 131"
+    )
+    # When: it is migrated, 131 runs alone and secrets work again
+    assert [m.version for m in migrate(workflow_db, all_migrations())] == [131]
+    assert secrets.signing_secrets("acme", settings())
