@@ -330,10 +330,26 @@ def parse_choice(req, name: str, choices: Iterable[str]) -> str | None:
     return raw
 
 
+#: Longest request target (path and query) the services read; longer is a 414. Gunicorn's
+#: own request-line limit is lifted (deploy/gunicorn.conf.py) so this JSON answer is
+#: the one a client gets, not gunicorn's HTML page.
+MAX_URL_CHARS = 4096
+
+
 class QueryGuard:
-    """Falcon middleware: a query parameter holding NUL is a 400, not a database error."""
+    """Falcon middleware: an over-long URL is a 414, and a query parameter holding NUL
+    is a 400, not a database error."""
 
     def process_request(self, req, resp):
+        target = req.env.get("RAW_URI") or req.relative_uri
+        if len(target) > MAX_URL_CHARS:
+            raise falcon.HTTPUriTooLong(
+                title="URL too long",
+                description=(
+                    f"The URL has {len(target)} characters; at most {MAX_URL_CHARS} are read. "
+                    "Send fewer or shorter query parameters."
+                ),
+            )
         for name, value in req.params.items():
             values = value if isinstance(value, list) else [value]
             if any("\x00" in v for v in values) or "\x00" in name:

@@ -66,6 +66,14 @@ def test_gunicorn_serves_the_api(fresh_database_url, common_env, tmp_path, redis
             assert "api_outbox_backlog 0.0" in metrics
             spec = http.get("/openapi.json").json()
             assert spec["openapi"] == "3.1.0"
+            # Over-long URLs: a JSON 414 from the app, also past gunicorn's default limit
+            # (4094) and its most (8190), which answered with an HTML page.
+            for length in (5000, 9000, 60_000):
+                long = http.get("/policies", params={"q": "x" * length}, headers=operator)
+                assert long.status_code == 414, long.text[:200]
+                assert long.json()["title"] == "URL too long"
+                assert "at most 4096" in long.json()["description"]
+            assert http.get("/policies", params={"q": "x" * 4000}).status_code == 401
     finally:
         web.stop()
     assert [e["event_type"] for e in published_events(redis_client, namespace)] == [
