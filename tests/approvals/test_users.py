@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from urllib.parse import quote
 
 import pytest
 
@@ -19,6 +20,7 @@ from workflow_service.users.directory import (
     roles_of,
     save_user,
 )
+from workflow_service.users.importing import ImportFileError, load_records
 from workflow_service.users.models import User
 
 ADMIN = auth("root")
@@ -89,6 +91,48 @@ def test_bad_users_are_refused_naming_the_field(client, body, field):
     answer = client.simulate_post("/users", headers=ADMIN, json=body)
     assert answer.status_code == 422
     assert field in answer.json["description"]
+
+
+INVISIBLE_IDS = [
+    "bob\u200b",  # zero-width space
+    "b\u200dob",  # zero-width joiner
+    "bob\u202e",  # right-to-left override
+    "\u2066bob",  # left-to-right isolate
+    "\ufeffbob",  # byte order mark
+    "bob\x07",  # a control character
+    "bob\u00ad",  # soft hyphen
+    "b\u043eb",  # Cyrillic o: shows as "bob"
+    "bob smith",
+]
+
+
+@pytest.mark.parametrize("user_id", INVISIBLE_IDS)
+def test_user_ids_refuse_control_and_invisible_characters(client, user_id):
+    # A user id is the token 'sub' its person signs in with; one that shows as another
+    # person's id (or cannot be a sub at all) is refused wherever a user is written.
+    answer = client.simulate_post("/users", headers=ADMIN, json={"id": user_id})
+    assert answer.status_code == 422, answer.text
+    assert "id" in answer.json["description"]
+    assert "sub" in answer.json["description"]
+    replaced = client.simulate_put(f"/users/{quote(user_id, safe='')}", headers=ADMIN, json={})
+    assert replaced.status_code == 400, replaced.text
+    assert replaced.json["title"] == "Invalid parameter 'user_id'"
+    ids = [u["id"] for u in client.simulate_get("/users", headers=ADMIN).json["items"]]
+    assert user_id not in ids
+
+
+def test_an_import_row_with_an_invisible_character_in_its_id_is_refused(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('- {id: alice, roles: [viewer]}\n- {id: "bob\\u202e", roles: [viewer]}\n')
+    with pytest.raises(ImportFileError, match=r"user #2.*id.*U\+202E"):
+        load_records(bad, TENANT)
+    assert [r.id for r in load_records(_one(tmp_path, "b.o-b_1@x+y"), TENANT)] == ["b.o-b_1@x+y"]
+
+
+def _one(tmp_path, user_id):
+    good = tmp_path / "good.yaml"
+    good.write_text(f"- {{id: '{user_id}', roles: [viewer]}}\n")
+    return good
 
 
 def run_import(database_url, path, *args):

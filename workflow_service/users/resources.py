@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import falcon
 
 from shared.auth import require_role
@@ -16,10 +14,9 @@ from workflow_service.users.directory import (
     user_dict,
 )
 from workflow_service.users.models import User, UserRole
-from workflow_service.users.schemas import UserCreate, UserOut, UserUpdate
+from workflow_service.users.schemas import UserCreate, UserOut, UserUpdate, check_user_id
 
 ADMIN = ("admin",)
-USER_ID = re.compile(r"^[^\s/]{1,128}$")
 
 
 def _not_found(user_id: str) -> falcon.HTTPNotFound:
@@ -113,11 +110,12 @@ class UserItem:
     def on_put(self, req, resp, user_id):
         principal = require_role(req, *ADMIN)
         body = parse_body(UserUpdate, read_json(req, self.max_body_bytes))
-        if not USER_ID.match(user_id):
+        try:
+            check_user_id(user_id)
+        except ValueError as exc:
             raise falcon.HTTPBadRequest(
-                title="Invalid parameter 'user_id'",
-                description="A user id is 1 to 128 characters without spaces or slashes.",
-            )
+                title="Invalid parameter 'user_id'", description=str(exc)
+            ) from None
         user, created = save_user(
             principal.tenant,
             user_id,

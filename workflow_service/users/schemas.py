@@ -6,9 +6,25 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.auth import ROLES
+from shared.auth import CLAIM_ID, ROLES
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+USER_ID_RULE = (
+    "A user id is the token 'sub' its person signs in with: 1 to 64 letters, digits "
+    "or . _ @ + -, starting with a letter or digit."
+)
+
+
+def check_user_id(user_id: str) -> str:
+    """``user_id`` if a token's ``sub`` can carry it (:data:`shared.auth.CLAIM_ID`), so
+    no id holds control, invisible (zero-width, bidi) or look-alike characters that
+    would show as another person's, or an id nobody could ever sign in as."""
+    if CLAIM_ID.fullmatch(user_id):
+        return user_id
+    odd = next((ch for ch in user_id if not ch.isascii() or not ch.isprintable()), None)
+    found = f" It holds U+{ord(odd):04X}." if odd is not None else ""
+    raise ValueError(f"{USER_ID_RULE}{found}")
 
 
 def _check_roles(roles: list[str]) -> list[str]:
@@ -41,7 +57,9 @@ class UserFields(BaseModel):
 class UserCreate(UserFields):
     """A new directory user; ``id`` is the JWT ``sub`` the person signs in with."""
 
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")
+    id: str = Field(min_length=1, max_length=64)
+
+    _id = field_validator("id")(check_user_id)
 
 
 class UserUpdate(UserFields):
