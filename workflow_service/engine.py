@@ -411,6 +411,8 @@ class Engine:
     def _run_in_claim(
         self, step: Any, ctx: StepContext, execution: Execution, run: StepRun, now: datetime
     ) -> StepOutcome:
+        # Templates render here, never inside the write transaction below.
+        step.prepare(ctx)
         if step.transactional:
             with self.db.atomic():
                 # In the step's transaction: its database side effect commits only

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from workflow_service.templating import (
     MAX_OUTPUT_CHARS,
+    MAX_RENDER_STEPS,
+    TemplateBudgetExceeded,
     TemplateInvalid,
     TemplateRenderError,
     renderer,
@@ -165,3 +169,87 @@ def test_step_templates_use_the_same_guarded_renderer():
 def test_templates_cannot_build_huge_values(source):
     with pytest.raises(TemplateRenderError):
         renderer.render(source, CONTEXT)
+
+
+# One budget per render: every way to repeat work or grow a value pays into it.
+BIG = {"entity": {"tags": ["a", "b"], "big": "x" * 60_000, "title": "Access"}}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # loops, recursive loops and recursion
+        "{% for x in entity.tags recursive %}"
+        "{% if loop.depth < 40 %}{{ loop(entity.tags) }}{% endif %}{% endfor %}",
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+        "{{ f(40) }}",
+        "{% for a in entity.big %}{% for b in entity.big if false %}{% endfor %}{% endfor %}",
+        "{% for i in entity.big %}{% if entity.big == entity.big ~ '' %}{% endif %}{% endfor %}",
+        "{% for i in entity.big %}{% set x = entity.big[::1] %}{% endfor %}",
+        # % formatting, ~ and growing filters and methods
+        "{{ '%300000000s' % 'a' }}",
+        "{{ '%*s' % (300000000, 'a') }}",
+        "{{ '%.300000000f' % 1.0 }}",
+        "{{ '%300000000s' | format('a') }}",
+        "{% set a = entity.big ~ entity.big %}{% set a = a ~ a %}{{ a | length }}",
+        "{{ entity.big | replace('x', entity.big) }}",
+        "{{ entity.big.replace('x', entity.big) }}",
+        "{{ entity.big | join(entity.big) }}",
+        "{{ entity.big.join(entity.big) }}",
+        "{{ entity.tags | batch(100000000, 'x') | list | length }}",
+        "{{ entity.tags | slice(100000000) | list | length }}",
+        "{{ entity.title | center(100000000) }}",
+        "{{ entity.big | wordwrap(1, true, entity.big) }}",
+        "{{ entity.big | indent(entity.big) }}",
+        "{{ 'a'.zfill(300000000) | length }}",
+        "{{ entity.big * 3 }}",
+        "{{ [[1], [2]] | sum(start=[]) }}",
+        # values that share parts: [a, a] is twice as long as a
+        "{% set a = [entity.big, entity.big] %}{% set b = [a, a] %}{{ b | length }}",
+        # integer arithmetic
+        "{% set a = 2 ** 100 %}{% set a = a * a %}{% set a = a * a %}{% set a = a * a %}"
+        "{% set a = a * a %}{% set a = a * a %}{% set a = a * a %}{{ a }}",
+        "{{ 9 ** 99999 }}",
+        # methods that are not listed
+        "{{ entity.title.translate({97: entity.big}) }}",
+        "{{ (1).to_bytes(300000000, 'big') }}",
+        "{{ '\t'.expandtabs(100000000) }}",
+        "{{ dict.update(entity, {'title': 'x'}) }}",
+        "{{ dict.fromkeys(entity.big) }}",
+    ],
+)
+def test_every_path_pays_into_one_budget_and_fails_fast(source):
+    started = time.monotonic()
+    with pytest.raises(TemplateRenderError):
+        renderer.render(source, BIG)
+    assert time.monotonic() - started < 1.0
+
+
+def test_budget_errors_say_which_limit_was_hit():
+    with pytest.raises(TemplateBudgetExceeded, match=f"more than {MAX_RENDER_STEPS} steps"):
+        renderer.render(
+            "{% for a in entity.big %}{% for b in entity.big %}{% endfor %}{% endfor %}", BIG
+        )
+    with pytest.raises(TemplateBudgetExceeded, match="recurses too deeply"):
+        renderer.render("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", BIG)
+
+
+def test_constant_folding_at_compile_time_is_bounded_too():
+    # Jinja folds constant filter calls while compiling: the same limits apply there.
+    source = "{{ 'ab' | replace('a', '" + "x" * 4000 + "') | replace('x', '" + "y" * 4000 + "') }}"
+    renderer.check(source)
+    with pytest.raises(TemplateBudgetExceeded):
+        renderer.render(source, {})
+
+
+def test_ordinary_templates_still_render():
+    out = renderer.render(
+        "{{ entity.title | upper }} {{ entity.tags | join(', ') }} "
+        "{% for t in entity.tags %}{{ loop.index }}{{ t }}{% endfor %} "
+        "{{ '%5.1f' | format(3.14159) }} {{ '%s-%s' % ('a', 'b') }} {{ entity.title ~ '!' }} "
+        "{{ entity.title.replace('A', 'a') }} {{ ', '.join(entity.tags) }} [{{ 'x' | center(5) }}] "
+        "{{ entity.title[:3] }} {{ entity.tags | map('upper') | join }} "
+        "{% for x in [[1, [2]]] recursive %}{{ x }}{% endfor %}",
+        BIG,
+    )
+    assert out == ("ACCESS a, b 1a2b   3.1 a-b Access! access a, b [  x  ] Acc AB [1, [2]]")

@@ -38,7 +38,10 @@ from workflow_service.templating import TemplateInvalid, TemplateRenderError, re
 from workflow_service.users.directory import parse_recipient
 
 DEFAULT_TITLE = "Approve {{ entity.type }} {{ entity.title | default(entity.id) }}"
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+#: Matched against the stripped text of at most :data:`MAX_DURATION_CHARS` characters;
+#: no two quantifiers can match the same characters, so matching is linear.
+_DURATION = re.compile(r"([0-9]{1,9})[ \t]*([smhd]?)")
+MAX_DURATION_CHARS = 32
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -59,8 +62,8 @@ def _duration(value: Any) -> Any:
     """``90``, ``"90s"``, ``"30m"``, ``"4h"``, ``"2d"`` -> seconds."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str):
-        match = _DURATION.match(value)
+    if isinstance(value, str) and len(value) <= MAX_DURATION_CHARS:
+        match = _DURATION.fullmatch(value.strip())
         if match:
             return int(match.group(1)) * _UNIT_S[match.group(2)]
     raise ValueError("must be seconds or a duration like '90s', '30m', '4h' or '2d'")
@@ -164,11 +167,19 @@ class RequireApproval(Step):
             branch=[_with_approval(step, ctx.step_key) for step in steps],
         )
 
-    def _open(self, ctx: StepContext, config: RequireApprovalConfig) -> StepOutcome:
+    _title: str | None = None
+
+    def prepare(self, ctx: StepContext) -> None:
+        config: RequireApprovalConfig = self.config  # type: ignore[assignment]
         try:
-            title = renderer.render(config.title, ctx.template_values)
+            self._title = renderer.render(config.title, ctx.template_values)
         except TemplateRenderError as exc:
             raise StepFailed(f"title: {exc}") from None
+
+    def _open(self, ctx: StepContext, config: RequireApprovalConfig) -> StepOutcome:
+        if self._title is None:
+            self.prepare(ctx)
+        title = self._title or ""
         try:
             request, deliveries = service.open_request(
                 execution=ctx.execution,
@@ -223,7 +234,13 @@ class ApprovalNotify(Notify):
     kind = "approval_notify"
     Config = ApprovalNotifyConfig
 
+    def prepare(self, ctx: StepContext) -> None:
+        super().prepare(self._with_approval(ctx))
+
     def run(self, ctx: StepContext) -> StepOutcome:
+        return super().run(self._with_approval(ctx))
+
+    def _with_approval(self, ctx: StepContext) -> StepContext:
         config: ApprovalNotifyConfig = self.config  # type: ignore[assignment]
         request = ApprovalRequest.get_or_none(
             (ApprovalRequest.execution == ctx.execution.id)
@@ -240,4 +257,4 @@ class ApprovalNotify(Notify):
                 "comments": service.comments_of(request),
             }
         fields = {name: getattr(ctx, name) for name in ctx.__dataclass_fields__}
-        return super().run(_ApprovalContext(**fields, approval=values))
+        return _ApprovalContext(**fields, approval=values)

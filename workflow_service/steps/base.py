@@ -37,6 +37,9 @@ workflow is saved (a 422 naming ``steps.<i>.<field>``) and again before a run.
 fails at once and the message is dead-lettered). Any other exception is retried with
 the queue's backoff; the next attempt resumes at this step.
 
+**Before the transaction.** ``prepare(ctx)`` runs first, outside any transaction:
+render templates there (``ctx.render``) and keep the text for ``run``.
+
 **Side effects exactly once.** With ``transactional = True`` (the default) ``run`` is
 called inside the database transaction that records the step as completed, so a
 database side effect and the completion commit together or not at all; also give the
@@ -228,9 +231,15 @@ class StepContext:
         }
 
     def render(self, template: str) -> str:
-        from workflow_service.templating import render
+        """Render a sandboxed template; a template error fails the step for good (the
+        same template fails the same way on every retry). Steps render in
+        :meth:`Step.prepare`, before the step's transaction opens."""
+        from workflow_service.templating import TemplateError, render
 
-        return render(template, self.template_values)
+        try:
+            return render(template, self.template_values)
+        except TemplateError as exc:
+            raise StepFailed(str(exc)) from None
 
 
 class Step:
@@ -243,6 +252,10 @@ class Step:
 
     def __init__(self, config: StepConfig):
         self.config = config
+
+    def prepare(self, ctx: StepContext) -> None:
+        """Work done before the step's transaction opens, such as rendering templates:
+        a slow render must never hold the database's write lock."""
 
     def run(self, ctx: StepContext) -> StepOutcome:
         raise NotImplementedError

@@ -10,7 +10,6 @@ from pydantic import AfterValidator, Field, model_validator
 
 from shared.auth import ROLES
 from shared.db import utcnow
-from workflow_service import templating
 from workflow_service.models import Task
 from workflow_service.steps.base import Step, StepConfig, StepContext, StepFailed, StepOutcome
 from workflow_service.steps.notify import Template
@@ -42,6 +41,12 @@ class CreateTask(Step):
     kind = "create_task"
     Config = CreateTaskConfig
 
+    _rendered: tuple[str, str] | None = None
+
+    def prepare(self, ctx: StepContext) -> None:
+        config: CreateTaskConfig = self.config  # type: ignore[assignment]
+        self._rendered = (ctx.render(config.title), ctx.render(config.description))
+
     def run(self, ctx: StepContext) -> StepOutcome:
         config: CreateTaskConfig = self.config  # type: ignore[assignment]
         assignee = config.assignee
@@ -49,11 +54,9 @@ class CreateTask(Step):
             assignee = ctx.trigger.data.get("owner") or None
             if not assignee:
                 raise StepFailed("assignee 'owner': the event data has no owner")
-        try:
-            title = ctx.render(config.title)
-            description = ctx.render(config.description)
-        except templating.TemplateError as exc:
-            raise StepFailed(str(exc)) from None
+        if self._rendered is None:
+            self.prepare(ctx)
+        title, description = self._rendered  # type: ignore[misc]
         task_id = ctx.message_id("task")
         due = utcnow() + timedelta(days=config.due_in_days) if config.due_in_days else None
         Task.insert(

@@ -112,15 +112,17 @@ class Notify(Step):
     kind = "notify"
     Config = NotifyConfig
 
+    _rendered: tuple[str, str] | None = None
+
+    def prepare(self, ctx: StepContext) -> None:
+        config: NotifyConfig = self.config  # type: ignore[assignment]
+        self._rendered = (ctx.render(config.subject), ctx.render(config.body))
+
     def run(self, ctx: StepContext) -> StepOutcome:
         config: NotifyConfig = self.config  # type: ignore[assignment]
-        try:
-            subject = ctx.render(config.subject)
-            body = ctx.render(config.body)
-        except templating.TemplateError as exc:
-            from workflow_service.steps.base import StepFailed
-
-            raise StepFailed(str(exc)) from None
+        if self._rendered is None:
+            self.prepare(ctx)
+        subject, body = self._rendered  # type: ignore[misc]
         addresses, skipped = resolve(config.recipients, ctx)
         output: dict[str, Any] = {"subject": subject, "recipients": [a.key for a in addresses]}
         if skipped:
