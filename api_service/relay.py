@@ -23,7 +23,8 @@ from api_service.models import database
 from api_service.outbox import OutboxRelay
 from api_service.settings import ApiSettings
 from shared.broker import create_broker
-from shared.db import check_current, open_database, utcnow
+from shared.db import check_current, is_database_unavailable, open_database, utcnow
+from shared.logs import quiet_expected_errors
 
 log = logging.getLogger("api_service.relay")
 
@@ -58,6 +59,8 @@ def run(
 
 
 def main(settings: ApiSettings) -> int:
+    # An unreachable database is retried next round: one line, the traceback at DEBUG.
+    quiet_expected_errors(is_database_unavailable, log.name)
     db = open_database(settings.database_url)
     database.initialize(db)
     with db.connection_context():

@@ -11,8 +11,16 @@ from workflow_service import actors  # noqa: F401
 # Further actor modules register here, one import each.
 from workflow_service.notifications import actors as notification_actors  # noqa: F401, E402
 
-from shared.db import check_current  # noqa: E402
+from shared.db import check_current, is_database_unavailable  # noqa: E402
+from shared.logs import quiet_expected_errors  # noqa: E402
+from workflow_service.notifications.channels import TransientDeliveryError  # noqa: E402
 from workflow_service.migrations import all_migrations  # noqa: E402
 
 check_current(broker.db, all_migrations())
 broker.db.close()
+
+# Retried failures that are part of normal operation (an unreachable database, a mail
+# server or webhook receiver failing for now) are one log line; tracebacks at DEBUG.
+quiet_expected_errors(
+    lambda exc: is_database_unavailable(exc) or isinstance(exc, TransientDeliveryError)
+)
