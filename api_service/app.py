@@ -24,10 +24,13 @@ from api_service.policies import PolicyService
 from api_service.resources import (
     PolicyCollection,
     PolicyItem,
+    PolicyRefusals,
     PolicyTransitions,
     PolicyVersions,
 )
 from api_service.settings import ApiSettings
+from api_service.tenant_settings import TenantSettingsStore
+from api_service.tenant_settings import add_routes as add_tenant_settings_routes
 from shared.auth import AuthMiddleware, decoder_for
 from shared.broker import create_broker
 from shared.db import FalconConnectionScope, check_current, open_database, utcnow
@@ -111,6 +114,8 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
     docs.add_route(app, "/policies/{policy_id}", PolicyItem(policies, limit))
     docs.add_route(app, "/policies/{policy_id}/transitions", PolicyTransitions(policies, limit))
     docs.add_route(app, "/policies/{policy_id}/versions", PolicyVersions(policies))
+    docs.add_route(app, "/policies/{policy_id}/refusals", PolicyRefusals(policies))
+    add_tenant_settings_routes(app, docs, TenantSettingsStore(deps.db, deps.clock), limit)
     job_store = deps.job_store or JobStatusStore(deps.broker.client, settings.namespace)
     add_job_routes(app, docs, job_store)
 

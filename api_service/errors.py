@@ -52,6 +52,14 @@ class TransitionForbidden(DomainError):
     title = "Forbidden"
 
 
+class SeparationOfDuties(TransitionForbidden):
+    title = "Separation of duties"
+
+
+class ApprovalWorkflowRequired(TransitionForbidden):
+    title = "Approval workflow required"
+
+
 def handle_domain_error(req, resp, exc: DomainError, params) -> None:
     raise ApiError(exc.status, exc.title, exc.description, **exc.extra)
 

@@ -23,6 +23,13 @@ MOVE_ROLES: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
+#: Moves to these statuses are decisions: separation of duties applies (whoever
+#: created, owns or submitted the policy never makes them).
+DECISIONS = frozenset({"approved"})
+#: The status whose move records who submitted the policy.
+SUBMITTED = "in_review"
+
+
 def allowed_targets(status: str) -> tuple[str, ...]:
     return TRANSITIONS.get(status, ())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import peewee
 from playhouse.migrate import SchemaMigrator
 
-from api_service.models import MODELS, DeadlineNotice
+from api_service.models import MODELS, DeadlineNotice, PolicyRefusal, TenantSettings
 from shared.db import Migration
 
 
@@ -26,9 +26,49 @@ def _deadline_notices(db: peewee.Database, migrator: SchemaMigrator) -> None:
     )
 
 
+def _separation_of_duties(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    # Migration 1 creates tables from the current models, so a fresh database has the
+    # new columns and index already; an older one gets them here.
+    from playhouse.migrate import migrate
+
+    operations = []
+    if "submitted_by" not in {c.name for c in db.get_columns("policy")}:
+        operations.append(
+            migrator.add_column(
+                "policy", "submitted_by", peewee.CharField(max_length=128, null=True)
+            )
+        )
+    if "caller" not in {c.name for c in db.get_columns("idempotency_record")}:
+        operations.append(
+            migrator.add_column(
+                "idempotency_record", "caller", peewee.CharField(max_length=128, default="")
+            )
+        )
+    indexes = {i.name for i in db.get_indexes("idempotency_record")}
+    if "idempotency_record_tenant_key" in indexes:
+        operations.append(
+            migrator.drop_index("idempotency_record", "idempotency_record_tenant_key")
+        )
+    if "idempotency_record_tenant_caller_key" not in indexes:
+        operations.append(
+            migrator.add_index("idempotency_record", ("tenant", "caller", "key"), unique=True)
+        )
+    if operations:
+        migrate(*operations)
+    with db.bind_ctx([TenantSettings, PolicyRefusal]):
+        db.create_tables([TenantSettings, PolicyRefusal])
+
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1, "policies, versions, outbox, idempotency records", _initial, service="api_service"
     ),
     Migration(2, "deadline notices", _deadline_notices, service="api_service"),
+    Migration(
+        3,
+        "separation of duties: who submitted a policy, tenant settings, refusals; "
+        "idempotency keys per caller",
+        _separation_of_duties,
+        service="api_service",
+    ),
 ]

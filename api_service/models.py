@@ -46,6 +46,9 @@ class Policy(BaseModel):
     updated_by = peewee.CharField(max_length=128)
     updated_at = peewee.DateTimeField(default=utcnow)
     deleted_at = peewee.DateTimeField(null=True)
+    #: Who last sent it to review (the person a workflow acted for, if one did); they
+    #: may not approve it. Added by migration 3.
+    submitted_by = peewee.CharField(max_length=128, null=True)
 
     class Meta:
         indexes = (
@@ -96,10 +99,16 @@ class Outbox(BaseModel):
 
 
 class IdempotencyRecord(BaseModel):
-    """The first answer to a request sent with an ``Idempotency-Key``, for replays."""
+    """The first answer to a request sent with an ``Idempotency-Key``, for replays.
+
+    Keys belong to a caller (``sub``) of a tenant: another caller's use of the same key
+    is a different request, never a replay of this answer.
+    """
 
     id = peewee.BigAutoField()
     tenant = peewee.CharField(max_length=64)
+    #: Added by migration 3 ('' on rows written before it).
+    caller = peewee.CharField(max_length=128, default="")
     key = peewee.CharField(max_length=200)
     request_hash = peewee.CharField(max_length=64)
     status = peewee.IntegerField()
@@ -107,7 +116,7 @@ class IdempotencyRecord(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:
-        indexes = ((("tenant", "key"), True),)
+        indexes = ((("tenant", "caller", "key"), True),)
 
 
 class DeadlineNotice(BaseModel):
@@ -121,6 +130,36 @@ class DeadlineNotice(BaseModel):
 
     class Meta:
         primary_key = peewee.CompositeKey("policy", "kind", "deadline")
+
+
+class TenantSettings(BaseModel):
+    """A tenant's settings, changed by its admin; a tenant without a row has the
+    defaults."""
+
+    tenant = peewee.CharField(max_length=64, primary_key=True)
+    #: Only the workflow service may move the tenant's policies to ``approved``.
+    approval_requires_workflow = peewee.BooleanField(default=False)
+    updated_by = peewee.CharField(max_length=128)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class PolicyRefusal(BaseModel):
+    """A refused move of a policy (who, for whom, when, why): the refusals of
+    separation of duties and of roles are kept, the policy itself is unchanged."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.CharField(max_length=64)
+    policy = peewee.UUIDField()
+    from_status = peewee.CharField(max_length=20)
+    to_status = peewee.CharField(max_length=20)
+    refused_by = peewee.CharField(max_length=128)
+    #: The people the workflow service acted for (its deciders), comma-separated.
+    on_behalf_of = peewee.CharField(max_length=2000, null=True)
+    reason = peewee.TextField()
+    refused_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("policy", "refused_at"), False),)
 
 
 #: The tables of migration 1 (later tables come with the migration that adds them).

@@ -15,16 +15,24 @@ import peewee
 
 from api_service import lifecycle
 from api_service.errors import (
+    ApprovalWorkflowRequired,
     ConcurrentChange,
     DomainError,
     IdempotencyKeyReused,
     PolicyNotFound,
+    SeparationOfDuties,
     TransitionForbidden,
     TransitionNotAllowed,
     VersionMismatch,
     VersionRequired,
 )
-from api_service.models import IdempotencyRecord, Policy, PolicyVersion
+from api_service.models import (
+    IdempotencyRecord,
+    Policy,
+    PolicyRefusal,
+    PolicyVersion,
+    TenantSettings,
+)
 from api_service.outbox import Clock, OutboxPublisher, OutboxRow, PendingEvent
 from api_service.schemas import EDITABLE_FIELDS, PolicyCreate, PolicyUpdate, TransitionRequest
 from api_service.transactions import GroupCommit
@@ -50,6 +58,7 @@ SNAPSHOT_FIELDS = (
     "tags",
     "created_by",
     "updated_by",
+    "submitted_by",
 )
 
 
@@ -82,6 +91,7 @@ def policy_body(policy: Policy) -> dict[str, Any]:
         "created_at": json_value(policy.created_at),
         "updated_by": policy.updated_by,
         "updated_at": json_value(policy.updated_at),
+        "submitted_by": policy.submitted_by,
     }
 
 
@@ -169,18 +179,26 @@ class PolicyService:
         rows = rows[:limit]
         return rows, (rows[-1].created_at, rows[-1].id)
 
-    def versions(self, principal: Principal, policy_id: uuid.UUID) -> list[PolicyVersion]:
+    def versions(
+        self,
+        principal: Principal,
+        policy_id: uuid.UUID,
+        *,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> list[PolicyVersion]:
+        """Oldest first; ``after`` a version number, ``limit`` the most rows."""
         # Deleted policies keep their history readable (the delete is a version too).
         exists = Policy.select(Policy.id).where(
             (Policy.id == policy_id) & (Policy.tenant == principal.tenant)
         )
         if not exists.exists():
             raise PolicyNotFound(f"No policy {policy_id} in tenant {principal.tenant}.")
-        return list(
-            PolicyVersion.select()
-            .where(PolicyVersion.policy == policy_id)
-            .order_by(PolicyVersion.version)
-        )
+        query = PolicyVersion.select().where(PolicyVersion.policy == policy_id)
+        if after is not None:
+            query = query.where(PolicyVersion.version > after)
+        query = query.order_by(PolicyVersion.version)
+        return list(query.limit(limit) if limit is not None else query)
 
     # ---------------------------------------------------------------------- writes
 
@@ -272,8 +290,14 @@ class PolicyService:
         causation: list[str],
         idempotency_key: str | None,
         initiator: str | None = None,
+        deciders: Sequence[str] = (),
     ) -> tuple[int, dict[str, Any]]:
         """Move the policy to ``data.to``; answers (status, body).
+
+        ``initiator`` and ``deciders`` name the people the workflow service acts for
+        (the chain's initiator; who approved, for a move an approval decided). A move
+        to ``approved`` is a decision: :meth:`_check_separation_of_duties` refuses it
+        to the policy's creator, owner and submitter, and every refusal is recorded.
 
         With an idempotency key the first successful answer is stored in the same
         transaction as the move, and a repeat of the key replays it without moving
@@ -289,6 +313,7 @@ class PolicyService:
                 **data.model_dump(mode="json"),
                 "if_match": if_match,
                 "caller": principal.sub,
+                **({"deciders": list(deciders)} if deciders else {}),
             }
         )
         try:
@@ -314,7 +339,14 @@ class PolicyService:
                         f"Moving a policy from '{old}' to '{data.to}' needs one of the roles: "
                         f"{', '.join(sorted({*roles, 'admin'}))}."
                     )
-                policy = self._conditional_update(policy, principal, {"status": data.to}, expected)
+                if data.to in lifecycle.DECISIONS:
+                    self._check_separation_of_duties(principal, policy, deciders)
+                changes: dict[str, Any] = {"status": data.to}
+                if data.to == lifecycle.SUBMITTED:
+                    # The person a workflow acted for sent it, not the service.
+                    submitter = initiator if _is_service(principal) and initiator else None
+                    changes["submitted_by"] = submitter or principal.sub
+                policy = self._conditional_update(policy, principal, changes, expected)
                 extra: dict[str, Any] = {"old_status": old}
                 if data.comment:
                     extra["comment"] = data.comment
@@ -327,30 +359,109 @@ class PolicyService:
                 if idempotency_key:
                     IdempotencyRecord.create(
                         tenant=principal.tenant,
+                        caller=principal.sub,
                         key=idempotency_key,
                         request_hash=fingerprint,
                         status=200,
                         body=body,
                         created_at=self.clock(),
                     )
-        except (peewee.IntegrityError, DomainError):
+        except (peewee.IntegrityError, DomainError) as exc:
             # A concurrent request with the same key may have committed first (the
             # unique key, or its move making ours stale): then answer as it did.
             if idempotency_key:
                 replay = self._replay(principal, idempotency_key, fingerprint)
                 if replay is not None:
                     return replay
+            if isinstance(exc, TransitionForbidden):
+                self._record_refusal(principal, policy_id, data.to, exc, deciders)
             raise
         self.outbox.publish([pending])
         return 200, body
 
+    def refusals(self, principal: Principal, policy_id: uuid.UUID) -> list[PolicyRefusal]:
+        exists = Policy.select(Policy.id).where(
+            (Policy.id == policy_id) & (Policy.tenant == principal.tenant)
+        )
+        if not exists.exists():
+            raise PolicyNotFound(f"No policy {policy_id} in tenant {principal.tenant}.")
+        return list(
+            PolicyRefusal.select()
+            .where((PolicyRefusal.policy == policy_id) & (PolicyRefusal.tenant == principal.tenant))
+            .order_by(PolicyRefusal.refused_at.desc(), PolicyRefusal.id.desc())
+            .limit(MAX_REFUSALS)
+        )
+
     # --------------------------------------------------------------------- helpers
+
+    def _check_separation_of_duties(
+        self, principal: Principal, policy: Policy, deciders: Sequence[str]
+    ) -> None:
+        """Refuse a decision (a move to approved) its decider may not make.
+
+        A person decides for themselves; the workflow service decides for the people
+        who approved (``deciders``) and must name them. Neither the policy's creator,
+        its owner nor whoever sent it to review may be one of them. With the tenant
+        setting ``approval_requires_workflow`` only the workflow service decides.
+        """
+        if _is_service(principal):
+            if not deciders:
+                raise SeparationOfDuties(
+                    "The workflow service moves a policy to approved only for the people "
+                    "who approved it (X-Decided-By); none were named."
+                )
+            people = list(deciders)
+        else:
+            if requires_workflow(principal.tenant):
+                raise ApprovalWorkflowRequired(
+                    f"Tenant {principal.tenant} requires the approval workflow: policies "
+                    "are approved through a workflow's approval, not directly."
+                )
+            people = [principal.sub]
+        roles = (
+            ("created", policy.created_by),
+            ("owns", policy.owner),
+            ("sent to review", policy.submitted_by),
+        )
+        for person in people:
+            duties = [what for what, who in roles if who and who == person]
+            if duties:
+                did = " and ".join([", ".join(duties[:-1]), duties[-1]] if duties[1:] else duties)
+                raise SeparationOfDuties(
+                    f"{person} {did} this policy, so someone else must approve it."
+                )
+
+    def _record_refusal(
+        self,
+        principal: Principal,
+        policy_id: uuid.UUID,
+        to: str,
+        error: TransitionForbidden,
+        deciders: Sequence[str],
+    ) -> None:
+        """Keep a refused move (its transaction rolled back), in a transaction of its own."""
+        policy = Policy.get_or_none((Policy.id == policy_id) & (Policy.tenant == principal.tenant))
+        if policy is None:
+            return
+        with self.db.atomic():
+            PolicyRefusal.create(
+                tenant=principal.tenant,
+                policy=policy_id,
+                from_status=policy.status,
+                to_status=to,
+                refused_by=principal.sub,
+                on_behalf_of=",".join(deciders)[:2000] or None,
+                reason=error.description,
+                refused_at=self.clock(),
+            )
 
     def _replay(
         self, principal: Principal, key: str, fingerprint: str
     ) -> tuple[int, dict[str, Any]] | None:
         record = IdempotencyRecord.get_or_none(
-            (IdempotencyRecord.tenant == principal.tenant) & (IdempotencyRecord.key == key)
+            (IdempotencyRecord.tenant == principal.tenant)
+            & (IdempotencyRecord.caller == principal.sub)
+            & (IdempotencyRecord.key == key)
         )
         if record is None:
             return None
@@ -468,6 +579,23 @@ class PolicyService:
             causation=causation,
         )
         return version_row, self.outbox.row(event)
+
+
+#: Refusals listed per policy, newest first.
+MAX_REFUSALS = 200
+
+
+def _is_service(principal: Principal) -> bool:
+    return "service" in principal.roles
+
+
+def requires_workflow(tenant: str) -> bool:
+    """The tenant's ``approval_requires_workflow`` setting (off without a row)."""
+    return bool(
+        TenantSettings.select(TenantSettings.approval_requires_workflow)
+        .where(TenantSettings.tenant == tenant)
+        .scalar()
+    )
 
 
 def _fingerprint(request: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from api_service.schemas import (
     PolicyDeletedOut,
     PolicyListOut,
     PolicyOut,
+    PolicyRefusalListOut,
     PolicyUpdate,
     PolicyVersionListOut,
     PolicyWriteOut,
@@ -104,6 +105,32 @@ def initiator_of(req, principal) -> str | None:
     if not 1 <= len(initiator) <= 128 or not initiator.isprintable():
         raise bad_parameter("X-Initiator", "X-Initiator must be a user id of 1 to 128 characters.")
     return initiator
+
+
+MAX_DECIDERS = 50
+
+
+def deciders_of(req, principal) -> list[str]:
+    """Who approved, from ``X-Decided-By``: the people a workflow's move to approved is
+    made for (workflow service only; the api checks each like a person approving)."""
+    raw = req.get_header("X-Decided-By")
+    if raw is None:
+        return []
+    if "service" not in principal.roles:
+        raise falcon.HTTPForbidden(
+            title="X-Decided-By not allowed",
+            description="Only the workflow service may send X-Decided-By; leave it out.",
+        )
+    people = list(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
+    if not 1 <= len(people) <= MAX_DECIDERS or not all(
+        len(p) <= 128 and p.isprintable() for p in people
+    ):
+        raise bad_parameter(
+            "X-Decided-By",
+            f"X-Decided-By must be 1 to {MAX_DECIDERS} comma-separated user ids of up to "
+            "128 characters.",
+        )
+    return people
 
 
 def idempotency_key(req) -> str | None:
@@ -246,18 +273,26 @@ class PolicyTransitions:
     docs = {
         "POST": Operation(
             "Move a policy through its lifecycle (forbidden move: 409 with the allowed "
-            "targets); Idempotency-Key replays the first answer; publishes "
-            "policy.status_changed",
+            "targets); Idempotency-Key replays the first answer (keys are per caller); "
+            "in_review -> approved is refused (403) to the policy's creator, owner and "
+            "submitter, and to every person when the tenant requires the approval "
+            "workflow; refusals are recorded; publishes policy.status_changed",
             request=TransitionRequest,
             response=PolicyWriteOut,
             roles=TRANSITION_ROLES,
-            errors=(404, 409, 412),
+            errors=(403, 404, 409, 412),
             params=(
                 ID_PARAM,
                 IF_MATCH,
                 Param("Idempotency-Key", "header", "Replays the first answer for this key"),
                 Param("X-Causation", "header", "Comma-separated ids of the causing events"),
                 Param("X-Initiator", "header", "Who started the chain (workflow service only)"),
+                Param(
+                    "X-Decided-By",
+                    "header",
+                    "Who approved, comma-separated (workflow service only; needed for its "
+                    "moves to approved)",
+                ),
             ),
         ),
     }
@@ -272,6 +307,7 @@ class PolicyTransitions:
         if_match = if_match_version(req)
         causation = causation_chain(req, principal)
         initiator = initiator_of(req, principal)
+        deciders = deciders_of(req, principal)
         key = idempotency_key(req)
         data = parse_body(TransitionRequest, read_json(req, self.max_body_bytes))
         status, body = self.service.transition(
@@ -281,6 +317,7 @@ class PolicyTransitions:
             if_match=if_match,
             causation=causation,
             initiator=initiator,
+            deciders=deciders,
             idempotency_key=key,
         )
         resp.status = status
@@ -295,7 +332,11 @@ class PolicyVersions:
             response=PolicyVersionListOut,
             roles=READ_ROLES,
             errors=(400, 404),
-            params=(ID_PARAM,),
+            params=(
+                ID_PARAM,
+                Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 200}),
+                Param("cursor", description="next_cursor of the previous page"),
+            ),
         ),
     }
 
@@ -304,8 +345,18 @@ class PolicyVersions:
 
     def on_get(self, req, resp, policy_id):
         principal = require_role(req, *READ_ROLES)
-        versions = self.service.versions(principal, parse_uuid(policy_id, "policy_id"))
+        policy = parse_uuid(policy_id, "policy_id")
+        limit = parse_limit(req, default=50, maximum=200)
+        after = None
+        cursor = req.get_param("cursor")
+        if cursor:
+            after = decode_cursor(cursor, ("v",))["v"]
+            if not isinstance(after, int) or isinstance(after, bool):
+                raise bad_parameter("cursor", "'cursor' is not a cursor returned by this API.")
+        versions = self.service.versions(principal, policy, after=after, limit=limit + 1)
+        more, versions = len(versions) > limit, versions[:limit]
         resp.media = {
+            "next_cursor": encode_cursor({"v": versions[-1].version}) if more else None,
             "items": [
                 {
                     "version": v.version,
@@ -315,5 +366,37 @@ class PolicyVersions:
                     "snapshot": v.snapshot,
                 }
                 for v in versions
+            ],
+        }
+
+
+class PolicyRefusals:
+    docs = {
+        "GET": Operation(
+            "Refused moves of the policy (who, for whom, when, why), newest first",
+            response=PolicyRefusalListOut,
+            roles=READ_ROLES,
+            errors=(400, 404),
+            params=(ID_PARAM,),
+        ),
+    }
+
+    def __init__(self, service: PolicyService):
+        self.service = service
+
+    def on_get(self, req, resp, policy_id):
+        principal = require_role(req, *READ_ROLES)
+        refusals = self.service.refusals(principal, parse_uuid(policy_id, "policy_id"))
+        resp.media = {
+            "items": [
+                {
+                    "from_status": r.from_status,
+                    "to_status": r.to_status,
+                    "refused_by": r.refused_by,
+                    "on_behalf_of": r.on_behalf_of.split(",") if r.on_behalf_of else [],
+                    "reason": r.reason,
+                    "refused_at": json_value(r.refused_at),
+                }
+                for r in refusals
             ]
         }

@@ -6,7 +6,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictInt, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
 from shared.http import StrictModel
 
@@ -104,6 +111,8 @@ class PolicyOut(BaseModel):
     created_at: datetime
     updated_by: str
     updated_at: datetime
+    #: Who last sent it to review (they may not approve it).
+    submitted_by: str | None
 
 
 class PolicyWriteOut(PolicyOut):
@@ -133,3 +142,32 @@ class PolicyVersionOut(BaseModel):
 
 class PolicyVersionListOut(BaseModel):
     items: list[PolicyVersionOut]
+    #: Pass as ``cursor`` for the next page; null on the last page.
+    next_cursor: str | None
+
+
+class PolicyRefusalOut(BaseModel):
+    from_status: Status
+    to_status: Status
+    refused_by: str
+    #: The people the workflow service acted for (its deciders); empty for a person.
+    on_behalf_of: list[str]
+    reason: str
+    refused_at: datetime
+
+
+class PolicyRefusalListOut(BaseModel):
+    items: list[PolicyRefusalOut]
+
+
+class TenantSettingsPatch(StrictModel):
+    #: True: only the workflow service (a workflow's approval) moves policies to approved.
+    approval_requires_workflow: StrictBool
+
+
+class TenantSettingsOut(BaseModel):
+    tenant: str
+    approval_requires_workflow: bool
+    #: Who last changed them; null while the tenant has the defaults.
+    updated_by: str | None
+    updated_at: datetime | None

@@ -25,6 +25,10 @@ DISPATCH_ACTOR = "dispatch_event"
 #: into the ``causation`` of the events that change emits.
 CAUSATION_HEADER = "X-Causation"
 INITIATOR_HEADER = "X-Initiator"
+#: Who approved, comma-separated: sent by the workflow service with a move to
+#: ``approved`` that an approval decided, so the api can check them (a move to approved
+#: by the service without it is refused).
+DECIDED_BY_HEADER = "X-Decided-By"
 
 EntityType = Literal["policy", "assessment", "evidence"]
 #: An event id: the api makes UUIDs (36 characters). The bound is the workflow service's

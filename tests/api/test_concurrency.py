@@ -103,24 +103,34 @@ def test_an_idempotency_key_is_never_another_callers_answer(api):
         api.transition(policy["id"], "in_review", roles=("editor",), headers=key).status_code == 200
     )
 
-    # bob may decide reviews, but alice's key does not hand him her answer
+    # Keys belong to their caller: bob's use of alice's key is his own request, neither
+    # refused nor answered with alice's answer
     bob = {**api.headers("approver", sub="bob"), **key}
     resp = api.client.simulate_post(
-        f"/policies/{policy['id']}/transitions", json={"to": "in_review"}, headers=bob
+        f"/policies/{policy['id']}/transitions", json={"to": "approved"}, headers=bob
     )
-    assert resp.status_code == 422, resp.text
-    assert "Idempotency-Key" in resp.json["description"]
+    assert resp.status_code == 200, resp.text
+    assert resp.json["status"] == "approved" and resp.json["updated_by"] == "bob"
+    # and a repeat of bob's request replays bob's answer, not alice's
+    again = api.client.simulate_post(
+        f"/policies/{policy['id']}/transitions", json={"to": "approved"}, headers=bob
+    )
+    assert again.status_code == 200 and again.json == resp.json
+    # while alice's key, sent by alice with a different request, is still hers
+    reused = api.transition(policy["id"], "draft", roles=("editor",), headers=key)
+    assert reused.status_code == 422 and "Idempotency-Key" in reused.json["description"]
 
 
 def test_a_refused_move_stores_nothing_under_its_key(api):
     policy = api.create()
     key = {"Idempotency-Key": "early"}
-    refused = api.transition(policy["id"], "approved", roles=("approver",), headers=key)
+    bob = {**api.headers("approver", sub="bob"), **key}
+    refused = api.transition(policy["id"], "approved", headers=bob)
     assert refused.status_code == 409, refused.text
     assert api.transition(policy["id"], "in_review").status_code == 200
 
     # the same key and request, now that the move is allowed
-    resp = api.transition(policy["id"], "approved", roles=("approver",), headers=key)
+    resp = api.transition(policy["id"], "approved", headers=bob)
     assert resp.status_code == 200, resp.text
     assert resp.json["status"] == "approved"
 

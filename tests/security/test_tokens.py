@@ -114,8 +114,12 @@ def test_a_user_token_claiming_the_service_role_is_refused(api_app):
             f"/policies/{policy['id']}/transitions", json={"to": "approved"}, headers=bearer(token)
         )
         assert resp.status_code == 401, resp.text
-    # The real service token (the service key and audience) still moves it
-    service = bearer(issue_service_token(SERVICE_TOKEN_SECRET, "acme"))
+    # The real service token (the service key and audience) still moves it, for the
+    # person who approved it in a workflow
+    service = {
+        **bearer(issue_service_token(SERVICE_TOKEN_SECRET, "acme")),
+        "X-Decided-By": "bob",
+    }
     resp = api.simulate_post(
         f"/policies/{policy['id']}/transitions", json={"to": "approved"}, headers=service
     )
