@@ -45,8 +45,9 @@ def approval_step(**options):
     }
 
 
-def start(client, engine, outbox, step, data=None):
-    """Create an active manual workflow with ``step``, run it to its approval."""
+def start(client, engine, outbox, step, data=None, author=(RUNNER, ["editor"])):
+    """Create an active manual workflow with ``step`` (as ``author``: user, roles),
+    run it to its approval."""
     body = {
         "name": "review",
         "entity_type": "policy",
@@ -54,7 +55,7 @@ def start(client, engine, outbox, step, data=None):
         "status": "active",
         "steps": [step],
     }
-    created = client.simulate_post("/workflows", json=body, headers=auth(RUNNER, ["editor"]))
+    created = client.simulate_post("/workflows", json=body, headers=auth(*author))
     assert created.status_code == 201, created.json
     entity = {
         "title": "Access control",
@@ -182,7 +183,11 @@ def test_self_approval_is_refused_unless_allowed(client, engine, outbox):
     assert status_of(execution_id) == "waiting_approval"
 
     allowed = start(
-        client, engine, outbox, approval_step(approvers=["role:approver"], allow_self_approval=True)
+        client,
+        engine,
+        outbox,
+        approval_step(approvers=["role:approver"], allow_self_approval=True),
+        author=("root", ["admin"]),
     )
     answer = decide(client, only_approval(allowed).id, OWNER)
     assert answer.status_code == 200 and answer.json["outcome"] == "approved"

@@ -26,6 +26,35 @@ def _notify_channels(db: peewee.Database, migrator: SchemaMigrator) -> None:
     migrate(migrator.add_column("approval_request", "notify_channels", JSONField(null=True)))
 
 
+def _separation_of_duties(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    # 170 creates tables from the current models, so a fresh database has the columns.
+    from playhouse.migrate import migrate
+
+    columns = {c.name for c in db.get_columns("approval_request")}
+    operations = []
+    if "creator" not in columns:
+        operations.append(
+            migrator.add_column(
+                "approval_request", "creator", peewee.CharField(max_length=128, null=True)
+            )
+        )
+    if "approves_entity" not in columns:
+        operations.append(
+            migrator.add_column(
+                "approval_request", "approves_entity", peewee.BooleanField(default=False)
+            )
+        )
+    if operations:
+        migrate(*operations)
+
+
+def _refusals(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    from workflow_service.approvals.models import ApprovalRefusal
+
+    with db.bind_ctx([ApprovalRefusal]):
+        db.create_tables([ApprovalRefusal])
+
+
 MIGRATIONS: list[Migration] = [
     Migration(
         170,
@@ -37,6 +66,18 @@ MIGRATIONS: list[Migration] = [
         171,
         "approval requests: channels approvers are told on",
         _notify_channels,
+        service="workflow_service",
+    ),
+    Migration(
+        172,
+        "approval requests: the entity's creator, and whether approving approves it",
+        _separation_of_duties,
+        service="workflow_service",
+    ),
+    Migration(
+        173,
+        "refused approval decisions (who, when, why)",
+        _refusals,
         service="workflow_service",
     ),
 ]

@@ -4,6 +4,7 @@ An :class:`ApprovalRequest` is one ``require_approval`` step of one execution (u
 on both). It holds the stage plan and the outcome. Each approver of the current stage
 gets an :class:`ApprovalSlot`; the slot is where the decision is recorded for audit
 (who, when, comment, the entity's version at that moment) and what "mine" lists.
+An :class:`ApprovalRefusal` records a decision that was refused (who, when, why).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class ApprovalRequest(BaseModel):
     entity_version = peewee.IntegerField(null=True)
     owner = peewee.CharField(max_length=128, null=True)
     initiator = peewee.CharField(max_length=128, null=True)
+    #: Who created the entity (the event snapshot's ``created_by``; None in older events).
+    creator = peewee.CharField(max_length=128, null=True)
+    #: True when approving moves the entity to ``approved`` (its on_approve has a
+    #: ``change_status`` to approved): its creator, owner and initiator never decide it.
+    approves_entity = peewee.BooleanField(default=False)
     #: [{"approvers": [...], "mode": "all"|"any"|"quorum", "quorum": n}, ...] in order.
     stages = JSONField()
     allow_self_approval = peewee.BooleanField(default=False)
@@ -84,4 +90,21 @@ class ApprovalSlot(BaseModel):
         )
 
 
+class ApprovalRefusal(BaseModel):
+    """A refused decision: who tried, when, and why (``reason`` is a short code)."""
+
+    id = peewee.AutoField()
+    request = peewee.ForeignKeyField(ApprovalRequest, backref="refusals", on_delete="CASCADE")
+    tenant_id = peewee.CharField(max_length=64)
+    user_id = peewee.CharField(max_length=128)
+    decision = peewee.CharField(max_length=16)
+    reason = peewee.CharField(max_length=32)
+    description = peewee.TextField()
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("request", "created_at"), False),)
+
+
+#: The tables of migration 170 (later tables come with the migration that adds them).
 APPROVAL_MODELS: tuple[type[BaseModel], ...] = (ApprovalRequest, ApprovalSlot)

@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 #: (execution id, tag) -> job id of the run message, or None when it was not waiting.
 Resume = Callable[[str, str], "str | None"]
-#: (tenant, entity type, entity id) -> the entity's current version, or None.
-VersionLookup = Callable[[str, str, str], "int | None"]
+#: (tenant, entity type, entity id) -> the entity as the api shows it now, or None.
+EntityLookup = Callable[[str, str, str], "dict | None"]
 #: Waits for an execution to reach ``waiting_approval`` after its step committed.
 RESUME_BACKOFF_S = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
 
@@ -49,6 +49,18 @@ class DecisionOut(BaseModel):
     outcome: str | None
     my_decision: str | None
     job: dict | None
+
+
+_REFUSAL_TITLES = {
+    service.NotAnApprover.reason: "Not an approver",
+    service.SelfApprovalRefused.reason: "Self-approval refused",
+    service.ApproverRoleRequired.reason: "Approver role required",
+}
+
+
+def _version(entity: dict | None) -> int | None:
+    version = (entity or {}).get("version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
 ID = Param("approval_id", "path", "Approval id", {"type": "string", "format": "uuid"})
@@ -137,13 +149,16 @@ class ApprovalItem:
                 title="Forbidden",
                 description="Only its approvers, the entity's owner and admins see an approval.",
             )
-        resp.media = service.request_dict(request, principal.sub)
+        resp.media = service.request_dict(request, principal.sub, with_refusals=True)
 
 
 class ApprovalDecision:
     docs = {
         "POST": Operation(
-            "Approve or reject (once; the decision is final)",
+            "Approve or reject (once; the decision is final). Needs a slot in the "
+            "current stage and the approver role (or a role the stage names); the "
+            "entity's creator, owner and submitter never decide an approval that "
+            "approves it. Refusals are recorded and shown on GET /approvals/{id}",
             request=DecisionIn,
             response=DecisionOut,
             params=(ID,),
@@ -151,10 +166,10 @@ class ApprovalDecision:
         )
     }
 
-    def __init__(self, resume: Resume, entity_version: VersionLookup, broker, max_body_bytes: int):
+    def __init__(self, resume: Resume, entity: EntityLookup, broker, max_body_bytes: int):
         self.resume = resume
         self.broker = broker
-        self.entity_version = entity_version
+        self.entity = entity
         self.max_body_bytes = max_body_bytes
 
     def on_post(self, req, resp, approval_id):
@@ -162,9 +177,11 @@ class ApprovalDecision:
         request = _get(principal.tenant, approval_id)
         body = parse_body(DecisionIn, read_json(req, self.max_body_bytes))
         try:
-            # Before the version lookup: only approvers may make this service call the api.
-            service.check_approver(request, principal.sub)
-            version = self.entity_version(principal.tenant, request.entity_type, request.entity_id)
+            # Before the entity lookup: only approvers may make this service call the api.
+            service.check_approver(request, principal.sub, principal.roles)
+            entity = self.entity(principal.tenant, request.entity_type, request.entity_id)
+            service.check_entity_people(request, principal.sub, entity)
+            version = _version(entity)
             result = service.decide(
                 principal.tenant,
                 request.id,
@@ -172,14 +189,13 @@ class ApprovalDecision:
                 body.decision,
                 body.comment,
                 entity_version=version,
+                roles=principal.roles,
             )
         except service.NotAnApprover as exc:
-            title = (
-                "Self-approval refused"
-                if isinstance(exc, service.SelfApprovalRefused)
-                else "Not an approver"
-            )
-            raise falcon.HTTPForbidden(title=title, description=str(exc)) from None
+            service.record_refusal(request, principal.sub, body.decision, exc)
+            raise falcon.HTTPForbidden(
+                title=_REFUSAL_TITLES[exc.reason], description=str(exc)
+            ) from None
         except service.AlreadyDecided as exc:
             raise falcon.HTTPConflict(title="Already decided", description=str(exc)) from None
         except service.ExecutionNotWaiting as exc:
@@ -230,19 +246,20 @@ class ApprovalDecision:
         return None
 
 
-def policy_version_lookup(api) -> VersionLookup:
-    """The entity's current version from the api (None when it cannot be read)."""
+def policy_lookup(api) -> EntityLookup:
+    """The entity as the api shows it now (None when it cannot be read): its version,
+    and the people who may not approve it (creator, owner, submitter)."""
 
-    def lookup(tenant: str, entity_type: str, entity_id: str) -> int | None:
+    def lookup(tenant: str, entity_type: str, entity_id: str) -> dict | None:
         if entity_type != "policy":
             return None
         try:
             response = api.request("GET", f"/policies/{entity_id}", tenant)
             if response.status_code == 200:
-                version = response.json().get("version")
-                return version if isinstance(version, int) else None
+                body = response.json()
+                return body if isinstance(body, dict) else None
         except Exception as exc:  # noqa: BLE001 - the decision must not depend on the api
-            log.warning("could not read the version of %s %s: %s", entity_type, entity_id, exc)
+            log.warning("could not read %s %s: %s", entity_type, entity_id, exc)
         return None
 
     return lookup
@@ -253,7 +270,7 @@ def add_routes(
     docs: ApiDocs,
     *,
     resume: Resume,
-    entity_version: VersionLookup,
+    entity: EntityLookup,
     broker,
     max_body_bytes: int,
 ) -> None:
@@ -262,7 +279,7 @@ def add_routes(
     docs.add_route(
         app,
         "/approvals/{approval_id}/decision",
-        ApprovalDecision(resume, entity_version, broker, max_body_bytes),
+        ApprovalDecision(resume, entity, broker, max_body_bytes),
     )
 
 
@@ -275,7 +292,7 @@ def register(app: falcon.App, docs: ApiDocs, context) -> None:
         app,
         docs,
         resume=context.engine.resume,
-        entity_version=policy_version_lookup(context.engine.api),
+        entity=policy_lookup(context.engine.api),
         broker=context.engine.broker,
         max_body_bytes=limit,
     )

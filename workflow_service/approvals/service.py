@@ -19,8 +19,14 @@ from typing import Any
 
 import peewee
 
+from shared.auth import Principal
 from shared.db import utcnow
-from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot, ApprovalStatus
+from workflow_service.approvals.models import (
+    ApprovalRefusal,
+    ApprovalRequest,
+    ApprovalSlot,
+    ApprovalStatus,
+)
 from workflow_service.db import database
 from workflow_service.models import Execution, ExecutionStatus, Notification
 from workflow_service.notifications import delivery
@@ -42,11 +48,18 @@ class ApprovalNotFound(ApprovalError):
 
 
 class NotAnApprover(ApprovalError):
-    pass
+    #: How the refusal is recorded (:class:`ApprovalRefusal`).
+    reason = "not_an_approver"
 
 
 class SelfApprovalRefused(NotAnApprover):
-    pass
+    reason = "self_approval"
+
+
+class ApproverRoleRequired(NotAnApprover):
+    """The decider has a slot but no role that may approve this stage."""
+
+    reason = "role_required"
 
 
 class AlreadyDecided(ApprovalError):
@@ -91,8 +104,27 @@ def stages_of(request: ApprovalRequest) -> list[Stage]:
 
 
 def _self_ids(request: ApprovalRequest) -> set[str]:
-    """Who may not approve unless self-approval is allowed: owner and initiator."""
-    return {p for p in (request.owner, request.initiator) if p}
+    """Who may not approve unless self-approval is allowed: owner and initiator (and
+    the creator)."""
+    return {p for p in (request.owner, request.initiator, request.creator) if p}
+
+
+def _never_deciders(request: ApprovalRequest) -> set[str]:
+    """Who may never decide ``request``, whatever ``allow_self_approval`` says: when
+    approving moves the entity to ``approved``, its creator, owner and initiator."""
+    return _self_ids(request) if request.approves_entity else set()
+
+
+#: The role that may decide any stage (besides the roles a stage names approvers by).
+APPROVER_ROLE = "approver"
+
+
+def deciding_roles(request: ApprovalRequest, index: int | None = None) -> tuple[str, ...]:
+    """Roles that may decide stage ``index`` (default: the current one): ``approver``
+    and every role the stage names approvers by (``role:<name>``)."""
+    stage = stages_of(request)[request.current_stage if index is None else index]
+    named = [a.partition(":")[2] for a in stage.approvers if a.startswith("role:")]
+    return tuple(dict.fromkeys([APPROVER_ROLE, *named]))
 
 
 def notify_in_app(
@@ -149,9 +181,10 @@ def eligible(request: ApprovalRequest, index: int) -> list[directory.Person]:
     }
     people = [p for p in people if p.user_id not in approved_earlier]
     excluded: list[str] = []
-    if not request.allow_self_approval:
-        excluded = [p.user_id for p in people if p.user_id in _self_ids(request)]
-        people = [p for p in people if p.user_id not in _self_ids(request)]
+    barred = _never_deciders(request) if request.allow_self_approval else _self_ids(request)
+    if barred:
+        excluded = [p.user_id for p in people if p.user_id in barred]
+        people = [p for p in people if p.user_id not in barred]
     needed = stage.needed(len(people))
     if not people or len(people) < needed:
         detail = f" (self-approval excluded {', '.join(excluded)})" if excluded else ""
@@ -221,6 +254,8 @@ def open_request(
     initiator: str | None,
     entity_version: int | None,
     allow_self_approval: bool,
+    creator: str | None = None,
+    approves_entity: bool = False,
     due_in_s: int | None,
     escalate_to: Sequence[str],
     notify_channels: Sequence[str] = ("in_app",),
@@ -247,6 +282,8 @@ def open_request(
         entity_version=entity_version,
         owner=owner,
         initiator=initiator,
+        creator=creator,
+        approves_entity=approves_entity,
         stages=[s.to_dict() for s in stages],
         allow_self_approval=allow_self_approval,
         due_in_s=due_in_s,
@@ -290,22 +327,97 @@ def get_request(tenant_id: str, request_id: str) -> ApprovalRequest:
     return request
 
 
-def check_approver(request: ApprovalRequest, user_id: str) -> None:
-    """Raise :class:`NotAnApprover` (:class:`SelfApprovalRefused` for its owner or
-    initiator) unless ``user_id`` was asked to decide some stage of ``request``."""
+def check_approver(
+    request: ApprovalRequest, user_id: str, roles: frozenset[str] | None = None
+) -> None:
+    """Raise :class:`NotAnApprover` unless ``user_id`` may decide ``request``.
+
+    :class:`SelfApprovalRefused` for its owner, initiator or creator (always, when
+    approving approves the entity); :class:`ApproverRoleRequired` when ``roles`` (the
+    decider's token roles; None skips the check) hold none of :func:`deciding_roles`.
+    """
+    if user_id in _never_deciders(request):
+        raise SelfApprovalRefused(
+            f"You created, own or submitted this {request.entity_type}, and approving "
+            f"moves it to approved: someone else must decide (allow_self_approval does "
+            "not change that)."
+        )
     asked = (
         ApprovalSlot.select()
         .where((ApprovalSlot.request == request.id) & (ApprovalSlot.approver == user_id))
         .exists()
     )
-    if asked:
+    if not asked:
+        if not request.allow_self_approval and user_id in _self_ids(request):
+            raise SelfApprovalRefused(
+                "Self-approval is not allowed: you own this "
+                f"{request.entity_type} or made the change that requested approval."
+            )
+        raise NotAnApprover("You are not an approver of this approval.")
+    if roles is not None:
+        allowed = deciding_roles(request)
+        if not Principal(user_id, roles, request.tenant_id).has_role(*allowed):
+            raise ApproverRoleRequired(
+                "Deciding this approval needs one of the roles: "
+                f"{', '.join(sorted({*allowed, 'admin'}))}; a slot alone is not enough."
+            )
+
+
+def check_entity_people(request: ApprovalRequest, user_id: str, entity: dict | None) -> None:
+    """Refuse ``user_id`` when the entity as the api reports it now (``entity``: its
+    ``created_by``, ``owner`` and ``submitted_by``) names them and approving
+    approves it: the request's own record of them may be older, or a manual run's."""
+    if not request.approves_entity or not entity:
         return
-    if not request.allow_self_approval and user_id in _self_ids(request):
+    people = {entity.get(k) for k in ("created_by", "owner", "submitted_by")}
+    if user_id in people:
         raise SelfApprovalRefused(
-            "Self-approval is not allowed: you own this "
-            f"{request.entity_type} or made the change that requested approval."
+            f"You created, own or submitted this {request.entity_type}, and approving "
+            "moves it to approved: someone else must decide."
         )
-    raise NotAnApprover("You are not an approver of this approval.")
+
+
+def record_refusal(
+    request: ApprovalRequest,
+    user_id: str,
+    decision: str,
+    error: NotAnApprover,
+    now: datetime | None = None,
+) -> None:
+    """Keep a refused decision (who, when, why), in its own transaction."""
+    with database.atomic():
+        ApprovalRefusal.create(
+            request=request.id,
+            tenant_id=request.tenant_id,
+            user_id=user_id,
+            decision=decision,
+            reason=error.reason,
+            description=str(error)[:2000],
+            created_at=now or utcnow(),
+        )
+
+
+def refusals_of(request: ApprovalRequest) -> list[dict[str, Any]]:
+    rows = (
+        ApprovalRefusal.select()
+        .where(ApprovalRefusal.request == request.id)
+        .order_by(ApprovalRefusal.created_at, ApprovalRefusal.id)
+        .limit(MAX_REFUSALS_SHOWN)
+    )
+    return [
+        {
+            "user": r.user_id,
+            "decision": r.decision,
+            "reason": r.reason,
+            "description": r.description,
+            "at": _iso(r.created_at),
+        }
+        for r in rows
+    ]
+
+
+#: Refusals shown with an approval (oldest first); the table keeps every one.
+MAX_REFUSALS_SHOWN = 100
 
 
 def decide(
@@ -316,11 +428,14 @@ def decide(
     comment: str | None,
     *,
     entity_version: int | None = None,
+    roles: frozenset[str] | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> DecisionResult:
-    """Record ``user_id``'s decision; settle the stage or request when it decides them."""
+    """Record ``user_id``'s decision; settle the stage or request when it decides them.
+
+    ``roles`` are the decider's (see :func:`check_approver`)."""
     request = get_request(tenant_id, request_id)
-    check_approver(request, user_id)
+    check_approver(request, user_id, roles)
     cancelled_execution = False
     with database.atomic():
         now = clock()
@@ -507,7 +622,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() + "Z" if value else None
 
 
-def request_dict(request: ApprovalRequest, viewer: str | None = None) -> dict[str, Any]:
+def request_dict(
+    request: ApprovalRequest, viewer: str | None = None, *, with_refusals: bool = False
+) -> dict[str, Any]:
     decisions = decisions_of(request)
     mine = [d for d in decisions if d["approver"] == viewer]
     current = [d for d in mine if d["stage"] == request.current_stage + 1]
@@ -522,6 +639,8 @@ def request_dict(request: ApprovalRequest, viewer: str | None = None) -> dict[st
         "step_key": request.step_key,
         "owner": request.owner,
         "initiator": request.initiator,
+        "creator": request.creator,
+        "approves_entity": request.approves_entity,
         "allow_self_approval": request.allow_self_approval,
         "stage": request.current_stage + 1,
         "stages": request.stages,
@@ -535,4 +654,5 @@ def request_dict(request: ApprovalRequest, viewer: str | None = None) -> dict[st
         and bool(current)
         and current[0]["status"] == ApprovalStatus.PENDING,
         "decisions": decisions,
+        **({"refusals": refusals_of(request)} if with_refusals else {}),
     }

@@ -28,10 +28,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
+from shared.events import DECIDED_BY_HEADER
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalStatus
 from workflow_service.notifications import delivery
 from workflow_service.steps import Step, StepConfig, StepContext, StepFailed, StepOutcome, register
+from workflow_service.steps.change_status import ChangeStatus, ChangeStatusConfig
 from workflow_service.steps.notify import Notify, NotifyConfig
 from workflow_service.steps.registry import step_errors
 from workflow_service.templating import TemplateInvalid, TemplateRenderError, renderer
@@ -188,6 +190,9 @@ class RequireApproval(Step):
                 stages=config.stage_plan(),
                 owner=_str(ctx.trigger.data.get("owner")),
                 initiator=ctx.trigger.initiator,
+                # Events written before the snapshot carried it have no creator.
+                creator=_str(ctx.trigger.data.get("created_by")),
+                approves_entity=moves_to_approved(config.on_approve),
                 entity_version=_version(ctx.trigger.data),
                 allow_self_approval=config.allow_self_approval,
                 due_in_s=config.due_in,
@@ -207,10 +212,53 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+#: The status that makes an approval a decision about the entity itself.
+APPROVED = "approved"
+
+
+def moves_to_approved(steps: list[dict[str, Any]]) -> bool:
+    """True when ``steps`` (an on_approve list) move the entity to ``approved``."""
+    return any(
+        s.get("kind") in ("change_status", ApprovalChangeStatus.kind) and s.get("to") == APPROVED
+        for s in steps
+    )
+
+
 def _with_approval(step: dict[str, Any], approval_step: str) -> dict[str, Any]:
     if step.get("kind") == "notify":
         return {**step, "kind": ApprovalNotify.kind, "approval_step": approval_step}
+    if step.get("kind") == "change_status":
+        return {**step, "kind": ApprovalChangeStatus.kind, "approval_step": approval_step}
     return dict(step)
+
+
+class ApprovalChangeStatusConfig(ChangeStatusConfig):
+    #: Key of the require_approval step whose deciders the move is made for.
+    approval_step: str = Field(min_length=1, max_length=64)
+
+
+@register
+class ApprovalChangeStatus(ChangeStatus):
+    """``change_status`` inside on_approve / on_reject: the api is told who approved
+    (``X-Decided-By``), so it can refuse a move to approved that they may not make."""
+
+    kind = "approval_change_status"
+    Config = ApprovalChangeStatusConfig
+
+    def extra_headers(self, ctx: StepContext) -> dict[str, str]:
+        config: ApprovalChangeStatusConfig = self.config  # type: ignore[assignment]
+        request = ApprovalRequest.get_or_none(
+            (ApprovalRequest.execution == ctx.execution.id)
+            & (ApprovalRequest.step_key == config.approval_step)
+        )
+        if request is None or request.status != ApprovalStatus.APPROVED:
+            return {}
+        deciders = [
+            d["approver"]
+            for d in service.decisions_of(request)
+            if d["status"] == ApprovalStatus.APPROVED
+        ]
+        return {DECIDED_BY_HEADER: ",".join(dict.fromkeys(deciders))} if deciders else {}
 
 
 class ApprovalNotifyConfig(NotifyConfig):

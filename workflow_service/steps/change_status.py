@@ -53,6 +53,7 @@ class ChangeStatus(Step):
                 "Idempotency-Key": ctx.idempotency_key,
                 CAUSATION_HEADER: ",".join(trigger.caused_chain()),
                 **({INITIATOR_HEADER: trigger.initiator} if trigger.initiator else {}),
+                **self.extra_headers(ctx),
             },
         )
         if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
@@ -71,6 +72,10 @@ class ChangeStatus(Step):
                 "http_status": response.status_code,
             }
         )
+
+    def extra_headers(self, ctx: StepContext) -> dict[str, str]:
+        """Further headers of the request (a feature's subclass names who decided)."""
+        return {}
 
 
 def _json(response: httpx.Response) -> dict:
