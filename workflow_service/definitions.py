@@ -49,6 +49,10 @@ Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "contai
 assert set(Operator.__args__) == set(OPERATORS)  # type: ignore[attr-defined]
 FIELD_PATTERN = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
 MAX_STEPS = 50
+#: Longest string anywhere in a workflow's own fields, and in a condition's value.
+MAX_FIELD_CHARS = 2000
+MAX_VALUE_CHARS = 1000
+MAX_VALUE_ITEMS = 100
 
 
 def trigger_for_event(event_type: str) -> str | None:
@@ -62,7 +66,19 @@ class InvalidDefinition(ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_max_length=MAX_FIELD_CHARS)
+
+
+def _bounded_value(value: Any) -> None:
+    """A condition value: a short scalar, or a short list of them."""
+    items = value if isinstance(value, list) else [value]
+    if len(items) > MAX_VALUE_ITEMS:
+        raise ValueError(f"a condition value may list at most {MAX_VALUE_ITEMS} values")
+    for item in items:
+        if isinstance(item, list | dict):
+            raise ValueError("a condition value is a string, number, boolean or a list of them")
+        if isinstance(item, str) and len(item) > MAX_VALUE_CHARS:
+            raise ValueError(f"a condition value may be at most {MAX_VALUE_CHARS} characters")
 
 
 class Condition(Strict):
@@ -73,6 +89,7 @@ class Condition(Strict):
     @model_validator(mode="after")
     def _value_fits_op(self):
         value = self.value
+        _bounded_value(value)
         if self.op in ("in", "not_in") and not isinstance(value, list):
             raise ValueError(f"'{self.op}' needs a list value")
         if self.op in ("gt", "gte", "lt", "lte") and (
@@ -242,13 +259,7 @@ def _undecided_approvals(
         if not isinstance(step, dict):
             continue
         where = f"{prefix}.{i}"
-        # approval_change_status is what change_status becomes inside an approval's
-        # branches; written by hand it is held to the same rule.
-        moves_to = (
-            step.get("to")
-            if step.get("kind") in ("change_status", "approval_change_status")
-            else None
-        )
+        moves_to = step.get("to") if step.get("kind") == "change_status" else None
         if moves_to in DECISION_STATUSES and not decided:
             errors.append(
                 {

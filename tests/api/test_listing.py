@@ -82,3 +82,32 @@ def test_timestamps_say_they_are_utc(api):
         f"/policies/{policy['id']}/versions", headers=api.headers("viewer")
     ).json["items"]
     assert versions[0]["changed_at"].endswith("Z")
+
+
+def test_version_history_is_paged_oldest_first(api):
+    policy = api.create(title="v1")
+    version = policy["version"]
+    for i in range(4):
+        resp = api.patch(policy["id"], {"title": f"v{i + 2}"}, version=version)
+        assert resp.status_code == 200, resp.text
+        version = resp.json["version"]
+    path = f"/policies/{policy['id']}/versions"
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        resp = api.client.simulate_get(path, params=params, headers=api.headers("viewer"))
+        assert resp.status_code == 200, resp.text
+        assert len(resp.json["items"]) <= 2
+        seen += [v["version"] for v in resp.json["items"]]
+        pages += 1
+        cursor = resp.json["next_cursor"]
+        if cursor is None:
+            break
+
+    assert pages == 3
+    assert seen == [1, 2, 3, 4, 5]
+    for params in ({"cursor": "nope"}, {"cursor": "eyJ2IjoiMSJ9"}, {"limit": "0"}):
+        resp = api.client.simulate_get(path, params=params, headers=api.headers("viewer"))
+        assert resp.status_code == 400, resp.text
+        assert {"title", "description"} <= set(resp.json)

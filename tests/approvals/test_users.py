@@ -82,6 +82,18 @@ def test_only_admins_and_only_their_tenant(client):
     [
         ({"id": "x", "roles": ["wizard"]}, "roles"),
         ({"id": "x", "email": "not-an-address"}, "email"),
+        # Exactly one plain address: nothing that could add a recipient.
+        ({"id": "x", "email": "erin@example.org, eve@evil.example"}, "email"),
+        ({"id": "x", "email": "erin@example.org,eve@evil.example"}, "email"),
+        ({"id": "x", "email": "erin@example.org;eve@evil.example"}, "email"),
+        ({"id": "x", "email": "Eve <eve@evil.example>"}, "email"),
+        ({"id": "x", "email": "erin@example.org (Eve) eve@evil.example"}, "email"),
+        ({"id": "x", "email": '"erin,eve"@example.org'}, "email"),
+        ({"id": "x", "email": "erin@example.org\nBcc: eve@evil.example"}, "email"),
+        ({"id": "x", "email": "erin@@example.org"}, "email"),
+        ({"id": "x", "email": "erin@[127.0.0.1]"}, "email"),
+        ({"id": "x", "email": "erin@localhost"}, "email"),
+        ({"id": "x", "email": "a" * 300 + "@example.org"}, "email"),
         ({"id": "", "name": "nobody"}, "id"),
         ({"id": "x", "colour": "blue"}, "colour"),
         ({"id": "x", "roles": "approver"}, "roles"),
@@ -163,11 +175,16 @@ def test_import_yaml_and_csv(workflow_db, tmp_path):
         "users:\n"
         "  - {id: frank, name: Frank, email: frank@example.org, roles: [approver]}\n"
         "  - {id: alice, name: Alice A, email: alice@example.org, roles: [approver, editor]}\n"
-        "  - {id: gina, name: Gina, roles: [viewer], tenant: globex}\n"
+        "  - {id: ivy, name: Ivy, roles: [viewer], tenant: acme}\n"
     )
     done = run_import(url_of(workflow_db), yaml_file, "--tenant", TENANT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "imported 3 users (2 created, 1 updated)" in done.stdout
+    # Without --tenant each row names its own.
+    other = tmp_path / "other.yaml"
+    other.write_text("- {id: gina, name: Gina, roles: [viewer], tenant: globex}\n")
+    done = run_import(url_of(workflow_db), other)
+    assert done.returncode == 0, done.stdout + done.stderr
     csv_file = tmp_path / "people.csv"
     csv_file.write_text("id,name,email,roles\nhank,Hank,hank@example.org,editor;approver\n")
     done = run_import(url_of(workflow_db), csv_file, "--tenant", TENANT)
@@ -180,6 +197,43 @@ def test_import_yaml_and_csv(workflow_db, tmp_path):
         assert User.get(User.user_id == "gina").tenant_id == "globex"
         hank = User.get(User.user_id == "hank")
         assert (hank.email, roles_of(hank)) == ("hank@example.org", ["approver", "editor"])
+
+
+@pytest.mark.parametrize(
+    "address", ["erin@example.org", "erin.smith+grc@mail.example.co.uk", "e_1@example-corp.io"]
+)
+def test_plain_addresses_are_accepted(client, address):
+    answer = client.simulate_post("/users", headers=ADMIN, json={"id": "erin", "email": address})
+    assert answer.status_code == 201, answer.text
+    assert answer.json["email"] == address
+
+
+def test_import_with_tenant_refuses_rows_naming_another_tenant(workflow_db, tmp_path):
+    # Given an import for acme whose rows 2 and 4 name globex
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(
+        "id,name,roles,tenant\n"
+        "kim,Kim,viewer,acme\n"
+        "lee,Lee,admin,globex\n"
+        "max,Max,viewer,\n"
+        "ned,Ned,admin,globex\n"
+    )
+    done = run_import(url_of(workflow_db), mixed, "--tenant", TENANT)
+    # Then the import stops, names both rows, and writes nobody
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "#2 (lee" in done.stdout and "#4 (ned" in done.stdout
+    assert "#1" not in done.stdout and "#3" not in done.stdout
+    assert "another tenant" in done.stdout
+    with workflow_db.connection_context():
+        assert not User.select().where(User.user_id.in_(["kim", "lee", "max", "ned"])).exists()
+
+
+def test_import_refuses_an_address_that_adds_a_recipient(workflow_db, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text('id,email\nzoe,"zoe@example.org, eve@evil.example"\n')
+    done = run_import(url_of(workflow_db), bad, "--tenant", TENANT)
+    assert done.returncode == 2
+    assert "user #1" in done.stdout and "email" in done.stdout
 
 
 def test_import_names_the_bad_row(workflow_db, tmp_path):

@@ -26,6 +26,7 @@ from typing import Any
 from workflow_service.notifications import signing
 from workflow_service.notifications.settings import NotificationSettings
 from workflow_service.steps import webhook_urls
+from workflow_service.users.schemas import is_email_address
 
 #: How much of a receiver's answer is kept on the delivery record (and shown on
 #: ``/deliveries``): enough to see what went wrong, too little to store a document.
@@ -68,6 +69,9 @@ def build_email(
     html: str | None,
     message_id: str,
 ) -> EmailMessage:
+    if not is_email_address(to):
+        # One plain address only: a comma or a name could add a recipient.
+        raise PermanentDeliveryError("the recipient is not exactly one e-mail address")
     msg = EmailMessage()
     # A header may not contain line breaks; a template could have produced some.
     msg["Subject"] = " ".join(subject.split())
@@ -82,7 +86,16 @@ def build_email(
     return msg
 
 
+def _one_address(msg: EmailMessage) -> str:
+    to = str(msg["To"] or "")
+    if not is_email_address(to) or msg["Cc"] is not None or msg["Bcc"] is not None:
+        raise PermanentDeliveryError("the recipient is not exactly one e-mail address")
+    return to
+
+
 def send_email(settings: NotificationSettings, msg: EmailMessage) -> Receipt:
+    # The envelope names the one checked address, whatever the headers say.
+    recipients = [_one_address(msg)]
     try:
         with smtplib.SMTP(
             settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s
@@ -91,7 +104,7 @@ def send_email(settings: NotificationSettings, msg: EmailMessage) -> Receipt:
                 smtp.starttls(context=ssl.create_default_context(cafile=settings.smtp_ca_file))
             if settings.smtp_username:
                 smtp.login(settings.smtp_username, settings.smtp_password or "")
-            refused = smtp.send_message(msg)
+            refused = smtp.send_message(msg, to_addrs=recipients)
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
         detail = "; ".join(

@@ -75,10 +75,18 @@ if TYPE_CHECKING:
     from workflow_service.settings import WorkflowSettings
 
 
-class StepConfig(BaseModel):
-    """Base of step option models: unknown options are an error."""
+#: Longest string any step option may hold (templates included); options set their own
+#: lower limits where they can.
+MAX_OPTION_CHARS = 10_000
+#: Most people one step may name, and the most addresses they may expand to.
+MAX_RECIPIENTS = 100
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class StepConfig(BaseModel):
+    """Base of step option models: unknown options are an error, and no string option
+    is longer than :data:`MAX_OPTION_CHARS`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=MAX_OPTION_CHARS)
 
 
 class StepFailed(Exception):

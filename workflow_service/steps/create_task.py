@@ -14,6 +14,7 @@ from workflow_service.models import Task
 from workflow_service.steps.base import Step, StepConfig, StepContext, StepFailed, StepOutcome
 from workflow_service.steps.notify import Template
 from workflow_service.steps.registry import register
+from workflow_service.templating import MAX_TEMPLATE_CHARS
 
 
 def _role(value: str) -> str:
@@ -24,9 +25,9 @@ def _role(value: str) -> str:
 
 class CreateTaskConfig(StepConfig):
     title: Template = Field(min_length=1, max_length=300)
-    description: Template = ""
+    description: Template = Field(default="", max_length=MAX_TEMPLATE_CHARS)
     assignee: str | None = Field(default=None, min_length=1, max_length=128)
-    role: Annotated[str, AfterValidator(_role)] | None = None
+    role: Annotated[str, Field(max_length=32), AfterValidator(_role)] | None = None
     due_in_days: float | None = Field(default=None, gt=0, le=3650)
 
     @model_validator(mode="after")

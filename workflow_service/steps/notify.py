@@ -22,8 +22,14 @@ from shared.sql import CompiledInsert
 from workflow_service import templating
 from workflow_service.models import Notification
 from workflow_service.steps import webhook_urls
-from workflow_service.steps.base import Step, StepConfig, StepContext, StepOutcome
-from workflow_service.steps.recipients import Address, check_recipient, resolve
+from workflow_service.steps.base import (
+    MAX_RECIPIENTS,
+    Step,
+    StepConfig,
+    StepContext,
+    StepOutcome,
+)
+from workflow_service.steps.recipients import Address, Recipient, resolve
 from workflow_service.steps.registry import register
 
 ChannelHandler = Callable[[StepContext, list[Address], str, str, "NotifyConfig"], Any]
@@ -85,10 +91,12 @@ Template = Annotated[str, AfterValidator(_template)]
 
 
 class NotifyConfig(StepConfig):
-    recipients: list[Annotated[str, AfterValidator(check_recipient)]] = Field(min_length=1)
-    channels: list[str] = Field(default_factory=lambda: ["in_app"], min_length=1)
+    recipients: list[Recipient] = Field(min_length=1, max_length=MAX_RECIPIENTS)
+    channels: list[Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=lambda: ["in_app"], min_length=1, max_length=8
+    )
     subject: Template = Field(min_length=1, max_length=300)
-    body: Template = ""
+    body: Template = Field(default="", max_length=templating.MAX_TEMPLATE_CHARS)
     #: Where the ``webhook`` channel posts (one signed POST per recipient).
     webhook_url: HttpUrl | None = None
 

@@ -8,9 +8,12 @@ is configured, else kept as a role address) or ``"user:<id>"`` / a bare user id.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 from shared.auth import ROLES
-from workflow_service.steps.base import StepContext
+from workflow_service.steps.base import MAX_RECIPIENTS, StepContext, StepFailed
 
 OWNER = "owner"
 
@@ -39,8 +42,15 @@ def check_recipient(value: str) -> str:
     return value
 
 
+#: A recipient option: bounded, and checked when the workflow is saved.
+Recipient = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_recipient)]
+
+
 def resolve(recipients: list[str], ctx: StepContext) -> tuple[list[Address], list[str]]:
-    """The addresses, deduplicated in order, and the recipients that resolved to nobody."""
+    """The addresses, deduplicated in order, and the recipients that resolved to nobody.
+
+    More than :data:`MAX_RECIPIENTS` addresses (a role of many people) fail the step:
+    nobody is told rather than an unbounded crowd."""
     addresses: dict[str, Address] = {}
     skipped: list[str] = []
     for recipient in recipients:
@@ -62,4 +72,8 @@ def resolve(recipients: list[str], ctx: StepContext) -> tuple[list[Address], lis
         else:
             user = recipient[5:] if recipient.startswith("user:") else recipient
             addresses.setdefault(f"user:{user}", Address(user=user))
+        if len(addresses) > MAX_RECIPIENTS:
+            raise StepFailed(
+                f"recipients: more than {MAX_RECIPIENTS} people; name fewer or a smaller role"
+            )
     return list(addresses.values()), skipped

@@ -23,6 +23,13 @@ STEP_MODULES: list[str] = [
 _REGISTRY: dict[str, type[Step]] = {}
 #: Keys of a step definition that belong to the engine, not to the step's options.
 RESERVED_KEYS = ("kind", "name")
+MAX_NAME_CHARS = 200
+
+
+def _short(value: Any) -> str:
+    """``repr`` of a value for an error message, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def register(cls: type[Step]) -> type[Step]:
@@ -63,13 +70,18 @@ def step_errors(steps: Any, prefix: str = "steps") -> list[dict[str, str]]:
             errors.append(
                 {
                     "field": f"{where}.kind",
-                    "message": f"unknown step kind {kind!r}; known kinds: {', '.join(kinds())}",
+                    "message": f"unknown step kind {_short(kind)}; known kinds: "
+                    + ", ".join(kinds()),
                 }
             )
             continue
         name = spec.get("name")
         if name is not None and not isinstance(name, str):
             errors.append({"field": f"{where}.name", "message": "must be a string"})
+        elif name is not None and len(name) > MAX_NAME_CHARS:
+            errors.append(
+                {"field": f"{where}.name", "message": f"at most {MAX_NAME_CHARS} characters"}
+            )
         try:
             build_step(spec)
         except ValidationError as exc:

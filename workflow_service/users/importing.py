@@ -43,7 +43,11 @@ def _rows(path: Path) -> list[dict]:
 
 
 def load_records(path: Path, default_tenant: str | None) -> list[UserRecord]:
+    """The file's users; with ``default_tenant`` (``--tenant``) every row that names
+    another tenant is refused (all of them listed by number), so an import for one
+    tenant never writes another's users."""
     records = []
+    elsewhere: list[str] = []
     for number, row in enumerate(_rows(path), start=1):
         row = {k: v for k, v in row.items() if v not in ("", None) or k == "roles"}
         try:
@@ -55,7 +59,14 @@ def load_records(path: Path, default_tenant: str | None) -> list[UserRecord]:
             raise ImportFileError(
                 f"{path}: user #{number} ({record.id}) has no tenant; add one or pass --tenant"
             )
+        if default_tenant and record.tenant and record.tenant != default_tenant:
+            elsewhere.append(f"#{number} ({record.id}: tenant {record.tenant!r})")
         records.append(record)
+    if elsewhere:
+        raise ImportFileError(
+            f"{path}: users {', '.join(elsewhere)} name another tenant than "
+            f"--tenant {default_tenant}; nothing was imported"
+        )
     return records
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from email.headerregistry import Address
+from email.utils import getaddresses, parseaddr
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.auth import CLAIM_ID, ROLES
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_EMAIL_CHARS = 320
 
 USER_ID_RULE = (
     "A user id is the token 'sub' its person signs in with: 1 to 64 letters, digits "
@@ -34,11 +36,40 @@ def _check_roles(roles: list[str]) -> list[str]:
     return sorted(set(roles))
 
 
-def _check_email(email: str | None) -> str | None:
+def is_email_address(value: object) -> bool:
+    """True when ``value`` is exactly one plain addr-spec (``local@domain.tld``): no
+    display name, comment, quoted local part, second address or line break, so it can
+    never add a recipient to a message."""
+    if not isinstance(value, str) or not 3 <= len(value) <= MAX_EMAIL_CHARS:
+        return False
+    if not value.isprintable() or any(c in value for c in ' "<>(),;:\\'):
+        return False
+    try:
+        address = Address(addr_spec=value)
+    except Exception:  # the parser raises several error types for malformed input
+        return False
+    domain = address.domain
+    return (
+        address.addr_spec == value
+        and 0 < len(address.username) <= 64  # RFC 5321's limits
+        and len(domain) <= 255
+        and "." in domain.strip(".")
+        and not domain.startswith("[")
+        and parseaddr(value) == ("", value)
+        and getaddresses([value]) == [("", value)]
+    )
+
+
+def check_email(email: str | None) -> str | None:
+    """Validator: ``None`` for no address, else exactly one addr-spec."""
     if email is None or email == "":
         return None
-    if not _EMAIL.match(email):
-        raise ValueError(f"{email!r} is not an e-mail address")
+    if not is_email_address(email):
+        shown = email if len(email) <= 60 else email[:57] + "..."
+        raise ValueError(
+            f"{shown!r} is not one e-mail address (expected local@domain, with no name, "
+            "comma or second address)"
+        )
     return email
 
 
@@ -46,12 +77,12 @@ class UserFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(default="", max_length=200)
-    email: str | None = Field(default=None, max_length=320)
+    email: str | None = Field(default=None, max_length=MAX_EMAIL_CHARS)
     roles: list[str] = Field(default_factory=list, max_length=len(ROLES))
     active: bool = True
 
     _roles = field_validator("roles")(_check_roles)
-    _email = field_validator("email")(_check_email)
+    _email = field_validator("email")(check_email)
 
 
 class UserCreate(UserFields):

@@ -54,6 +54,8 @@ class WorkflowOut(BaseModel):
 
 class WorkflowListOut(BaseModel):
     items: list[WorkflowOut]
+    #: Pass as ``cursor`` for the next page; null on the last page.
+    next_cursor: str | None
 
 
 class WorkflowVersionOut(BaseModel):
@@ -66,6 +68,8 @@ class WorkflowVersionOut(BaseModel):
 
 class WorkflowVersionListOut(BaseModel):
     items: list[WorkflowVersionOut]
+    #: Pass as ``cursor`` for the next page; null on the last page.
+    next_cursor: str | None
 
 
 class RunRequest(Strict):

