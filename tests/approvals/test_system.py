@@ -28,6 +28,7 @@ TENANTS = (
     "reject",
     "self",
     "self-chain",
+    "self-manual",
     "stages",
     "quorum",
     "race",
@@ -274,6 +275,50 @@ def test_self_approval_is_refused_when_a_workflow_made_the_change(system):
     refused = decide(system, tenant, "olivia", approval)
     assert refused.status_code == 403
     assert refused.json()["title"] == "Self-approval refused"
+    assert decide(system, tenant, "carol", approval).json()["outcome"] == "approved"
+    policy_status(system, tenant, policy, "approved")
+
+
+def test_reproduction_2_no_self_approval_through_a_manual_workflow(system):
+    tenant = "self-manual"
+    policy = new_policy(system, tenant)
+    to_review(system, tenant, policy)
+    olivia = as_user(system, tenant, "olivia", roles=["editor"])
+    api = as_user(system, tenant, "olivia", roles=["editor"], service="api")
+    # Given: olivia (editor) may not approve her policy directly
+    direct = api.post(f"/policies/{policy['id']}/transitions", json={"to": "approved"})
+    assert direct.status_code == 403, direct.text
+    # When: she writes a manual workflow that lets her approve it herself
+    step = {
+        "kind": "require_approval",
+        "approvers": ["user:olivia", "user:carol"],
+        "allow_self_approval": True,
+        "on_approve": APPROVE,
+    }
+    body = {
+        "name": "mine",
+        "entity_type": "policy",
+        "trigger": "manual",
+        "status": "active",
+        "steps": [step],
+    }
+    refused = olivia.post("/workflows", json=body)
+    # Then: only an admin may set allow_self_approval
+    assert refused.status_code == 403 and "allow_self_approval" in refused.text
+    # and when an admin did, running it (claiming someone else wrote the policy) does
+    # not let her decide it: she is its initiator, and the api knows who wrote it
+    created = as_user(system, tenant, "root", roles=["admin"]).post("/workflows", json=body)
+    assert created.status_code == 201, created.text
+    run = olivia.post(
+        f"/workflows/{created.json()['id']}/run",
+        json={"entity_id": policy["id"], "data": {"owner": "bob", "created_by": "bob"}},
+    )
+    assert run.status_code == 202, run.text
+    approval = pending_approval(system, tenant, "carol", policy)
+    mine = decide(system, tenant, "olivia", approval)
+    assert mine.status_code == 403 and mine.json()["title"] == "Self-approval refused"
+    assert api.get(f"/policies/{policy['id']}").json()["status"] == "in_review"
+    # carol approves; the api is told so and accepts her
     assert decide(system, tenant, "carol", approval).json()["outcome"] == "approved"
     policy_status(system, tenant, policy, "approved")
 
