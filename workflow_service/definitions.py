@@ -259,7 +259,13 @@ def _undecided_approvals(
         if not isinstance(step, dict):
             continue
         where = f"{prefix}.{i}"
-        moves_to = step.get("to") if step.get("kind") == "change_status" else None
+        # approval_change_status is what change_status becomes inside an approval's
+        # branches; written by hand it is held to the same rule.
+        moves_to = (
+            step.get("to")
+            if step.get("kind") in ("change_status", "approval_change_status")
+            else None
+        )
         if moves_to in DECISION_STATUSES and not decided:
             errors.append(
                 {

@@ -56,6 +56,35 @@ PAGE = (
 )
 
 
+#: Step options only a tenant's admin may set: they loosen separation of duties.
+ADMIN_ONLY_OPTIONS = ("allow_self_approval",)
+
+
+def _admin_only_options(value) -> list[str]:
+    """The admin-only options ``value`` (steps, nested at any depth) sets to true."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ADMIN_ONLY_OPTIONS and item is True:
+                found.append(key)
+            else:
+                found.extend(_admin_only_options(item))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(_admin_only_options(item))
+    return found
+
+
+def check_admin_only_options(principal, data) -> None:
+    """403 naming the option when someone other than an admin sets one of them."""
+    found = sorted(set(_admin_only_options(data)))
+    if found and "admin" not in principal.roles:
+        raise falcon.HTTPForbidden(
+            title="Admin only option",
+            description=f"Only an admin may set {', '.join(found)}: true.",
+        )
+
+
 def _get(store: WorkflowStore, tenant: str, workflow_id: str):
     workflow_id = uuid_param(workflow_id, "workflow_id")
     try:
@@ -79,7 +108,7 @@ class WorkflowCollection:
             roles=READ,
         ),
         "POST": Operation(
-            "Create a workflow (version 1)",
+            "Create a workflow (version 1); allow_self_approval: true needs an admin (403)",
             request=WorkflowCreate,
             response=WorkflowOut,
             status=201,
@@ -123,6 +152,7 @@ class WorkflowCollection:
             definition = validate_definition(data)
         except InvalidDefinition as exc:
             raise invalid_definition(exc) from None
+        check_admin_only_options(principal, data)
         workflow = self.store.create(principal.tenant, principal.sub, definition, status)
         resp.status = falcon.HTTP_201
         resp.location = f"/workflows/{workflow.id}"
@@ -135,7 +165,8 @@ class WorkflowItem:
             "A workflow", response=WorkflowOut, params=(ID,), errors=(404,), roles=READ
         ),
         "PATCH": Operation(
-            "Edit a workflow; the result is a new version",
+            "Edit a workflow; the result is a new version; allow_self_approval: true "
+            "needs an admin (403)",
             request=WorkflowPatch,
             response=WorkflowOut,
             params=(ID,),
@@ -165,6 +196,7 @@ class WorkflowItem:
         data = read_json(req, self.max_body_bytes)
         patch = parse_body(WorkflowPatch, data)
         changes = {k: v for k, v in data.items() if k != "version"}
+        check_admin_only_options(principal, changes)
         try:
             workflow = self.store.update(
                 principal.tenant, current.id, principal.sub, changes, patch.version
