@@ -224,3 +224,36 @@ def test_bad_paging_parameters_are_400(client, params, name):
         resp = client.simulate_get(path, params=params, headers=auth())
         assert resp.status_code == 400, resp.text
         assert name in resp.json["title"]
+
+
+def _hostile_inputs():
+    yield from HOSTILE
+    for unit in ("a", "a.", "a@", "@a.", "%(", "%0", "http://", "-", "1 ", "a,", "{a:"):
+        yield unit * (150_000 // len(unit)) + "\x00"
+
+
+def test_every_pattern_that_reads_user_input_is_linear():
+    from api_service.resources import _EVENT_ID
+    from shared.auth import CLAIM_ID
+    from workflow_service.notifications.signing import _DELIVERY_ID
+    from workflow_service.steps import webhook_urls
+    from workflow_service.templating import _PRINTF_SPEC
+    from workflow_service.users.schemas import UserRecord, is_email_address
+
+    patterns = [
+        _EVENT_ID.match,
+        CLAIM_ID.fullmatch,
+        _DELIVERY_ID.fullmatch,
+        webhook_urls._LABEL.fullmatch,
+        webhook_urls._WORD.fullmatch,
+        webhook_urls._CONTROL_OR_SPACE.search,
+        lambda text: webhook_urls._URL_IN_TEXT.sub("x", text),
+        lambda text: list(_PRINTF_SPEC.finditer(text)),
+        is_email_address,
+        lambda text: UserRecord._split_roles(text),
+    ]
+    for text in _hostile_inputs():
+        for check in patterns:
+            started = time.monotonic()
+            check(text)
+            assert time.monotonic() - started < 0.5, (check, text[:10])
