@@ -10,7 +10,9 @@
 * open approvals of cancelled or ended executions are cancelled;
 * deliveries left pending (their message lost) are sent again, at most once a period
   (not every run, which would pile copies onto a queue that is only slow); claiming
-  makes a duplicate message harmless.
+  makes a duplicate message harmless;
+* deliveries parked after their message ran out of attempts are sent again when their
+  ``next_resend_at`` comes (``DELIVERY_RESEND_SCHEDULE``).
 """
 
 from __future__ import annotations
@@ -202,6 +204,7 @@ def register_jobs(scheduler, context) -> None:
             overdue = mark_overdue(engine.broker)
             settled = settle_stragglers(engine.resume)
             resent = resend_deliveries(engine.broker, lease_s=settings.notifications.claim_lease_s)
+            resent += delivery.resend_parked(engine.broker, engine.clock())
         if overdue or any(settled.values()) or resent:
             log.info(
                 "approvals: %d overdue, %s, %d deliveries re-sent",

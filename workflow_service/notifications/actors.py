@@ -3,7 +3,8 @@
 Retries follow the queue catalog (10 attempts, fixed 1 s, scaled by
 RETRY_DELAY_SCALE): a transient failure is raised and Dramatiq's Retries middleware
 schedules the next attempt; a permanent one is in ``throws`` and fails at once, its
-answer already recorded on the delivery.
+answer already recorded on the delivery. A delivery whose last attempt failed
+transiently is parked for a later re-send (see :mod:`.delivery`).
 """
 
 from __future__ import annotations

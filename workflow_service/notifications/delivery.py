@@ -15,6 +15,14 @@ Exactly-once, and where it is only almost:
   milliseconds), the row stays ``sending``; after the lease it is claimed and sent
   again. That window is what remains; the repeat carries the same ``Message-ID`` /
   ``X-Delivery-Id`` so a receiver can drop it.
+
+Longer outages: a message has the queue catalog's attempts (ten, one second apart). A
+delivery whose last attempt fails transiently is parked, ``failed`` with a
+``next_resend_at`` from ``DELIVERY_RESEND_SCHEDULE``; housekeeping
+(:func:`resend_parked`) sends it again then as a new message with fresh attempts, and
+after the last pause of the schedule it stays failed for good. An operator's retry of
+the dead delivery job reopens it (:func:`reopen_failed_delivery`) and sends it at once.
+Every one of these goes through the same row, so the same id and the same claim.
 """
 
 from __future__ import annotations
@@ -165,6 +173,7 @@ def claim(delivery_id: str, settings: NotificationSettings, now: datetime) -> st
             status=DeliveryStatus.SENDING,
             claim_token=token,
             claimed_at=now,
+            last_attempt_at=now,
             attempts=Delivery.attempts + 1,
             updated_at=now,
         )
@@ -239,10 +248,12 @@ def attempt(
             error=str(exc),
             response_status=exc.status,
             response=exc.response or None,
+            next_resend_at=None,
         )
         raise
     except TransientDeliveryError as exc:
         status = DeliveryStatus.FAILED if last_attempt else DeliveryStatus.PENDING
+        resend_at = _next_resend(delivery, settings, clock()) if last_attempt else None
         _finish(
             delivery_id,
             token,
@@ -250,7 +261,21 @@ def attempt(
             error=str(exc),
             response_status=exc.status,
             response=exc.response or None,
+            next_resend_at=resend_at,
         )
+        if last_attempt:
+            if resend_at is not None:
+                log.warning(
+                    "delivery %s: out of attempts; sent again at %sZ",
+                    delivery_id,
+                    resend_at.isoformat(timespec="seconds"),
+                )
+            else:
+                log.warning(
+                    "delivery %s: out of attempts and re-sends (%d); given up",
+                    delivery_id,
+                    delivery.resends,
+                )
         raise
     except BaseException:
         # A bug or a shutdown: give the claim back so the retry can take it at once.
@@ -263,10 +288,106 @@ def attempt(
         status=DeliveryStatus.SENT,
         sent_at=clock(),
         error=None,
+        next_resend_at=None,
         response_status=receipt.status,
         response=receipt.response or None,
     )
     return DeliveryStatus.SENT
+
+
+def _next_resend(
+    delivery: Delivery, settings: NotificationSettings, now: datetime
+) -> datetime | None:
+    """When a delivery that just ran out of attempts is sent again (None: never)."""
+    schedule = settings.resend_schedule_s
+    if delivery.resends >= len(schedule):
+        return None
+    return now + timedelta(seconds=schedule[delivery.resends])
+
+
+# ------------------------------------------------------------------ after the attempts
+
+
+def resend_parked(
+    broker: dramatiq.Broker, now: datetime | None = None, limit: int = 200
+) -> list[str]:
+    """Send again the parked deliveries whose ``next_resend_at`` has come (housekeeping).
+
+    Each goes back to pending (one conditional UPDATE, so two housekeepers or an
+    operator's retry at the same moment send it once) with its re-send counted, then
+    gets a new message with the catalog's attempts. Should that send fail, the pending
+    row is what the sweep of stuck deliveries re-sends.
+    """
+    now = now or utcnow()
+    due = (Delivery.status == DeliveryStatus.FAILED) & (Delivery.next_resend_at <= now)
+    candidates = [
+        d.id
+        for d in Delivery.select(Delivery.id)
+        .where(due)
+        .order_by(Delivery.next_resend_at)
+        .limit(limit)
+    ]
+    taken = [
+        delivery_id
+        for delivery_id in candidates
+        if Delivery.update(
+            status=DeliveryStatus.PENDING,
+            next_resend_at=None,
+            resends=Delivery.resends + 1,
+            updated_at=now,
+        )
+        .where((Delivery.id == delivery_id) & due)
+        .execute()
+    ]
+    enqueue(broker, taken)
+    return taken
+
+
+def reopen_failed_delivery(message: dramatiq.Message, new_job_id: str) -> Callable[[], None] | None:
+    """Before an operator's retry of a dead delivery job: make its delivery pending.
+
+    A failed delivery is final, so the retried message would find nothing to claim and
+    "succeed" without sending. The retry means "send it again": the row goes back to
+    pending (only from failed; a parked one loses its re-send time) and the new message
+    sends it through the same row, the same id. Returns the undo for when sending the
+    new message fails (None when nothing was reopened, e.g. it was sent meanwhile).
+    """
+    if message.actor_name != DELIVER_ACTOR or len(message.args) != 1:
+        return None
+    delivery_id = str(message.args[0])
+    failed = (Delivery.id == delivery_id) & (Delivery.status == DeliveryStatus.FAILED)
+    before = (
+        Delivery.select(Delivery.attempts, Delivery.next_resend_at, Delivery.updated_at)
+        .where(failed)
+        .first()
+    )
+    if before is None:
+        return None
+    reopened = (
+        Delivery.update(status=DeliveryStatus.PENDING, next_resend_at=None, updated_at=utcnow())
+        .where(failed)
+        .execute()
+    )
+    if not reopened:
+        return None
+
+    def undo() -> None:
+        # Only while no worker has claimed it since (a claim counts an attempt).
+        (
+            Delivery.update(
+                status=DeliveryStatus.FAILED,
+                next_resend_at=before.next_resend_at,
+                updated_at=before.updated_at,
+            )
+            .where(
+                (Delivery.id == delivery_id)
+                & (Delivery.status == DeliveryStatus.PENDING)
+                & (Delivery.attempts == before.attempts)
+            )
+            .execute()
+        )
+
+    return undo
 
 
 def _send_external(delivery: Delivery, settings: NotificationSettings):

@@ -28,6 +28,8 @@ class DeliveryStatus:
     #: Claimed by one worker, which is sending it now (or died while sending).
     SENDING = "sending"
     SENT = "sent"
+    #: Failed for good, or, with ``next_resend_at`` set, parked until housekeeping
+    #: sends it again (see :func:`~workflow_service.notifications.delivery.resend_parked`).
     FAILED = "failed"
     FINAL = (SENT, FAILED)
 
@@ -60,6 +62,13 @@ class Delivery(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
     sent_at = peewee.DateTimeField(null=True)
+    #: When a worker last claimed it to send (migration 132, like the two below).
+    last_attempt_at = peewee.DateTimeField(null=True)
+    #: A failed delivery whose message ran out of attempts is sent again at this time;
+    #: null when it is not (sent, failed for good, or the re-send schedule is spent).
+    next_resend_at = peewee.DateTimeField(null=True, index=True)
+    #: How many times housekeeping sent it again after its message ran out of attempts.
+    resends = peewee.IntegerField(default=0)
 
     class Meta:
         indexes = (
@@ -80,8 +89,15 @@ class Delivery(BaseModel):
             "response": self.response,
             "error": self.error,
             "created_at": self.created_at.isoformat() + "Z",
-            "sent_at": self.sent_at.isoformat() + "Z" if self.sent_at else None,
+            "sent_at": _iso(self.sent_at),
+            "last_attempt_at": _iso(self.last_attempt_at),
+            "next_resend_at": _iso(self.next_resend_at),
+            "resends": self.resends,
         }
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() + "Z" if value else None
 
 
 NOTIFICATION_MODELS: tuple[type[BaseModel], ...] = (Delivery,)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.settings import Env
+from shared.settings import ConfigError, Env
 
 DEV_WEBHOOK_SECRET = "dev-only-webhook-secret-change-me"
+#: After a delivery's message runs out of attempts: 1 min, 10 min, 1 h, 6 h.
+DEFAULT_RESEND_SCHEDULE_S: tuple[float, ...] = (60.0, 600.0, 3600.0, 21600.0)
+MAX_RESEND_PAUSE_S = 365 * 86_400.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class NotificationSettings:
     #: Longer than any send can take (socket timeouts above), so two live senders
     #: never hold the same delivery.
     claim_lease_s: float = 60.0
+    #: A delivery whose message used all the catalog's attempts on transient failures
+    #: (a receiver down, a mail server refusing for now) is parked and sent again after
+    #: each of these pauses in turn, then given up (``DELIVERY_RESEND_SCHEDULE``).
+    resend_schedule_s: tuple[float, ...] = DEFAULT_RESEND_SCHEDULE_S
 
     def __repr__(self) -> str:  # never print credentials or secrets
         return (
@@ -60,4 +67,24 @@ class NotificationSettings:
             webhook_timeout_s=env.float("WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout_s),
             webhook_allow_private=env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False),
             claim_lease_s=env.float("DELIVERY_CLAIM_LEASE_SECONDS", cls.claim_lease_s),
+            resend_schedule_s=parse_schedule(env.environ.get("DELIVERY_RESEND_SCHEDULE")),
         )
+
+
+def parse_schedule(raw: str | None) -> tuple[float, ...]:
+    """``DELIVERY_RESEND_SCHEDULE``: seconds, comma-separated (``60,600,3600,21600``);
+    unset means the default, ``none`` (or ``0``) means no re-sends."""
+    if raw is None or not raw.strip():
+        return DEFAULT_RESEND_SCHEDULE_S
+    if raw.strip().lower() in {"none", "0"}:
+        return ()
+    try:
+        pauses = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        pauses = ()
+    if not pauses or not all(0 < p <= MAX_RESEND_PAUSE_S for p in pauses):
+        raise ConfigError(
+            f"DELIVERY_RESEND_SCHEDULE must be seconds (above 0, at most a year), comma-separated "
+            f"(e.g. 60,600,3600,21600), or none; got {raw!r}"
+        )
+    return pauses

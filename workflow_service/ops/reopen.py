@@ -1,4 +1,6 @@
-"""Before an operator's retry of a dead ``run_execution`` job: reopen its execution.
+"""Before an operator's retry of a dead ``run_execution`` job: reopen its execution
+(and of a dead delivery job: reopen its delivery, see
+:func:`~workflow_service.notifications.delivery.reopen_failed_delivery`).
 
 When a run message is dead-lettered the execution is already marked failed (the run
 actor's ``on_retry_exhausted`` handler does that), and a failed execution is final: a
@@ -22,8 +24,17 @@ from shared.db import utcnow
 from shared.queues import ENTITY_QUEUES
 from workflow_service.engine import run_actor_name
 from workflow_service.models import Execution, ExecutionStatus
+from workflow_service.notifications.delivery import reopen_failed_delivery
 
 RUN_ACTORS = frozenset(run_actor_name(entity) for entity in ENTITY_QUEUES)
+
+
+def reopen_for_retry(message: dramatiq.Message, new_job_id: str) -> Callable[[], None] | None:
+    """The ops retry's ``before_retry``: reopen a failed execution (a run job) or a
+    failed delivery (a ``deliver_notification`` job), whichever the message is about."""
+    return reopen_failed_delivery(message, new_job_id) or reopen_failed_execution(
+        message, new_job_id
+    )
 
 
 def reopen_failed_execution(

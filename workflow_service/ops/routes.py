@@ -10,7 +10,7 @@ from shared.jobstatus import JobStatusStore
 from workflow_service.console import add_console_routes
 from workflow_service.ops.broker_state import BrokerState
 from workflow_service.ops.metrics import QueueCollector
-from workflow_service.ops.reopen import reopen_failed_execution
+from workflow_service.ops.reopen import reopen_for_retry
 from workflow_service.ops.resources import add_ops_routes
 from workflow_service.ops.service import JobOps
 
@@ -27,7 +27,7 @@ def register_ops(app: falcon.App, docs: Any, context: Any) -> None:
         keep_failed=settings.keep_failed,
     )
     state = BrokerState(deps.redis, settings.namespace)
-    ops = JobOps(store, deps.broker, state, before_retry=reopen_failed_execution)
+    ops = JobOps(store, deps.broker, state, before_retry=reopen_for_retry)
     add_ops_routes(app, docs, ops)
     add_console_routes(app, docs)
     deps.registry.register(QueueCollector(store, state))
