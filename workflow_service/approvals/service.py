@@ -21,6 +21,7 @@ import peewee
 
 from shared.auth import Principal
 from shared.db import utcnow
+from workflow_service.approvals import emails
 from workflow_service.approvals.models import (
     ApprovalRefusal,
     ApprovalRequest,
@@ -211,13 +212,8 @@ def open_stage(request: ApprovalRequest, index: int, now: datetime) -> OpenedSta
         ]
     ).on_conflict_ignore().execute()
     users = [p.user_id for p in people]
-    stage_note = f" (stage {index + 1} of {len(request.stages)})" if len(request.stages) > 1 else ""
     key = f"{request.step_key}.approval.{index}"
-    subject = f"Approval requested: {request.title}"[:300]
-    body = (
-        f"Your decision is requested{stage_note}. Approval id: {request.id}\n"
-        f"Decide with POST /approvals/{request.id}/decision on the workflow service."
-    )
+    subject, body = emails.decision_request(request, index)
     channels = request.notify_channels or ["in_app"]
     if "in_app" in channels:
         notify_in_app(request, users, key, subject, body)
