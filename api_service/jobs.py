@@ -20,11 +20,13 @@ from shared.jobstatus import (
     JobPageOut,
     JobStatusStore,
 )
+from shared.jobstatus.params import TREE_STATE_PARAM, parse_tree_state
 from shared.queues import QUEUE_NAMES
 
 LIST_PARAMS = (
     Param("queue", description="Only jobs of this queue.", schema={"enum": list(QUEUE_NAMES)}),
     Param("state", description="Only jobs in this state.", schema={"enum": list(STATES)}),
+    TREE_STATE_PARAM,
     Param("limit", description="Page size (1-200, default 50).", schema={"type": "integer"}),
     Param("cursor", description="next_cursor of the previous page."),
 )
@@ -63,7 +65,8 @@ class JobItem:
 class JobCollection:
     docs = {
         "GET": Operation(
-            summary="Your tenant's jobs, newest first",
+            summary="Your tenant's jobs, newest first (?tree_state=failed: writes whose work "
+            "failed somewhere below)",
             response=JobPageOut,
             params=LIST_PARAMS,
             errors=(400,),
@@ -78,6 +81,7 @@ class JobCollection:
         principal = require_role(req, *READ_ROLES)
         queue = parse_choice(req, "queue", QUEUE_NAMES)
         state = parse_choice(req, "state", STATES)
+        tree_state = parse_tree_state(req, state)
         limit = parse_limit(req)
         try:
             items, next_cursor = self.store.list_jobs(
@@ -86,6 +90,7 @@ class JobCollection:
                 tenant=principal.tenant,
                 limit=limit,
                 cursor=req.get_param("cursor") or None,
+                tree_states=[tree_state] if tree_state else None,
             )
         except InvalidCursor:
             raise bad_parameter(

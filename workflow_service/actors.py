@@ -25,6 +25,7 @@ from dramatiq.middleware import CurrentMessage
 
 from shared.broker import actor_options
 from shared.events import InvalidEvent, dispatch_actor_name, parse_event
+from shared.jobstatus import report_subject
 from shared.queues import ENTITY_QUEUES, base_queue_name
 from workflow_service import broker as worker_broker
 from workflow_service.engine import (
@@ -94,6 +95,8 @@ def dispatch_event(*args, **kwargs) -> dict:
         reason = f"a {event.entity_type} event arrived on {message.queue_name}"
         record_rejected(reason, args, kwargs)
         raise InvalidEvent(reason)
+    title = event.data.get("title") if isinstance(event.data, dict) else None
+    report_subject(entity_type=event.entity_type, entity_id=event.entity_id, entity_title=title)
     executions = engine().dispatch(event, parent_job_id=message.message_id if message else None)
     return {"executions": [e.id for e in executions], "jobs": [e.job_id for e in executions]}
 

@@ -28,7 +28,7 @@ import redis
 
 from shared.db import utcnow
 from shared.events import Event
-from shared.jobstatus import report_progress
+from shared.jobstatus import end_waiting, report_progress, report_subject, report_waiting
 from shared.queues import ENTITY_QUEUES
 from shared.sql import CompiledInsert, CompiledQuery, CompiledSelect
 from workflow_service.apiclient import ApiClient
@@ -301,6 +301,16 @@ class Engine:
     def _run_claimed(self, execution: Execution) -> str:
         definition = self._definition(execution.workflow_id, execution.workflow_version)
         trigger = Trigger.from_payload(execution.event)
+        # Names for the job's record (the console shows them beside the ids); batched
+        # with the job's own status writes.
+        report_subject(
+            workflow_id=execution.workflow_id,
+            workflow_name=definition.get("name"),
+            execution_id=execution.id,
+            entity_type=execution.entity_type,
+            entity_id=execution.entity_id,
+            entity_title=trigger.data.get("title"),
+        )
         # The first claim cannot find earlier step runs; later ones (retries,
         # redeliveries, resumptions) resume after the completed steps.
         runs = []
@@ -348,7 +358,7 @@ class Engine:
                     definition.get("name", ""),
                 )
                 if outcome.state == "waiting":
-                    return self._wait(execution)
+                    return self._wait(execution, outcome)
                 branch = list(outcome.branch)
             plan[index + 1 : index + 1] = [(f"{key}.{j}", s) for j, s in enumerate(branch)]
             index += 1
@@ -467,19 +477,50 @@ class Engine:
         status = Execution.select(Execution.status).where(Execution.id == execution_id).scalar()
         return status == ExecutionStatus.CANCELLED
 
-    def _wait(self, execution: Execution) -> str:
-        (
+    def _wait(self, execution: Execution, outcome: StepOutcome) -> str:
+        parked = (
             Execution.update(status=ExecutionStatus.WAITING_APPROVAL, updated_at=self.clock())
             .where(_owned(execution))
             .execute()
         )
+        if parked:
+            # The run job's record says whom the execution waits for, so the write's job
+            # shows it (tree state ``waiting``) without reading this database.
+            output = outcome.output
+            approvers = output.get("approvers")
+            report_waiting(
+                execution_id=execution.id,
+                approval_id=output.get("approval_id"),
+                approvers=[str(a) for a in approvers] if isinstance(approvers, list) else [],
+            )
         return ExecutionStatus.WAITING_APPROVAL
+
+    def _waiting_job(self, execution_id: str) -> tuple[str, str] | None:
+        """The run job (id, queue) that parked the execution, if it waits now."""
+        row = (
+            Execution.select(Execution.job_id, Execution.entity_type)
+            .where(
+                (Execution.id == execution_id)
+                & (Execution.status == ExecutionStatus.WAITING_APPROVAL)
+            )
+            .tuples()
+            .first()
+        )
+        if row is None or not row[0] or row[1] not in ENTITY_QUEUES:
+            return None
+        return row[0], ENTITY_QUEUES[row[1]]
+
+    def _end_waiting(self, parked: tuple[str, str] | None, ended_by: str) -> None:
+        """Close the waiting marker of the run job that parked an execution."""
+        if parked is not None and parked[0] != ended_by:
+            end_waiting(self.broker, parked[0], parked[1], ended_by)
 
     # ------------------------------------------------------------ state changes by others
 
     def fail(self, execution_id: str, error: str) -> bool:
         now = self.clock()
-        return bool(
+        waiting_job = self._waiting_job(execution_id)
+        failed = bool(
             Execution.update(
                 status=ExecutionStatus.FAILED,
                 error=error[:ERROR_LIMIT],
@@ -489,23 +530,34 @@ class Engine:
             .where((Execution.id == execution_id) & Execution.status.not_in(ExecutionStatus.FINAL))
             .execute()
         )
+        if failed:
+            self._end_waiting(waiting_job, "failed")
+        return failed
 
     def cancel(self, execution_id: str) -> bool:
         """Cancel unless already final; a running step finishes, the next does not start."""
         now = self.clock()
-        return bool(
+        waiting_job = self._waiting_job(execution_id)
+        cancelled = bool(
             Execution.update(status=ExecutionStatus.CANCELLED, finished_at=now, updated_at=now)
             .where((Execution.id == execution_id) & Execution.status.not_in(ExecutionStatus.FINAL))
             .execute()
         )
+        if cancelled:
+            self._end_waiting(waiting_job, "cancelled")
+        return cancelled
 
     def resume(self, execution_id: str, tag: str) -> str | None:
         """Move a waiting execution back to pending and send a run message, exactly once.
 
         ``tag`` (e.g. the decided step's key) makes the resumption's job id distinct and
         deterministic. Returns the job id, or None when it was not waiting.
+
+        The new run job is a child of the job that parked the execution, whose waiting
+        marker it closes: the write's job tree follows the execution past the decision.
         """
         job_id = run_job_id(execution_id, tag)
+        parked = self._waiting_job(execution_id)
         moved = (
             Execution.update(status=ExecutionStatus.PENDING, job_id=job_id, updated_at=self.clock())
             .where(
@@ -516,7 +568,10 @@ class Engine:
         )
         if not moved:
             return None
-        return self.send_run(Execution.get_by_id(execution_id))
+        parent = parked[0] if parked is not None and parked[0] != job_id else None
+        sent = self.send_run(Execution.get_by_id(execution_id), parent)
+        self._end_waiting(parked, job_id)
+        return sent
 
     def sweep(self, older_than_s: float, limit: int = 500) -> list[str]:
         """Re-send run messages of executions stuck pending or running (same job ids).

@@ -7,9 +7,18 @@
 
 States: ``queued``, ``running``, ``retrying`` (waiting for its next attempt),
 ``succeeded``, ``failed`` (retries exhausted or not retryable; dead-lettered).
+Tree states (a job and all it started, rolled up; see the store): ``failed`` >
+``retrying`` > ``waiting`` > ``running`` > ``queued`` > ``succeeded``.
 """
 
-from shared.jobstatus.middleware import BatchWriter, JobStatus, report_progress
+from shared.jobstatus.middleware import (
+    BatchWriter,
+    JobStatus,
+    end_waiting,
+    report_progress,
+    report_subject,
+    report_waiting,
+)
 from shared.jobstatus.store import (
     COUNTERS,
     DURATION_BUCKETS,
@@ -20,6 +29,7 @@ from shared.jobstatus.store import (
     STATES,
     SUCCEEDED,
     TERMINAL_STATES,
+    TREE_STATES,
     InvalidCursor,
     JobStatusStore,
     now_ms,
@@ -31,6 +41,7 @@ from shared.jobstatus.views import (
     error_summary,
     iso,
     present,
+    without_tenant_data,
 )
 
 __all__ = [
@@ -43,6 +54,7 @@ __all__ = [
     "STATES",
     "SUCCEEDED",
     "TERMINAL_STATES",
+    "TREE_STATES",
     "BatchWriter",
     "InvalidCursor",
     "JobDetailOut",
@@ -50,9 +62,13 @@ __all__ = [
     "JobPageOut",
     "JobStatus",
     "JobStatusStore",
+    "end_waiting",
     "error_summary",
     "iso",
     "now_ms",
     "present",
     "report_progress",
+    "report_subject",
+    "report_waiting",
+    "without_tenant_data",
 ]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -56,6 +57,8 @@ from shared.threads import ProcessThread
 logger = logging.getLogger(__name__)
 
 MAX_PROGRESS_MESSAGE_CHARS = 200
+#: Longest value kept in a job's subject (a title, a workflow name).
+MAX_SUBJECT_CHARS = 200
 
 
 def rank(state: str, attempt: int) -> int:
@@ -280,7 +283,8 @@ class JobStatus(Middleware):
             fields=fields,
             identity=self._identity(message),
             event=event,
-            parent=parent or message.options.get("parent_job_id", ""),
+            # An explicit parent (a resumed execution's previous run job) comes first.
+            parent=message.options.get("parent_job_id") or parent,
             stats=("enqueued",),
             at_ms=at,
         )
@@ -451,6 +455,29 @@ class JobStatus(Middleware):
             must_exist=True,
         )
 
+    def note(self, message: dramatiq.Message, fields: dict[str, Any]) -> None:
+        """Set fields on the current message's record (through the batch writer)."""
+        self._record(
+            message.message_id,
+            base_queue_name(message.queue_name),
+            fields=fields,
+            must_exist=True,
+        )
+
+    def end_waiting(self, job_id: str, queue: str, ended_by: str) -> None:
+        """Close a job's waiting marker (``ended_by``: the resumed job's id, or why).
+
+        Written at once outside a message (a decision in the web process), through the
+        batch writer inside one. A marker written later does not reopen it.
+        """
+        self._record(
+            job_id,
+            base_queue_name(queue),
+            now=self.local.current is None,
+            fields={"waiting_ended": ended_by},
+            must_exist=True,
+        )
+
     # -- worker presence --------------------------------------------------------------
 
     def after_worker_boot(self, broker, worker):
@@ -497,3 +524,50 @@ def report_progress(percent: int, message: str = "") -> None:
         return None
     recorder.progress(current, percent, message)
     return None
+
+
+def _note_current(fields: dict[str, Any]) -> None:
+    current = CurrentMessage.get_current_message()
+    recorder = _active.recorder
+    if current is None or recorder is None:
+        return
+    recorder.note(current, fields)
+
+
+def report_waiting(
+    *,
+    execution_id: str,
+    approvers: list[str],
+    approval_id: str | None = None,
+    status: str = "waiting_approval",
+) -> None:
+    """Mark the current job as waiting for a person (an execution parked for them).
+
+    Its tree state reads ``waiting``, naming ``approvers``, until :func:`end_waiting`.
+    A no-op outside a message; never raises into the actor.
+    """
+    marker = {
+        "status": status,
+        "execution_id": execution_id,
+        "approval_id": approval_id,
+        "approvers": list(approvers),
+    }
+    _note_current({"waiting": json.dumps(marker, separators=(",", ":"))})
+
+
+def report_subject(**subject: Any) -> None:
+    """Record what the current job is about (workflow and entity ids, names, title)."""
+    values = {k: None if v is None else str(v)[:MAX_SUBJECT_CHARS] for k, v in subject.items()}
+    _note_current({"subject": json.dumps(values, separators=(",", ":"))})
+
+
+def end_waiting(broker: Any, job_id: str, queue: str, ended_by: str) -> None:
+    """Close the waiting marker of ``job_id`` (see :meth:`JobStatus.end_waiting`).
+
+    Does nothing when ``broker`` records no job status; never raises.
+    """
+    recorder = next(
+        (m for m in getattr(broker, "middleware", ()) if isinstance(m, JobStatus)), None
+    )
+    if recorder is not None:
+        recorder.end_waiting(job_id, queue, ended_by)

@@ -13,6 +13,28 @@ parent, bumps the queue's counters and duration histogram, and prunes the oldest
 succeeded / failed records beyond the queue's retention (with their dead letters).
 Records of queued, running and retrying jobs are never pruned.
 
+Tree state (``tree_state``, ``tree_cause``): how a job's whole tree stands, the job
+and everything it started, down to the webhooks an execution sent. The precedence is
+failed > retrying > waiting > running > queued > succeeded: a job's tree state is the
+highest of its own and its children's, so ``succeeded`` means that every descendant
+succeeded. A job's own state counts as ``waiting`` while it carries a ``waiting``
+marker (an execution parked for a person, written by the workflow service) that no
+``waiting_ended`` has closed; a failed job an operator retried counts as its retry
+(a sibling). ``tree_cause`` names the job that decides the tree state (its id, actor,
+error, or the people it waits for).
+
+The rollup is kept incrementally, in the same Lua call that changes a record: each job
+keeps its children's tree states in a sorted set scored by precedence (``:tree``), so
+recomputing a job is one HMGET and one ZREVRANGE, and a change walks up the parent
+chain (at most :data:`MAX_TREE_DEPTH` levels) only while an ancestor's tree state or
+cause changes; a typical change stops one level up. Reading it costs nothing extra,
+and root jobs (no parent: a write's job, a manual run) are indexed per (tenant, queue,
+tree state), so ``?tree_state=failed`` reads one sorted set per queue instead of
+walking trees. Reading trees on request was the alternative: bounded (1000
+descendants, depth 10) it still costs a round trip per level for each job shown and
+cannot answer the filter without scanning, so it was not taken. A failure pruned by
+retention still counts in its parent's tree (the cause then names only its id).
+
 Each state change carries a *rank* that only grows over a job's life (queued 0,
 running 10n+1, retrying 10n+2, succeeded/failed 10n+3 for attempt n). A transition
 that arrives after a later one (different processes write one job's record) does not
@@ -54,13 +76,116 @@ COUNTERS: tuple[str, ...] = ("enqueued", "processed", "succeeded", "failed", "re
 #: Workers refresh their presence this often; a worker unseen for the window is gone.
 WORKER_BEAT_S = 10.0
 WORKER_SEEN_WINDOW_S = 60.0
+#: Tree states, lowest precedence first: a job's ``tree_state`` is the highest of its
+#: own state and its children's tree states (see :mod:`shared.jobstatus`).
+TREE_STATES: tuple[str, ...] = ("succeeded", "queued", "running", "waiting", "retrying", "failed")
+#: How many levels above a changed job its ancestors' tree states are updated.
+MAX_TREE_DEPTH = 10
 #: Rank of a note about a job (an operator's retry) that comes after its end.
 NOTE_RANK = 1_000_000
 
-_APPLY = """
+_ROLLUP = """
+-- Tree states by precedence (see TREE_PRECEDENCE in Python).
+local TREE_NAMES = {[0] = "succeeded", [1] = "queued", [2] = "running", [3] = "waiting",
+                    [4] = "retrying", [5] = "failed"}
+local TREE_RANK = {succeeded = 0, queued = 1, running = 2, waiting = 3, retrying = 4,
+                   failed = 5}
+
+-- Recompute the tree state of job ``id`` from its own state and its children's tree
+-- states (the ``:tree`` sorted set, scored by precedence), then walk up to its parent,
+-- at most ``max_depth`` levels, stopping at the first ancestor that does not change.
+-- ``relinked``: the job just got its parent (it may have been indexed as a root);
+-- ``force``: its parent's view of it changed even if its own tree did not (retried).
+local function rollup(ns, id, at, max_depth, relinked, force)
+  local depth = 0
+  while id and id ~= "" and depth <= max_depth do
+    local job = ns .. ":job:" .. id
+    local r = redis.call("hmget", job, "state", "waiting", "waiting_ended", "retried_as",
+      "parent", "tree_state", "tree_cause", "tenant", "queue", "actor", "error_type",
+      "error_message")
+    if not r[1] then
+      return
+    end
+    local own = TREE_RANK[r[1]] or 0
+    local waiting = r[2] and r[2] ~= "" and not (r[3] and r[3] ~= "")
+    if waiting and own < 3 then
+      own = 3
+    end
+    local score, cause = own, ""
+    local top = redis.call("zrevrange", job .. ":tree", 0, 0, "withscores")
+    if top[1] and tonumber(top[2]) > own then
+      score = tonumber(top[2])
+      cause = redis.call("hget", ns .. ":job:" .. top[1], "tree_cause")
+      if not cause or cause == "" then
+        cause = cjson.encode({job = top[1]})  -- pruned by retention
+      end
+    elseif own > 0 then
+      local c = {job = id, actor = r[10] or ""}
+      if own == 3 and own > (TREE_RANK[r[1]] or 0) then
+        local ok, marker = pcall(cjson.decode, r[2])
+        c.waiting = ok and marker or {}
+      elseif own >= 4 and r[11] and r[11] ~= "" then
+        c.error = {type = r[11], message = r[12] or ""}
+      end
+      cause = cjson.encode(c)
+    end
+    local name = TREE_NAMES[score]
+    local parent = r[5] or ""
+    local changed = name ~= r[6] or cause ~= (r[7] or "")
+    if not changed and not relinked and not force then
+      return
+    end
+    force = false
+    if changed then
+      redis.call("hset", job, "tree_state", name, "tree_cause", cause)
+    end
+    local queue, tenant = r[9] or "", r[8] or ""
+    local function forget_root(state)
+      if state and state ~= "" and queue ~= "" then
+        redis.call("zrem", ns .. ":jobs:" .. queue .. ":tree." .. state, id)
+        if tenant ~= "" then
+          redis.call("zrem", ns .. ":jobs:t:" .. tenant .. ":" .. queue .. ":tree." .. state, id)
+        end
+      end
+    end
+    if parent == "" then
+      -- Roots (a write's job, a manual run) are indexed by tree state for ?tree_state=.
+      if name ~= r[6] and queue ~= "" then
+        forget_root(r[6])
+        redis.call("zadd", ns .. ":jobs:" .. queue .. ":tree." .. name, at, id)
+        if tenant ~= "" then
+          redis.call("zadd", ns .. ":jobs:t:" .. tenant .. ":" .. queue .. ":tree." .. name, at, id)
+        end
+      end
+      return
+    end
+    if relinked then
+      forget_root(r[6])
+      relinked = false
+    end
+    if redis.call("exists", ns .. ":job:" .. parent) == 0 then
+      return  -- pruned: nothing above it to update
+    end
+    local siblings = ns .. ":job:" .. parent .. ":tree"
+    if r[1] == "failed" and r[4] and r[4] ~= "" then
+      -- Retried by an operator: the retry (a sibling) stands for it now.
+      redis.call("zrem", siblings, id)
+    else
+      redis.call("zadd", siblings, score, id)
+    end
+    id = parent
+    depth = depth + 1
+  end
+end
+"""
+
+_APPLY = (
+    _ROLLUP
+    + """
 local ns = ARGV[1]
 local max_events = tonumber(ARGV[2])
 local transitions = cjson.decode(ARGV[3])
+local max_depth = tonumber(ARGV[4])
 local function index(q, s) return ns .. ":jobs:" .. q .. ":" .. s end
 local function tindex(t, q, s) return ns .. ":jobs:t:" .. t .. ":" .. q .. ":" .. s end
 local applied_count = 0
@@ -68,7 +193,7 @@ local applied_count = 0
 for _, t in ipairs(transitions) do
   local id, queue, tenant, state = t.id, t.q, t.t, t.s
   local job = ns .. ":job:" .. id
-  local old = redis.call("hmget", job, "state", "tenant", "queue", "rank")
+  local old = redis.call("hmget", job, "state", "tenant", "queue", "rank", "parent")
   local exists = old[1] ~= false
   if old[2] and old[2] ~= "" then
     -- A job's tenant never changes once recorded: it decides who may see the job.
@@ -144,6 +269,11 @@ for _, t in ipairs(transitions) do
     redis.call("hincrbyfloat", stats_key, "duration_sum", t.d[i])
   end
 
+  if state ~= "" or t.p ~= "" or t.f.waiting or t.f.waiting_ended or t.f.retried_as then
+    local relinked = t.p ~= "" and exists and not (old[5] and old[5] ~= "")
+    rollup(ns, id, t.at, max_depth, relinked, t.f.retried_as ~= nil)
+  end
+
   if state ~= "" and applied and t.k >= 0 then
     local idx = index(queue, state)
     local excess = redis.call("zcard", idx) - t.k
@@ -151,9 +281,18 @@ for _, t in ipairs(transitions) do
       local victims = redis.call("zrange", idx, 0, excess - 1)
       for _, vid in ipairs(victims) do
         local vkey = ns .. ":job:" .. vid
-        local v = redis.call("hmget", vkey, "tenant", "parent", "broker_id")
+        local v = redis.call("hmget", vkey, "tenant", "parent", "broker_id", "tree_state")
         if v[1] and v[1] ~= "" then
           redis.call("zrem", tindex(v[1], queue, state), vid)
+        end
+        if v[4] and (not v[2] or v[2] == "") then
+          redis.call("zrem", index(queue, "tree." .. v[4]), vid)
+          if v[1] and v[1] ~= "" then
+            redis.call("zrem", tindex(v[1], queue, "tree." .. v[4]), vid)
+          end
+        elseif v[2] and v[2] ~= "" and state == "succeeded" then
+          -- A pruned failure still counts in its parent's tree; a success adds nothing.
+          redis.call("zrem", ns .. ":job:" .. v[2] .. ":tree", vid)
         end
         if v[2] and v[2] ~= "" then
           redis.call("zrem", ns .. ":job:" .. v[2] .. ":children", vid)
@@ -163,7 +302,7 @@ for _, t in ipairs(transitions) do
           redis.call("zrem", ns .. ":" .. queue .. ".XQ", v[3])
           redis.call("hdel", ns .. ":" .. queue .. ".XQ.msgs", v[3])
         end
-        redis.call("del", vkey, vkey .. ":events", vkey .. ":children")
+        redis.call("del", vkey, vkey .. ":events", vkey .. ":children", vkey .. ":tree")
       end
       redis.call("zremrangebyrank", idx, 0, excess - 1)
     end
@@ -175,25 +314,40 @@ for _, t in ipairs(transitions) do
 end
 return applied_count
 """
+)
 
-_DELETE = """
+_DELETE = (
+    _ROLLUP
+    + """
 local ns = ARGV[1]
 local id = ARGV[2]
+local at = tonumber(ARGV[3])
+local max_depth = tonumber(ARGV[4])
 local job = ns .. ":job:" .. id
-local v = redis.call("hmget", job, "state", "tenant", "queue", "parent")
+local v = redis.call("hmget", job, "state", "tenant", "queue", "parent", "tree_state")
 if not v[1] then
   return 0
+end
+if v[5] and (not v[4] or v[4] == "") then
+  redis.call("zrem", ns .. ":jobs:" .. v[3] .. ":tree." .. v[5], id)
+  if v[2] and v[2] ~= "" then
+    redis.call("zrem", ns .. ":jobs:t:" .. v[2] .. ":" .. v[3] .. ":tree." .. v[5], id)
+  end
 end
 redis.call("zrem", ns .. ":jobs:" .. v[3] .. ":" .. v[1], id)
 if v[2] and v[2] ~= "" then
   redis.call("zrem", ns .. ":jobs:t:" .. v[2] .. ":" .. v[3] .. ":" .. v[1], id)
 end
+redis.call("del", job, job .. ":events", job .. ":children", job .. ":tree")
 if v[4] and v[4] ~= "" then
+  -- A dropped job no longer counts in its parent's tree.
   redis.call("zrem", ns .. ":job:" .. v[4] .. ":children", id)
+  redis.call("zrem", ns .. ":job:" .. v[4] .. ":tree", id)
+  rollup(ns, v[4], at, max_depth, false, false)
 end
-redis.call("del", job, job .. ":events", job .. ":children")
 return 1
 """
+)
 
 
 #: One encoder, built once: ``json.dumps`` with non-default separators builds a new one
@@ -278,6 +432,10 @@ class JobStatusStore:
             return f"{self.namespace}:jobs:t:{tenant}:{queue}:{state}"
         return f"{self.namespace}:jobs:{queue}:{state}"
 
+    def tree_index_key(self, queue: str, tree_state: str, tenant: str | None = None) -> str:
+        """Root jobs of ``queue`` (of ``tenant``) whose tree is in ``tree_state``."""
+        return self.index_key(queue, f"tree.{tree_state}", tenant)
+
     def stats_key(self, queue: str) -> str:
         return f"{self.namespace}:jobs:stats:{queue}"
 
@@ -352,7 +510,7 @@ class JobStatusStore:
         """
         if not transitions:
             return 0
-        args = [self.namespace, MAX_EVENTS, _compact(transitions)]
+        args = [self.namespace, MAX_EVENTS, _compact(transitions), MAX_TREE_DEPTH]
         if client is not None and loaded:
             client.evalsha(self._apply.sha, 0, *args)  # type: ignore[attr-defined]
             return 0
@@ -365,7 +523,8 @@ class JobStatusStore:
 
     def delete(self, job_id: str) -> bool:
         """Drop a record, its timeline and its children set, and unlink it from its parent."""
-        return bool(self._delete(args=[self.namespace, job_id]))
+        args = [self.namespace, job_id, now_ms(self.clock), MAX_TREE_DEPTH]
+        return bool(self._delete(args=args))
 
     # -- reading ----------------------------------------------------------------------
 
@@ -383,7 +542,10 @@ class JobStatusStore:
         data, events, child_ids = pipe.execute()
         if not data:
             return None
-        record = present(_decode(data))
+        fields = _decode(data)
+        record = present(fields)
+        if record["result"] is not None:
+            record["result"]["value"] = self._result_value(fields["result_key"])
         timeline = [json.loads(e) for e in events]
         timeline.sort(key=lambda e: e.get("r", 0))  # stable: arrival order within a rank
         record["timeline"] = [present_event(e) for e in timeline]
@@ -392,17 +554,29 @@ class JobStatusStore:
         )
         return record
 
+    def _result_value(self, key: str) -> Any:
+        """The job's return value from Dramatiq's Results backend (None once expired)."""
+        stored = self.client.lindex(key, 0)
+        if stored is None:
+            return None
+        try:
+            return json.loads(stored)
+        except ValueError:
+            return None
+
     def children_summary(
         self, child_ids: list[str], *, limit: int = 50, tenant: str | None = None
     ) -> dict[str, Any]:
         """Counts per state and the first ``limit`` children (of ``tenant`` only, if given)."""
         pipe = self.client.pipeline(transaction=False)
         for child in child_ids:
-            pipe.hmget(self.job_key(child), "state", "actor", "queue", "progress", "tenant")
+            pipe.hmget(
+                self.job_key(child), "state", "actor", "queue", "progress", "tenant", "tree_state"
+            )
         by_state: dict[str, int] = {}
         items: list[dict[str, Any]] = []
         total = 0
-        for child, (state, actor, queue, progress, child_tenant) in zip(
+        for child, (state, actor, queue, progress, child_tenant, tree_state) in zip(
             child_ids, pipe.execute() if child_ids else [], strict=True
         ):
             if tenant and state is not None and (_text(child_tenant) or None) != tenant:
@@ -418,6 +592,7 @@ class JobStatusStore:
                         "actor": _text(actor) or None,
                         "queue": _text(queue) or None,
                         "progress": int(progress) if progress not in (None, b"") else None,
+                        "tree_state": _text(tree_state) or _text(state) or None,
                         "href": f"/jobs/{child}",
                     }
                 )
@@ -431,14 +606,22 @@ class JobStatusStore:
         tenant: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        tree_states: Iterable[str] | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Records newest first (by when they entered their state), and the next cursor.
+
+        With ``tree_states``: root jobs whose tree is in one of them, newest first by
+        when their tree entered it (``states`` is then ignored); one sorted set per
+        queue and tree state, never a walk through the trees.
 
         The cursor is (score, id) of the last item; ties on the score are broken by id,
         so pages never repeat or skip a record that stays in its state.
         """
         after = decode_cursor(cursor) if cursor else None
-        keys = [self.index_key(q, s, tenant) for q in queues for s in states]
+        if tree_states is not None:
+            keys = [self.tree_index_key(q, s, tenant) for q in queues for s in tree_states]
+        else:
+            keys = [self.index_key(q, s, tenant) for q in queues for s in states]
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             if after is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,59 @@ def _int(value: str | None) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
+def _json(value: str | None) -> Any:
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
+
+
+def _waiting(marker: Any) -> dict[str, Any] | None:
+    """A waiting marker as shown: who and what the job's work waits for."""
+    if not isinstance(marker, dict):
+        return None
+    approvers = marker.get("approvers")
+    return {
+        "status": str(marker.get("status") or "waiting"),
+        "execution_id": marker.get("execution_id"),
+        "approval_id": marker.get("approval_id"),
+        "approvers": [str(a) for a in approvers] if isinstance(approvers, list) else [],
+    }
+
+
+def _tree_cause(data: dict[str, str]) -> dict[str, Any] | None:
+    cause = _json(data.get("tree_cause"))
+    if not isinstance(cause, dict) or not cause.get("job"):
+        return None
+    error = cause.get("error")
+    return {
+        "job_id": str(cause["job"]),
+        "href": f"/jobs/{cause['job']}",
+        "actor": cause.get("actor") or None,
+        "error": (
+            {"type": str(error.get("type", "")), "message": str(error.get("message", ""))}
+            if isinstance(error, dict) and error.get("type")
+            else None
+        ),
+        "waiting": _waiting(cause.get("waiting")),
+    }
+
+
+def _subject(data: dict[str, str]) -> dict[str, Any] | None:
+    subject = _json(data.get("subject"))
+    if not isinstance(subject, dict):
+        return None
+    return {name: subject.get(name) for name in SUBJECT_FIELDS}
+
+
+#: What a job is about, as the workflow service records it (see ``report_subject``).
+SUBJECT_FIELDS = (
+    "workflow_id", "workflow_name", "execution_id", "entity_type", "entity_id", "entity_title",
+)  # fmt: skip
+
+
 def present(data: dict[str, str]) -> dict[str, Any]:
     """The public shape of a stored record (times as ISO 8601 UTC)."""
     error = None
@@ -71,11 +125,30 @@ def present(data: dict[str, str]) -> dict[str, Any]:
         "next_retry_at": iso(data.get("next_retry_at")),
         "error": error,
         "progress": progress,
-        "result": {"backend_key": data["result_key"]} if data.get("result_key") else None,
+        # The value itself is read for one job's view (JobStatusStore.get); the key in
+        # the Results backend stays internal.
+        "result": {"available": True, "value": None} if data.get("result_key") else None,
         "parent": data.get("parent") or None,
         "retry_of": data.get("retry_of") or None,
         "retried_as": data.get("retried_as") or None,
+        "tree_state": data.get("tree_state") or data.get("state") or None,
+        "tree_cause": _tree_cause(data),
+        "waiting": None if data.get("waiting_ended") else _waiting(_json(data.get("waiting"))),
+        "subject": _subject(data),
     }
+
+
+def without_tenant_data(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as platform operators see it: ids, states and errors, but no entity
+    titles, workflow names, people or result values (tenant data)."""
+    if record.get("subject"):
+        record["subject"] = {**record["subject"], "workflow_name": None, "entity_title": None}
+    for holder in (record, record.get("tree_cause") or {}):
+        if holder.get("waiting"):
+            holder["waiting"] = {**holder["waiting"], "approvers": []}
+    if record.get("result"):
+        record["result"] = {**record["result"], "value": None}
+    return record
 
 
 def present_event(event: dict[str, Any]) -> dict[str, Any]:
@@ -99,8 +172,44 @@ class JobProgressOut(BaseModel):
 
 
 class JobResultOut(BaseModel):
-    #: Key of the result in Dramatiq's Results backend (the record never copies it).
-    backend_key: str
+    #: The job stored a return value in Dramatiq's Results backend.
+    available: bool
+    #: That value: in ``/jobs/{id}`` while the backend keeps it, null in lists.
+    value: Any = None
+
+
+class WaitingOut(BaseModel):
+    """What a job's work waits for: a person's decision."""
+
+    #: ``waiting_approval``
+    status: str
+    execution_id: str | None
+    approval_id: str | None
+    #: Who may decide (user ids); empty for platform operators.
+    approvers: list[str]
+
+
+class TreeCauseOut(BaseModel):
+    """The job in a tree that decides its ``tree_state`` (the job itself or below)."""
+
+    job_id: str
+    href: str
+    actor: str | None
+    #: For ``failed`` and ``retrying``: its error.
+    error: JobErrorOut | None
+    #: For ``waiting``: whom it waits for.
+    waiting: WaitingOut | None
+
+
+class SubjectOut(BaseModel):
+    """What the job is about (titles and names are null for platform operators)."""
+
+    workflow_id: str | None
+    workflow_name: str | None
+    execution_id: str | None
+    entity_type: str | None
+    entity_id: str | None
+    entity_title: str | None
 
 
 class JobOut(BaseModel):
@@ -127,6 +236,13 @@ class JobOut(BaseModel):
     parent: str | None
     retry_of: str | None
     retried_as: str | None
+    #: The job and every job below it, rolled up: failed > retrying > waiting > running
+    #: > queued > succeeded (succeeded only when every descendant succeeded).
+    tree_state: str | None
+    tree_cause: TreeCauseOut | None
+    #: This job's own work waits for a person (an execution parked for approval).
+    waiting: WaitingOut | None
+    subject: SubjectOut | None
 
 
 class TimelineEntryOut(BaseModel):
@@ -145,6 +261,7 @@ class ChildOut(BaseModel):
     actor: str | None
     queue: str | None
     progress: int | None
+    tree_state: str | None
     href: str
 
 

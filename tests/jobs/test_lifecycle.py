@@ -6,6 +6,8 @@ uses its own queue, so retention limits of one test do not touch another's recor
 
 from __future__ import annotations
 
+import json
+
 import uuid
 from datetime import datetime
 from types import SimpleNamespace
@@ -141,7 +143,8 @@ def test_a_job_failing_twice_then_succeeding_moves_through_the_exact_states(syst
         assert -2 <= late <= 500, late
     assert record["attempt"] == 3 and record["max_attempts"] == 5
     assert record["next_retry_at"] is None and record["error"]["type"] == "RuntimeError"
-    # The record points at the result in Dramatiq's Results backend, without a copy.
+    # The record shows the result's value from Dramatiq's Results backend, never the
+    # backend's Redis key.
     results = next(m for m in system.broker.middleware if isinstance(m, Results))
     message = dramatiq.Message(
         queue_name="governance.policy",
@@ -151,7 +154,8 @@ def test_a_job_failing_twice_then_succeeding_moves_through_the_exact_states(syst
         options={},
         message_id=job_id,
     )
-    assert record["result"]["backend_key"] == results.backend.build_message_key(message)
+    assert record["result"] == {"available": True, "value": "succeeded on run 3"}
+    assert results.backend.build_message_key(message) not in json.dumps(record)
     assert results.backend.get_result(message) == "succeeded on run 3"
 
 

@@ -24,6 +24,7 @@ from shared.http import (
     parse_uuid,
 )
 from shared.jobstatus import STATES, InvalidCursor, JobDetailOut, JobPageOut
+from shared.jobstatus.params import TREE_STATE_PARAM, parse_tree_state
 from shared.queues import QUEUE_NAMES
 from workflow_service.ops.service import JobNotDead, JobNotFound, JobOps
 
@@ -145,6 +146,7 @@ class OpsJobCollection:
             params=(
                 Param("queue", schema={"enum": list(QUEUE_NAMES)}),
                 Param("state", schema={"enum": list(STATES)}),
+                TREE_STATE_PARAM,
                 Param(
                     "tenant",
                     description="Only this tenant's jobs (an admin naming another tenant "
@@ -164,6 +166,7 @@ class OpsJobCollection:
         scope = ops_scope(req)
         queue = parse_choice(req, "queue", QUEUE_NAMES)
         state = parse_choice(req, "state", STATES)
+        tree_state = parse_tree_state(req, state)
         tenant = req.get_param("tenant") or None
         if tenant is not None and len(tenant) > 64:
             raise bad_parameter("tenant", "'tenant' is at most 64 characters.")
@@ -176,6 +179,7 @@ class OpsJobCollection:
                 limit=limit,
                 cursor=req.get_param("cursor") or None,
                 scope=scope,
+                tree_state=tree_state,
             )
         except InvalidCursor:
             raise bad_parameter(

@@ -16,7 +16,7 @@ from typing import Any
 import dramatiq
 
 from shared.broker import without_outage_retries
-from shared.jobstatus import FAILED, STATES, JobStatusStore, iso, now_ms
+from shared.jobstatus import FAILED, STATES, JobStatusStore, iso, now_ms, without_tenant_data
 from shared.queues import CATALOG, QUEUE_NAMES
 from workflow_service.ops.broker_state import BrokerState
 
@@ -138,6 +138,8 @@ class JobOps:
         record = self.store.get(job_id)
         if record is None or not _visible(record["tenant_id"], tenant):
             raise JobNotFound(job_id)
+        if tenant is None:
+            without_tenant_data(record)
         raw = self.store.raw(job_id) or {}
         record["dead_lettered"] = bool(
             record["state"] == FAILED
@@ -155,23 +157,29 @@ class JobOps:
         limit: int,
         cursor: str | None,
         scope: str | None = None,
+        tree_state: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of jobs; ``tenant`` filters, ``scope`` is the tenant the caller may see.
 
         Both read one tenant's indexes (no scan); a filter naming another tenant than
-        the scope finds nothing.
+        the scope finds nothing. ``tree_state``: root jobs by their tree's state.
+        Operators (no scope) get records without tenant data (titles, names, people).
         """
         if scope is not None:
             if tenant is not None and tenant != scope:
                 return [], None
             tenant = scope
-        return self.store.list_jobs(
+        items, next_cursor = self.store.list_jobs(
             queues=[queue] if queue else QUEUE_NAMES,
             states=[state] if state else STATES,
             tenant=tenant,
             limit=limit,
             cursor=cursor,
+            tree_states=[tree_state] if tree_state else None,
         )
+        if scope is None:
+            items = [without_tenant_data(item) for item in items]
+        return items, next_cursor
 
     def _dead_record(
         self, job_id: str, tenant: str | None, *, retried_ok: bool = False

@@ -1,0 +1,226 @@
+"""Tree state: a job's status rolled up from everything it started (real Redis).
+
+The records are written through the store's one Lua script, as the middleware writes
+them, for a tree shaped like a write's: dispatch -> run_execution -> webhook delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from shared.jobstatus import JobStatusStore
+from shared.jobstatus.middleware import rank
+
+POLICY = "governance.policy"
+NOTIFY = "governance.notification"
+TENANT = "acme"
+
+
+@pytest.fixture
+def store(redis_client, namespace):
+    return JobStatusStore(redis_client, namespace)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def move(store, job_id, queue, state, *, attempt=1, parent="", actor="a", fields=None):
+    store.transition(
+        job_id,
+        queue,
+        state=state,
+        rank=rank(state, 0 if state == "queued" else attempt),
+        tenant=TENANT,
+        fields=fields,
+        identity={"id": job_id, "queue": queue, "actor": actor, "tenant": TENANT},
+        event={"state": state},
+        parent=parent,
+    )
+
+
+def note(store, job_id, queue, fields):
+    store.transition(job_id, queue, fields=fields, must_exist=True)
+
+
+def tree(store, job_id):
+    record = store.get(job_id)
+    return record["tree_state"], record["tree_cause"]
+
+
+@pytest.fixture
+def write_tree(store):
+    """A dispatch job that succeeded, its run job that succeeded after parking for
+    bob and carol, nothing below yet."""
+    dispatch, run = new_id(), new_id()
+    move(store, dispatch, POLICY, "queued", actor="dispatch_event")
+    move(store, dispatch, POLICY, "running", actor="dispatch_event")
+    move(store, run, POLICY, "queued", parent=dispatch, actor="run_execution")
+    move(store, dispatch, POLICY, "succeeded", actor="dispatch_event")
+    move(store, run, POLICY, "running", actor="run_execution")
+    return dispatch, run
+
+
+def test_a_job_is_succeeded_only_when_everything_below_it_is(store, write_tree):
+    dispatch, run = write_tree
+    # Given the dispatch job succeeded while its run job still runs
+    assert store.get(dispatch)["state"] == "succeeded"
+    state, cause = tree(store, dispatch)
+    assert state == "running"
+    assert cause["job_id"] == run and cause["actor"] == "run_execution"
+    # When the run job succeeds, the whole tree has
+    move(store, run, POLICY, "succeeded", actor="run_execution")
+    assert tree(store, dispatch) == ("succeeded", None)
+    assert store.get(dispatch)["children"]["items"][0]["tree_state"] == "succeeded"
+
+
+def test_waiting_for_a_person_names_them_until_the_execution_resumes(store, write_tree):
+    dispatch, run = write_tree
+    execution = new_id()
+    marker = {
+        "status": "waiting_approval",
+        "execution_id": execution,
+        "approval_id": "ap1",
+        "approvers": ["bob", "carol"],
+    }
+    # Given the run job parked its execution for bob and carol, then succeeded
+    note(store, run, POLICY, {"waiting": json.dumps(marker)})
+    move(store, run, POLICY, "succeeded", actor="run_execution")
+    # Then the write's job waits, naming them
+    state, cause = tree(store, dispatch)
+    assert state == "waiting"
+    assert cause["job_id"] == run
+    assert cause["waiting"] == marker
+    assert store.get(run)["waiting"] == marker
+    # When the decision resumes the execution as a new run job below the parked one
+    resumed = new_id()
+    move(store, resumed, POLICY, "queued", parent=run, actor="run_execution")
+    note(store, run, POLICY, {"waiting_ended": resumed})
+    assert store.get(run)["waiting"] is None
+    assert tree(store, dispatch)[0] == "queued"
+    move(store, resumed, POLICY, "running", actor="run_execution")
+    move(store, resumed, POLICY, "succeeded", actor="run_execution")
+    assert tree(store, dispatch) == ("succeeded", None)
+
+
+def test_a_marker_written_after_its_end_does_not_reopen_it(store, write_tree):
+    dispatch, run = write_tree
+    # The decision's write can reach Redis before the worker's batched marker.
+    note(store, run, POLICY, {"waiting_ended": "cancelled"})
+    note(store, run, POLICY, {"waiting": json.dumps({"approvers": ["bob"]})})
+    move(store, run, POLICY, "succeeded", actor="run_execution")
+    assert tree(store, dispatch)[0] == "succeeded"
+
+
+def test_a_failure_two_levels_down_fails_the_write_naming_the_job(store, write_tree):
+    dispatch, run = write_tree
+    hook = new_id()
+    move(store, hook, NOTIFY, "queued", parent=run, actor="deliver")
+    move(store, run, POLICY, "succeeded", actor="run_execution")
+    move(store, hook, NOTIFY, "running", actor="deliver")
+    move(
+        store,
+        hook,
+        NOTIFY,
+        "retrying",
+        actor="deliver",
+        fields={"error_type": "WebhookFailed", "error_message": "HTTP 500"},
+    )
+    state, cause = tree(store, dispatch)
+    assert state == "retrying" and cause["job_id"] == hook
+    move(store, hook, NOTIFY, "failed", attempt=10, actor="deliver")
+    state, cause = tree(store, dispatch)
+    assert state == "failed"
+    assert cause["job_id"] == hook and cause["href"] == f"/jobs/{hook}"
+    assert cause["actor"] == "deliver"
+    assert cause["error"] == {"type": "WebhookFailed", "message": "HTTP 500"}
+    assert tree(store, run)[0] == "failed"
+    # Failed beats a sibling that waits.
+    other = new_id()
+    move(store, other, POLICY, "queued", parent=dispatch, actor="run_execution")
+    note(store, other, POLICY, {"waiting": json.dumps({"approvers": ["bob"]})})
+    assert tree(store, dispatch)[0] == "failed"
+
+
+def test_an_operator_retry_that_succeeds_clears_the_failure(store, write_tree):
+    dispatch, run = write_tree
+    hook, again = new_id(), new_id()
+    move(store, hook, NOTIFY, "queued", parent=run, actor="deliver")
+    move(store, run, POLICY, "succeeded", actor="run_execution")
+    move(store, hook, NOTIFY, "failed", actor="deliver", fields={"error_type": "E"})
+    assert tree(store, dispatch)[0] == "failed"
+    # The retry is a sibling of the failed job; the failed job is marked retried.
+    move(store, again, NOTIFY, "queued", parent=run, actor="deliver")
+    note(store, hook, NOTIFY, {"retried_as": again})
+    assert tree(store, dispatch)[0] == "queued"
+    move(store, again, NOTIFY, "running", actor="deliver")
+    move(store, again, NOTIFY, "succeeded", actor="deliver")
+    assert tree(store, dispatch) == ("succeeded", None)
+
+
+def test_dropping_a_failed_job_updates_its_ancestors(store, write_tree):
+    dispatch, run = write_tree
+    hook = new_id()
+    move(store, hook, NOTIFY, "queued", parent=run, actor="deliver")
+    move(store, run, POLICY, "succeeded", actor="run_execution")
+    move(store, hook, NOTIFY, "failed", actor="deliver", fields={"error_type": "E"})
+    assert tree(store, dispatch)[0] == "failed"
+    store.delete(hook)
+    assert tree(store, dispatch)[0] == "succeeded"
+
+
+def test_roots_are_listed_by_tree_state_per_tenant(store, write_tree):
+    dispatch, run = write_tree
+    hook = new_id()
+    move(store, hook, NOTIFY, "queued", parent=run, actor="deliver")
+    move(store, run, POLICY, "succeeded", actor="run_execution")
+    # A healthy write beside it
+    fine = new_id()
+    move(store, fine, POLICY, "queued", actor="dispatch_event")
+    move(store, fine, POLICY, "succeeded", actor="dispatch_event")
+    move(store, hook, NOTIFY, "failed", actor="deliver", fields={"error_type": "E"})
+
+    def listed(tree_state, tenant=TENANT):
+        items, _ = store.list_jobs(
+            queues=[POLICY, NOTIFY], tenant=tenant, tree_states=[tree_state]
+        )
+        return [item["id"] for item in items]
+
+    # Only roots: the failed delivery and the run job are not listed themselves.
+    assert listed("failed") == [dispatch]
+    assert listed("succeeded") == [fine]
+    assert listed("failed", tenant="other") == []
+    assert [i["id"] for i in store.list_jobs(queues=[POLICY], tree_states=["failed"])[0]] == [
+        dispatch
+    ]
+    # The index reads one sorted set per queue and tree state.
+    ns = store.namespace
+    assert store.client.zscore(f"{ns}:jobs:t:{TENANT}:{POLICY}:tree.failed", dispatch)
+    assert store.client.zscore(f"{ns}:jobs:t:{TENANT}:{POLICY}:tree.failed", run) is None
+
+
+def test_a_child_recorded_before_its_queued_record_leaves_the_roots(store):
+    # The running record of a child can land before the parent's batched queued one.
+    parent, child = new_id(), new_id()
+    move(store, parent, POLICY, "running", actor="run_execution")
+    move(store, child, NOTIFY, "running", actor="deliver")
+    assert store.client.zscore(store.tree_index_key(NOTIFY, "running", TENANT), child)
+    move(store, child, NOTIFY, "queued", parent=parent, actor="deliver")
+    assert store.client.zscore(store.tree_index_key(NOTIFY, "running", TENANT), child) is None
+    move(store, child, NOTIFY, "failed", actor="deliver", fields={"error_type": "E"})
+    assert tree(store, parent)[0] == "failed"
+
+
+def test_the_rollup_stops_at_ten_levels(store):
+    chain = [new_id() for _ in range(13)]
+    move(store, chain[0], POLICY, "succeeded")
+    for parent, child in zip(chain, chain[1:], strict=False):
+        move(store, child, POLICY, "queued", parent=parent)
+        move(store, child, POLICY, "succeeded")
+    move(store, chain[-1], POLICY, "failed", attempt=2, fields={"error_type": "E"})
+    states = [tree(store, job)[0] for job in chain]
+    assert states[-11:] == ["failed"] * 11
+    assert states[:2] == ["succeeded", "succeeded"]
