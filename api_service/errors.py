@@ -37,6 +37,13 @@ class TransitionNotAllowed(DomainError):
     title = "Transition not allowed"
 
 
+class PolicyInReview(DomainError):
+    """Its content is what the reviewers are deciding on, so it does not change."""
+
+    status = falcon.HTTP_409
+    title = "Policy in review"
+
+
 class ConcurrentChange(DomainError):
     status = falcon.HTTP_409
     title = "Concurrent change"

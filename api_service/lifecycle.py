@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-STATUSES = ("draft", "in_review", "approved", "published", "archived")
+from shared.lifecycles import POLICY
 
-TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "draft": ("in_review",),
-    "in_review": ("approved", "draft"),
-    "approved": ("published", "draft"),
-    "published": ("archived", "in_review"),
-    "archived": (),
-}
+STATUSES = POLICY.statuses
+TRANSITIONS = POLICY.transitions
 
 #: Roles that may make a move; a move not listed here is open to editors (and admins
 #: and the workflow service). Approving is a decision, so an editor cannot make it:
@@ -26,6 +21,9 @@ MOVE_ROLES: dict[tuple[str, str], tuple[str, ...]] = {
 #: Moves to these statuses are decisions: separation of duties applies (whoever
 #: created, owns or submitted the policy never makes them).
 DECISIONS = frozenset({"approved"})
+#: Statuses whose content may not change: reviewers decide on the version they were
+#: asked about, so an edit must withdraw the policy to draft first.
+FROZEN = frozenset({"in_review"})
 #: The status whose move records who submitted the policy.
 SUBMITTED = "in_review"
 

@@ -59,6 +59,18 @@ def _separation_of_duties(db: peewee.Database, migrator: SchemaMigrator) -> None
         db.create_tables([TenantSettings, PolicyRefusal])
 
 
+def _version_via(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    # Migration 1 creates tables from the current models, so a fresh database has it.
+    from playhouse.migrate import migrate
+
+    if "via" not in {c.name for c in db.get_columns("policy_version")}:
+        migrate(
+            migrator.add_column(
+                "policy_version", "via", peewee.CharField(max_length=128, null=True)
+            )
+        )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1, "policies, versions, outbox, idempotency records", _initial, service="api_service"
@@ -69,6 +81,12 @@ MIGRATIONS: list[Migration] = [
         "separation of duties: who submitted a policy, tenant settings, refusals; "
         "idempotency keys per caller",
         _separation_of_duties,
+        service="api_service",
+    ),
+    Migration(
+        4,
+        "policy versions: the service a change was made through (via)",
+        _version_via,
         service="api_service",
     ),
 ]

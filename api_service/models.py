@@ -69,6 +69,9 @@ class PolicyVersion(BaseModel):
     snapshot = JSONTextField()
     changed_by = peewee.CharField(max_length=128)
     changed_at = peewee.DateTimeField(default=utcnow)
+    #: The service that made the change for ``changed_by`` (the workflow service moving
+    #: a policy for the people who approved it); None when they made it themselves.
+    via = peewee.CharField(max_length=128, null=True)
 
     class Meta:
         indexes = ((("policy", "version"), True),)

@@ -19,6 +19,7 @@ from api_service.errors import (
     ConcurrentChange,
     DomainError,
     IdempotencyKeyReused,
+    PolicyInReview,
     PolicyNotFound,
     SeparationOfDuties,
     TransitionForbidden,
@@ -258,6 +259,15 @@ class PolicyService:
             }
             if not changed:
                 return WriteResult(policy, [])
+            if policy.status in lifecycle.FROZEN:
+                raise PolicyInReview(
+                    f"The policy is in review (version {policy.version}); withdraw it to "
+                    f"draft first (POST /policies/{policy.id}/transitions with "
+                    '{"to": "draft"}), then edit it and send it to review again: its '
+                    "reviewers decide on the content they were asked about.",
+                    status=policy.status,
+                    version=policy.version,
+                )
             policy = self._conditional_update(policy, principal, changed, expected)
             extra = {"changed_fields": sorted(changed)}
             pending = self._record(
@@ -346,13 +356,26 @@ class PolicyService:
                     # The person a workflow acted for sent it, not the service.
                     submitter = initiator if _is_service(principal) and initiator else None
                     changes["submitted_by"] = submitter or principal.sub
-                policy = self._conditional_update(policy, principal, changes, expected)
+                # A move the workflow service makes for the people who decided it is
+                # theirs: the first named settled it (the service is kept as ``via``).
+                acting_for = deciders[0] if _is_service(principal) and deciders else None
+                policy = self._conditional_update(
+                    policy, principal, changes, expected, acting_for=acting_for
+                )
                 extra: dict[str, Any] = {"old_status": old}
                 if data.comment:
                     extra["comment"] = data.comment
+                if acting_for:
+                    extra.update(via=principal.sub, decided_by=list(deciders))
                 pending = self._record(
                     self._change_rows(
-                        policy, principal, "policy.status_changed", extra, causation, initiator
+                        policy,
+                        principal,
+                        "policy.status_changed",
+                        extra,
+                        causation,
+                        initiator,
+                        acting_for=acting_for,
                     )
                 )
                 body = WriteResult(policy, [pending]).body()
@@ -504,8 +527,11 @@ class PolicyService:
         principal: Principal,
         changes: dict[str, Any],
         expected: int | None = None,
+        *,
+        acting_for: str | None = None,
     ) -> Policy:
-        """Apply ``changes`` only if nobody changed the policy since it was read.
+        """Apply ``changes`` only if nobody changed the policy since it was read
+        (``acting_for``: the person a service made the change for, its ``updated_by``).
 
         Two writers that read the same version both get here on PostgreSQL; the row
         lock makes the second re-check ``version`` after the first commits, so exactly
@@ -515,7 +541,7 @@ class PolicyService:
         values = {
             **changes,
             "version": policy.version + 1,
-            "updated_by": principal.sub,
+            "updated_by": acting_for or principal.sub,
             "updated_at": now,
         }
         updated = (
@@ -554,16 +580,22 @@ class PolicyService:
         extra: dict[str, Any],
         causation: list[str],
         initiator: str | None = None,
+        *,
+        acting_for: str | None = None,
     ) -> tuple[list[Any], OutboxRow]:
-        """The version snapshot row and the outbox row of a change to ``policy``."""
+        """The version snapshot row and the outbox row of a change to ``policy``.
+
+        ``acting_for``: the person a service (``principal``) made the change for; they
+        are its ``changed_by`` and the event's actor, the service its ``via``."""
         version_row = _INSERT_VERSION.params(
             {
                 "policy": policy.id,
                 "version": policy.version,
                 "change": event_type,
                 "snapshot": policy_body(policy),
-                "changed_by": principal.sub,
+                "changed_by": acting_for or principal.sub,
                 "changed_at": policy.updated_at,
+                "via": principal.sub if acting_for else None,
             }
         )
         data = {name: json_value(getattr(policy, name)) for name in SNAPSHOT_FIELDS}
@@ -573,7 +605,7 @@ class PolicyService:
             entity_type="policy",
             entity_id=str(policy.id),
             tenant_id=policy.tenant,
-            actor=principal.sub,
+            actor=acting_for or principal.sub,
             initiator=initiator,
             data=data,
             causation=causation,

@@ -226,7 +226,8 @@ class PolicyItem:
             params=(ID_PARAM,),
         ),
         "PATCH": Operation(
-            "Change fields of a policy; needs If-Match or 'version' (stale: 412); "
+            "Change fields of a policy; needs If-Match or 'version' (stale: 412); a "
+            "policy in review is not edited (409: withdraw it to draft first); "
             "publishes policy.updated",
             request=PolicyUpdate,
             response=PolicyWriteOut,
@@ -362,6 +363,7 @@ class PolicyVersions:
                     "version": v.version,
                     "change": v.change,
                     "changed_by": v.changed_by,
+                    "via": v.via,
                     "changed_at": json_value(v.changed_at),
                     "snapshot": v.snapshot,
                 }

@@ -135,7 +135,10 @@ class PolicyListOut(BaseModel):
 class PolicyVersionOut(BaseModel):
     version: int
     change: str
+    #: Who made the change; for a workflow's move to approved, who approved.
     changed_by: str
+    #: The service that made it for them (``workflow-service``), else null.
+    via: str | None = None
     changed_at: datetime
     snapshot: dict
 
