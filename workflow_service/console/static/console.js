@@ -98,6 +98,7 @@
     // Executions are tenant data; an operator's token reads none.
     $("executions-view").hidden = !scoped;
     $("executions-note").hidden = scoped;
+    $("deliveries-view").hidden = !scoped;
   }
 
   function link(text, onClick, testId) {
@@ -428,6 +429,24 @@
     }
   }
 
+  async function loadDeliveries() {
+    const current = ticket("deliveries");
+    const body = await api("GET", "/deliveries", {
+      status: $("filter-delivery-status").value, limit: 20,
+    });
+    if (!current()) return;
+    const tbody = $("deliveries").tBodies[0];
+    tbody.replaceChildren();
+    for (const d of items(body)) {
+      const tr = row([
+        short(d.id), d.channel, d.url || d.recipient, badge(d.status), d.attempts,
+        when(d.last_attempt_at), when(d.next_resend_at), d.resends ?? "", d.error || "",
+      ]);
+      tr.dataset.deliveryId = d.id;
+      tbody.appendChild(tr);
+    }
+  }
+
   async function openExecution(id) {
     state.execution = id;
     await loadExecution();
@@ -479,6 +498,12 @@
         if (e.status === 401) throw e;
         $("executions").tBodies[0].replaceChildren(row(["executions unavailable: " + e.message]));
       }
+      try {
+        if (state.scope !== null) await loadDeliveries();
+      } catch (e) {
+        if (e.status === 401) throw e;
+        $("deliveries").tBodies[0].replaceChildren(row(["deliveries unavailable: " + e.message]));
+      }
       setStatus("updated " + new Date().toLocaleTimeString());
     } catch (e) {
       if (e.status !== 401) setStatus(errorText(e), true);
@@ -503,6 +528,7 @@
     });
     $("jobs-more").addEventListener("click", () => act(() => loadJobs("more")));
     $("execution-filters").addEventListener("change", () => act(loadExecutions));
+    $("delivery-filters").addEventListener("change", () => act(loadDeliveries));
     $("job-retry").addEventListener("click", retryJob);
     $("job-delete").addEventListener("click", deleteJob);
     $("job-close").addEventListener("click", closeJob);
