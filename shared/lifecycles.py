@@ -1,0 +1,38 @@
+"""The statuses each entity type has, and which status may follow which: data both
+services read. The api enforces the moves; the workflow service checks a
+``change_status`` step's target when a workflow is saved, so a move to a status the
+entity type does not have is refused then rather than failing at every run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    #: The api's collection path of the entity type (``/policies``).
+    collection: str
+    statuses: tuple[str, ...]
+    transitions: Mapping[str, tuple[str, ...]]
+
+
+POLICY = Lifecycle(
+    collection="policies",
+    statuses=("draft", "in_review", "approved", "published", "archived"),
+    transitions={
+        "draft": ("in_review",),
+        "in_review": ("approved", "draft"),
+        "approved": ("published", "draft"),
+        "published": ("archived", "in_review"),
+        "archived": (),
+    },
+)
+
+#: Entity types the api serves, by name. An entity type missing here (``assessment``,
+#: ``evidence``) has no api yet: it has no status to move to and nothing to load.
+LIFECYCLES: dict[str, Lifecycle] = {"policy": POLICY}
+
+
+def lifecycle_of(entity_type: str) -> Lifecycle | None:
+    return LIFECYCLES.get(entity_type)
