@@ -7,7 +7,6 @@ uses its own queue, so retention limits of one test do not touch another's recor
 from __future__ import annotations
 
 import json
-
 import uuid
 from datetime import datetime
 from types import SimpleNamespace

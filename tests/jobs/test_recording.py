@@ -7,7 +7,6 @@ The same behaviour is checked end to end with real worker processes in
 from __future__ import annotations
 
 import json
-
 import threading
 
 import dramatiq
