@@ -377,3 +377,24 @@ def test_deeply_nested_definitions_are_refused_not_stored(client):
     resp = create(client, body)
     assert resp.status_code == 400, resp.text
     assert "nested more than 32 levels" in resp.json["description"]
+
+
+def test_executions_name_their_workflow_and_entity(client, engine_for_runs):
+    from workflow_service.steps import Trigger
+
+    workflow = create(client, {**DEFINITION, "name": "Travel review"}).json
+    trigger = Trigger(
+        event_id="e-7",
+        event_type="policy.created",
+        entity_type="policy",
+        entity_id="p-7",
+        tenant_id="acme",
+        data={"title": "Travel", "owner": "bob"},
+    )
+    execution = engine_for_runs.create_execution(workflow["id"], workflow["version"], trigger)
+    detail = client.simulate_get(f"/executions/{execution.id}", headers=auth()).json
+    listed = client.simulate_get("/executions?entity_id=p-7", headers=auth()).json["items"]
+    assert [e["id"] for e in listed] == [execution.id]
+    for body in (detail, *listed):
+        assert body["workflow_name"] == "Travel review"
+        assert body["entity_title"] == "Travel"

@@ -8,7 +8,7 @@ from shared.auth import require_role
 from shared.http import Operation, Param, bad_parameter, parse_choice, parse_limit
 from workflow_service.approvals import service as approvals
 from workflow_service.engine import Engine
-from workflow_service.models import Execution, ExecutionStatus, StepRun
+from workflow_service.models import Execution, ExecutionStatus, StepRun, Workflow
 from workflow_service.web.common import (
     READ_ROLES,
     WRITE_ROLES,
@@ -32,6 +32,14 @@ def _get(tenant: str, execution_id: str) -> Execution:
     if execution is None:
         raise not_found("execution", execution_id)
     return execution
+
+
+def _workflow_names(executions: list[Execution]) -> dict[str, str]:
+    """Names of the executions' workflows, in one query."""
+    ids = {e.workflow_id for e in executions}
+    if not ids:
+        return {}
+    return dict(Workflow.select(Workflow.id, Workflow.name).where(Workflow.id.in_(ids)).tuples())
 
 
 def _steps(execution: Execution) -> list[StepRun]:
@@ -79,8 +87,12 @@ class ExecutionCollection:
         if status:
             query = query.where(Execution.status == status)
         rows = list(after_cursor(query, Execution, page_cursor(req)).limit(limit))
+        names = _workflow_names(rows)
         resp.media = {
-            "items": [execution_body(e, reader=principal) for e in rows],
+            "items": [
+                execution_body(e, reader=principal, workflow_name=names.get(e.workflow_id))
+                for e in rows
+            ],
             "next_cursor": next_cursor(rows, limit),
         }
 
@@ -99,7 +111,8 @@ class ExecutionItem:
     def on_get(self, req, resp, execution_id):
         principal = require_role(req, *READ_ROLES)
         execution = _get(principal.tenant, execution_id)
-        resp.media = execution_body(execution, _steps(execution), principal)
+        name = _workflow_names([execution]).get(execution.workflow_id)
+        resp.media = execution_body(execution, _steps(execution), principal, name)
 
 
 class ExecutionCancel:
@@ -130,7 +143,8 @@ class ExecutionCancel:
         # execution ended; housekeeping closes the approvals if this is cut short.
         approvals.cancel_for_execution(execution.id)
         execution = Execution.get_by_id(execution.id)
-        resp.media = execution_body(execution, _steps(execution))
+        name = _workflow_names([execution]).get(execution.workflow_id)
+        resp.media = execution_body(execution, _steps(execution), workflow_name=name)
 
 
 def add_execution_routes(app, docs, engine: Engine) -> None:

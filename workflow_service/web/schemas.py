@@ -105,11 +105,15 @@ class ExecutionOut(BaseModel):
     id: str
     tenant_id: str
     workflow_id: str
+    #: The workflow's name now.
+    workflow_name: str | None = None
     workflow_version: int
     event_id: str
     event_type: str
     entity_type: str
     entity_id: str
+    #: The entity's title as the triggering event saw it.
+    entity_title: str | None = None
     status: str
     attempts: int
     error: str | None

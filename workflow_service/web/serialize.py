@@ -52,17 +52,25 @@ def step_body(s: StepRun, reader: Any = None) -> dict[str, Any]:
 
 
 def execution_body(
-    e: Execution, steps: list[StepRun] | None = None, reader: Any = None
+    e: Execution,
+    steps: list[StepRun] | None = None,
+    reader: Any = None,
+    workflow_name: str | None = None,
 ) -> dict[str, Any]:
+    data = (e.event or {}).get("data")
+    title = data.get("title") if isinstance(data, dict) else None
     body = {
         "id": e.id,
         "tenant_id": e.tenant_id,
         "workflow_id": e.workflow_id,
+        "workflow_name": workflow_name,
         "workflow_version": e.workflow_version,
         "event_id": e.event_id,
         "event_type": (e.event or {}).get("event_type"),
         "entity_type": e.entity_type,
         "entity_id": e.entity_id,
+        # As the triggering event saw it (the entity may have been renamed since).
+        "entity_title": title if isinstance(title, str) else None,
         "status": e.status,
         "attempts": e.attempts,
         "error": e.error,
