@@ -300,3 +300,38 @@ def test_an_operator_sees_every_tenant_and_an_admin_only_its_own(system, page):
         expect(queue.locator("td").nth(5)).to_have_text("2")  # queued: acme's two
         expect(page.locator("#executions-view")).to_be_visible()
         assert not page.locator("#status.error").count()
+
+
+def test_the_console_shows_tree_state_and_names(system, tenant, page):
+    # Given a write whose run job failed for good below its (succeeded) dispatch job
+    policy, execution, failed_id, ops = dead_run_job(system, tenant)
+    write_id = policy["jobs"][0]["id"]
+
+    # When the tenant's admin lists the jobs whose work failed somewhere below
+    page.goto(f"{system.workflow_url}/console")
+    page.fill("#token", system.token(sub="op", roles=["admin"], tenant=tenant))
+    page.click("#sign-in")
+    page.wait_for_selector('#queues tr[data-queue="governance.policy"]')
+    page.select_option("#filter-tree", "failed")
+
+    # Then the write's job is listed: succeeded itself, failed below, naming the job
+    row = page.locator(f'#jobs tr[data-job-id="{write_id}"]')
+    expect(row).to_have_attribute("data-tree-state", "failed")
+    expect(row).to_have_attribute("data-state", "succeeded")
+    tree = row.locator('[data-testid="tree"]')
+    expect(tree).to_contain_text(failed_id[:8])
+    expect(tree).to_contain_text("RuntimeError")
+    expect(row).to_contain_text("“Passwords”")
+    expect(page.locator("#jobs tbody tr")).to_have_count(1)
+
+    # And its detail links to the failed job, whose detail names workflow and policy
+    row.locator('[data-testid="job-link"]').click()
+    detail = page.locator("#job-detail")
+    expect(detail).to_have_attribute("data-tree-state", "failed")
+    detail.locator('[data-testid="tree-cause-job"]').click()
+    expect(page.locator("#job-id")).to_have_text(failed_id)
+    expect(page.locator("#job-fields")).to_contain_text("fragile · policy “Passwords”")
+    # The executions table names the workflow and the policy too
+    ex_row = page.locator(f'#executions tr[data-execution-id="{execution["id"]}"]')
+    expect(ex_row).to_contain_text("fragile")
+    expect(ex_row).to_contain_text("“Passwords”")

@@ -184,9 +184,7 @@ def test_roots_are_listed_by_tree_state_per_tenant(store, write_tree):
     move(store, hook, NOTIFY, "failed", actor="deliver", fields={"error_type": "E"})
 
     def listed(tree_state, tenant=TENANT):
-        items, _ = store.list_jobs(
-            queues=[POLICY, NOTIFY], tenant=tenant, tree_states=[tree_state]
-        )
+        items, _ = store.list_jobs(queues=[POLICY, NOTIFY], tenant=tenant, tree_states=[tree_state])
         return [item["id"] for item in items]
 
     # Only roots: the failed delivery and the run job are not listed themselves.

@@ -224,23 +224,65 @@
   // -- jobs ----------------------------------------------------------------------------
 
   function jobFilters() {
-    return {
+    const filters = {
       queue: $("filter-queue").value,
       state: $("filter-state").value,
       tenant: $("filter-tenant").value.trim(),
     };
+    // The tree filter lists root jobs by everything below them; it takes no state.
+    const tree = $("filter-tree").value;
+    if (tree) { filters.tree_state = tree; filters.state = ""; }
+    return filters;
+  }
+
+  // What a job is about: the workflow's name and the entity's title beside the ids.
+  function subjectText(subject) {
+    if (!subject) return "";
+    const parts = [];
+    if (subject.workflow_name || subject.workflow_id) {
+      parts.push(subject.workflow_name || short(subject.workflow_id));
+    }
+    if (subject.entity_title || subject.entity_id) {
+      parts.push((subject.entity_type ? subject.entity_type + " " : "")
+        + (subject.entity_title ? "“" + subject.entity_title + "”" : short(subject.entity_id)));
+    }
+    return parts.join(" · ");
+  }
+
+  // Who the tree waits for, or which job below failed and why.
+  function causeText(cause) {
+    if (!cause) return "";
+    if (cause.waiting) {
+      const who = cause.waiting.approvers.length ? cause.waiting.approvers.join(", ") : "a person";
+      return "waits for " + who;
+    }
+    if (cause.error) return short(cause.job_id) + " " + cause.error.type + ": " + cause.error.message;
+    return short(cause.job_id) + " " + (cause.actor || "");
+  }
+
+  function treeCell(job) {
+    const cell = document.createElement("span");
+    cell.dataset.testid = "tree";
+    cell.appendChild(badge(job.tree_state));
+    const text = causeText(job.tree_cause);
+    if (text && job.tree_state !== "succeeded") {
+      cell.appendChild(document.createTextNode(" " + text));
+    }
+    return cell;
   }
 
   function jobRow(job) {
     const tr = row([
       link(short(job.id), () => openJob(job.id), "job-link"),
-      job.actor, job.tenant_id, badge(job.state, job.retried_as ? job.state + " · retried" : null),
+      job.actor, subjectText(job.subject), job.tenant_id,
+      badge(job.state, job.retried_as ? job.state + " · retried" : null), treeCell(job),
       job.attempt + (job.max_attempts ? " / " + job.max_attempts : ""),
       when(job.updated_at), job.error ? job.error.type + ": " + job.error.message : "",
     ]);
-    markAllTenants(tr, [2]);
+    markAllTenants(tr, [3]);
     tr.dataset.jobId = job.id;
     tr.dataset.state = job.state;
+    tr.dataset.treeState = job.tree_state || "";
     return tr;
   }
 
@@ -320,14 +362,31 @@
     const retryOf = job.retry_of ? link(job.retry_of, () => openJob(job.retry_of)) : null;
     const retriedAs = job.retried_as
       ? link(job.retried_as, () => openJob(job.retried_as), "retried-as") : null;
+    panel.dataset.treeState = job.tree_state || "";
+    const cause = job.tree_cause;
+    let causeNode = null;
+    // A job below decides the tree (the job's own state and error are shown anyway).
+    if (cause && job.tree_state !== "succeeded" && cause.job_id !== job.id) {
+      causeNode = document.createElement("span");
+      causeNode.dataset.testid = "tree-cause";
+      causeNode.appendChild(link(short(cause.job_id), () => openJob(cause.job_id), "tree-cause-job"));
+      causeNode.appendChild(document.createTextNode(" "));
+      causeNode.appendChild(document.createTextNode(
+        cause.waiting ? causeText(cause) + " (" + cause.waiting.status + ")" : causeText(cause)
+          .replace(short(cause.job_id) + " ", "")));
+    }
     fill($("job-fields"), [
       ["state", badge(job.state)],
+      ["tree", badge(job.tree_state)],
+      ["tree detail", causeNode],
+      ["about", subjectText(job.subject)],
+      ["waits for", job.waiting ? causeText({ waiting: job.waiting }).replace("waits for ", "") : null],
       ["queue", job.queue], ["actor", job.actor], ["tenant", job.tenant_id],
       ["attempt", job.attempt + (job.max_attempts ? " of " + job.max_attempts : "")],
       ["enqueued", when(job.enqueued_at)], ["started", when(job.started_at)],
       ["finished", when(job.finished_at)], ["next retry", when(job.next_retry_at)],
       ["error", job.error ? job.error.type + ": " + job.error.message : null],
-      ["result", job.result ? job.result.backend_key : null],
+      ["result", job.result ? (job.result.value === null ? "stored" : JSON.stringify(job.result.value)) : null],
       ["parent", parent], ["retry of", retryOf], ["retried as", retriedAs],
       ["dead-lettered", job.dead_lettered ? "yes" : null],
     ]);
@@ -357,6 +416,10 @@
       li.appendChild(link(short(child.id), () => openJob(child.id)));
       li.appendChild(document.createTextNode(" " + (child.actor || "") + " "));
       li.appendChild(badge(child.state));
+      if (child.tree_state && child.tree_state !== child.state) {
+        li.appendChild(document.createTextNode(" below: "));
+        li.appendChild(badge(child.tree_state));
+      }
       children.appendChild(li);
     }
     if (!job.children.total) children.appendChild(el("li", "none", "muted"));
@@ -418,7 +481,8 @@
       const tr = row([
         link(short(ex.id), () => openExecution(ex.id), "execution-link"),
         ex.workflow_name || short(ex.workflow_id),
-        (ex.entity_type ? ex.entity_type + " " : "") + short(ex.entity_id),
+        (ex.entity_type ? ex.entity_type + " " : "")
+          + (ex.entity_title ? "“" + ex.entity_title + "” " : "") + short(ex.entity_id),
         badge(ex.status),
         ex.attempts ?? "",
         when(ex.updated_at || ex.finished_at || ex.started_at || ex.created_at),
@@ -463,7 +527,8 @@
       ["status", badge(ex.status)],
       ["workflow", ex.workflow_name || ex.workflow_id],
       ["workflow version", ex.workflow_version],
-      ["entity", (ex.entity_type || "") + " " + (ex.entity_id || "")],
+      ["entity", (ex.entity_type || "") + " " + (ex.entity_title ? "“" + ex.entity_title + "” " : "")
+        + (ex.entity_id || "")],
       ["event", ex.event_type ? ex.event_type + " " + ex.event_id : ex.event_id],
       ["attempts", ex.attempts],
       ["job", ex.job && ex.job.id ? link(ex.job.id, () => openJob(ex.job.id), "execution-job") : null],
