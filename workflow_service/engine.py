@@ -107,6 +107,9 @@ class Engine:
     cache: ActiveWorkflowCache
     directory: Directory = field(default_factory=NoDirectory)
     clock: Callable[[], datetime] = utcnow
+    #: Called with every event before its workflows are matched (features close what
+    #: an entity's deletion or change ends); an exception retries the dispatch.
+    event_hooks: list[Callable[[Event], Any]] = field(default_factory=list)
     _definitions: dict[tuple[str, int], dict] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -121,6 +124,8 @@ class Engine:
     # ------------------------------------------------------------------------ dispatch
 
     def dispatch(self, event: Event, parent_job_id: str | None = None) -> list[Execution]:
+        for hook in self.event_hooks:
+            hook(event)
         trigger_name = trigger_for_event(event.event_type)
         if trigger_name is None:
             return []

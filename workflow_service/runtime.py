@@ -22,6 +22,14 @@ def make_directory() -> Directory:
     return UserDirectory()
 
 
+def make_event_hooks() -> list:
+    """What every event runs through before dispatch: approvals close on an entity's
+    deletion, archiving or change (see ``approvals.entity_events``)."""
+    from workflow_service.approvals.entity_events import on_event
+
+    return [on_event]
+
+
 def build_engine(
     settings: WorkflowSettings,
     db: peewee.Database | peewee.DatabaseProxy,
@@ -39,6 +47,7 @@ def build_engine(
         ),
         cache=ActiveWorkflowCache(client, settings.namespace, settings.workflow_cache_ttl_s),
         directory=make_directory(),
+        event_hooks=make_event_hooks(),
     )
 
 

@@ -34,8 +34,8 @@ class PolicyApi:
 
     def request(self, method, path, tenant_id, *, json=None, headers=None, **kwargs):
         if method == "GET":
-            if self.policy is None:
-                return httpx.Response(503, json={"title": "down"})
+            if self.policy is None:  # a policy with no fields of its own: the run's data
+                return httpx.Response(200, json={"id": path.rsplit("/", 1)[-1]})
             return httpx.Response(200, json=self.policy)
         self.moves.append((path, json or {}, dict(headers or {})))
         return httpx.Response(200, json={"status": (json or {}).get("to"), "version": 9})
@@ -195,7 +195,7 @@ def test_a_stage_that_names_a_role_may_be_decided_by_it(client, outbox):
 
 def test_the_api_view_of_the_policy_counts_too(client, outbox, api):
     # Given: the api says bob sent the policy to review (the run's data does not)
-    api.policy = {"id": "p-1", "version": 4, "created_by": "olivia", "owner": "olivia"}
+    api.policy = {"id": "p-1", "version": 3, "created_by": "olivia", "owner": "olivia"}
     api.policy["submitted_by"] = "bob"
     request = only_approval(run_for(client, outbox, approval(["role:approver"]), {}))
     # When: bob decides
@@ -204,7 +204,7 @@ def test_the_api_view_of_the_policy_counts_too(client, outbox, api):
     assert answer.status_code == 403 and answer.json["title"] == "Self-approval refused"
     assert decide(client, request.id, "alice").json["outcome"] == "approved"
     detail = client.simulate_get(f"/approvals/{request.id}", headers=auth("alice")).json
-    assert next(d for d in detail["decisions"] if d["approver"] == "alice")["entity_version"] == 4
+    assert next(d for d in detail["decisions"] if d["approver"] == "alice")["entity_version"] == 3
 
 
 def test_migrations_172_and_173_upgrade_an_older_schema(workflow_db):

@@ -1,8 +1,17 @@
-"""Ready-made workflows, instantiated with ``POST /workflows/from-template/{name}``."""
+"""Ready-made workflows, listed at ``GET /workflows/templates`` and instantiated with
+``POST /workflows/from-template/{name}``.
+
+A tenant has at most one workflow per template: the first create makes it (201), a
+later one answers 200 with it, whatever it has become since (edited, deactivated),
+unless it was archived or deleted; then a new one is made. The claim is a row with a
+unique (tenant, template) key, inserted before the workflow and in its transaction, so
+concurrent creates make one workflow, not one each.
+"""
 
 from __future__ import annotations
 
 import copy
+import uuid
 from typing import Any, Literal
 
 import falcon
@@ -10,8 +19,11 @@ from pydantic import Field
 
 from shared.auth import require_role
 from shared.http import ApiDocs, Operation, Param, StrictModel, parse_body, read_json
-from workflow_service.definitions import InvalidDefinition, validate_definition
-from workflow_service.web.common import invalid_definition
+from workflow_service.approvals.models import TemplateWorkflow
+from workflow_service.db import database
+from workflow_service.definitions import InvalidDefinition, WorkflowDefinition, validate_definition
+from workflow_service.models import Workflow, WorkflowStatus
+from workflow_service.web.common import READ_ROLES, invalid_definition
 from workflow_service.web.serialize import workflow_body
 from workflow_service.workflows import WorkflowStore
 
@@ -90,10 +102,92 @@ class FromTemplateIn(StrictModel):
     approvers: list[str] | None = Field(default=None, min_length=1, max_length=50)
 
 
+def template_list() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "title": t["name"],
+            "description": t["description"],
+            "entity_type": t["entity_type"],
+            "trigger": t["trigger"],
+            "href": f"/workflows/from-template/{name}",
+        }
+        for name, t in TEMPLATES.items()
+    ]
+
+
+class TemplateCollection:
+    docs = {
+        "GET": Operation(
+            "The ready-made workflow templates, each with what it does",
+            roles=(*READ_ROLES, "admin"),
+        )
+    }
+
+    def on_get(self, req, resp):
+        require_role(req, *READ_ROLES)
+        resp.media = {"items": template_list()}
+
+
+def instantiate(
+    store: WorkflowStore,
+    tenant_id: str,
+    actor: str,
+    template: str,
+    definition: WorkflowDefinition,
+    status: str,
+) -> tuple[Workflow, bool]:
+    """The tenant's workflow of ``template``: (the existing one, False), or (a new one
+    made from ``definition``, True). One per tenant and template, even under races."""
+    for _ in range(3):
+        token = str(uuid.uuid4())  # never a workflow's id: marks the claim as ours
+        with database.atomic() as txn:
+            # A write first: on SQLite it takes the write lock before anything is read;
+            # on PostgreSQL a racing insert waits for the first to commit, then yields.
+            TemplateWorkflow.insert(
+                tenant_id=tenant_id, template=template, workflow_id=token
+            ).on_conflict_ignore().execute()
+            claim = TemplateWorkflow.get(
+                (TemplateWorkflow.tenant_id == tenant_id) & (TemplateWorkflow.template == template)
+            )
+            if claim.workflow_id != token:
+                existing = Workflow.get_or_none(
+                    (Workflow.id == claim.workflow_id) & (Workflow.tenant_id == tenant_id)
+                )
+                if existing is not None and existing.status != WorkflowStatus.ARCHIVED:
+                    return existing, False
+                # Archived or deleted: take the claim over, unless another request did.
+                taken = (
+                    TemplateWorkflow.update(workflow_id=token)
+                    .where(
+                        (TemplateWorkflow.id == claim.id)
+                        & (TemplateWorkflow.workflow_id == claim.workflow_id)
+                    )
+                    .execute()
+                )
+                if not taken:
+                    txn.rollback()
+                    continue
+            workflow = store.create(tenant_id, actor, definition, status)
+            TemplateWorkflow.update(workflow_id=workflow.id).where(
+                TemplateWorkflow.workflow_id == token
+            ).execute()
+        # Again after commit: workers that reloaded in between must see it.
+        store.invalidate(tenant_id)
+        return workflow, True
+    raise falcon.HTTPConflict(
+        title="Template busy",
+        description=f"Workflows from {template!r} are being replaced right now; try again.",
+    )
+
+
 class WorkflowFromTemplate:
     docs = {
         "POST": Operation(
-            "Create a workflow from a ready template (policy-approval)",
+            "Create the tenant's workflow from a ready template (policy-approval; see GET "
+            "/workflows/templates): 201 with the new workflow, or 200 with the one made "
+            "from it before (one per tenant and template; a new one only after it was "
+            "archived or deleted; the options of a repeat are not applied)",
             request=FromTemplateIn,
             status=201,
             params=(Param("template", "path", "Template name: " + ", ".join(TEMPLATES)),),
@@ -126,8 +220,10 @@ class WorkflowFromTemplate:
             definition = validate_definition(data)
         except InvalidDefinition as exc:
             raise invalid_definition(exc) from None
-        workflow = self.store.create(principal.tenant, principal.sub, definition, options.status)
-        resp.status = falcon.HTTP_201
+        workflow, created = instantiate(
+            self.store, principal.tenant, principal.sub, template, definition, options.status
+        )
+        resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{workflow.id}"
         resp.media = workflow_body(workflow)
 
@@ -135,6 +231,7 @@ class WorkflowFromTemplate:
 def add_routes(
     app: falcon.App, docs: ApiDocs, *, store: WorkflowStore, max_body_bytes: int
 ) -> None:
+    docs.add_route(app, "/workflows/templates", TemplateCollection())
     docs.add_route(
         app, "/workflows/from-template/{template}", WorkflowFromTemplate(store, max_body_bytes)
     )

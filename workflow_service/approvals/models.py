@@ -34,8 +34,12 @@ class ApprovalRequest(BaseModel):
     title = peewee.CharField(max_length=300)
     entity_type = peewee.CharField(max_length=32)
     entity_id = peewee.CharField(max_length=64)
-    #: The entity's version when approval was requested (from the trigger event).
+    #: The entity's version the approval was asked for: the trigger event's, or the
+    #: one an earlier ``change_status`` of the execution moved it to. A decision on
+    #: any other version is refused and closes the approval as stale.
     entity_version = peewee.IntegerField(null=True)
+    #: The entity's status the approval was asked for (same source); None: any.
+    entity_status = peewee.CharField(max_length=32, null=True)
     owner = peewee.CharField(max_length=128, null=True)
     initiator = peewee.CharField(max_length=128, null=True)
     #: Who created the entity (the event snapshot's ``created_by``; None in older events).
@@ -57,6 +61,9 @@ class ApprovalRequest(BaseModel):
     overdue_at = peewee.DateTimeField(null=True)
     decided_at = peewee.DateTimeField(null=True)
     decided_by = peewee.CharField(max_length=128, null=True)
+    #: Why a cancelled approval was closed without a decision (entity deleted, archived
+    #: or moved on; execution cancelled).
+    closed_reason = peewee.TextField(null=True)
     #: Bumped by every decision: the UPDATE that bumps it serializes concurrent deciders.
     lock_version = peewee.IntegerField(default=0)
     created_at = peewee.DateTimeField(default=utcnow)
@@ -67,6 +74,7 @@ class ApprovalRequest(BaseModel):
             (("execution", "step_key"), True),
             (("tenant_id", "status", "created_at"), False),
             (("status", "due_at"), False),
+            (("tenant_id", "entity_type", "entity_id", "status"), False),
         )
 
 
@@ -81,6 +89,9 @@ class ApprovalSlot(BaseModel):
     decided_at = peewee.DateTimeField(null=True)
     #: The entity's version when this approver decided (what they actually saw).
     entity_version = peewee.IntegerField(null=True)
+    #: The approver was a directory user when the slot was made: once they are removed
+    #: from the directory (or deactivated) they no longer decide.
+    known = peewee.BooleanField(default=False)
     created_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:
@@ -104,6 +115,19 @@ class ApprovalRefusal(BaseModel):
 
     class Meta:
         indexes = ((("request", "created_at"), False),)
+
+
+class TemplateWorkflow(BaseModel):
+    """The workflow a tenant made from a template: one per (tenant, template), so
+    creating it again finds the first one, however many requests race."""
+
+    tenant_id = peewee.CharField(max_length=64)
+    template = peewee.CharField(max_length=64)
+    workflow_id = peewee.CharField(max_length=36)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("tenant_id", "template"), True),)
 
 
 #: The tables of migration 170 (later tables come with the migration that adds them).

@@ -40,6 +40,9 @@ RESUME_BACKOFF_S = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
 class DecisionIn(StrictModel):
     decision: Literal["approve", "reject"]
     comment: str | None = Field(default=None, max_length=4000)
+    #: The entity version the decider reviewed (the approval's ``entity_version``);
+    #: optional, and when given another version is refused (409).
+    version: int | None = Field(default=None, ge=1, strict=True)
 
 
 class DecisionOut(BaseModel):
@@ -55,7 +58,12 @@ _REFUSAL_TITLES = {
     service.NotAnApprover.reason: "Not an approver",
     service.SelfApprovalRefused.reason: "Self-approval refused",
     service.ApproverRoleRequired.reason: "Approver role required",
+    service.DeciderNotInDirectory.reason: "Approver not in the directory",
 }
+
+
+class EntityGone(Exception):
+    """The api says the approval's entity does not exist (any more)."""
 
 
 def _version(entity: dict | None) -> int | None:
@@ -156,9 +164,12 @@ class ApprovalDecision:
     docs = {
         "POST": Operation(
             "Approve or reject (once; the decision is final). Needs a slot in the "
-            "current stage and the approver role (or a role the stage names); the "
-            "entity's creator, owner and submitter never decide an approval that "
-            "approves it. Refusals are recorded and shown on GET /approvals/{id}",
+            "current stage, the approver role (or a role the stage names) and an active "
+            "directory entry; the entity's creator, owner and submitter never decide an "
+            "approval that approves it. Refusals are recorded and shown on GET "
+            "/approvals/{id}. 'version' (optional) names the entity version reviewed: "
+            "another than the approval's is a 409; an entity that moved on (deleted, "
+            "another version or status) is a 409 that closes the approval as stale",
             request=DecisionIn,
             response=DecisionOut,
             params=(ID,),
@@ -179,8 +190,13 @@ class ApprovalDecision:
         try:
             # Before the entity lookup: only approvers may make this service call the api.
             service.check_approver(request, principal.sub, principal.roles)
-            entity = self.entity(principal.tenant, request.entity_type, request.entity_id)
+            gone = False
+            try:
+                entity = self.entity(principal.tenant, request.entity_type, request.entity_id)
+            except EntityGone:
+                entity, gone = None, True
             service.check_entity_people(request, principal.sub, entity)
+            service.check_current(request, entity, gone=gone, version=body.version)
             version = _version(entity)
             result = service.decide(
                 principal.tenant,
@@ -193,6 +209,8 @@ class ApprovalDecision:
             )
         except service.NotAnApprover as exc:
             service.record_refusal(request, principal.sub, body.decision, exc)
+            if isinstance(exc, service.DeciderNotInDirectory):
+                self._reassign(request)
             raise falcon.HTTPForbidden(
                 title=_REFUSAL_TITLES[exc.reason], description=str(exc)
             ) from None
@@ -200,6 +218,10 @@ class ApprovalDecision:
             raise falcon.HTTPConflict(title="Already decided", description=str(exc)) from None
         except service.ExecutionNotWaiting as exc:
             raise falcon.HTTPConflict(title="Execution not waiting", description=str(exc)) from None
+        except service.StaleApproval as exc:
+            raise falcon.HTTPConflict(title="Approval is stale", description=str(exc)) from None
+        except service.VersionNotReviewed as exc:
+            raise falcon.HTTPConflict(title="Stale version", description=str(exc)) from None
         if result.deliveries:
             try:
                 delivery.enqueue(self.broker, result.deliveries)
@@ -216,6 +238,15 @@ class ApprovalDecision:
             "my_decision": result.slot.status,
             "job": {"id": job_id, "href": f"/jobs/{job_id}"} if job_id else None,
         }
+
+    def _reassign(self, request: ApprovalRequest) -> None:
+        """Give a departed decider's open slots to others now (housekeeping would)."""
+        from workflow_service.approvals import reassign
+
+        try:
+            reassign.reassign_and_send(request.id, self.broker, self.resume)
+        except Exception as exc:  # noqa: BLE001 - housekeeping does it later
+            log.warning("approval %s: reassignment left to housekeeping: %s", request.id, exc)
 
     def _resume(self, request: ApprovalRequest) -> str | None:
         """Resume the execution; wait briefly if its worker has not parked it yet.
@@ -248,16 +279,21 @@ class ApprovalDecision:
 
 def policy_lookup(api) -> EntityLookup:
     """The entity as the api shows it now (None when it cannot be read): its version,
-    and the people who may not approve it (creator, owner, submitter)."""
+    and the people who may not approve it (creator, owner, submitter).
+    :class:`EntityGone` when the api answers 404 (deleted)."""
 
     def lookup(tenant: str, entity_type: str, entity_id: str) -> dict | None:
         if entity_type != "policy":
             return None
         try:
             response = api.request("GET", f"/policies/{entity_id}", tenant)
+            if response.status_code == 404:
+                raise EntityGone(f"{entity_type} {entity_id}")
             if response.status_code == 200:
                 body = response.json()
                 return body if isinstance(body, dict) else None
+        except EntityGone:
+            raise
         except Exception as exc:  # noqa: BLE001 - the decision must not depend on the api
             log.warning("could not read %s %s: %s", entity_type, entity_id, exc)
         return None

@@ -63,8 +63,23 @@ class ApproverRoleRequired(NotAnApprover):
     reason = "role_required"
 
 
+class DeciderNotInDirectory(NotAnApprover):
+    """The decider was deactivated or removed from the directory since they were asked."""
+
+    reason = "not_in_directory"
+
+
 class AlreadyDecided(ApprovalError):
     pass
+
+
+class StaleApproval(ApprovalError):
+    """The entity moved on (another version or status, or gone) since the approval was
+    asked for: nothing is decided, and the approval is closed."""
+
+
+class VersionNotReviewed(ApprovalError):
+    """The decision names a version other than the one the approval is for."""
 
 
 class ExecutionNotWaiting(ApprovalError):
@@ -198,7 +213,13 @@ def eligible(request: ApprovalRequest, index: int) -> list[directory.Person]:
 
 def open_stage(request: ApprovalRequest, index: int, now: datetime) -> OpenedStage:
     """Create the slots of stage ``index`` and tell its approvers."""
-    people = eligible(request, index)
+    return add_slots(request, index, eligible(request, index), now)
+
+
+def add_slots(
+    request: ApprovalRequest, index: int, people: Sequence[directory.Person], now: datetime
+) -> OpenedStage:
+    """Give ``people`` slots in stage ``index`` and tell them."""
     ApprovalSlot.insert_many(
         [
             {
@@ -206,6 +227,7 @@ def open_stage(request: ApprovalRequest, index: int, now: datetime) -> OpenedSta
                 "tenant_id": request.tenant_id,
                 "stage": index,
                 "approver": p.user_id,
+                "known": p.known,
                 "created_at": now,
             }
             for p in people
@@ -250,6 +272,7 @@ def open_request(
     initiator: str | None,
     entity_version: int | None,
     allow_self_approval: bool,
+    entity_status: str | None = None,
     creator: str | None = None,
     approves_entity: bool = False,
     due_in_s: int | None,
@@ -276,6 +299,7 @@ def open_request(
         entity_type=execution.entity_type,
         entity_id=execution.entity_id,
         entity_version=entity_version,
+        entity_status=entity_status,
         owner=owner,
         initiator=initiator,
         creator=creator,
@@ -350,6 +374,7 @@ def check_approver(
                 f"{request.entity_type} or made the change that requested approval."
             )
         raise NotAnApprover("You are not an approver of this approval.")
+    check_in_directory(request, user_id)
     if roles is not None:
         allowed = deciding_roles(request)
         if not Principal(user_id, roles, request.tenant_id).has_role(*allowed):
@@ -357,6 +382,138 @@ def check_approver(
                 "Deciding this approval needs one of the roles: "
                 f"{', '.join(sorted({*allowed, 'admin'}))}; a slot alone is not enough."
             )
+
+
+def departed(tenant_id: str, user_id: str, known: bool) -> bool:
+    """The user was deactivated in the directory, or removed from it (``known``: they
+    were in it when asked)."""
+    user = directory.get_user(tenant_id, user_id)
+    return (user is not None and not user.active) or (user is None and known)
+
+
+def check_in_directory(request: ApprovalRequest, user_id: str) -> None:
+    """:class:`DeciderNotInDirectory` when ``user_id`` left the directory since they
+    were asked (a token outlives the directory entry it was issued for)."""
+    known = (
+        ApprovalSlot.select()
+        .where(
+            (ApprovalSlot.request == request.id)
+            & (ApprovalSlot.approver == user_id)
+            & ApprovalSlot.known
+        )
+        .exists()
+    )
+    if departed(request.tenant_id, user_id, known):
+        raise DeciderNotInDirectory(
+            f"{user_id} is no longer an active user of the directory, so they no longer "
+            "decide approvals (whatever their token says); their open slots go to others."
+        )
+
+
+def check_current(
+    request: ApprovalRequest,
+    entity: dict | None,
+    *,
+    gone: bool = False,
+    version: int | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Refuse a decision on anything but what the approval was asked for.
+
+    ``entity`` is the entity as the api shows it now (None: unknown), ``gone`` true when
+    the api says it no longer exists, ``version`` the one the decider names. When the
+    entity moved on (gone, another version or status) the approval is closed as stale
+    and :class:`StaleApproval` raised; a ``version`` other than the approval's raises
+    :class:`VersionNotReviewed` and leaves it open.
+    """
+    what = f"{request.entity_type} {request.entity_id}"
+    asked = _asked_for(request)
+    reason = None
+    if gone:
+        reason = f"the {what} no longer exists"
+    elif entity:
+        current_version = _int(entity.get("version"))
+        current_status = entity.get("status")
+        moved = (
+            request.entity_version is not None
+            and current_version is not None
+            and current_version != request.entity_version
+        ) or (
+            request.entity_status is not None
+            and isinstance(current_status, str)
+            and current_status != request.entity_status
+        )
+        if moved:
+            reason = (
+                f"the {what} moved on: it is at version {current_version} "
+                f"({current_status}), the approval was asked for {asked}"
+            )
+    if reason is not None:
+        close(request.id, f"stale: {reason}", now)
+        raise StaleApproval(
+            f"Nothing was decided: {reason}. This approval is closed as stale; a new "
+            "review asks for a new approval."
+        )
+    if version is not None and request.entity_version not in (None, version):
+        raise VersionNotReviewed(
+            f"You decided on version {version}, but this approval is for version "
+            f"{request.entity_version}, the {request.entity_type}'s current version: "
+            f'review version {request.entity_version} and send "version": '
+            f"{request.entity_version}."
+        )
+
+
+def _asked_for(request: ApprovalRequest) -> str:
+    parts = []
+    if request.entity_version is not None:
+        parts.append(f"version {request.entity_version}")
+    if request.entity_status:
+        parts.append(f"({request.entity_status})")
+    return " ".join(parts) or "an earlier state"
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def close(
+    request_id: str, reason: str, now: datetime | None = None, *, cancel_execution: bool = True
+) -> bool:
+    """Close a pending approval without a decision (status ``cancelled``, ``reason``
+    kept) and, with ``cancel_execution``, cancel the execution waiting for it.
+    Conditional: a request decided or closed meanwhile is left alone."""
+    now = now or utcnow()
+    with database.atomic():
+        request = ApprovalRequest.get_or_none(ApprovalRequest.id == request_id)
+        closed = (
+            ApprovalRequest.update(
+                status=ApprovalStatus.CANCELLED,
+                closed_reason=reason[:2000],
+                decided_at=now,
+                updated_at=now,
+                lock_version=ApprovalRequest.lock_version + 1,
+            )
+            .where(
+                (ApprovalRequest.id == request_id)
+                & (ApprovalRequest.status == ApprovalStatus.PENDING)
+            )
+            .execute()
+        )
+        if not closed or request is None:
+            return False
+        _cancel_pending_slots(request_id)
+        if cancel_execution:
+            Execution.update(
+                status=ExecutionStatus.CANCELLED,
+                error=f"approval {request_id} closed: {reason}"[:4000],
+                finished_at=now,
+                updated_at=now,
+            ).where(
+                (Execution.id == request.execution_id)
+                & Execution.status.not_in(ExecutionStatus.FINAL)
+            ).execute()
+    log.info("approval %s closed: %s", request_id, reason)
+    return True
 
 
 def check_entity_people(request: ApprovalRequest, user_id: str, entity: dict | None) -> None:
@@ -445,7 +602,8 @@ def decide(
         )
         request = ApprovalRequest.get_by_id(request.id)
         if not locked:
-            raise AlreadyDecided(f"This approval is already {request.status}.")
+            why = f" ({request.closed_reason})" if request.closed_reason else ""
+            raise AlreadyDecided(f"This approval is already {request.status}{why}.")
         execution = Execution.get_by_id(request.execution_id)
         if execution.status in ExecutionStatus.FINAL:
             _settle(request, ApprovalStatus.CANCELLED, None, now)
@@ -505,15 +663,29 @@ def _record(
     if status == ApprovalStatus.REJECTED:
         _settle(request, ApprovalStatus.REJECTED, user_id, now)
         return DecisionResult(ApprovalRequest.get_by_id(request.id), slot, ApprovalStatus.REJECTED)
+    return advance(request, slot, user_id, now)
 
-    counts = dict(
+
+def stage_counts(request: ApprovalRequest, stage_index: int) -> dict[str, int]:
+    return dict(
         ApprovalSlot.select(ApprovalSlot.status, peewee.fn.COUNT(ApprovalSlot.id))
         .where((ApprovalSlot.request == request.id) & (ApprovalSlot.stage == stage_index))
         .group_by(ApprovalSlot.status)
         .tuples()
     )
+
+
+def advance(
+    request: ApprovalRequest, slot: ApprovalSlot, user_id: str, now: datetime
+) -> DecisionResult:
+    """Settle the current stage if its approvals suffice (under the decision lock):
+    open the next stage, or approve the request (``user_id`` settled it)."""
+    stage_index = request.current_stage
+    counts = stage_counts(request, stage_index)
+    # A slot cancelled before the stage settled is an approver who left: not counted.
+    live = sum(n for status, n in counts.items() if status != ApprovalStatus.CANCELLED)
     stage = stages_of(request)[stage_index]
-    if counts.get(ApprovalStatus.APPROVED, 0) < stage.needed(sum(counts.values())):
+    if not live or counts.get(ApprovalStatus.APPROVED, 0) < stage.needed(live):
         return DecisionResult(request, slot, None)
     _cancel_pending_slots(request.id, stage_index)
     if stage_index + 1 < len(request.stages):
@@ -578,7 +750,10 @@ def cancel_for_execution(execution_id: str, now: datetime | None = None) -> int:
         ]
         for request_id in ids:
             ApprovalRequest.update(
-                status=ApprovalStatus.CANCELLED, decided_at=now, updated_at=now
+                status=ApprovalStatus.CANCELLED,
+                closed_reason="its execution ended",
+                decided_at=now,
+                updated_at=now,
             ).where(
                 (ApprovalRequest.id == request_id)
                 & (ApprovalRequest.status == ApprovalStatus.PENDING)
@@ -631,6 +806,7 @@ def request_dict(
         "entity_type": request.entity_type,
         "entity_id": request.entity_id,
         "entity_version": request.entity_version,
+        "entity_status": request.entity_status,
         "execution_id": request.execution_id,
         "step_key": request.step_key,
         "owner": request.owner,
@@ -645,6 +821,7 @@ def request_dict(
         "created_at": _iso(request.created_at),
         "decided_at": _iso(request.decided_at),
         "decided_by": request.decided_by,
+        "closed_reason": request.closed_reason,
         "my_decision": mine[-1]["status"] if mine else None,
         "can_decide": request.status == ApprovalStatus.PENDING
         and bool(current)

@@ -31,6 +31,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, field_validator, mo
 from shared.events import DECIDED_BY_HEADER
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalStatus
+from workflow_service.models import StepRun, StepStatus
 from workflow_service.notifications import delivery
 from workflow_service.steps import Step, StepConfig, StepContext, StepFailed, StepOutcome, register
 from workflow_service.steps.change_status import ChangeStatus, ChangeStatusConfig
@@ -156,7 +157,8 @@ class RequireApproval(Step):
             stage = request.current_stage + 1
             return StepOutcome.waiting({"approval_id": request.id, "stage": stage})
         if request.status == ApprovalStatus.CANCELLED:
-            raise StepFailed(f"approval {request.id} was cancelled")
+            why = f": {request.closed_reason}" if request.closed_reason else ""
+            raise StepFailed(f"approval {request.id} was cancelled{why}")
         approved = request.status == ApprovalStatus.APPROVED
         steps = config.on_approve if approved else config.on_reject
         return StepOutcome.completed(
@@ -182,6 +184,7 @@ class RequireApproval(Step):
         if self._title is None:
             self.prepare(ctx)
         title = self._title or ""
+        version, status = _entity_state(ctx)
         try:
             request, deliveries = service.open_request(
                 execution=ctx.execution,
@@ -193,7 +196,8 @@ class RequireApproval(Step):
                 # Events written before the snapshot carried it have no creator.
                 creator=_str(ctx.trigger.data.get("created_by")),
                 approves_entity=moves_to_approved(config.on_approve),
-                entity_version=_version(ctx.trigger.data),
+                entity_version=version,
+                entity_status=status,
                 allow_self_approval=config.allow_self_approval,
                 due_in_s=config.due_in,
                 escalate_to=config.escalate_to,
@@ -206,6 +210,25 @@ class RequireApproval(Step):
             ctx.enqueue(delivery.delivery_message(delivery_id, ctx.execution.tenant_id))
         approvers = [d["approver"] for d in service.decisions_of(request)]
         return StepOutcome.waiting({"approval_id": request.id, "stage": 1, "approvers": approvers})
+
+
+def _entity_state(ctx: StepContext) -> tuple[int | None, str | None]:
+    """The entity's version and status this approval is asked for: those an earlier
+    ``change_status`` of this execution moved it to, else the trigger event's."""
+    moved = (
+        StepRun.select(StepRun.output)
+        .where(
+            (StepRun.execution == ctx.execution.id)
+            & StepRun.kind.in_((ChangeStatus.kind, ApprovalChangeStatus.kind))
+            & (StepRun.status == StepStatus.COMPLETED)
+        )
+        .order_by(StepRun.id.desc())
+        .first()
+    )
+    output = (moved.output if moved is not None else None) or {}
+    if _version(output) is not None:
+        return _version(output), _str(output.get("status"))
+    return _version(ctx.trigger.data), _str(ctx.trigger.data.get("status"))
 
 
 def _str(value: Any) -> str | None:
@@ -253,7 +276,9 @@ class ApprovalChangeStatus(ChangeStatus):
         )
         if request is None or request.status != ApprovalStatus.APPROVED:
             return {}
-        deciders = [
+        # The one whose decision settled it first: the api records the move as theirs.
+        deciders = [request.decided_by] if request.decided_by else []
+        deciders += [
             d["approver"]
             for d in service.decisions_of(request)
             if d["status"] == ApprovalStatus.APPROVED

@@ -1,0 +1,97 @@
+"""Entity events close the approvals they make stale, on the dispatch path.
+
+Every event reaches :func:`on_event` before its workflows are matched (even when none
+match). One indexed query finds the entity's pending approvals; with none, that is
+all it costs.
+
+* ``<entity>.deleted``, or a status change to ``archived``: every pending approval of
+  the entity closes (``cancelled``, with the reason), and every unfinished execution
+  for the entity is cancelled, except those this event itself starts.
+* any other change (a status change, an update): pending approvals asked for another
+  status, or for an older version, close as stale, and the executions waiting on them
+  are cancelled.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.db import utcnow
+from shared.events import Event
+from workflow_service.approvals import service
+from workflow_service.approvals.models import ApprovalRequest, ApprovalStatus
+from workflow_service.db import database
+from workflow_service.models import Execution, ExecutionStatus
+
+#: Statuses that end an entity's life: its approvals and executions stop.
+FINAL_STATUSES = frozenset({"archived"})
+
+
+def on_event(event: Event, now: datetime | None = None) -> int:
+    """Close what ``event`` makes stale; returns how many approvals closed."""
+    kind = event.event_type.rpartition(".")[2]
+    if kind not in ("deleted", "status_changed", "updated"):
+        return 0
+    now = now or utcnow()
+    status = event.data.get("status")
+    ends = kind == "deleted" or (kind == "status_changed" and status in FINAL_STATUSES)
+    what = f"{event.entity_type} {event.entity_id}"
+    pending = list(
+        ApprovalRequest.select(
+            ApprovalRequest.id, ApprovalRequest.entity_version, ApprovalRequest.entity_status
+        ).where(
+            (ApprovalRequest.tenant_id == event.tenant_id)
+            & (ApprovalRequest.entity_type == event.entity_type)
+            & (ApprovalRequest.entity_id == event.entity_id)
+            & (ApprovalRequest.status == ApprovalStatus.PENDING)
+        )
+    )
+    closed = 0
+    if ends:
+        reason = f"the {what} was {'deleted' if kind == 'deleted' else status}"
+        closed = sum(service.close(r.id, reason, now) for r in pending)
+        _cancel_executions(event, reason, now)
+        return closed
+    version = event.data.get("version")
+    version = version if isinstance(version, int) and not isinstance(version, bool) else None
+    for request in pending:
+        other_status = (
+            kind == "status_changed"
+            and request.entity_status is not None
+            and isinstance(status, str)
+            and status != request.entity_status
+        )
+        older = (
+            version is not None
+            and request.entity_version is not None
+            and request.entity_version < version
+        )
+        if other_status or older:
+            reason = (
+                f"stale: the {what} moved on to version {version} ({status}); the approval "
+                f"was asked for version {request.entity_version} ({request.entity_status})"
+            )
+            closed += service.close(request.id, reason, now)
+    return closed
+
+
+def _cancel_executions(event: Event, reason: str, now: datetime) -> int:
+    """Cancel the entity's unfinished executions but those ``event`` starts (a
+    redelivered event must not cancel its own)."""
+    with database.atomic():
+        return (
+            Execution.update(
+                status=ExecutionStatus.CANCELLED,
+                error=f"cancelled: {reason}"[:4000],
+                finished_at=now,
+                updated_at=now,
+            )
+            .where(
+                (Execution.tenant_id == event.tenant_id)
+                & (Execution.entity_type == event.entity_type)
+                & (Execution.entity_id == event.entity_id)
+                & (Execution.event_id != event.event_id)
+                & Execution.status.not_in(ExecutionStatus.FINAL)
+            )
+            .execute()
+        )
