@@ -109,6 +109,7 @@ WORKFLOW: dict[tuple[str, str], tuple] = {
     ("POST", "/workflows/{workflow_id}/deactivate"):    (401, 403, OK,  403, OK,  403, 401, 404),
     ("POST", "/workflows/{workflow_id}/archive"):       (401, 403, OK,  403, OK,  403, 401, 404),
     ("POST", "/workflows/from-template/{template}"):    (401, 403, OK,  403, OK,  403, 401, OK),
+    ("GET", "/workflows/templates"):                    (401, OK,  OK,  OK,  OK,  403, 401, OK),
     ("GET", "/executions"):                             (401, OK,  OK,  OK,  OK,  403, 401, OK),
     ("GET", "/executions/{execution_id}"):              (401, OK,  OK,  OK,  OK,  403, 401, 404),
     ("POST", "/executions/{execution_id}/cancel"):      (401, 403, OK,  403, OK,  403, 401, 404),
