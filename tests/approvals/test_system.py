@@ -35,6 +35,8 @@ TENANTS = (
     "overdue",
     "hook-flaky",
     "hook-400",
+    "edit-review",
+    "delete-review",
 )
 PEOPLE = {
     "olivia": ["editor", "approver"],
@@ -176,6 +178,77 @@ def decide(system, tenant, user, approval, decision="approve", comment=None, rol
 
 
 # ------------------------------------------------------------------------- templates
+
+
+def approval_closed(system, tenant, user, approval, why):
+    client = as_user(system, tenant, user)
+
+    def closed():
+        detail = client.get(f"/approvals/{approval['id']}").json()
+        return detail["status"] == "cancelled" and why in (detail["closed_reason"] or "") and detail
+
+    return poll(closed, timeout=20, message=f"approval closed ({why})")
+
+
+def test_a_policy_in_review_is_edited_only_through_a_new_review(system):
+    # Given: olivia's policy in review (version 2), bob's approval asked for it
+    tenant = "edit-review"
+    from_template(system, tenant)
+    policy = new_policy(system, tenant, "Access control")
+    to_review(system, tenant, policy)
+    first = pending_approval(system, tenant, "bob", policy)
+    assert (first["entity_version"], first["entity_status"]) == (2, "in_review")
+    api = as_user(system, tenant, "olivia", service="api")
+    path = f"/policies/{policy['id']}"
+    # When: she edits it in review
+    edited = api.patch(path, json={"content": "new text", "version": 2})
+    # Then: refused, naming the review
+    assert edited.status_code == 409, edited.text
+    assert "withdraw it to draft first" in edited.json()["description"]
+    # Withdrawn to draft, the approval asked for version 2 closes and its run stops
+    moved = api.post(f"{path}/transitions", json={"to": "draft"})
+    assert moved.status_code == 200, moved.text
+    approval_closed(system, tenant, "bob", first, "stale")
+    system.wait_for_executions(1, tenant=tenant, status="cancelled")
+    stale = decide(system, tenant, "bob", first)
+    assert stale.status_code == 409, stale.text
+    # Edited and sent again, it gets a new approval for the new version
+    assert api.patch(path, json={"content": "new text", "version": 3}).status_code == 200
+    to_review(system, tenant, policy)
+    second = pending_approval(system, tenant, "bob", policy)
+    assert second["id"] != first["id"] and second["entity_version"] == 5
+    answer = as_user(system, tenant, "bob").post(
+        f"/approvals/{second['id']}/decision", json={"decision": "approve", "version": 5}
+    )
+    assert answer.status_code == 200 and answer.json()["outcome"] == "approved", answer.text
+    policy_status(system, tenant, policy, "approved")
+    # and the history names bob as who approved it, through the workflow service
+    last = api.get(f"{path}/versions").json()["items"][-1]
+    assert last["snapshot"]["status"] == "approved"
+    assert (last["changed_by"], last["via"]) == ("bob", "workflow-service")
+
+
+def test_deleting_a_policy_in_review_closes_its_approval(system):
+    tenant = "delete-review"
+    from_template(system, tenant)
+    policy = new_policy(system, tenant, "Retention")
+    to_review(system, tenant, policy)
+    approval = pending_approval(system, tenant, "alice", policy)
+    # When: the policy is deleted
+    api = as_user(system, tenant, "olivia", service="api")
+    assert api.delete(f"/policies/{policy['id']}").status_code == 200
+    # Then: its approval closes saying why, its execution stops, nobody can decide it
+    approval_closed(system, tenant, "alice", approval, "was deleted")
+    (execution,) = system.wait_for_executions(1, tenant=tenant, status="cancelled")
+    assert "deleted" in system.execution(execution["id"], tenant=tenant)["error"]
+    answer = decide(system, tenant, "alice", approval)
+    assert answer.status_code == 409 and "deleted" in answer.json()["description"]
+    assert (
+        as_user(system, tenant, "alice")
+        .get("/approvals", params={"status": "pending"})
+        .json()["items"]
+        == []
+    )
 
 
 def test_policy_approval_template_approve(system, smtp):

@@ -426,6 +426,8 @@ def check_current(
     and :class:`StaleApproval` raised; a ``version`` other than the approval's raises
     :class:`VersionNotReviewed` and leaves it open.
     """
+    if request.status != ApprovalStatus.PENDING:
+        return  # closed already: the decision says so, with the reason
     what = f"{request.entity_type} {request.entity_id}"
     asked = _asked_for(request)
     reason = None
