@@ -13,8 +13,12 @@ from typing import Any, Literal
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.lifecycles import lifecycle_of
 from workflow_service.conditions import OPERATORS
-from workflow_service.steps.registry import step_errors
+from workflow_service.steps.base import Directory
+from workflow_service.steps.change_status import ChangeStatusConfig
+from workflow_service.steps.recipients import named_users
+from workflow_service.steps.registry import step_class, step_errors
 
 TRIGGERS = (
     "on_create",
@@ -166,6 +170,8 @@ class WorkflowDefinition(Strict):
     trigger_config: dict[str, Any] = Field(default_factory=dict)
     conditions: list[Condition] = Field(default_factory=list, max_length=50)
     steps: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_STEPS)
+    #: Steps may name user ids the tenant's directory does not have (yet).
+    allow_unknown_users: bool = False
 
     def stored(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -192,7 +198,10 @@ def validate_definition(data: Any) -> WorkflowDefinition:
         if isinstance(data.get("steps"), list) and data["steps"]:
             errors.extend(step_errors(data["steps"]))
         raise InvalidDefinition(errors) from None
-    errors = step_errors(definition.steps) or _undecided_approvals(definition.steps)
+    errors = step_errors(definition.steps) or [
+        *_undecided_approvals(definition.steps),
+        *_unknown_statuses(definition.entity_type, definition.steps),
+    ]
     if definition.trigger == "scheduled":
         try:
             ScheduleConfig.model_validate(definition.trigger_config)
@@ -280,3 +289,56 @@ def _undecided_approvals(
                 if isinstance(nested, list):
                     errors.extend(_undecided_approvals(nested, f"{where}.{branch}", approves))
     return errors
+
+
+def _unknown_statuses(entity_type: str, steps: list, prefix: str = "steps") -> list[dict[str, str]]:
+    """``change_status`` steps (and kinds built on it), nested ones included, whose
+    ``to`` is no status of the entity type's lifecycle (:mod:`shared.lifecycles`)."""
+    lifecycle = lifecycle_of(entity_type)
+    errors = []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        where = f"{prefix}.{i}"
+        try:
+            config = step_class(step.get("kind", "")).Config
+        except KeyError:
+            continue
+        if issubclass(config, ChangeStatusConfig):
+            to = step.get("to")
+            if lifecycle is None:
+                message = f"the api has no statuses for {entity_type} entities to move to"
+                errors.append({"field": f"{where}.to", "message": message})
+            elif to not in lifecycle.statuses:
+                errors.append(
+                    {
+                        "field": f"{where}.to",
+                        "message": f"{entity_type} has no status {to!r}; statuses: "
+                        + ", ".join(lifecycle.statuses),
+                    }
+                )
+        for branch in ("on_approve", "on_reject"):
+            if isinstance(step.get(branch), list):
+                errors.extend(_unknown_statuses(entity_type, step[branch], f"{where}.{branch}"))
+    return errors
+
+
+def unknown_user_errors(
+    definition: WorkflowDefinition, tenant_id: str, directory: Directory
+) -> list[dict[str, str]]:
+    """Users the steps name (``user:<id>`` or a bare id, at any depth) that are no
+    active user of the tenant's directory, unless the workflow allows unknown users. A
+    tenant without directory users is not checked (its roles stay role addresses)."""
+    if definition.allow_unknown_users:
+        return []
+    named = list(named_users(definition.steps))
+    unknown = directory.unknown_users(tenant_id, [user for _, user in named]) if named else None
+    return [
+        {
+            "field": field,
+            "message": f"no user {user!r} in the directory; add them, or set "
+            "allow_unknown_users: true for users created later",
+        }
+        for field, user in named
+        if unknown and user in unknown
+    ]

@@ -31,11 +31,26 @@ def _core_tables(db: peewee.Database, migrator: SchemaMigrator) -> None:
         db.create_tables(CORE_MODELS)
 
 
+def _allow_unknown_users(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    # 1 creates the tables from the current models, so a fresh database has it already.
+    from playhouse.migrate import migrate
+
+    if "allow_unknown_users" not in {c.name for c in db.get_columns("workflow")}:
+        field = peewee.BooleanField(default=False)
+        migrate(migrator.add_column("workflow", "allow_unknown_users", field))
+
+
 CORE_MIGRATIONS: list[Migration] = [
     Migration(
         1,
         "core tables: workflows, executions, step log, tasks, inbox",
         _core_tables,
+        service="workflow_service",
+    ),
+    Migration(
+        2,
+        "workflows: allow_unknown_users",
+        _allow_unknown_users,
         service="workflow_service",
     ),
 ]

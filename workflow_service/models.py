@@ -67,6 +67,8 @@ class Workflow(BaseModel):
     trigger_config = JSONField(default=dict)
     conditions = JSONField(default=list)
     steps = JSONField(default=list)
+    #: Steps may name user ids the directory does not have (yet).
+    allow_unknown_users = peewee.BooleanField(default=False)
     status = peewee.CharField(max_length=16, default=WorkflowStatus.INACTIVE)
     version = peewee.IntegerField(default=1)
     created_by = peewee.CharField(max_length=128)
@@ -87,6 +89,7 @@ class Workflow(BaseModel):
             "trigger_config": self.trigger_config,
             "conditions": self.conditions,
             "steps": self.steps,
+            "allow_unknown_users": bool(self.allow_unknown_users),
         }
 
 

@@ -23,7 +23,11 @@ that mutate lists, dicts and sets. On top of that this module:
   ``format``, ``indent``, ``wordwrap``... are checked before they build anything) and
   every ``{{ }}`` output (``finalize``);
 * uses StrictUndefined, so a misspelt field is an error that names it instead of an
-  empty string in someone's inbox.
+  empty string in someone's inbox;
+* checks, when a workflow is saved (:meth:`TemplateRenderer.check_names`), what the
+  sandbox would refuse at every render: top-level names beyond the values a render is
+  given, attributes the sandbox refuses on the values a render can hold, and calls of
+  methods off the lists below.
 
 A render over budget, or one that ends in ``RecursionError`` or ``MemoryError``,
 raises :class:`TemplateRenderError`; steps turn it into a permanent failure (no retry:
@@ -41,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, meta, nodes
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.compiler import CodeGenerator, Frame, operators
 from jinja2.runtime import LoopContext
@@ -81,6 +85,11 @@ STR_METHODS = frozenset(
 SEQUENCE_METHODS = frozenset({"count", "index"})
 DICT_METHODS = frozenset({"get", "items", "keys", "values"})
 _DATA_TYPES = (str, bytes, bytearray, int, float, list, tuple, dict, set, frozenset)
+#: Every method a template may call, whatever the value turns out to be.
+CALLABLE_METHODS = STR_METHODS | SEQUENCE_METHODS | DICT_METHODS
+#: One value of each kind a render holds (its values are JSON: strings, numbers,
+#: lists and objects); the sandbox is asked about attributes of these.
+_SAMPLE_VALUES: tuple[Any, ...] = ("", 0, 0.0, True, [], {})
 
 
 class TemplateError(ValueError):
@@ -556,6 +565,40 @@ class TemplateRenderer:
         if _loop_depth(tree) > MAX_LOOP_NESTING:
             raise TemplateInvalid(f"loops may be nested at most {MAX_LOOP_NESTING} deep")
 
+    def check_names(self, source: str, names: Iterable[str]) -> None:
+        """Like :meth:`check`, and raise :class:`TemplateInvalid` for what the sandbox
+        would refuse at every render of ``source`` with values named ``names``: unknown
+        top-level names, attributes it refuses (``__class__``, ``pop``...) and calls of
+        methods not in :data:`CALLABLE_METHODS`."""
+        self.check(source)
+        if "{" not in source:
+            return
+        tree = self._text.parse(source)
+        given = set(names)
+        unknown = sorted(meta.find_undeclared_variables(tree) - given - set(self._text.globals))
+        if unknown:
+            raise TemplateInvalid(
+                f"unknown name {', '.join(map(repr, unknown))}: a template here sees only "
+                f"{', '.join(sorted(given))}"
+            )
+        for call in tree.find_all(nodes.Call):
+            if isinstance(call.node, nodes.Getattr) and call.node.attr not in CALLABLE_METHODS:
+                raise TemplateInvalid(f"{call.node.attr}() is not available in templates")
+        for node in tree.find_all(nodes.Getattr):
+            # The values a render is given are JSON objects; deeper values may be any.
+            top = isinstance(node.node, nodes.Name) and node.node.name in given
+            if self._refused_attribute(node.attr, ({},) if top else _SAMPLE_VALUES):
+                raise TemplateInvalid(f"the attribute {node.attr!r} is not available in templates")
+
+    def _refused_attribute(self, name: str, samples: tuple[Any, ...]) -> bool:
+        """Whether the sandbox refuses ``.name`` on a value like one of ``samples``."""
+        missing = object()
+        for sample in samples:
+            value = getattr(sample, name, missing)
+            if value is not missing and not self._text.is_safe_attribute(sample, name, value):
+                return True
+        return False
+
     def render(self, source: str, context: dict[str, Any], *, html: bool = False) -> str:
         """Render ``source`` with ``context``; HTML output escapes every value."""
         if "{" not in source and not html:
@@ -608,6 +651,10 @@ renderer = TemplateRenderer()
 
 def check(source: str) -> None:
     renderer.check(source)
+
+
+def check_names(source: str, names: Iterable[str]) -> None:
+    renderer.check_names(source, names)
 
 
 def render(source: str, context: dict[str, Any]) -> str:

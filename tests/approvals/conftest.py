@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import falcon.testing
+import httpx
 import pytest
 import redis
 
@@ -83,11 +84,24 @@ def outbox() -> Outbox:
     return Outbox()
 
 
+class AnyPolicyApi:
+    """The api as manual runs see it: every policy exists, with no fields of its own
+    (the run's data supplies them); anything but reading a policy cannot reach it."""
+
+    def request(self, method, path, tenant_id, **kwargs):
+        if method != "GET":
+            raise httpx.ConnectError("no api in these tests")
+        return httpx.Response(200, json={"id": path.rsplit("/", 1)[-1]})
+
+    def close(self) -> None:
+        pass
+
+
 @pytest.fixture
 def engine(settings, workflow_db, redis_client, outbox):
     from workflow_service.runtime import build_engine
 
-    eng = build_engine(settings, database, outbox, redis_client)
+    eng = build_engine(settings, database, outbox, redis_client, api=AnyPolicyApi())
     yield eng
     eng.api.close()
 

@@ -67,6 +67,8 @@ def workflow(step: dict) -> dict:
         "trigger": "manual",
         "status": "active",
         "steps": [step],
+        # erin signs in with a token but is not in the directory
+        "allow_unknown_users": True,
     }
 
 

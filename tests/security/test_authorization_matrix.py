@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 
 import falcon.testing
+import httpx
 import pytest
 import redis
 
@@ -38,6 +39,7 @@ from shared.auth import issue_service_token, issue_token
 from shared.db import migrate, open_database
 from tests.conftest import JWT_SECRET, SERVICE_TOKEN_SECRET
 from tests.support import poll
+from workflow_service.apiclient import ApiClient
 from workflow_service.approvals.models import ApprovalRequest
 from workflow_service.db import database, init_database
 from workflow_service.engine import ExecutionFailed
@@ -248,7 +250,7 @@ def world(make_database_url, redis_url) -> Iterator[World]:
         stack.callback(_drop_namespace, redis_client, namespace)
         api = _api_client(stack, make_database_url("authz_api"), redis_url, namespace)
         workflow, engine, outbox = _workflow_client(
-            stack, make_database_url("authz_wf"), redis_url, namespace, redis_client
+            stack, make_database_url("authz_wf"), redis_url, namespace, redis_client, api.app
         )
         yield _seed(api, workflow, engine, outbox, redis_client, namespace)
 
@@ -287,7 +289,7 @@ def _api_client(stack, url, redis_url, namespace) -> falcon.testing.TestClient:
     return falcon.testing.TestClient(app)
 
 
-def _workflow_client(stack, url, redis_url, namespace, redis_client):
+def _workflow_client(stack, url, redis_url, namespace, redis_client, api_app):
     db = init_database(url)
     migrate(db, all_migrations())
     stack.callback(db.close)
@@ -297,12 +299,11 @@ def _workflow_client(stack, url, redis_url, namespace, redis_client):
         database_url="unused: bound by init_database",
         jwt_secret=JWT_SECRET,
         service_token_secret=SERVICE_TOKEN_SECRET,
-        # Nothing listens there: the approval's version lookup fails at once.
-        api_url="http://127.0.0.1:9",
-        api_timeout_s=1.0,
     )
     outbox = Outbox()
-    engine = build_engine(settings, database, outbox, redis_client)
+    # The workflow service reaches the api in this process (manual runs load the policy).
+    api = ApiClient("http://api", SERVICE_TOKEN_SECRET, transport=httpx.WSGITransport(app=api_app))
+    engine = build_engine(settings, database, outbox, redis_client, api=api)
     stack.callback(engine.api.close)
     app = create_workflow_app(
         settings, WorkflowDeps(db=db, broker=outbox, redis=redis_client, engine=engine)

@@ -54,3 +54,43 @@ def engine(settings, redis_client: redis.Redis):
     eng.outbox = outbox
     yield eng
     eng.api.close()
+
+
+class PolicyApi:
+    """The policy api as the workflow service sees it: the policies it holds (by id,
+    any tenant), and the requests made of it. Unknown ids are a 404."""
+
+    def __init__(self, policies: dict[str, dict] | None = None):
+        self.policies = dict(policies or {})
+        self.requests: list[tuple[str, str, str]] = []
+
+    def add(self, policy_id: str, **fields) -> dict:
+        policy = {
+            "id": policy_id,
+            "tenant": "acme",
+            "title": "Access control",
+            "owner": "olivia",
+            "status": "draft",
+            "version": 1,
+            "created_by": "olivia",
+            "submitted_by": None,
+            "content": "long text",
+            **fields,
+        }
+        self.policies[policy_id] = policy
+        return policy
+
+    def request(self, method, path, tenant_id, *, json=None, headers=None, **kwargs):
+        import httpx
+
+        self.requests.append((method, path, tenant_id))
+        policy_id = path.split("/")[2]
+        policy = self.policies.get(policy_id)
+        if policy is None:
+            return httpx.Response(404, json={"title": "Policy not found"})
+        if method == "GET":
+            return httpx.Response(200, json=policy)
+        return httpx.Response(200, json={"status": (json or {}).get("to"), "version": 2})
+
+    def close(self) -> None:
+        pass

@@ -12,7 +12,7 @@ import pytest
 from shared.auth import issue_token
 from shared.broker import create_broker
 from tests.conftest import JWT_SECRET
-from tests.workflow.conftest import Outbox
+from tests.workflow.conftest import Outbox, PolicyApi
 from workflow_service.db import database
 from workflow_service.definitions import validate_definition
 from workflow_service.models import Execution, Workflow
@@ -46,16 +46,28 @@ def outbox():
 
 
 @pytest.fixture
-def client(settings, workflow_db, redis_client, outbox):
-    app = create_app(settings, Deps(db=workflow_db, broker=outbox, redis=redis_client))
-    return falcon.testing.TestClient(app)
+def api():
+    """The api's policies: p-1, p-9 and p exist; others are a 404."""
+    fake = PolicyApi()
+    for policy_id in ("p-1", "p-9", "p"):
+        fake.add(policy_id)
+    return fake
 
 
 @pytest.fixture
-def engine_for_runs(client, settings, redis_client, outbox):
+def client(settings, workflow_db, redis_client, outbox, api):
     from workflow_service.runtime import build_engine
 
-    return build_engine(settings, database, outbox, redis_client)
+    engine = build_engine(settings, database, outbox, redis_client, api=api)
+    deps = Deps(db=workflow_db, broker=outbox, redis=redis_client, engine=engine)
+    return falcon.testing.TestClient(create_app(settings, deps))
+
+
+@pytest.fixture
+def engine_for_runs(client, settings, redis_client, outbox, api):
+    from workflow_service.runtime import build_engine
+
+    return build_engine(settings, database, outbox, redis_client, api=api)
 
 
 def create(client, body=None, **headers):
@@ -187,7 +199,9 @@ def test_every_edit_is_a_new_version(client):
     assert patched.status_code == 200 and patched.json["version"] == 2
     stale = client.simulate_patch(url, json={"name": "again", "version": 1}, headers=auth())
     assert stale.status_code == 412
-    bad = client.simulate_patch(url, json={"steps": [{"kind": "nope"}]}, headers=auth())
+    bad = client.simulate_patch(
+        url, json={"steps": [{"kind": "nope"}], "version": 2}, headers=auth()
+    )
     assert bad.status_code == 422
     active = client.simulate_post(f"{url}/activate", headers=auth())
     assert active.json["status"] == "active" and active.json["version"] == 3
@@ -198,7 +212,8 @@ def test_every_edit_is_a_new_version(client):
     assert [w["id"] for w in listed] == [created["id"]]
     assert client.simulate_post(f"{url}/archive", headers=auth()).json["status"] == "archived"
     assert client.simulate_post(f"{url}/activate", headers=auth()).status_code == 409
-    assert client.simulate_patch(url, json={"name": "x"}, headers=auth()).status_code == 409
+    archived = client.simulate_patch(url, json={"name": "x", "version": 4}, headers=auth())
+    assert archived.status_code == 409
     assert client.simulate_delete(url, headers=auth()).status_code == 204
     assert client.simulate_get(url, headers=auth()).status_code == 404
 
@@ -255,11 +270,15 @@ def test_concurrent_patches_of_the_same_version_one_wins(client):
 
 
 def test_a_manual_run_is_accepted_while_redis_is_down(
-    settings, workflow_db, engine_for_runs, outbox, caplog
+    settings, workflow_db, engine_for_runs, outbox, caplog, api, redis_client
 ):
+    from workflow_service.runtime import build_engine
+
     # Given: the admin web, with Redis down
     dead_broker = create_broker(dataclasses.replace(settings, redis_url=DEAD_REDIS_URL))
-    app = create_app(settings, Deps(db=workflow_db, broker=dead_broker, redis=dead_broker.client))
+    engine = build_engine(settings, database, dead_broker, dead_broker.client, api=api)
+    deps = Deps(db=workflow_db, broker=dead_broker, redis=dead_broker.client, engine=engine)
+    app = create_app(settings, deps)
     client = falcon.testing.TestClient(app)
     workflow = create(client).json
     # When: a manual run is asked for
@@ -280,7 +299,8 @@ def test_a_manual_run_is_accepted_while_redis_is_down(
     dead_broker.close()
 
 
-def test_manual_run_executions_inbox_and_tasks(client, engine_for_runs, outbox):
+def test_manual_run_executions_inbox_and_tasks(client, engine_for_runs, outbox, api):
+    api.add("p-9", title="Travel", owner="bob")
     body = {
         **DEFINITION,
         "steps": [NOTIFY, {"kind": "create_task", "role": "approver", "title": "Check"}],
@@ -288,7 +308,7 @@ def test_manual_run_executions_inbox_and_tasks(client, engine_for_runs, outbox):
     workflow = create(client, body).json
     run = client.simulate_post(
         f"/workflows/{workflow['id']}/run",
-        json={"entity_id": "p-9", "data": {"title": "Travel", "owner": "bob"}},
+        json={"entity_id": "p-9"},
         headers=auth(),
     )
     assert run.status_code == 202, run.text

@@ -33,12 +33,21 @@ from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalStatus
 from workflow_service.models import StepRun, StepStatus
 from workflow_service.notifications import delivery
-from workflow_service.steps import Step, StepConfig, StepContext, StepFailed, StepOutcome, register
+from workflow_service.steps import (
+    Step,
+    StepConfig,
+    StepContext,
+    StepFailed,
+    StepOutcome,
+    Template,
+    register,
+)
+from workflow_service.steps.base import TEMPLATE_NAMES
 from workflow_service.steps.change_status import ChangeStatus, ChangeStatusConfig
 from workflow_service.steps.notify import Notify, NotifyConfig
+from workflow_service.steps.recipients import parse_recipient
 from workflow_service.steps.registry import step_errors
-from workflow_service.templating import TemplateInvalid, TemplateRenderError, renderer
-from workflow_service.users.directory import parse_recipient
+from workflow_service.templating import TemplateRenderError, renderer
 
 DEFAULT_TITLE = "Approve {{ entity.type }} {{ entity.title | default(entity.id) }}"
 #: Matched against the stripped text of at most :data:`MAX_DURATION_CHARS` characters;
@@ -53,14 +62,6 @@ def _recipient(value: str) -> str:
     return value.strip()
 
 
-def _template(value: str) -> str:
-    try:
-        renderer.check(value)
-    except TemplateInvalid as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
 def _duration(value: Any) -> Any:
     """``90``, ``"90s"``, ``"30m"``, ``"4h"``, ``"2d"`` -> seconds."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -73,7 +74,6 @@ def _duration(value: Any) -> Any:
 
 
 Recipient = Annotated[str, AfterValidator(_recipient)]
-Template = Annotated[str, AfterValidator(_template)]
 Duration = Annotated[int, BeforeValidator(_duration), Field(ge=1, le=366 * 86400)]
 Mode = Literal["all", "any", "quorum"]
 
@@ -85,6 +85,30 @@ def _check_quorum(mode: str, quorum: int | None) -> None:
         raise ValueError("'quorum' is only used with mode 'quorum'")
 
 
+def most_approvers(approvers: list[str] | None) -> int | None:
+    """The most people ``approvers`` can ever name: one per named user, ``owner`` and
+    ``initiator``; None (no bound) once a role is named, since people may be given a
+    role after the workflow is saved."""
+    people: set[str] = set()
+    for raw in approvers or ():
+        spec = parse_recipient(raw)
+        if spec.kind == "role":
+            return None
+        people.add(str(spec))
+    return len(people)
+
+
+def _quorum_within(quorum: int | None, info) -> int | None:
+    """Field validator of ``quorum`` (declared after ``approvers``, so it sees them)."""
+    most = most_approvers(info.data.get("approvers"))
+    if quorum is not None and most is not None and quorum > most:
+        raise ValueError(
+            f"a quorum of {quorum} needs at least {quorum} approvers; the stage names "
+            f"{most} (name more people, or a role)"
+        )
+    return quorum
+
+
 class StageConfig(StepConfig):
     approvers: list[Recipient] = Field(min_length=1, max_length=50)
     mode: Mode = "any"
@@ -94,6 +118,8 @@ class StageConfig(StepConfig):
     def _quorum(self):
         _check_quorum(self.mode, self.quorum)
         return self
+
+    _quorum_within = field_validator("quorum")(_quorum_within)
 
 
 class RequireApprovalConfig(StepConfig):
@@ -121,10 +147,14 @@ class RequireApprovalConfig(StepConfig):
         _check_quorum(self.mode, self.quorum)
         return self
 
+    _quorum_within = field_validator("quorum")(_quorum_within)
+
     @field_validator("on_approve", "on_reject")
     @classmethod
     def _valid_steps(cls, steps: list[dict[str, Any]], info) -> list[dict[str, Any]]:
-        errors = step_errors(steps, prefix=info.field_name)
+        # Checked as the kinds they run as (a notify's templates may read approval).
+        as_run = [_with_approval(s, "validation") if isinstance(s, dict) else s for s in steps]
+        errors = step_errors(as_run, prefix=info.field_name)
         if errors:
             raise ValueError("; ".join(f"{e['field']}: {e['message']}" for e in errors))
         return steps
@@ -306,6 +336,7 @@ class ApprovalNotify(Notify):
 
     kind = "approval_notify"
     Config = ApprovalNotifyConfig
+    template_names = (*TEMPLATE_NAMES, "approval")
 
     def prepare(self, ctx: StepContext) -> None:
         super().prepare(self._with_approval(ctx))

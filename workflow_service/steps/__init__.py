@@ -11,6 +11,7 @@ from workflow_service.steps.base import (
     StepContext,
     StepFailed,
     StepOutcome,
+    Template,
     Trigger,
 )
 from workflow_service.steps.registry import (
@@ -31,6 +32,7 @@ __all__ = [
     "StepContext",
     "StepFailed",
     "StepOutcome",
+    "Template",
     "Trigger",
     "build_step",
     "build_step_or_fail",

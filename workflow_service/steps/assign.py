@@ -1,5 +1,6 @@
-"""``assign``: record who an entity is assigned to (``assignee``: a user id or
-``owner``; ``purpose``: a label such as ``reviewer``)."""
+"""``assign``: record who an entity is assigned to (``assignee``: one person in the
+recipient grammar of :mod:`.recipients`: ``user:<id>`` or a bare id, ``owner`` or
+``initiator``; ``purpose``: a label such as ``reviewer``)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from pydantic import Field
 
 from workflow_service.models import Assignment
 from workflow_service.steps.base import Step, StepConfig, StepContext, StepFailed, StepOutcome
+from workflow_service.steps.recipients import Person, nobody_as, person_of
 from workflow_service.steps.registry import register
 
 
 class AssignConfig(StepConfig):
-    assignee: str = Field(min_length=1, max_length=128)
+    assignee: Person
     purpose: str = Field(default="owner", min_length=1, max_length=64)
 
 
@@ -22,13 +24,9 @@ class Assign(Step):
 
     def run(self, ctx: StepContext) -> StepOutcome:
         config: AssignConfig = self.config  # type: ignore[assignment]
-        assignee = config.assignee
-        if assignee == "owner":
-            assignee = ctx.trigger.data.get("owner") or ""
-            if not assignee:
-                raise StepFailed("assignee 'owner': the event data has no owner")
-        elif assignee.startswith("user:"):
-            assignee = assignee[5:]
+        assignee = person_of(config.assignee, ctx)
+        if not assignee:
+            raise StepFailed(f"assignee {nobody_as(config.assignee)}")
         Assignment.insert(
             id=ctx.message_id(assignee),
             tenant_id=ctx.execution.tenant_id,

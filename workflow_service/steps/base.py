@@ -63,11 +63,11 @@ import hmac
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 import dramatiq
 import peewee
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 if TYPE_CHECKING:
     from workflow_service.apiclient import ApiClient
@@ -87,6 +87,33 @@ class StepConfig(BaseModel):
     is longer than :data:`MAX_OPTION_CHARS`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=MAX_OPTION_CHARS)
+
+
+#: The values every step's templates are rendered with (see
+#: :attr:`StepContext.template_values`); a step kind that gives more lists them in its
+#: ``template_names``.
+TEMPLATE_NAMES = ("entity", "event", "execution")
+
+
+def check_template(value: str, info: ValidationInfo) -> str:
+    """Pydantic validator of a template option: its syntax and limits, and, when the
+    step's kind is known (``context["template_names"]``, set by the registry), the
+    names, attributes and calls the sandbox would refuse at every render."""
+    from workflow_service import templating
+
+    names = (info.context or {}).get("template_names")
+    try:
+        if names is None:
+            templating.check(value)
+        else:
+            templating.check_names(value, names)
+    except templating.TemplateError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+#: A template option of a step.
+Template = Annotated[str, AfterValidator(check_template)]
 
 
 class StepFailed(Exception):
@@ -172,15 +199,21 @@ class Trigger:
 
 
 class Directory(Protocol):
-    """Expands a role into user ids; ``None`` when no user directory is configured."""
+    """Expands a role into user ids, and knows who exists; ``None`` when the tenant
+    has no user directory."""
 
     def users_with_role(self, tenant_id: str, role: str) -> list[str] | None: ...
+
+    def unknown_users(self, tenant_id: str, user_ids: Sequence[str]) -> set[str] | None: ...
 
 
 class NoDirectory:
     """Without a user directory roles stay roles (role-addressed inbox rows)."""
 
     def users_with_role(self, tenant_id: str, role: str) -> list[str] | None:
+        return None
+
+    def unknown_users(self, tenant_id: str, user_ids: Sequence[str]) -> set[str] | None:
         return None
 
 
@@ -227,7 +260,8 @@ class StepContext:
 
     @property
     def template_values(self) -> dict[str, Any]:
-        """What templates may read: the entity snapshot, the event and the execution."""
+        """What templates may read (:data:`TEMPLATE_NAMES`): the entity snapshot, the
+        event and the execution."""
         return {
             "entity": {
                 **self.trigger.data,
@@ -257,6 +291,8 @@ class Step:
     Config: ClassVar[type[StepConfig]] = StepConfig
     #: Run inside the transaction that records completion (database side effects).
     transactional: ClassVar[bool] = True
+    #: The names this kind's templates are rendered with (checked when saved).
+    template_names: ClassVar[tuple[str, ...]] = TEMPLATE_NAMES
 
     def __init__(self, config: StepConfig):
         self.config = config

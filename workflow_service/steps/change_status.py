@@ -15,7 +15,14 @@ import httpx
 from pydantic import Field
 
 from shared.events import CAUSATION_HEADER, INITIATOR_HEADER
-from workflow_service.steps.base import Step, StepConfig, StepContext, StepFailed, StepOutcome
+from workflow_service.steps.base import (
+    Step,
+    StepConfig,
+    StepContext,
+    StepFailed,
+    StepOutcome,
+    Template,
+)
 from workflow_service.steps.registry import register
 
 ENTITY_PATHS = {"policy": "policies", "assessment": "assessments", "evidence": "evidence"}
@@ -28,7 +35,8 @@ class ApiUnavailable(Exception):
 
 class ChangeStatusConfig(StepConfig):
     to: str = Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$")
-    comment: str | None = Field(default=None, max_length=2000)
+    #: A template, like notify's subject.
+    comment: Template | None = Field(default=None, max_length=2000)
 
 
 @register

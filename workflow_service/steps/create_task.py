@@ -1,5 +1,7 @@
-"""``create_task``: a to-do for a user (``assignee``: user id or ``owner``) or for
-everyone with a role (``role``), with an optional due time in days."""
+"""``create_task``: a to-do for one person or for everyone with a role, with an
+optional due time in days. ``assignee`` is a recipient (:mod:`.recipients`):
+``user:<id>`` or a bare id, ``owner``, ``initiator``, or ``role:<name>`` (the same as
+the ``role`` option); the task stores the bare user id."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from shared.db import utcnow
 from workflow_service.models import Task
 from workflow_service.steps.base import Step, StepConfig, StepContext, StepFailed, StepOutcome
 from workflow_service.steps.notify import Template
+from workflow_service.steps.recipients import Recipient, nobody_as, parse_recipient, person_of
 from workflow_service.steps.registry import register
 from workflow_service.templating import MAX_TEMPLATE_CHARS
 
@@ -26,7 +29,7 @@ def _role(value: str) -> str:
 class CreateTaskConfig(StepConfig):
     title: Template = Field(min_length=1, max_length=300)
     description: Template = Field(default="", max_length=MAX_TEMPLATE_CHARS)
-    assignee: str | None = Field(default=None, min_length=1, max_length=128)
+    assignee: Recipient | None = None
     role: Annotated[str, Field(max_length=32), AfterValidator(_role)] | None = None
     due_in_days: float | None = Field(default=None, gt=0, le=3650)
 
@@ -50,11 +53,15 @@ class CreateTask(Step):
 
     def run(self, ctx: StepContext) -> StepOutcome:
         config: CreateTaskConfig = self.config  # type: ignore[assignment]
-        assignee = config.assignee
-        if assignee == "owner":
-            assignee = ctx.trigger.data.get("owner") or None
-            if not assignee:
-                raise StepFailed("assignee 'owner': the event data has no owner")
+        assignee, role = None, config.role
+        if config.assignee is not None:
+            spec = parse_recipient(config.assignee)
+            if spec.kind == "role":
+                role = spec.value
+            else:
+                assignee = person_of(config.assignee, ctx)
+                if not assignee:
+                    raise StepFailed(f"assignee {nobody_as(config.assignee)}")
         if self._rendered is None:
             self.prepare(ctx)
         title, description = self._rendered  # type: ignore[misc]
@@ -68,11 +75,11 @@ class CreateTask(Step):
             title=title[:300],
             description=description,
             assignee=assignee,
-            assignee_role=config.role,
+            assignee_role=role,
             entity_type=ctx.trigger.entity_type,
             entity_id=ctx.trigger.entity_id,
             due_at=due,
         ).on_conflict_ignore().execute()
         return StepOutcome.completed(
-            {"task_id": task_id, "assignee": assignee, "role": config.role, "title": title}
+            {"task_id": task_id, "assignee": assignee, "role": role, "title": title}
         )

@@ -28,6 +28,7 @@ from workflow_service.steps.base import (
     StepConfig,
     StepContext,
     StepOutcome,
+    Template,
 )
 from workflow_service.steps.recipients import Address, Recipient, resolve
 from workflow_service.steps.registry import register
@@ -77,17 +78,6 @@ CHANNELS: dict[str, ChannelHandler] = {"in_app": deliver_in_app}
 HttpUrl = Annotated[
     str, Field(min_length=1, max_length=512), AfterValidator(webhook_urls.check_saved_url)
 ]
-
-
-def _template(value: str) -> str:
-    try:
-        templating.check(value)
-    except templating.TemplateError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
-Template = Annotated[str, AfterValidator(_template)]
 
 
 class NotifyConfig(StepConfig):

@@ -1,21 +1,136 @@
-"""Recipients of notify, assign and create_task steps.
+"""The one way steps name people: ``notify`` recipients, ``create_task`` and ``assign``
+assignees, ``require_approval`` approvers and ``escalate_to``.
 
-A recipient is ``"owner"`` (the entity's ``owner`` field in the event data),
-``"role:<name>"`` (everyone with that role; expanded through the user directory when one
-is configured, else kept as a role address) or ``"user:<id>"`` / a bare user id.
+A recipient is one of:
+
+* ``"user:<id>"`` or a bare ``"<id>"``: that user (the token ``sub``: 1 to 64 letters,
+  digits or . _ @ + -, starting with a letter or digit);
+* ``"role:<name>"``: everyone of the tenant holding that role (expanded through the
+  user directory when the tenant has one, else kept as a role address);
+* ``"owner"``: the entity's ``owner``, from the trigger's entity data;
+* ``"initiator"``: the person whose change started the chain (for a manual run, who
+  asked for it).
+
+Anything else (``team:x``, ``user:``, an id with spaces) is refused when the workflow
+is saved, naming the step and option.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from shared.auth import ROLES
+from shared.auth import CLAIM_ID, ROLES
 from workflow_service.steps.base import MAX_RECIPIENTS, StepContext, StepFailed
 
 OWNER = "owner"
+INITIATOR = "initiator"
+SPECIAL_RECIPIENTS = (OWNER, INITIATOR)
+#: Step options that name people, at any depth of a step (stages' approvers too).
+PEOPLE_OPTIONS = frozenset({"recipients", "approvers", "escalate_to", "assignee"})
+GRAMMAR = "'user:<id>' (or a bare user id), 'role:<role>', 'owner' or 'initiator'"
+
+
+@dataclass(frozen=True)
+class RecipientSpec:
+    kind: str  # user | role | owner | initiator
+    value: str = ""
+
+    def __str__(self) -> str:
+        return self.kind if self.kind in SPECIAL_RECIPIENTS else f"{self.kind}:{self.value}"
+
+
+def parse_recipient(spec: object) -> RecipientSpec:
+    """Parse one recipient; ValueError naming what is wrong."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("a recipient must be a non-empty string")
+    spec = spec.strip()
+    if spec in SPECIAL_RECIPIENTS:
+        return RecipientSpec(spec)
+    kind, sep, value = spec.partition(":")
+    if not sep:
+        kind, value = "user", spec
+    if kind == "role":
+        if value not in ROLES:
+            raise ValueError(f"recipient {spec!r} names an unknown role; roles: {', '.join(ROLES)}")
+        return RecipientSpec("role", value)
+    if kind == "user" and CLAIM_ID.fullmatch(value):
+        return RecipientSpec("user", value)
+    if kind == "user" and sep:
+        raise ValueError(
+            f"recipient {spec!r}: a user id is 1 to 64 letters, digits or . _ @ + -, "
+            "starting with a letter or digit"
+        )
+    raise ValueError(f"recipient {spec!r} is in no known form; use {GRAMMAR}")
+
+
+def check_recipient(value: str) -> str:
+    """Pydantic validator: the recipient, stripped, if it is in a known form."""
+    parse_recipient(value)
+    return value.strip()
+
+
+def check_person(value: str) -> str:
+    """A recipient that is one person (``assign``): not a role."""
+    if parse_recipient(value).kind == "role":
+        raise ValueError(f"{value!r} names a role; name one person: user, owner or initiator")
+    return value.strip()
+
+
+#: A recipient option: bounded, and checked when the workflow is saved.
+Recipient = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_recipient)]
+#: One person (``assign``'s assignee).
+Person = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_person)]
+
+
+def named_people(value: Any, where: str, option: str | None = None) -> Iterator[tuple[str, Any]]:
+    """``(field, recipient)`` for every recipient a step (or a list of steps) names,
+    nested steps and stages included."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from named_people(
+                item, f"{where}.{key}", key if key in PEOPLE_OPTIONS else option
+            )
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from named_people(item, f"{where}.{index}", option)
+    elif option and isinstance(value, str):
+        yield where, value
+
+
+def named_users(steps: Any, where: str = "steps") -> Iterator[tuple[str, str]]:
+    """``(field, user id)`` for every user a list of steps names."""
+    for field, raw in named_people(steps, where):
+        try:
+            spec = parse_recipient(raw)
+        except ValueError:
+            continue  # reported by the step's own validation
+        if spec.kind == "user":
+            yield field, spec.value
+
+
+def person_of(recipient: str, ctx: StepContext) -> str | None:
+    """The user id one person-recipient names in this run (None: nobody, e.g. an
+    entity without an owner). Roles are not persons: ValueError."""
+    spec = parse_recipient(recipient)
+    if spec.kind == "user":
+        return spec.value
+    if spec.kind == OWNER:
+        owner = ctx.trigger.data.get("owner")
+        return owner if isinstance(owner, str) and owner else None
+    if spec.kind == INITIATOR:
+        return ctx.trigger.initiator or None
+    raise ValueError(f"{recipient!r} names a role, not one person")
+
+
+def nobody_as(recipient: str) -> str:
+    """Why a person-recipient named nobody in a run (``owner``, ``initiator``)."""
+    if parse_recipient(recipient).kind == OWNER:
+        return f"{recipient!r}: the entity has no owner"
+    return f"{recipient!r}: the run has no initiator"
 
 
 @dataclass(frozen=True)
@@ -28,24 +143,6 @@ class Address:
         return f"user:{self.user}" if self.user else f"role:{self.role}"
 
 
-def check_recipient(value: str) -> str:
-    """Pydantic-style validator: raise ValueError naming what is wrong."""
-    value = value.strip()
-    if not value:
-        raise ValueError("a recipient may not be empty")
-    if value.startswith("role:"):
-        role = value[5:]
-        if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    elif value.startswith("user:") and not value[5:]:
-        raise ValueError("'user:' needs a user id")
-    return value
-
-
-#: A recipient option: bounded, and checked when the workflow is saved.
-Recipient = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_recipient)]
-
-
 def resolve(recipients: list[str], ctx: StepContext) -> tuple[list[Address], list[str]]:
     """The addresses, deduplicated in order, and the recipients that resolved to nobody.
 
@@ -54,14 +151,9 @@ def resolve(recipients: list[str], ctx: StepContext) -> tuple[list[Address], lis
     addresses: dict[str, Address] = {}
     skipped: list[str] = []
     for recipient in recipients:
-        if recipient == OWNER:
-            owner = ctx.trigger.data.get("owner")
-            if isinstance(owner, str) and owner:
-                addresses.setdefault(f"user:{owner}", Address(user=owner))
-            else:
-                skipped.append("owner (the event data has no owner)")
-        elif recipient.startswith("role:"):
-            role = recipient[5:]
+        spec = parse_recipient(recipient)
+        if spec.kind == "role":
+            role = spec.value
             users = ctx.directory.users_with_role(ctx.execution.tenant_id, role)
             if users is None:
                 addresses.setdefault(f"role:{role}", Address(role=role))
@@ -70,8 +162,11 @@ def resolve(recipients: list[str], ctx: StepContext) -> tuple[list[Address], lis
             for user in users or ():
                 addresses.setdefault(f"user:{user}", Address(user=user))
         else:
-            user = recipient[5:] if recipient.startswith("user:") else recipient
-            addresses.setdefault(f"user:{user}", Address(user=user))
+            user = person_of(recipient, ctx)
+            if user:
+                addresses.setdefault(f"user:{user}", Address(user=user))
+            else:
+                skipped.append(nobody_as(recipient))
         if len(addresses) > MAX_RECIPIENTS:
             raise StepFailed(
                 f"recipients: more than {MAX_RECIPIENTS} people; name fewer or a smaller role"

@@ -96,7 +96,8 @@ def build_step(spec: Mapping[str, Any]) -> Step:
     """The step object for one definition; raises pydantic's ValidationError."""
     cls = _REGISTRY[spec["kind"]]
     options = {k: v for k, v in spec.items() if k not in RESERVED_KEYS}
-    return cls(cls.Config.model_validate(options))
+    context = {"template_names": cls.template_names}
+    return cls(cls.Config.model_validate(options, context=context))
 
 
 def build_step_or_fail(spec: Mapping[str, Any]) -> Step:

@@ -1,12 +1,8 @@
 """Reading and writing the directory, and turning recipient specs into people.
 
-A recipient (or approver) is named as one of:
-
-* ``"user:<id>"`` - that user (the JWT ``sub``);
-* ``"role:<role>"`` - every active directory user of the tenant holding the role;
-* ``"owner"`` - the entity's owner, from the trigger event's data;
-* ``"initiator"`` - whoever made the change that started the execution (the person the
-  causation chain began with, also when a workflow made the change for them).
+Recipients (and approvers) are named in the grammar of
+:mod:`workflow_service.steps.recipients`; here ``role:<role>`` means every active
+directory user of the tenant holding the role.
 """
 
 from __future__ import annotations
@@ -16,42 +12,18 @@ from dataclasses import dataclass
 
 import peewee
 
-from shared.auth import ROLES
 from shared.db import utcnow
 from workflow_service.db import database
+from workflow_service.steps.recipients import (  # noqa: F401 - the one recipient grammar
+    SPECIAL_RECIPIENTS,
+    RecipientSpec,
+    parse_recipient,
+)
 from workflow_service.users.models import User, UserRole
-
-SPECIAL_RECIPIENTS = ("owner", "initiator")
 
 
 class UserNotFound(LookupError):
     pass
-
-
-@dataclass(frozen=True)
-class RecipientSpec:
-    kind: str  # user | role | owner | initiator
-    value: str = ""
-
-    def __str__(self) -> str:
-        return self.kind if self.kind in SPECIAL_RECIPIENTS else f"{self.kind}:{self.value}"
-
-
-def parse_recipient(spec: object) -> RecipientSpec:
-    """Parse ``"user:alice"``, ``"role:approver"``, ``"owner"`` or ``"initiator"``."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError("a recipient must be a non-empty string")
-    spec = spec.strip()
-    if spec in SPECIAL_RECIPIENTS:
-        return RecipientSpec(spec)
-    kind, sep, value = spec.partition(":")
-    if not sep or kind not in ("user", "role") or not value:
-        raise ValueError(
-            f"recipient {spec!r} must be 'owner', 'initiator', 'user:<id>' or 'role:<role>'"
-        )
-    if kind == "role" and value not in ROLES:
-        raise ValueError(f"recipient {spec!r} names an unknown role; known: {', '.join(ROLES)}")
-    return RecipientSpec(kind, value)
 
 
 @dataclass(frozen=True)
@@ -206,3 +178,18 @@ class UserDirectory:
         if not User.select().where(User.tenant_id == tenant_id).exists():
             return None
         return [u.user_id for u in users_with_role(tenant_id, role)]
+
+    def unknown_users(self, tenant_id: str, user_ids: Sequence[str]) -> set[str] | None:
+        """The ids that are no active user of the tenant (None: no directory users)."""
+        if not User.select().where(User.tenant_id == tenant_id).exists():
+            return None
+        wanted = set(user_ids)
+        if not wanted:
+            return set()
+        known = {
+            u.user_id
+            for u in User.select(User.user_id).where(
+                (User.tenant_id == tenant_id) & User.user_id.in_(sorted(wanted)) & User.active
+            )
+        }
+        return wanted - known

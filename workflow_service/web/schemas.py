@@ -22,7 +22,8 @@ class WorkflowCreate(WorkflowDefinition):
 
 class WorkflowPatch(Strict):
     """Fields to change; the result is validated whole and stored as a new version.
-    ``version``, when given, must be the current one (else 412)."""
+    The version the change is based on is required, as ``version`` or in ``If-Match``
+    (missing: 428; not the current one: 412)."""
 
     version: int | None = Field(default=None, ge=1)
     name: str | None = None
@@ -32,6 +33,7 @@ class WorkflowPatch(Strict):
     trigger_config: dict[str, Any] | None = None
     conditions: list[Condition] | None = None
     steps: list[dict[str, Any]] | None = None
+    allow_unknown_users: bool | None = None
 
 
 class WorkflowOut(BaseModel):
@@ -44,6 +46,7 @@ class WorkflowOut(BaseModel):
     trigger_config: dict[str, Any]
     conditions: list[dict[str, Any]]
     steps: list[dict[str, Any]]
+    allow_unknown_users: bool = False
     status: str
     version: int
     created_by: str
@@ -73,8 +76,10 @@ class WorkflowVersionListOut(BaseModel):
 
 
 class RunRequest(Strict):
+    #: The entity to run for: loaded from the api (404 when it has no such entity).
     entity_id: str = Field(min_length=1, max_length=64)
-    #: The entity snapshot the steps see (``owner``, ``title``...).
+    #: Further values the steps see beside the entity's own fields; a field the api
+    #: returns (``owner``, ``created_by``, ``title``...) is always the api's.
     data: dict[str, Any] = Field(default_factory=dict)
 
 

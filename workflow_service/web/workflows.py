@@ -9,14 +9,23 @@ from shared.http import (
     ApiError,
     Operation,
     Param,
+    bad_parameter,
     parse_body,
     parse_choice,
     parse_limit,
     read_json,
 )
-from workflow_service.definitions import TRIGGERS, InvalidDefinition, validate_definition
+from workflow_service.apiclient import ApiUnavailable, load_entity
+from workflow_service.definitions import (
+    TRIGGERS,
+    InvalidDefinition,
+    WorkflowDefinition,
+    unknown_user_errors,
+    validate_definition,
+)
 from workflow_service.engine import Engine
 from workflow_service.models import Workflow, WorkflowStatus, WorkflowVersion
+from workflow_service.steps import Directory
 from workflow_service.steps.webhook_urls import for_reader
 from workflow_service.web.common import (
     READ_ROLES,
@@ -85,6 +94,50 @@ def check_admin_only_options(principal, data) -> None:
         )
 
 
+def check_people(definition: WorkflowDefinition, tenant: str, directory: Directory) -> None:
+    """422 naming each step option that names a user the tenant's directory lacks."""
+    errors = unknown_user_errors(definition, tenant, directory)
+    if errors:
+        raise invalid_definition(InvalidDefinition(errors))
+
+
+IF_MATCH = Param("If-Match", "header", "The version the change is based on, as an ETag.")
+
+
+def if_match_version(req) -> int | None:
+    """The version an If-Match header names; None without one (or with ``*``)."""
+    raw = req.get_header("If-Match")
+    if not raw or raw.strip() == "*":
+        return None
+    value = raw.strip().removeprefix("W/").strip('"')
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
+        raise bad_parameter(
+            "If-Match", f"If-Match must be a workflow version such as '\"3\"', got {raw!r}."
+        )
+    return int(value)
+
+
+def expected_version(req, body_version: int | None) -> int:
+    """The version a PATCH is based on: ``version`` in the body or If-Match (428
+    without either, 412 when they differ)."""
+    header = if_match_version(req)
+    if header is not None and body_version is not None and header != body_version:
+        raise ApiError(
+            falcon.HTTP_412,
+            "Stale version",
+            f"If-Match names version {header} but the body names version {body_version}.",
+        )
+    version = body_version if body_version is not None else header
+    if version is None:
+        raise ApiError(
+            falcon.HTTP_428,
+            "Version required",
+            "Send the version this change is based on, as an If-Match header or as "
+            "'version' in the body, so a concurrent edit is never overwritten.",
+        )
+    return version
+
+
 def _get(store: WorkflowStore, tenant: str, workflow_id: str):
     workflow_id = uuid_param(workflow_id, "workflow_id")
     try:
@@ -116,8 +169,9 @@ class WorkflowCollection:
         ),
     }
 
-    def __init__(self, store: WorkflowStore, max_body_bytes: int):
+    def __init__(self, store: WorkflowStore, directory: Directory, max_body_bytes: int):
         self.store = store
+        self.directory = directory
         self.max_body_bytes = max_body_bytes
 
     def on_get(self, req, resp):
@@ -153,6 +207,7 @@ class WorkflowCollection:
         except InvalidDefinition as exc:
             raise invalid_definition(exc) from None
         check_admin_only_options(principal, data)
+        check_people(definition, principal.tenant, self.directory)
         workflow = self.store.create(principal.tenant, principal.sub, definition, status)
         resp.status = falcon.HTTP_201
         resp.location = f"/workflows/{workflow.id}"
@@ -165,12 +220,12 @@ class WorkflowItem:
             "A workflow", response=WorkflowOut, params=(ID,), errors=(404,), roles=READ
         ),
         "PATCH": Operation(
-            "Edit a workflow; the result is a new version; allow_self_approval: true "
-            "needs an admin (403)",
+            "Edit a workflow; the result is a new version; needs If-Match or 'version' "
+            "(missing: 428, stale: 412); allow_self_approval: true needs an admin (403)",
             request=WorkflowPatch,
             response=WorkflowOut,
-            params=(ID,),
-            errors=(404, 412),
+            params=(ID, IF_MATCH),
+            errors=(404, 412, 428),
             roles=WRITE,
         ),
         "DELETE": Operation(
@@ -182,8 +237,9 @@ class WorkflowItem:
         ),
     }
 
-    def __init__(self, store: WorkflowStore, max_body_bytes: int):
+    def __init__(self, store: WorkflowStore, directory: Directory, max_body_bytes: int):
         self.store = store
+        self.directory = directory
         self.max_body_bytes = max_body_bytes
 
     def on_get(self, req, resp, workflow_id):
@@ -195,11 +251,17 @@ class WorkflowItem:
         current = _get(self.store, principal.tenant, workflow_id)
         data = read_json(req, self.max_body_bytes)
         patch = parse_body(WorkflowPatch, data)
+        version = expected_version(req, patch.version)
         changes = {k: v for k, v in data.items() if k != "version"}
         check_admin_only_options(principal, changes)
         try:
+            check_people(
+                validate_definition({**current.definition(), **changes}),
+                principal.tenant,
+                self.directory,
+            )
             workflow = self.store.update(
-                principal.tenant, current.id, principal.sub, changes, patch.version
+                principal.tenant, current.id, principal.sub, changes, version
             )
         except WorkflowArchived:
             raise falcon.HTTPConflict(
@@ -300,12 +362,13 @@ class WorkflowVersions:
 class WorkflowRun:
     docs = {
         "POST": Operation(
-            "Run the workflow now for one entity; answers with the job to follow",
+            "Run the workflow now for one entity, loaded from the api (404 when it has "
+            "no such entity); answers with the job to follow",
             request=RunRequest,
             response=RunAccepted,
             status=202,
             params=(ID,),
-            errors=(404, 409),
+            errors=(404, 409, 503),
             roles=WRITE,
         )
     }
@@ -323,7 +386,22 @@ class WorkflowRun:
             raise falcon.HTTPConflict(
                 title="Workflow archived", description="An archived workflow cannot run."
             )
-        execution = self.engine.manual_run(workflow, body.entity_id, body.data, principal.sub)
+        try:
+            entity = load_entity(
+                self.engine.api, workflow.entity_type, body.entity_id, principal.tenant
+            )
+        except ApiUnavailable as exc:
+            raise ApiError(
+                falcon.HTTP_503,
+                "Api unavailable",
+                f"The {workflow.entity_type} could not be read from the api ({exc}); try again.",
+            ) from None
+        if entity is None:
+            raise not_found(workflow.entity_type, body.entity_id)
+        # The entity's own fields are the api's, so the run's owner, creator and
+        # submitter (and separation of duties) are the real ones.
+        data = {**body.data, **entity}
+        execution = self.engine.manual_run(workflow, body.entity_id, data, principal.sub)
         resp.status = falcon.HTTP_202
         resp.location = f"/executions/{execution.id}"
         resp.media = {
@@ -335,8 +413,9 @@ class WorkflowRun:
 
 
 def add_workflow_routes(app, docs, store: WorkflowStore, engine: Engine, limit: int) -> None:
-    docs.add_route(app, "/workflows", WorkflowCollection(store, limit))
-    docs.add_route(app, "/workflows/{workflow_id}", WorkflowItem(store, limit))
+    directory = engine.directory
+    docs.add_route(app, "/workflows", WorkflowCollection(store, directory, limit))
+    docs.add_route(app, "/workflows/{workflow_id}", WorkflowItem(store, directory, limit))
     docs.add_route(app, "/workflows/{workflow_id}/versions", WorkflowVersions(store))
     docs.add_route(app, "/workflows/{workflow_id}/run", WorkflowRun(store, engine, limit))
     for action, status in (
