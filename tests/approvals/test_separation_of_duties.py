@@ -227,3 +227,20 @@ def test_migrations_172_and_173_upgrade_an_older_schema(workflow_db):
     columns = {c.name for c in workflow_db.get_columns("approval_request")}
     assert {"creator", "approves_entity"} <= columns
     assert "approval_refusal" in workflow_db.get_tables()
+
+
+def test_a_manual_run_sees_the_creator_and_owner_the_api_has(client, outbox, api):
+    # Given: the api says carol wrote the policy and olivia owns it
+    api.policy = {"id": "p-1", "version": 3, "status": "in_review"}
+    api.policy.update(created_by="carol", owner="olivia", submitted_by=None)
+    # When: bob runs an approval workflow, claiming bob wrote and owns it
+    step = approval(["role:approver"], mode="all")
+    data = {"created_by": "bob", "owner": "bob"}
+    execution_id = run_for(client, outbox, step, data, runner=("dave", ["editor"]))
+    request = only_approval(execution_id)
+    # Then: the request excludes the real creator and owner, not the claimed ones
+    assert (request.creator, request.owner) == ("carol", "olivia")
+    assert {s.approver for s in request.slots} == {"alice", "bob"}
+    answer = decide(client, request.id, "carol")
+    assert answer.status_code == 403 and answer.json["title"] == "Self-approval refused"
+    assert decide(client, request.id, "bob").status_code == 200

@@ -356,3 +356,37 @@ def test_workers_see_a_deactivated_workflow_at_once(system, tenant):
     # then the next event no longer runs it (the sentinel shows the event was dispatched).
     system.wait_for_executions(2, tenant=tenant, workflow_id=sentinel["id"])
     assert len(system.executions(tenant, workflow_id=target["id"])) == 1
+
+
+def test_a_manual_run_loads_the_entity_from_the_api(system, tenant):
+    # Given: a manual workflow that names the entity's title and its owner
+    workflow = add_workflow(
+        system,
+        tenant,
+        "manual",
+        [
+            {"kind": "notify", "recipients": ["owner"], "subject": "Look at {{ entity.title }}"},
+            {"kind": "create_task", "assignee": "owner", "title": "Review {{ entity.title }}"},
+        ],
+    )
+    policy = create_policy(system, tenant, title="Travel", owner="bob")
+    client = system.workflow_client(tenant=tenant)
+    # When: it is run for an id the api does not have
+    missing = client.post(f"/workflows/{workflow['id']}/run", json={"entity_id": str(uuid.uuid4())})
+    # Then: 404, and nothing runs
+    assert missing.status_code == 404, missing.text
+    # When: it is run for the policy, with no data and a claim about its owner
+    run = client.post(
+        f"/workflows/{workflow['id']}/run",
+        json={"entity_id": policy["id"], "data": {"owner": "mallory"}},
+    )
+    assert run.status_code == 202, run.text
+    # Then: the steps saw the policy as the api has it
+    [execution] = system.wait_for_executions(1, tenant=tenant, status="completed")
+    assert execution["id"] == run.json()["execution_id"]
+    bob = system.workflow_client(sub="bob", roles=["viewer"], tenant=tenant)
+    notes = bob.get("/notifications").json()["items"]
+    assert [n["subject"] for n in notes] == ["Look at Travel"]
+    assert [t["title"] for t in bob.get("/tasks").json()["items"]] == ["Review Travel"]
+    mallory = system.workflow_client(sub="mallory", roles=["viewer"], tenant=tenant)
+    assert mallory.get("/notifications").json()["items"] == []

@@ -207,3 +207,33 @@ def test_a_step_longer_than_the_claim_timeout_keeps_its_claim(engine, store):
     # Then nobody could take it over, and it ran once
     assert takeovers and not any(takeovers)
     assert Execution.get_by_id(execution.id).attempts == 1
+
+
+def test_one_recipient_grammar_for_notify_create_task_and_assign(engine, store):
+    from workflow_service.models import Assignment
+
+    # Given: steps naming people as initiator and user:<id>
+    make_workflow(
+        store,
+        steps=[
+            {"kind": "notify", "recipients": ["initiator", "user:carol"], "subject": "Hi"},
+            {"kind": "create_task", "assignee": "user:bob", "title": "Review"},
+            {"kind": "create_task", "assignee": "initiator", "title": "Follow up"},
+            {"kind": "assign", "assignee": "user:dave", "purpose": "reviewer"},
+            {"kind": "assign", "assignee": "initiator", "purpose": "author"},
+        ],
+    )
+    # When: ed's change triggers it
+    [execution] = engine.dispatch(event(actor="ed"))
+    assert engine.run(execution.id) == "completed"
+    # Then: "initiator" is ed, the person who started it, never a user named "initiator";
+    # and every step stores the bare user id
+    notes = Notification.select().where(Notification.execution == execution.id)
+    assert sorted(n.recipient for n in notes) == ["carol", "ed"]
+    tasks = Task.select().where(Task.execution == execution.id).order_by(Task.title)
+    assert [(t.title, t.assignee) for t in tasks] == [("Follow up", "ed"), ("Review", "bob")]
+    assigned = Assignment.select().where(Assignment.execution == execution.id)
+    assert sorted((a.purpose, a.assignee) for a in assigned) == [
+        ("author", "ed"),
+        ("reviewer", "dave"),
+    ]

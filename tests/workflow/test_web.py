@@ -15,7 +15,7 @@ from tests.conftest import JWT_SECRET
 from tests.workflow.conftest import Outbox, PolicyApi
 from workflow_service.db import database
 from workflow_service.definitions import validate_definition
-from workflow_service.models import Execution, Workflow
+from workflow_service.models import Execution, Task, Workflow
 from workflow_service.web.app import Deps, create_app
 from workflow_service.workflows import StaleVersion, WorkflowArchived, WorkflowStore
 
@@ -418,3 +418,216 @@ def test_executions_name_their_workflow_and_entity(client, engine_for_runs):
     for body in (detail, *listed):
         assert body["workflow_name"] == "Travel review"
         assert body["entity_title"] == "Travel"
+
+
+# ------------------------------------------- refused at save what fails at run time
+
+
+def _approval(**options):
+    return {"kind": "require_approval", "approvers": ["role:approver"], **options}
+
+
+@pytest.mark.parametrize(
+    ("steps", "field", "words"),
+    [
+        # Templates: names a render is not given, refused attributes, unlisted methods
+        ([{**NOTIFY, "subject": "Hi {{ user.name }}"}], "steps.0.subject", "unknown name"),
+        ([{**NOTIFY, "body": "{{ entity.__class__ }}"}], "steps.0.body", "__class__"),
+        ([{**NOTIFY, "subject": "{{ entity.title.format(1) }}"}], "steps.0.subject", "format"),
+        (
+            [{"kind": "create_task", "role": "approver", "title": "{{ entity.pop('x') }}"}],
+            "steps.0.title",
+            "pop",
+        ),
+        ([_approval(title="{{ approval.status }}")], "steps.0.title", "approval"),
+        (
+            [{"kind": "change_status", "to": "in_review", "comment": "{{ secrets }}"}],
+            "steps.0.comment",
+            "secrets",
+        ),
+        (
+            [_approval(on_approve=[{**NOTIFY, "subject": "{{ entity.tags.append }}"}])],
+            "steps.0.on_approve",
+            "append",
+        ),
+        # change_status to a status the policy lifecycle does not have
+        ([{"kind": "change_status", "to": "done"}], "steps.0.to", "no status 'done'"),
+        (
+            [_approval(on_reject=[{"kind": "change_status", "to": "rejected"}])],
+            "steps.0.on_reject.0.to",
+            "statuses: draft, in_review",
+        ),
+        # a quorum more than the people it can ever have
+        (
+            [_approval(approvers=["user:bob", "bob", "owner"], mode="quorum", quorum=3)],
+            "steps.0.quorum",
+            "quorum of 3",
+        ),
+        (
+            [
+                {
+                    "kind": "require_approval",
+                    "stages": [{"approvers": ["user:bob"], "mode": "quorum", "quorum": 2}],
+                }
+            ],
+            "steps.0.stages.0.quorum",
+            "quorum of 2",
+        ),
+        # recipients in no known form, in every step that names people
+        ([{**NOTIFY, "recipients": ["team:x"]}], "steps.0.recipients.0", "no known form"),
+        (
+            [{"kind": "create_task", "assignee": "team:x", "title": "t"}],
+            "steps.0.assignee",
+            "no known form",
+        ),
+        ([{"kind": "assign", "assignee": "team:x"}], "steps.0.assignee", "no known form"),
+        ([{"kind": "assign", "assignee": "role:approver"}], "steps.0.assignee", "names a role"),
+        ([_approval(approvers=["team:x"])], "steps.0.approvers.0", "no known form"),
+        ([_approval(escalate_to=["user:"])], "steps.0.escalate_to.0", "user id"),
+    ],
+)
+def test_what_would_fail_at_every_run_is_refused_at_save(client, steps, field, words):
+    response = create(client, {**DEFINITION, "steps": steps})
+    assert response.status_code == 422, response.text
+    errors = {e["field"]: e["message"] for e in response.json["errors"]}
+    assert field in errors, errors
+    assert words in errors[field], errors
+    # and the same when a workflow is edited into it
+    created = create(client).json
+    patched = client.simulate_patch(
+        f"/workflows/{created['id']}", json={"steps": steps, "version": 1}, headers=auth()
+    )
+    assert patched.status_code == 422 and field in patched.text, patched.text
+
+
+def test_what_the_sandbox_allows_is_saved(client):
+    steps = [
+        {
+            **NOTIFY,
+            "recipients": ["owner", "initiator", "bob", "user:carol", "role:approver"],
+            "subject": "{{ entity.title | upper }} {{ entity.get('owner') }} {{ execution.id }}",
+            "body": "{% for t in entity.tags %}{{ loop.index }} {{ t.strip() }}{% endfor %}",
+        },
+        _approval(
+            mode="quorum",
+            quorum=5,  # a role: people may be given it later
+            on_approve=[{**NOTIFY, "subject": "{{ approval.status }} {{ entity.title }}"}],
+        ),
+        _approval(approvers=["user:bob", "carol"], mode="quorum", quorum=2),
+        {"kind": "create_task", "assignee": "role:approver", "title": "{{ event.event_type }}"},
+        {"kind": "assign", "assignee": "initiator"},
+        {"kind": "change_status", "to": "in_review", "comment": "by {{ event.actor }}"},
+    ]
+    response = create(client, {**DEFINITION, "steps": steps})
+    assert response.status_code == 201, response.text
+
+
+def test_users_missing_from_the_directory_are_refused_unless_allowed(client):
+    from workflow_service.users.directory import save_user
+
+    # Given: acme keeps a directory with bob in it
+    with database.connection_context():
+        save_user("acme", "bob", roles=["approver"])
+    steps = [{**NOTIFY, "recipients": ["bob", "user:ghost"]}, _approval(approvers=["ghost"])]
+    # When / Then: ghost, named twice, is refused where named; bob is known
+    refused = create(client, {**DEFINITION, "steps": steps})
+    assert refused.status_code == 422, refused.text
+    fields = [e["field"] for e in refused.json["errors"]]
+    assert fields == ["steps.0.recipients.1", "steps.1.approvers.0"], fields
+    assert "allow_unknown_users" in refused.json["description"]
+    # unless the workflow allows users created later
+    allowed = create(client, {**DEFINITION, "steps": steps, "allow_unknown_users": True})
+    assert allowed.status_code == 201, allowed.text
+    assert allowed.json["allow_unknown_users"] is True
+    # an edit that takes the flag away is refused too
+    url = f"/workflows/{allowed.json['id']}"
+    patched = client.simulate_patch(
+        url, json={"allow_unknown_users": False, "version": 1}, headers=auth()
+    )
+    assert patched.status_code == 422 and "steps.0.recipients.1" in patched.text
+    # Given: another tenant without a directory: people are not checked there
+    globex = create(client, {**DEFINITION, "steps": steps}, **auth(tenant="globex"))
+    assert globex.status_code == 201, globex.text
+
+
+def test_a_patch_without_a_version_is_428(client):
+    created = create(client).json
+    url = f"/workflows/{created['id']}"
+    missing = client.simulate_patch(url, json={"name": "renamed"}, headers=auth())
+    assert missing.status_code == 428, missing.text
+    assert missing.json["title"] == "Version required"
+    assert "If-Match" in missing.json["description"]
+    assert client.simulate_get(url, headers=auth()).json["version"] == 1
+    # If-Match names it as well as the body does
+    by_header = client.simulate_patch(
+        url, json={"name": "renamed"}, headers={**auth(), "If-Match": '"1"'}
+    )
+    assert by_header.status_code == 200 and by_header.json["version"] == 2
+    stale = client.simulate_patch(url, json={"name": "x"}, headers={**auth(), "If-Match": '"1"'})
+    assert stale.status_code == 412
+    both = client.simulate_patch(
+        url, json={"name": "x", "version": 2}, headers={**auth(), "If-Match": '"1"'}
+    )
+    assert both.status_code == 412
+    odd = client.simulate_patch(url, json={"name": "x"}, headers={**auth(), "If-Match": "v2"})
+    assert odd.status_code == 400
+
+
+def test_a_manual_run_for_an_entity_the_api_does_not_have_is_404(client, outbox, api):
+    workflow = create(client).json
+    run = client.simulate_post(
+        f"/workflows/{workflow['id']}/run", json={"entity_id": "p-404"}, headers=auth()
+    )
+    assert run.status_code == 404, run.text
+    assert run.json["title"] == "Policy not found" and "p-404" in run.json["description"]
+    assert Execution.select().count() == 0 and outbox.messages == []
+    assert ("GET", "/policies/p-404", "acme") in api.requests
+
+
+def test_a_manual_run_sees_the_entity_as_the_api_shows_it(client, engine_for_runs, api):
+    # Given: the api's policy, owned by bob
+    api.add("p-1", title="Travel", owner="bob", created_by="carol", version=4)
+    steps = [
+        {**NOTIFY, "recipients": ["owner"], "subject": "{{ entity.title }} v{{ entity.version }}"},
+        {"kind": "create_task", "assignee": "owner", "title": "Review {{ entity.title }}"},
+    ]
+    workflow = create(client, {**DEFINITION, "steps": steps}).json
+    # When: a caller runs it, claiming other values for the entity's own fields
+    run = client.simulate_post(
+        f"/workflows/{workflow['id']}/run",
+        json={"entity_id": "p-1", "data": {"owner": "mallory", "title": "Fake", "why": "audit"}},
+        headers=auth(),
+    )
+    assert run.status_code == 202, run.text
+    # Then: the run's entity is the api's (and keeps only values the api has not)
+    execution = Execution.get_by_id(run.json["execution_id"])
+    data = execution.event["data"]
+    assert (data["owner"], data["title"], data["created_by"], data["version"]) == (
+        "bob",
+        "Travel",
+        "carol",
+        4,
+    )
+    assert data["why"] == "audit" and "content" not in data
+    assert engine_for_runs.run(execution.id) == "completed"
+    bob = auth("bob", ["viewer"])
+    inbox = client.simulate_get("/notifications", headers=bob).json["items"]
+    assert [n["subject"] for n in inbox] == ["Travel v4"]
+    assert [t.assignee for t in Task.select()] == ["bob"]
+
+
+def test_a_manual_run_when_the_api_cannot_answer_is_503(client, api):
+    workflow = create(client).json
+
+    def down(*args, **kwargs):
+        import httpx
+
+        raise httpx.ConnectError("refused")
+
+    api.request = down
+    run = client.simulate_post(
+        f"/workflows/{workflow['id']}/run", json={"entity_id": "p-1"}, headers=auth()
+    )
+    assert run.status_code == 503, run.text
+    assert run.json["title"] == "Api unavailable"
+    assert Execution.select().count() == 0
