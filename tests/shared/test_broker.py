@@ -337,4 +337,4 @@ def test_a_worker_runs_the_maintenance_at_boot_and_on_a_timer(redis_url, namespa
     finally:
         worker.stop()
         broker.close()
-    assert 0.15 < calls[2] - calls[1] < 0.5
+    assert 0.15 < calls[2] - calls[1] < 2.0  # a round every 0.2 s, late on a busy machine
