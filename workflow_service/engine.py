@@ -98,6 +98,31 @@ class UnknownExecution(Exception):
     """A run message for an execution that does not exist; retrying cannot help."""
 
 
+class _AfterCommit:
+    """Messages a step sends from inside its transaction, held until it commits.
+
+    If sending fails after the commit, the step's rows stand and the scheduler's
+    sweeps send them later (pending deliveries, stuck executions), so nothing is
+    lost; a step rolled back sends nothing.
+    """
+
+    def __init__(self, broker: Any):
+        self.broker = broker
+        self.messages: list[dramatiq.Message] = []
+
+    def add(self, message: dramatiq.Message) -> dramatiq.Message:
+        self.messages.append(message)
+        return message
+
+    def send(self) -> None:
+        messages, self.messages = self.messages, []
+        for message in messages:
+            try:
+                self.broker.enqueue(message)
+            except Exception as exc:  # noqa: BLE001 - the sweeps send what is left
+                log.warning("message %s not sent after commit: %s", message.message_id, exc)
+
+
 @dataclass
 class Engine:
     settings: Any  # WorkflowSettings
@@ -394,6 +419,9 @@ class Engine:
             started_at=now,
         )
         run.id = _INSERT_STEP_RUN.execute(self.db, run.__data__)
+        # A transactional step's messages wait for its commit: a worker must never
+        # take a message whose rows may still roll back (or not be visible yet).
+        after_commit = _AfterCommit(self.broker) if step.transactional else None
         ctx = StepContext(
             execution=execution,
             trigger=trigger,
@@ -404,7 +432,7 @@ class Engine:
             settings=self.settings,
             db=self.db,
             api=self.api,
-            enqueue=self.broker.enqueue,
+            enqueue=after_commit.add if after_commit else self.broker.enqueue,
             directory=self.directory,
             workflow_name=workflow_name,
             previous=previous,
@@ -412,6 +440,8 @@ class Engine:
         try:
             with self._heartbeat.held(execution.id, execution.attempts):
                 outcome = self._run_in_claim(step, ctx, execution, run, now)
+            if after_commit:
+                after_commit.send()
         except BaseException as exc:
             (
                 StepRun.update(

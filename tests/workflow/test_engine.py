@@ -237,3 +237,29 @@ def test_one_recipient_grammar_for_notify_create_task_and_assign(engine, store):
         ("author", "ed"),
         ("reviewer", "dave"),
     ]
+
+
+def test_a_step_sends_its_messages_only_after_its_transaction_commits(engine, store):
+    # Given a notify step that e-mails the owner (a delivery row, then its message)
+    from workflow_service.users.directory import save_user
+
+    save_user("acme", "bob", name="Bob", email="bob@example.org", roles=["editor"])
+    make_workflow(
+        store,
+        steps=[{"kind": "notify", "recipients": ["owner"], "channels": ["email"], "subject": "Hi"}],
+    )
+    sent_inside_a_transaction = []
+    collect = engine.outbox.enqueue
+
+    def enqueue(message, **options):
+        sent_inside_a_transaction.append(database.in_transaction())
+        return collect(message, **options)
+
+    engine.outbox.enqueue = enqueue
+    [execution] = engine.dispatch(event())
+    # When it runs
+    engine.run(execution.id)
+    # Then the delivery message went out, and not before the row was committed
+    deliveries = [m for m in engine.outbox.messages if m.actor_name == "deliver_notification"]
+    assert len(deliveries) == 1
+    assert sent_inside_a_transaction and not any(sent_inside_a_transaction)
