@@ -302,7 +302,10 @@ def test_a_bad_webhook_url_is_refused_when_a_workflow_is_edited(make_web):
     assert created.status_code == 201, created.text
     resp = web.simulate_patch(
         f"/workflows/{created.json['id']}",
-        json={"steps": [{"kind": "webhook", "url": "https://hooks.example.org:65536/x"}]},
+        json={
+            "steps": [{"kind": "webhook", "url": "https://hooks.example.org:65536/x"}],
+            "version": 1,
+        },
         headers=auth(),
     )
     assert resp.status_code == 422, resp.text
