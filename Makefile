@@ -8,15 +8,26 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SERVICES := $(BIN)/python deploy/local/services.py
 
-.PHONY: run test test-sqlite test-postgres lint install clean stop-redis
+.PHONY: run test test-sqlite test-postgres lint install clean stop-redis lock images deploy-test k8s-check
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs the locked versions (hashes checked), then the project itself without deps.
+$(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# Refreshes the lock files from pyproject.toml: one universal resolution (every Python
+# >= 3.11, every platform) with hashes. Pins stay unless a range excludes them;
+# `make lock UPGRADE=1` moves everything to the newest allowed versions.
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	--generate-hashes --quiet $(if $(UPGRADE),--upgrade)
+lock: $(STAMP)
+	$(UV_COMPILE) -o requirements/runtime.txt
+	$(UV_COMPILE) --extra dev -o requirements/dev.txt
 
 # run.py starts the bundled Redis itself (on REDIS_URL's port), and stops it on Ctrl-C.
 run: $(STAMP)
