@@ -1,4 +1,4 @@
-"""``python -m api_service migrate | relay | token``."""
+"""``python -m api_service migrate [--wait S] | relay | health | token``."""
 
 from __future__ import annotations
 
@@ -6,16 +6,28 @@ import argparse
 import logging
 import sys
 
+import peewee
+import redis
+
 from shared.auth import ROLES, issue_token
-from shared.db import SchemaNotCurrent, migrate, open_database
+from shared.db import SchemaNotCurrent, migrate, open_database, wait_for_database
 from shared.settings import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m api_service")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("migrate", help="apply pending database migrations")
+    migrate_cmd = commands.add_parser("migrate", help="apply pending database migrations")
+    migrate_cmd.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="retry connecting for up to SECONDS while the database is not answering",
+    )
     commands.add_parser("relay", help="publish unsent outbox events until stopped")
+    health = commands.add_parser("health", help="exit 0 while this host's relay beats in Redis")
+    health.add_argument("--role", default="relay", choices=["relay"])
     token = commands.add_parser("token", help="print a development token")
     token.add_argument("--sub", required=True, help="the user id")
     token.add_argument(
@@ -45,13 +57,30 @@ def main(argv: list[str] | None = None) -> int:
         from api_service.migrations import MIGRATIONS
 
         db = open_database(settings.database_url)
+        try:
+            wait_for_database(db, args.wait)
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            print(f"api_service migrate: database not answering: {exc}", file=sys.stderr)
+            return 1
         with db.connection_context():
             applied = migrate(db, MIGRATIONS)
         print(f"api_service: applied {len(applied)} migration(s); schema is current")
         return 0
+    if args.command == "health":
+        from shared import health
+
+        return health.main(
+            "api_service health",
+            settings.redis_url,
+            settings.namespace,
+            ["--role", args.role],
+            "relay",
+        )
     if args.command == "relay":
         from api_service import relay
+        from shared.health import Heartbeat
 
+        Heartbeat(redis.Redis.from_url(settings.redis_url), settings.namespace, "relay").start()
         try:
             return relay.main(settings)
         except SchemaNotCurrent as exc:

@@ -227,6 +227,28 @@ _SQLITE_UNAVAILABLE = (
 )
 
 
+def wait_for_database(db: peewee.Database, seconds: float, clock=None, sleep=None) -> None:
+    """Connect to ``db``, retrying for up to ``seconds`` while it is unavailable (still
+    starting, refusing connections); then raise the last error. ``migrate --wait``."""
+    import time
+
+    clock = clock or time.monotonic
+    sleep = sleep or time.sleep
+    deadline = clock() + seconds
+    while True:
+        try:
+            db.connect(reuse_if_open=True)
+            db.execute_sql("SELECT 1")
+            return
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if clock() >= deadline:
+                raise
+            log.warning("database not answering yet (%s); retrying", str(exc).strip())
+            if not db.is_closed():
+                db.close()
+            sleep(1.0)
+
+
 def is_database_unavailable(exc: BaseException | None) -> bool:
     """``exc`` (or what caused it) says the database is unreachable or unusable for now
     (down, restarting, refusing connections, out of pooled connections), as opposed to

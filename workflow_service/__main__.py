@@ -1,4 +1,4 @@
-"""``python -m workflow_service migrate | scheduler``.
+"""``python -m workflow_service migrate [--wait S] | scheduler | health | users``.
 
 Further commands register in :data:`COMMANDS` (name -> (help, function(argv) -> int)).
 """
@@ -10,7 +10,10 @@ import logging
 import sys
 from collections.abc import Callable
 
-from shared.db import migrate
+import peewee
+import redis
+
+from shared.db import migrate, wait_for_database
 from shared.settings import ConfigError
 from workflow_service.db import init_database
 from workflow_service.migrations import all_migrations
@@ -18,9 +21,22 @@ from workflow_service.settings import WorkflowSettings
 
 
 def cmd_migrate(argv: list[str]) -> int:
-    argparse.ArgumentParser(prog="python -m workflow_service migrate").parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m workflow_service migrate")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="retry connecting for up to SECONDS while the database is not answering",
+    )
+    args = parser.parse_args(argv)
     settings = WorkflowSettings.from_env()
     db = init_database(settings.database_url)
+    try:
+        wait_for_database(db, args.wait)
+    except (peewee.OperationalError, peewee.InterfaceError) as exc:
+        print(f"workflow_service migrate: database not answering: {exc}", file=sys.stderr)
+        return 1
     applied = migrate(db, all_migrations())
     names = ", ".join(f"{m.version} {m.name}" for m in applied) or "nothing to apply"
     print(f"workflow_service database migrated: {names}")
@@ -30,9 +46,22 @@ def cmd_migrate(argv: list[str]) -> int:
 
 def cmd_scheduler(argv: list[str]) -> int:
     argparse.ArgumentParser(prog="python -m workflow_service scheduler").parse_args(argv)
+    from shared.health import Heartbeat
     from workflow_service.scheduler import main
 
+    settings = WorkflowSettings.from_env()
+    client = redis.Redis.from_url(settings.redis_url)
+    Heartbeat(client, settings.namespace, "scheduler").start()
     return main()
+
+
+def cmd_health(argv: list[str]) -> int:
+    from shared import health
+
+    settings = WorkflowSettings.from_env()
+    return health.main(
+        "python -m workflow_service health", settings.redis_url, settings.namespace, argv, "worker"
+    )
 
 
 def cmd_users(argv: list[str]) -> int:
@@ -50,6 +79,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "migrate": ("apply pending database migrations", cmd_migrate),
     "scheduler": ("run the scheduler (one leader at a time)", cmd_scheduler),
     "users": ("import users: users import FILE [--tenant T]", cmd_users),
+    "health": ("exit 0 while this host's worker (or --role scheduler) beats", cmd_health),
 }
 
 

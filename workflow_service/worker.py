@@ -12,9 +12,13 @@ from workflow_service import actors  # noqa: F401
 from workflow_service.notifications import actors as notification_actors  # noqa: F401, E402
 
 from shared.db import check_current, is_database_unavailable  # noqa: E402
+from shared.health import HeartbeatMiddleware  # noqa: E402
 from shared.logs import quiet_expected_errors  # noqa: E402
 from workflow_service.notifications.channels import TransientDeliveryError  # noqa: E402
 from workflow_service.migrations import all_migrations  # noqa: E402
+
+# Liveness: a key in Redis this host's probe (`python -m workflow_service health`) reads.
+broker.broker.add_middleware(HeartbeatMiddleware())
 
 check_current(broker.db, all_migrations())
 broker.db.close()
