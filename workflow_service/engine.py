@@ -31,6 +31,7 @@ from shared.events import Event
 from shared.jobstatus import end_waiting, report_progress, report_subject, report_waiting
 from shared.queues import ENTITY_QUEUES
 from shared.sql import CompiledInsert, CompiledQuery, CompiledSelect
+from workflow_service import ending
 from workflow_service.apiclient import ApiClient
 from workflow_service.cache import ActiveWorkflowCache
 from workflow_service.conditions import matches
@@ -553,34 +554,16 @@ class Engine:
     # ------------------------------------------------------------ state changes by others
 
     def fail(self, execution_id: str, error: str) -> bool:
-        now = self.clock()
-        waiting_job = self._waiting_job(execution_id)
-        failed = bool(
-            Execution.update(
-                status=ExecutionStatus.FAILED,
-                error=error[:ERROR_LIMIT],
-                finished_at=now,
-                updated_at=now,
-            )
-            .where((Execution.id == execution_id) & Execution.status.not_in(ExecutionStatus.FINAL))
-            .execute()
+        """Fail unless already final; its run job is told (see :mod:`.ending`)."""
+        return ending.end(
+            self.broker, execution_id, ExecutionStatus.FAILED, error, self.clock(), error=error
         )
-        if failed:
-            self._end_waiting(waiting_job, "failed")
-        return failed
 
-    def cancel(self, execution_id: str) -> bool:
+    def cancel(self, execution_id: str, reason: str = "cancelled on request") -> bool:
         """Cancel unless already final; a running step finishes, the next does not start."""
-        now = self.clock()
-        waiting_job = self._waiting_job(execution_id)
-        cancelled = bool(
-            Execution.update(status=ExecutionStatus.CANCELLED, finished_at=now, updated_at=now)
-            .where((Execution.id == execution_id) & Execution.status.not_in(ExecutionStatus.FINAL))
-            .execute()
+        return ending.end(
+            self.broker, execution_id, ExecutionStatus.CANCELLED, reason, self.clock()
         )
-        if cancelled:
-            self._end_waiting(waiting_job, "cancelled")
-        return cancelled
 
     def resume(self, execution_id: str, tag: str) -> str | None:
         """Move a waiting execution back to pending and send a run message, exactly once.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import peewee
@@ -22,12 +23,13 @@ def make_directory() -> Directory:
     return UserDirectory()
 
 
-def make_event_hooks() -> list:
+def make_event_hooks(broker: Any = None) -> list:
     """What every event runs through before dispatch: approvals close on an entity's
-    deletion, archiving or change (see ``approvals.entity_events``)."""
+    deletion, archiving or change (see ``approvals.entity_events``); the executions
+    they stop are reported to job status through ``broker``."""
     from workflow_service.approvals.entity_events import on_event
 
-    return [on_event]
+    return [functools.partial(on_event, broker=broker)]
 
 
 def build_engine(
@@ -47,7 +49,7 @@ def build_engine(
         ),
         cache=ActiveWorkflowCache(client, settings.namespace, settings.workflow_cache_ttl_s),
         directory=make_directory(),
-        event_hooks=make_event_hooks(),
+        event_hooks=make_event_hooks(broker),
     )
 
 

@@ -8,16 +8,18 @@
 States: ``queued``, ``running``, ``retrying`` (waiting for its next attempt),
 ``succeeded``, ``failed`` (retries exhausted or not retryable; dead-lettered).
 Tree states (a job and all it started, rolled up; see the store): ``failed`` >
-``retrying`` > ``waiting`` > ``running`` > ``queued`` > ``succeeded``.
+``retrying`` > ``waiting`` > ``running`` > ``queued`` > ``cancelled`` > ``succeeded``.
 """
 
 from shared.jobstatus.middleware import (
     BatchWriter,
     JobStatus,
+    end_execution,
     end_waiting,
     report_progress,
     report_subject,
     report_waiting,
+    rewrite_waiting,
 )
 from shared.jobstatus.store import (
     COUNTERS,
@@ -62,6 +64,7 @@ __all__ = [
     "JobPageOut",
     "JobStatus",
     "JobStatusStore",
+    "end_execution",
     "end_waiting",
     "error_summary",
     "iso",
@@ -70,5 +73,6 @@ __all__ = [
     "report_progress",
     "report_subject",
     "report_waiting",
+    "rewrite_waiting",
     "without_tenant_data",
 ]

@@ -59,6 +59,8 @@ logger = logging.getLogger(__name__)
 MAX_PROGRESS_MESSAGE_CHARS = 200
 #: Longest value kept in a job's subject (a title, a workflow name).
 MAX_SUBJECT_CHARS = 200
+#: Why an execution was ended from outside its run, as kept on its run job.
+MAX_ENDED_REASON_CHARS = 500
 
 
 def rank(state: str, attempt: int) -> int:
@@ -478,6 +480,36 @@ class JobStatus(Middleware):
             must_exist=True,
         )
 
+    def end_execution(self, job_id: str, queue: str, status: str, reason: str) -> None:
+        """Say that the execution of run job ``job_id`` was ended from outside its run
+        (``status``: ``cancelled`` or ``failed``), closing any waiting marker.
+
+        Written like :meth:`end_waiting`; the job then counts as ``status`` once its own
+        state is lower (see :mod:`shared.jobstatus.store`).
+        """
+        self._record(
+            job_id,
+            base_queue_name(queue),
+            now=self.local.current is None,
+            fields={
+                "waiting_ended": status,
+                "ended": status,
+                "ended_reason": reason[:MAX_ENDED_REASON_CHARS],
+            },
+            must_exist=True,
+        )
+
+    def rewrite_waiting(self, job_id: str, queue: str, marker: dict[str, Any]) -> None:
+        """Replace the waiting marker of ``job_id`` (the people changed); a closed
+        marker stays closed."""
+        self._record(
+            job_id,
+            base_queue_name(queue),
+            now=self.local.current is None,
+            fields={"waiting": json.dumps(marker, separators=(",", ":"))},
+            must_exist=True,
+        )
+
     # -- worker presence --------------------------------------------------------------
 
     def after_worker_boot(self, broker, worker):
@@ -534,6 +566,21 @@ def _note_current(fields: dict[str, Any]) -> None:
     recorder.note(current, fields)
 
 
+def waiting_marker(
+    *,
+    execution_id: str,
+    approvers: list[str],
+    approval_id: str | None = None,
+    status: str = "waiting_approval",
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "execution_id": execution_id,
+        "approval_id": approval_id,
+        "approvers": list(approvers),
+    }
+
+
 def report_waiting(
     *,
     execution_id: str,
@@ -546,12 +593,9 @@ def report_waiting(
     Its tree state reads ``waiting``, naming ``approvers``, until :func:`end_waiting`.
     A no-op outside a message; never raises into the actor.
     """
-    marker = {
-        "status": status,
-        "execution_id": execution_id,
-        "approval_id": approval_id,
-        "approvers": list(approvers),
-    }
+    marker = waiting_marker(
+        execution_id=execution_id, approvers=approvers, approval_id=approval_id, status=status
+    )
     _note_current({"waiting": json.dumps(marker, separators=(",", ":"))})
 
 
@@ -566,8 +610,40 @@ def end_waiting(broker: Any, job_id: str, queue: str, ended_by: str) -> None:
 
     Does nothing when ``broker`` records no job status; never raises.
     """
-    recorder = next(
-        (m for m in getattr(broker, "middleware", ()) if isinstance(m, JobStatus)), None
-    )
+    recorder = _recorder(broker)
     if recorder is not None:
         recorder.end_waiting(job_id, queue, ended_by)
+
+
+def _recorder(broker: Any) -> JobStatus | None:
+    return next((m for m in getattr(broker, "middleware", ()) if isinstance(m, JobStatus)), None)
+
+
+def end_execution(broker: Any, job_id: str, queue: str, status: str, reason: str) -> None:
+    """Record that run job ``job_id``'s execution ended from outside (see
+    :meth:`JobStatus.end_execution`). Does nothing when ``broker`` records no job
+    status; never raises."""
+    recorder = _recorder(broker)
+    if recorder is not None:
+        recorder.end_execution(job_id, queue, status, reason)
+
+
+def rewrite_waiting(
+    broker: Any,
+    job_id: str,
+    queue: str,
+    *,
+    execution_id: str,
+    approvers: list[str],
+    approval_id: str | None = None,
+) -> None:
+    """Name who the parked job ``job_id`` waits for now (see :meth:`JobStatus.rewrite_waiting`).
+
+    Does nothing when ``broker`` records no job status; never raises.
+    """
+    recorder = _recorder(broker)
+    if recorder is not None:
+        marker = waiting_marker(
+            execution_id=execution_id, approvers=approvers, approval_id=approval_id
+        )
+        recorder.rewrite_waiting(job_id, queue, marker)

@@ -15,13 +15,20 @@ Records of queued, running and retrying jobs are never pruned.
 
 Tree state (``tree_state``, ``tree_cause``): how a job's whole tree stands, the job
 and everything it started, down to the webhooks an execution sent. The precedence is
-failed > retrying > waiting > running > queued > succeeded: a job's tree state is the
-highest of its own and its children's, so ``succeeded`` means that every descendant
-succeeded. A job's own state counts as ``waiting`` while it carries a ``waiting``
-marker (an execution parked for a person, written by the workflow service) that no
+failed > retrying > waiting > running > queued > cancelled > succeeded: a job's tree
+state is the highest of its own and its children's, so ``succeeded`` means that every
+descendant succeeded. A job's own state counts as ``waiting`` while it carries a
+``waiting`` marker (an execution parked for a person, written by the workflow service;
+rewritten when the people change, e.g. the next approval stage opens) that no
 ``waiting_ended`` has closed; a failed job an operator retried counts as its retry
-(a sibling). ``tree_cause`` names the job that decides the tree state (its id, actor,
-error, or the people it waits for).
+(a sibling). When the workflow service ends a job's execution from outside its run
+(cancelled by a person, or by a deleted, archived or moved-on entity; failed because
+nobody is left to decide), it writes ``ended`` (``cancelled`` or ``failed``) and
+``ended_reason`` on the execution's run job, closing its marker: the job then counts
+as ``cancelled`` (an operator sees the work stopped on purpose: nothing waits, nothing
+broke, yet it did not all succeed) or ``failed`` once its own state is lower.
+``tree_cause`` names the job that decides the tree state (its id, actor, error, the
+people it waits for, or how its execution ended).
 
 The rollup is kept incrementally, in the same Lua call that changes a record: each job
 keeps its children's tree states in a sorted set scored by precedence (``:tree``), so
@@ -32,8 +39,12 @@ and root jobs (no parent: a write's job, a manual run) are indexed per (tenant, 
 tree state), so ``?tree_state=failed`` reads one sorted set per queue instead of
 walking trees. Reading trees on request was the alternative: bounded (1000
 descendants, depth 10) it still costs a round trip per level for each job shown and
-cannot answer the filter without scanning, so it was not taken. A failure pruned by
-retention still counts in its parent's tree (the cause then names only its id).
+cannot answer the filter without scanning, so it was not taken. A failure (or a
+cancelled end) pruned by retention still counts in its parent's tree (the cause then
+names only its id). A succeeded root whose tree did not finish well (failed, or still
+retrying, waiting, running or queued) is not pruned with the succeeded records: it
+leaves the succeeded index for the queue's ``held`` set, kept like failed records (the
+last ``keep_failed``), so ``?tree_state=failed`` still finds it.
 
 Each state change carries a *rank* that only grows over a job's life (queued 0,
 running 10n+1, retrying 10n+2, succeeded/failed 10n+3 for attempt n). A transition
@@ -78,7 +89,9 @@ WORKER_BEAT_S = 10.0
 WORKER_SEEN_WINDOW_S = 60.0
 #: Tree states, lowest precedence first: a job's ``tree_state`` is the highest of its
 #: own state and its children's tree states (see :mod:`shared.jobstatus`).
-TREE_STATES: tuple[str, ...] = ("succeeded", "queued", "running", "waiting", "retrying", "failed")
+TREE_STATES: tuple[str, ...] = (
+    "succeeded", "cancelled", "queued", "running", "waiting", "retrying", "failed",
+)  # fmt: skip
 #: How many levels above a changed job its ancestors' tree states are updated.
 MAX_TREE_DEPTH = 10
 #: Rank of a note about a job (an operator's retry) that comes after its end.
@@ -86,10 +99,12 @@ NOTE_RANK = 1_000_000
 
 _ROLLUP = """
 -- Tree states by precedence (see TREE_PRECEDENCE in Python).
-local TREE_NAMES = {[0] = "succeeded", [1] = "queued", [2] = "running", [3] = "waiting",
-                    [4] = "retrying", [5] = "failed"}
-local TREE_RANK = {succeeded = 0, queued = 1, running = 2, waiting = 3, retrying = 4,
-                   failed = 5}
+-- ``cancelled`` scores 0.5 so that the scores kept in ``:tree`` sets before it existed
+-- keep their meaning.
+local TREE_NAMES = {[0] = "succeeded", [0.5] = "cancelled", [1] = "queued", [2] = "running",
+                    [3] = "waiting", [4] = "retrying", [5] = "failed"}
+local TREE_RANK = {succeeded = 0, cancelled = 0.5, queued = 1, running = 2, waiting = 3,
+                   retrying = 4, failed = 5}
 
 -- Recompute the tree state of job ``id`` from its own state and its children's tree
 -- states (the ``:tree`` sorted set, scored by precedence), then walk up to its parent,
@@ -102,14 +117,21 @@ local function rollup(ns, id, at, max_depth, relinked, force)
     local job = ns .. ":job:" .. id
     local r = redis.call("hmget", job, "state", "waiting", "waiting_ended", "retried_as",
       "parent", "tree_state", "tree_cause", "tenant", "queue", "actor", "error_type",
-      "error_message")
+      "error_message", "ended", "ended_reason")
     if not r[1] then
       return
     end
-    local own = TREE_RANK[r[1]] or 0
+    local base = TREE_RANK[r[1]] or 0
+    local own = base
     local waiting = r[2] and r[2] ~= "" and not (r[3] and r[3] ~= "")
     if waiting and own < 3 then
       own = 3
+    end
+    -- The job's execution was ended by someone else (cancelled, or failed outside the
+    -- run): once the job itself is done, that is how its own work ended.
+    local ended = r[13] and r[13] ~= "" and TREE_RANK[r[13]] or nil
+    if ended and not waiting and ended > own then
+      own = ended
     end
     local score, cause = own, ""
     local top = redis.call("zrevrange", job .. ":tree", 0, 0, "withscores")
@@ -121,9 +143,14 @@ local function rollup(ns, id, at, max_depth, relinked, force)
       end
     elseif own > 0 then
       local c = {job = id, actor = r[10] or ""}
-      if own == 3 and own > (TREE_RANK[r[1]] or 0) then
+      if own == 3 and own > base then
         local ok, marker = pcall(cjson.decode, r[2])
         c.waiting = ok and marker or {}
+      elseif ended and own == ended and own > base then
+        c.ended = {status = r[13], reason = r[14] or ""}
+        if r[13] == "failed" then
+          c.error = {type = "ExecutionFailed", message = r[14] or ""}
+        end
       elseif own >= 4 and r[11] and r[11] ~= "" then
         c.error = {type = r[11], message = r[12] or ""}
       end
@@ -189,6 +216,39 @@ local max_depth = tonumber(ARGV[4])
 local function index(q, s) return ns .. ":jobs:" .. q .. ":" .. s end
 local function tindex(t, q, s) return ns .. ":jobs:t:" .. t .. ":" .. q .. ":" .. s end
 local applied_count = 0
+-- Tree states that keep a succeeded root past the succeeded retention (see HELD_TREES).
+local HELD_TREES = {failed = true, retrying = true, waiting = true, running = true,
+                    queued = true}
+
+-- Delete a record pruned by retention from the ``state`` index of ``queue`` (the
+-- caller trims that index), its tenant and tree indexes, and its parent's sets.
+local function drop(vid, queue, state)
+  local vkey = ns .. ":job:" .. vid
+  local v = redis.call("hmget", vkey, "tenant", "parent", "broker_id", "tree_state")
+  if v[1] and v[1] ~= "" then
+    redis.call("zrem", tindex(v[1], queue, state), vid)
+  end
+  if v[4] and (not v[2] or v[2] == "") then
+    redis.call("zrem", index(queue, "tree." .. v[4]), vid)
+    if v[1] and v[1] ~= "" then
+      redis.call("zrem", tindex(v[1], queue, "tree." .. v[4]), vid)
+    end
+  elseif v[2] and v[2] ~= "" and state == "succeeded"
+      and not (v[4] == "failed" or v[4] == "cancelled") then
+    -- A success adds nothing to its parent's tree; a pruned failure (its own, or one
+    -- below it) and a cancelled end still count there.
+    redis.call("zrem", ns .. ":job:" .. v[2] .. ":tree", vid)
+  end
+  if v[2] and v[2] ~= "" then
+    redis.call("zrem", ns .. ":job:" .. v[2] .. ":children", vid)
+  end
+  if state == "failed" and v[3] and v[3] ~= "" then
+    -- The dead-letter set keeps what the failed records keep (Bull's removeOnFail).
+    redis.call("zrem", ns .. ":" .. queue .. ".XQ", v[3])
+    redis.call("hdel", ns .. ":" .. queue .. ".XQ.msgs", v[3])
+  end
+  redis.call("del", vkey, vkey .. ":events", vkey .. ":children", vkey .. ":tree")
+end
 
 for _, t in ipairs(transitions) do
   local id, queue, tenant, state = t.id, t.q, t.t, t.s
@@ -269,42 +329,44 @@ for _, t in ipairs(transitions) do
     redis.call("hincrbyfloat", stats_key, "duration_sum", t.d[i])
   end
 
-  if state ~= "" or t.p ~= "" or t.f.waiting or t.f.waiting_ended or t.f.retried_as then
+  if state ~= "" or t.p ~= "" or t.f.waiting or t.f.waiting_ended or t.f.ended
+      or t.f.retried_as then
     local relinked = t.p ~= "" and exists and not (old[5] and old[5] ~= "")
     rollup(ns, id, t.at, max_depth, relinked, t.f.retried_as ~= nil)
   end
 
+  local hold = tonumber(t.h) or -1
   if state ~= "" and applied and t.k >= 0 then
     local idx = index(queue, state)
     local excess = redis.call("zcard", idx) - t.k
     if excess > 0 then
-      local victims = redis.call("zrange", idx, 0, excess - 1)
-      for _, vid in ipairs(victims) do
-        local vkey = ns .. ":job:" .. vid
-        local v = redis.call("hmget", vkey, "tenant", "parent", "broker_id", "tree_state")
-        if v[1] and v[1] ~= "" then
-          redis.call("zrem", tindex(v[1], queue, state), vid)
-        end
-        if v[4] and (not v[2] or v[2] == "") then
-          redis.call("zrem", index(queue, "tree." .. v[4]), vid)
+      local victims = redis.call("zrange", idx, 0, excess - 1, "withscores")
+      local held = index(queue, "held")
+      for i = 1, #victims, 2 do
+        local vid = victims[i]
+        local v = redis.call("hmget", ns .. ":job:" .. vid, "tenant", "parent", "tree_state")
+        if state == "succeeded" and hold > 0 and (not v[2] or v[2] == "")
+            and v[3] and HELD_TREES[v[3]] then
+          -- A root whose tree failed (or still works or waits) stays findable under
+          -- the failed retention: it leaves the succeeded index, not the store.
           if v[1] and v[1] ~= "" then
-            redis.call("zrem", tindex(v[1], queue, "tree." .. v[4]), vid)
+            redis.call("zrem", tindex(v[1], queue, state), vid)
           end
-        elseif v[2] and v[2] ~= "" and state == "succeeded" then
-          -- A pruned failure still counts in its parent's tree; a success adds nothing.
-          redis.call("zrem", ns .. ":job:" .. v[2] .. ":tree", vid)
+          redis.call("zadd", held, victims[i + 1], vid)
+        else
+          drop(vid, queue, state)
         end
-        if v[2] and v[2] ~= "" then
-          redis.call("zrem", ns .. ":job:" .. v[2] .. ":children", vid)
-        end
-        if state == "failed" and v[3] and v[3] ~= "" then
-          -- The dead-letter set keeps what the failed records keep (Bull's removeOnFail).
-          redis.call("zrem", ns .. ":" .. queue .. ".XQ", v[3])
-          redis.call("hdel", ns .. ":" .. queue .. ".XQ.msgs", v[3])
-        end
-        redis.call("del", vkey, vkey .. ":events", vkey .. ":children", vkey .. ":tree")
       end
       redis.call("zremrangebyrank", idx, 0, excess - 1)
+      if state == "succeeded" and hold > 0 then
+        local over = redis.call("zcard", held) - hold
+        if over > 0 then
+          for _, vid in ipairs(redis.call("zrange", held, 0, over - 1)) do
+            drop(vid, queue, state)
+          end
+          redis.call("zremrangebyrank", held, 0, over - 1)
+        end
+      end
     end
   end
   if applied then
@@ -335,6 +397,7 @@ if v[5] and (not v[4] or v[4] == "") then
   end
 end
 redis.call("zrem", ns .. ":jobs:" .. v[3] .. ":" .. v[1], id)
+redis.call("zrem", ns .. ":jobs:" .. v[3] .. ":held", id)
 if v[2] and v[2] ~= "" then
   redis.call("zrem", ns .. ":jobs:t:" .. v[2] .. ":" .. v[3] .. ":" .. v[1], id)
 end
@@ -490,6 +553,9 @@ class JobStatusStore:
             "r": rank,
             "at": at,
             "k": self.keep(queue, state) if state else -1,
+            # Succeeded roots whose tree did not succeed are held under the failed
+            # retention (see the module docstring).
+            "h": self.keep(queue, FAILED) if state == SUCCEEDED else -1,
             "f": _strings(fields),
             "n": _strings(identity),
             "e": [_compact(event)] if event else [],
@@ -733,7 +799,7 @@ def coalesce(transitions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             }
             continue
         if t["s"]:
-            for key in ("q", "t", "s", "r", "at", "k"):
+            for key in ("q", "t", "s", "r", "at", "k", "h"):
                 into[key] = t[key]
         into["f"].update(t["f"])
         for name, value in t["n"].items():

@@ -79,7 +79,15 @@ def _tree_cause(data: dict[str, str]) -> dict[str, Any] | None:
             else None
         ),
         "waiting": _waiting(cause.get("waiting")),
+        "ended": _ended(cause.get("ended")),
     }
+
+
+def _ended(ended: Any) -> dict[str, Any] | None:
+    """How an execution was ended from outside its run (cancelled, failed) and why."""
+    if not isinstance(ended, dict) or not ended.get("status"):
+        return None
+    return {"status": str(ended["status"]), "reason": str(ended.get("reason") or "")}
 
 
 def _subject(data: dict[str, str]) -> dict[str, Any] | None:
@@ -189,6 +197,15 @@ class WaitingOut(BaseModel):
     approvers: list[str]
 
 
+class EndedOut(BaseModel):
+    """An execution ended from outside its run: a person cancelled it, its entity was
+    deleted, archived or moved on, or nobody is left to decide its approval."""
+
+    #: ``cancelled`` or ``failed``
+    status: str
+    reason: str
+
+
 class TreeCauseOut(BaseModel):
     """The job in a tree that decides its ``tree_state`` (the job itself or below)."""
 
@@ -199,6 +216,9 @@ class TreeCauseOut(BaseModel):
     error: JobErrorOut | None
     #: For ``waiting``: whom it waits for.
     waiting: WaitingOut | None
+    #: For ``cancelled`` (and ``failed`` decided outside the run): how the job's
+    #: execution was ended, and why.
+    ended: EndedOut | None
 
 
 class SubjectOut(BaseModel):
@@ -237,7 +257,7 @@ class JobOut(BaseModel):
     retry_of: str | None
     retried_as: str | None
     #: The job and every job below it, rolled up: failed > retrying > waiting > running
-    #: > queued > succeeded (succeeded only when every descendant succeeded).
+    #: > queued > cancelled > succeeded (succeeded only when every descendant succeeded).
     tree_state: str | None
     tree_cause: TreeCauseOut | None
     #: This job's own work waits for a person (an execution parked for approval).

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from shared.jobstatus import JobStatusStore
+from shared.jobstatus import JobStatus, JobStatusStore
 from shared.jobstatus.middleware import rank
 
 POLICY = "governance.policy"
@@ -222,3 +222,152 @@ def test_the_rollup_stops_at_ten_levels(store):
     states = [tree(store, job)[0] for job in chain]
     assert states[-11:] == ["failed"] * 11
     assert states[:2] == ["succeeded", "succeeded"]
+
+
+# ------------------------------------------------- executions ended outside their run
+
+
+def parked(store, write_tree, approvers=("bob", "carol")):
+    """The run job parked its execution for ``approvers`` and succeeded."""
+    dispatch, run = write_tree
+    marker = {
+        "status": "waiting_approval",
+        "execution_id": "ex-1",
+        "approval_id": "ap-1",
+        "approvers": list(approvers),
+    }
+    note(store, run, POLICY, {"waiting": json.dumps(marker)})
+    move(store, run, POLICY, "succeeded", actor="run_execution")
+    assert tree(store, dispatch)[0] == "waiting"
+    return dispatch, run
+
+
+def test_a_cancelled_execution_stops_waiting_and_reads_cancelled(store, write_tree):
+    dispatch, run = parked(store, write_tree)
+    # When the workflow service cancels the execution (its policy was deleted)
+    JobStatus(store).end_execution(run, POLICY, "cancelled", "the policy p-1 was deleted")
+    # Then nothing waits, and the write reads cancelled, saying why
+    assert store.get(run)["waiting"] is None
+    state, cause = tree(store, dispatch)
+    assert state == "cancelled"
+    assert cause["job_id"] == run
+    assert cause["ended"] == {"status": "cancelled", "reason": "the policy p-1 was deleted"}
+    assert cause["waiting"] is None and cause["error"] is None
+    items, _ = store.list_jobs(queues=[POLICY], tenant=TENANT, tree_states=["cancelled"])
+    assert [i["id"] for i in items] == [dispatch]
+    assert store.list_jobs(queues=[POLICY], tenant=TENANT, tree_states=["waiting"])[0] == []
+    # A marker the worker's batch writes later does not reopen it
+    note(store, run, POLICY, {"waiting": json.dumps({"approvers": ["bob"]})})
+    assert tree(store, dispatch)[0] == "cancelled"
+
+
+def test_cancelled_ranks_below_work_that_goes_on_and_above_success(store, write_tree):
+    dispatch, run = parked(store, write_tree)
+    JobStatus(store).end_execution(run, POLICY, "cancelled", "cancelled on request")
+    other = new_id()
+    move(store, other, POLICY, "queued", parent=dispatch, actor="run_execution")
+    move(store, other, POLICY, "running", actor="run_execution")
+    assert tree(store, dispatch)[0] == "running"
+    move(store, other, POLICY, "succeeded", actor="run_execution")
+    assert tree(store, dispatch)[0] == "cancelled"
+
+
+def test_an_execution_cancelled_while_its_job_runs_reads_cancelled_once_it_is_done(
+    store, write_tree
+):
+    dispatch, run = write_tree
+    JobStatus(store).end_execution(run, POLICY, "cancelled", "cancelled on request")
+    assert tree(store, dispatch)[0] == "running"
+    move(store, run, POLICY, "succeeded", actor="run_execution")
+    assert tree(store, dispatch)[0] == "cancelled"
+
+
+def test_an_execution_failed_outside_its_run_fails_the_write(store, write_tree):
+    dispatch, run = parked(store, write_tree)
+    # Nobody is left to decide the next stage: the execution fails
+    why = "approval ap-1: stage 2 needs 1 approval(s) but includes 0 eligible people"
+    JobStatus(store).end_execution(run, POLICY, "failed", why)
+    state, cause = tree(store, dispatch)
+    assert state == "failed"
+    assert cause["job_id"] == run
+    assert cause["error"] == {"type": "ExecutionFailed", "message": why}
+    assert cause["ended"] == {"status": "failed", "reason": why}
+    items, _ = store.list_jobs(queues=[POLICY], tenant=TENANT, tree_states=["failed"])
+    assert [i["id"] for i in items] == [dispatch]
+
+
+def test_the_waiting_marker_names_the_people_who_decide_now(store, write_tree):
+    dispatch, run = parked(store, write_tree)
+    recorder = JobStatus(store)
+    # When the next stage opens for dave
+    marker = {
+        "status": "waiting_approval",
+        "execution_id": "ex-1",
+        "approval_id": "ap-1",
+        "approvers": ["dave"],
+    }
+    recorder.rewrite_waiting(run, POLICY, marker)
+    state, cause = tree(store, dispatch)
+    assert state == "waiting" and cause["waiting"]["approvers"] == ["dave"]
+    assert store.get(run)["waiting"]["approvers"] == ["dave"]
+    # A rewrite after the end does not reopen it
+    recorder.end_waiting(run, POLICY, "resumed-job")
+    recorder.rewrite_waiting(run, POLICY, marker)
+    assert tree(store, dispatch) == ("succeeded", None)
+
+
+# ----------------------------------------------------------------------- retention
+
+
+def test_a_root_whose_tree_failed_outlives_the_succeeded_retention(redis_client, namespace):
+    # Given: two succeeded records kept per queue, three failed
+    store = JobStatusStore(redis_client, namespace, keep_succeeded=2, keep_failed=3)
+    dispatch, run = new_id(), new_id()
+    move(store, dispatch, POLICY, "queued", actor="dispatch_event")
+    move(store, run, POLICY, "queued", parent=dispatch, actor="run_execution")
+    move(store, dispatch, POLICY, "succeeded", actor="dispatch_event")
+    hook = new_id()
+    move(store, hook, NOTIFY, "queued", parent=run, actor="deliver")
+    move(store, run, POLICY, "succeeded", actor="run_execution")
+    move(store, hook, NOTIFY, "failed", actor="deliver", fields={"error_type": "WebhookFailed"})
+    assert tree(store, dispatch)[0] == "failed"
+
+    def write(actor="dispatch_event"):
+        job = new_id()
+        move(store, job, POLICY, "queued", actor=actor)
+        move(store, job, POLICY, "succeeded", actor=actor)
+        return job
+
+    # When: more healthy writes succeed than the queue keeps
+    healthy = [write() for _ in range(4)]
+    # Then: the old healthy ones are gone, the failed write is still found
+    assert store.get(healthy[0]) is None and store.get(healthy[-1]) is not None
+    assert store.get(dispatch) is not None
+    failed, _ = store.list_jobs(queues=[POLICY, NOTIFY], tenant=TENANT, tree_states=["failed"])
+    assert [i["id"] for i in failed] == [dispatch]
+    assert tree(store, dispatch)[0] == "failed"
+    # its run job (not a root) was pruned, but its failure still counts in the write's tree
+    assert store.get(run) is None
+    late = new_id()
+    move(store, late, POLICY, "queued", parent=dispatch, actor="run_execution")
+    move(store, late, POLICY, "succeeded", actor="run_execution")
+    assert tree(store, dispatch)[0] == "failed"
+    # The succeeded list keeps only its two
+    assert len(store.list_jobs(queues=[POLICY], tenant=TENANT, states=["succeeded"])[0]) == 2
+
+    # When: more failed writes are held than the failed retention keeps
+    def failed_write():
+        job, child = new_id(), new_id()
+        move(store, job, POLICY, "queued", actor="dispatch_event")
+        move(store, child, NOTIFY, "queued", parent=job, actor="deliver")
+        move(store, job, POLICY, "succeeded", actor="dispatch_event")
+        move(store, child, NOTIFY, "failed", actor="deliver", fields={"error_type": "E"})
+        return job
+
+    more = [failed_write() for _ in range(3)]
+    for _ in range(3):
+        write()
+    # Then: the oldest held one goes, like the oldest failed record would
+    assert store.get(dispatch) is None
+    failed, _ = store.list_jobs(queues=[POLICY], tenant=TENANT, tree_states=["failed"])
+    assert [i["id"] for i in failed] == list(reversed(more))

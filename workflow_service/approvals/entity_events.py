@@ -10,14 +10,20 @@ all it costs.
 * any other change (a status change, an update): pending approvals asked for another
   status, or for an older version, close as stale, and the executions waiting on them
   are cancelled.
+
+Every execution stopped here is ended through :mod:`workflow_service.ending`, so its
+run job stops reading ``waiting`` (the hook is bound to the engine's broker, see
+``runtime.make_event_hooks``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from shared.db import utcnow
 from shared.events import Event
+from workflow_service import ending
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalStatus
 from workflow_service.db import database
@@ -27,8 +33,10 @@ from workflow_service.models import Execution, ExecutionStatus
 FINAL_STATUSES = frozenset({"archived"})
 
 
-def on_event(event: Event, now: datetime | None = None) -> int:
-    """Close what ``event`` makes stale; returns how many approvals closed."""
+def on_event(event: Event, now: datetime | None = None, *, broker: Any = None) -> int:
+    """Close what ``event`` makes stale; returns how many approvals closed.
+
+    ``broker`` records job status: the stopped executions' run jobs are told."""
     kind = event.event_type.rpartition(".")[2]
     if kind not in ("deleted", "status_changed", "updated"):
         return 0
@@ -49,8 +57,8 @@ def on_event(event: Event, now: datetime | None = None) -> int:
     closed = 0
     if ends:
         reason = f"the {what} was {'deleted' if kind == 'deleted' else status}"
-        closed = sum(service.close(r.id, reason, now) for r in pending)
-        _cancel_executions(event, reason, now)
+        closed = sum(service.close(r.id, reason, now, broker=broker) for r in pending)
+        _cancel_executions(event, reason, now, broker)
         return closed
     version = event.data.get("version")
     version = version if isinstance(version, int) and not isinstance(version, bool) else None
@@ -71,27 +79,25 @@ def on_event(event: Event, now: datetime | None = None) -> int:
                 f"stale: the {what} moved on to version {version} ({status}); the approval "
                 f"was asked for version {request.entity_version} ({request.entity_status})"
             )
-            closed += service.close(request.id, reason, now)
+            closed += service.close(request.id, reason, now, broker=broker)
     return closed
 
 
-def _cancel_executions(event: Event, reason: str, now: datetime) -> int:
+def _cancel_executions(event: Event, reason: str, now: datetime, broker: Any) -> int:
     """Cancel the entity's unfinished executions but those ``event`` starts (a
     redelivered event must not cancel its own)."""
+    why = f"cancelled: {reason}"
     with database.atomic():
-        return (
-            Execution.update(
-                status=ExecutionStatus.CANCELLED,
-                error=f"cancelled: {reason}"[:4000],
-                finished_at=now,
-                updated_at=now,
-            )
-            .where(
+        unfinished = [
+            e.id
+            for e in Execution.select(Execution.id).where(
                 (Execution.tenant_id == event.tenant_id)
                 & (Execution.entity_type == event.entity_type)
                 & (Execution.entity_id == event.entity_id)
                 & (Execution.event_id != event.event_id)
                 & Execution.status.not_in(ExecutionStatus.FINAL)
             )
-            .execute()
-        )
+        ]
+        ended = [ending.stop(e, ExecutionStatus.CANCELLED, why, now, error=why) for e in unfinished]
+    ending.report(broker, ended)
+    return sum(e is not None for e in ended)

@@ -23,6 +23,7 @@ from datetime import datetime
 import peewee
 
 from shared.db import utcnow
+from workflow_service import ending
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot, ApprovalStatus
 from workflow_service.db import database
@@ -44,6 +45,8 @@ class Reassigned:
     deliveries: list[str] = field(default_factory=list)
     #: ``approved`` when the remaining approvals now settle the request.
     outcome: str | None = None
+    #: The execution failed because its next stage has nobody to decide it.
+    ended: ending.Ended | None = None
 
 
 def reassign_request(request_id: str, now: datetime | None = None) -> Reassigned:
@@ -105,7 +108,7 @@ def reassign_request(request_id: str, now: datetime | None = None) -> Reassigned
                 .first()
             )
             decided = service.advance(request, last, last.approver, now)
-            result.outcome = decided.outcome
+            result.outcome, result.ended = decided.outcome, decided.ended
             result.deliveries += list(decided.deliveries)
         elif not live or live < stage.needed(live):
             result.escalated, planned = _escalate(request, index, result.departed, now)
@@ -189,6 +192,10 @@ def reassign_and_send(
     """:func:`reassign_request`, then send its e-mails and resume a settled execution."""
     result = reassign_request(request_id)
     delivery.enqueue(broker, result.deliveries)
+    # The parked job names the people who decide now, or how its execution ended.
+    ending.report(broker, [result.ended])
+    if result.departed and result.outcome is None:
+        service.report_approvers(broker, request_id)
     if result.outcome in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
         request = ApprovalRequest.get_by_id(request_id)
         resume(request.execution_id, f"approval:{request.step_key}")

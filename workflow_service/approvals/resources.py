@@ -21,6 +21,7 @@ from shared.http import (
     parse_limit,
     read_json,
 )
+from workflow_service import ending
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot, ApprovalStatus
 from workflow_service.models import Execution, ExecutionStatus
@@ -196,7 +197,9 @@ class ApprovalDecision:
             except EntityGone:
                 entity, gone = None, True
             service.check_entity_people(request, principal.sub, entity)
-            service.check_current(request, entity, gone=gone, version=body.version)
+            service.check_current(
+                request, entity, gone=gone, version=body.version, broker=self.broker
+            )
             version = _version(entity)
             result = service.decide(
                 principal.tenant,
@@ -227,6 +230,11 @@ class ApprovalDecision:
                 delivery.enqueue(self.broker, result.deliveries)
             except Exception as exc:  # noqa: BLE001 - housekeeping re-sends pending deliveries
                 log.warning("approver e-mails not queued yet: %s", exc)
+        # The parked job names who decides now (the next stage's people), or how its
+        # execution ended (nobody left to decide the next stage).
+        ending.report(self.broker, [result.ended])
+        if result.outcome is None:
+            service.report_approvers(self.broker, result.request.id)
         job_id = None
         if result.outcome in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
             job_id = self._resume(result.request)

@@ -21,6 +21,9 @@ import peewee
 
 from shared.auth import Principal
 from shared.db import utcnow
+from shared.jobstatus import rewrite_waiting
+from shared.queues import ENTITY_QUEUES
+from workflow_service import ending
 from workflow_service.approvals import emails
 from workflow_service.approvals.models import (
     ApprovalRefusal,
@@ -336,6 +339,9 @@ class DecisionResult:
     advanced_to: int | None = None
     #: E-mail deliveries to the new stage's approvers (send after commit).
     deliveries: tuple[str, ...] = ()
+    #: The execution this decision failed (nobody left for the next stage): report it
+    #: with :func:`ending.report` after commit.
+    ended: ending.Ended | None = None
 
 
 def get_request(tenant_id: str, request_id: str) -> ApprovalRequest:
@@ -417,6 +423,7 @@ def check_current(
     gone: bool = False,
     version: int | None = None,
     now: datetime | None = None,
+    broker: Any = None,
 ) -> None:
     """Refuse a decision on anything but what the approval was asked for.
 
@@ -424,7 +431,7 @@ def check_current(
     the api says it no longer exists, ``version`` the one the decider names. When the
     entity moved on (gone, another version or status) the approval is closed as stale
     and :class:`StaleApproval` raised; a ``version`` other than the approval's raises
-    :class:`VersionNotReviewed` and leaves it open.
+    :class:`VersionNotReviewed` and leaves it open. ``broker``: see :func:`close`.
     """
     if request.status != ApprovalStatus.PENDING:
         return  # closed already: the decision says so, with the reason
@@ -451,7 +458,7 @@ def check_current(
                 f"({current_status}), the approval was asked for {asked}"
             )
     if reason is not None:
-        close(request.id, f"stale: {reason}", now)
+        close(request.id, f"stale: {reason}", now, broker=broker)
         raise StaleApproval(
             f"Nothing was decided: {reason}. This approval is closed as stale; a new "
             "review asks for a new approval."
@@ -479,12 +486,19 @@ def _int(value: Any) -> int | None:
 
 
 def close(
-    request_id: str, reason: str, now: datetime | None = None, *, cancel_execution: bool = True
+    request_id: str,
+    reason: str,
+    now: datetime | None = None,
+    *,
+    cancel_execution: bool = True,
+    broker: Any = None,
 ) -> bool:
     """Close a pending approval without a decision (status ``cancelled``, ``reason``
-    kept) and, with ``cancel_execution``, cancel the execution waiting for it.
+    kept) and, with ``cancel_execution``, cancel the execution waiting for it (its run
+    job is told through ``broker`` after commit, see :mod:`workflow_service.ending`).
     Conditional: a request decided or closed meanwhile is left alone."""
     now = now or utcnow()
+    ended = None
     with database.atomic():
         request = ApprovalRequest.get_or_none(ApprovalRequest.id == request_id)
         closed = (
@@ -505,15 +519,11 @@ def close(
             return False
         _cancel_pending_slots(request_id)
         if cancel_execution:
-            Execution.update(
-                status=ExecutionStatus.CANCELLED,
-                error=f"approval {request_id} closed: {reason}"[:4000],
-                finished_at=now,
-                updated_at=now,
-            ).where(
-                (Execution.id == request.execution_id)
-                & Execution.status.not_in(ExecutionStatus.FINAL)
-            ).execute()
+            why = f"approval {request_id} closed: {reason}"
+            ended = ending.stop(
+                request.execution_id, ExecutionStatus.CANCELLED, why, now, error=why
+            )
+    ending.report(broker, [ended])
     log.info("approval %s closed: %s", request_id, reason)
     return True
 
@@ -705,23 +715,58 @@ def advance(
             # The directory changed since the request opened: nobody can decide the
             # next stage, so the approval ends here and the execution fails, saying why.
             _settle(request, ApprovalStatus.CANCELLED, None, now)
-            Execution.update(
-                status=ExecutionStatus.FAILED,
-                error=f"approval {request.id}: {exc}",
-                finished_at=now,
-                updated_at=now,
-            ).where(
-                (Execution.id == request.execution_id)
-                & Execution.status.not_in(ExecutionStatus.FINAL)
-            ).execute()
+            why = f"approval {request.id}: {exc}"
+            ended = ending.stop(request.execution_id, ExecutionStatus.FAILED, why, now, error=why)
             return DecisionResult(
-                ApprovalRequest.get_by_id(request.id), slot, ApprovalStatus.CANCELLED
+                ApprovalRequest.get_by_id(request.id), slot, ApprovalStatus.CANCELLED, ended=ended
             )
         return DecisionResult(
             request, slot, None, advanced_to=following, deliveries=tuple(opened.deliveries)
         )
     _settle(request, ApprovalStatus.APPROVED, user_id, now)
     return DecisionResult(ApprovalRequest.get_by_id(request.id), slot, ApprovalStatus.APPROVED)
+
+
+def report_approvers(broker: Any, request_id: str) -> None:
+    """Name on the parked run job who decides the pending approval now: the current
+    stage's undecided approvers (after a decision, the next stage's opening or a
+    reassignment). Call after commit; nothing when it is settled or its execution
+    is not parked (or about to be)."""
+    request = ApprovalRequest.get_or_none(ApprovalRequest.id == request_id)
+    if request is None or request.status != ApprovalStatus.PENDING:
+        return
+    row = (
+        Execution.select(Execution.job_id, Execution.entity_type)
+        .where(
+            (Execution.id == request.execution_id)
+            & Execution.status.in_((ExecutionStatus.WAITING_APPROVAL, ExecutionStatus.RUNNING))
+        )
+        .tuples()
+        .first()
+    )
+    if row is None or not row[0] or row[1] not in ENTITY_QUEUES:
+        return
+    approvers = [
+        s.approver
+        for s in ApprovalSlot.select(ApprovalSlot.approver)
+        .where(
+            (ApprovalSlot.request == request.id)
+            & (ApprovalSlot.stage == request.current_stage)
+            & (ApprovalSlot.status == ApprovalStatus.PENDING)
+        )
+        .order_by(ApprovalSlot.id)
+    ]
+    try:
+        rewrite_waiting(
+            broker,
+            row[0],
+            ENTITY_QUEUES[row[1]],
+            execution_id=request.execution_id,
+            approval_id=request.id,
+            approvers=approvers,
+        )
+    except Exception as exc:  # noqa: BLE001 - the decision stands; the marker is a view
+        log.warning("job %s not told who decides approval %s: %s", row[0], request.id, exc)
 
 
 def _cancel_pending_slots(request_id: str, stage: int | None = None) -> None:

@@ -256,6 +256,9 @@
       const who = cause.waiting.approvers.length ? cause.waiting.approvers.join(", ") : "a person";
       return "waits for " + who;
     }
+    if (cause.ended && cause.ended.status === "cancelled") {
+      return short(cause.job_id) + " cancelled: " + cause.ended.reason;
+    }
     if (cause.error) return short(cause.job_id) + " " + cause.error.type + ": " + cause.error.message;
     return short(cause.job_id) + " " + (cause.actor || "");
   }

@@ -1,0 +1,100 @@
+"""Ending an execution from outside its run, and telling its job.
+
+Whatever ends an execution without the engine's run doing it - a person's cancel, an
+entity deleted, archived or moved on, a stale decision, an approval stage nobody is
+left to decide, retries exhausted - goes through :func:`stop` and then :func:`report`:
+one conditional UPDATE, and, once the caller's transaction has committed, a note on
+the execution's run job (``ended``: ``cancelled`` or ``failed``, and why) that closes
+its waiting marker. The write's job tree then reads ``cancelled`` or ``failed``
+instead of ``waiting`` forever (see :mod:`shared.jobstatus.store`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.jobstatus import end_execution
+from shared.queues import ENTITY_QUEUES
+from workflow_service.models import Execution, ExecutionStatus
+
+log = logging.getLogger(__name__)
+
+#: Longest ``error`` an execution keeps.
+ERROR_LIMIT = 4000
+
+
+@dataclass(frozen=True)
+class Ended:
+    """An execution this process just ended, for :func:`report` after commit."""
+
+    execution_id: str
+    status: str
+    reason: str
+    #: The run job (id, queue) that last ran or parked it.
+    job: tuple[str, str] | None
+
+
+def stop(
+    execution_id: str, status: str, reason: str, now: datetime, *, error: str | None = None
+) -> Ended | None:
+    """Move an unfinished execution to ``status`` (``cancelled`` or ``failed``).
+
+    Conditional: one already final is left alone (None). ``error`` is kept on the
+    execution when given. Call :func:`report` with the result after the surrounding
+    transaction commits.
+    """
+    values: dict[Any, Any] = {
+        Execution.status: status,
+        Execution.finished_at: now,
+        Execution.updated_at: now,
+    }
+    if error is not None:
+        values[Execution.error] = error[:ERROR_LIMIT]
+    changed = (
+        Execution.update(values)
+        .where((Execution.id == execution_id) & Execution.status.not_in(ExecutionStatus.FINAL))
+        .execute()
+    )
+    if not changed:
+        return None
+    # Read after the UPDATE: the job that parked it, or the one a resume sent since.
+    row = (
+        Execution.select(Execution.job_id, Execution.entity_type)
+        .where(Execution.id == execution_id)
+        .tuples()
+        .first()
+    )
+    job = None
+    if row is not None and row[0] and row[1] in ENTITY_QUEUES:
+        job = (row[0], ENTITY_QUEUES[row[1]])
+    return Ended(execution_id, status, reason, job)
+
+
+def report(broker: Any, ended: Iterable[Ended | None]) -> None:
+    """Tell the run jobs of ended executions how they ended (after commit)."""
+    for item in ended:
+        if item is None or item.job is None:
+            continue
+        try:
+            end_execution(broker, item.job[0], item.job[1], item.status, item.reason)
+        except Exception as exc:  # noqa: BLE001 - the execution has ended regardless
+            log.warning("job %s not told its execution ended: %s", item.job[0], exc)
+
+
+def end(
+    broker: Any,
+    execution_id: str,
+    status: str,
+    reason: str,
+    now: datetime,
+    *,
+    error: str | None = None,
+) -> bool:
+    """:func:`stop` and :func:`report`, for a caller outside a transaction."""
+    ended = stop(execution_id, status, reason, now, error=error)
+    report(broker, [ended])
+    return ended is not None
