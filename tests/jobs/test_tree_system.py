@@ -4,7 +4,8 @@ Both services, a real worker on the policy and notification queues, an SMTP serv
 a webhook receiver in this process. The write's job (the dispatch job the api hands
 out) rolls up what it started: it waits, naming the approvers, while the approval is
 pending; it succeeds once the decision's work is done; a webhook that failed two levels
-below fails it, naming the delivery job.
+below fails it, naming the delivery job; deleting the policy under review closes the
+approval and the write's job reads cancelled instead of waiting.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests.system import System
 
 pytestmark = pytest.mark.e2e
 
-TENANTS = ("tree-wait", "tree-fail")
+TENANTS = ("tree-wait", "tree-fail", "tree-delete")
 PEOPLE = {"olivia": ["editor"], "bob": ["approver"], "carol": ["approver"]}
 
 
@@ -186,3 +187,42 @@ def test_a_webhook_failed_below_fails_the_write_naming_it(system):
     assert failed["items"][0]["tree_cause"]["job_id"] == delivery["id"]
     combined = api(system, tenant).get("/jobs", params={"tree_state": "failed", "state": "failed"})
     assert combined.status_code == 400
+
+
+def test_deleting_a_policy_in_review_ends_the_write_s_wait(system):
+    tenant = "tree-delete"
+    olivia = system.workflow_client(sub="olivia", roles=["editor"], tenant=tenant)
+    assert olivia.post("/workflows/from-template/policy-approval").status_code == 201
+    policy = api(system, tenant).post(
+        "/policies", json={"title": "Retention", "policy_type": "security"}
+    )
+    assert policy.status_code == 201, policy.text
+    policy = policy.json()
+    # Given: the policy sent to review, its write's job waiting for the approvers
+    moved = api(system, tenant).post(
+        f"/policies/{policy['id']}/transitions", json={"to": "in_review"}
+    )
+    assert moved.status_code == 200, moved.text
+    [job] = moved.json()["jobs"]
+    waiting = tree_of(system, tenant, job["id"], "waiting")["tree_cause"]["waiting"]
+
+    # When: the policy is deleted
+    assert api(system, tenant).delete(f"/policies/{policy['id']}").status_code == 200
+
+    # Then: the approval closes, and the write's job no longer waits: it reads
+    # cancelled, naming why
+    bob = system.workflow_client(sub="bob", roles=["approver"], tenant=tenant)
+
+    def closed():
+        approval = bob.get(f"/approvals/{waiting['approval_id']}").json()
+        return approval["status"] == "cancelled" and approval
+
+    approval = poll(closed, timeout=30, message="the approval closed")
+    assert "deleted" in approval["closed_reason"]
+    record = tree_of(system, tenant, job["id"], "cancelled")
+    assert record["tree_cause"]["waiting"] is None
+    assert "deleted" in record["tree_cause"]["ended"]["reason"]
+    run = api(system, tenant).get(record["tree_cause"]["href"]).json()
+    assert run["waiting"] is None and run["tree_state"] == "cancelled"
+    listed = api(system, tenant).get("/jobs", params={"tree_state": "waiting"}).json()
+    assert job["id"] not in [j["id"] for j in listed["items"]]
