@@ -425,6 +425,8 @@ def job_status_middleware(settings: CommonSettings, client: redis.Redis) -> JobS
         settings.namespace,
         keep_succeeded=settings.keep_succeeded,
         keep_failed=settings.keep_failed,
+        min_age_s=settings.job_min_age_s,
+        max_records=settings.job_max_records,
     )
     return JobStatus(store)
 

@@ -105,6 +105,10 @@ class CommonSettings:
     #: Per-queue overrides of the catalog's job retention (None keeps the catalog's value).
     keep_succeeded: int | None = None
     keep_failed: int | None = None
+    #: Job records younger than this are kept whatever the retention counts.
+    job_min_age_s: float = 3600.0
+    #: Succeeded, held and failed job records kept per queue at most (a safety valve).
+    job_max_records: int = 10_000
     #: Deepest causation chain an event may carry before workflows stop reacting.
     max_causation_depth: int = 5
     #: Record every message's life in the job-status store (JOB_STATUS=off to measure
@@ -142,6 +146,8 @@ class CommonSettings:
             "retry_delay_scale": env.float("RETRY_DELAY_SCALE", 1.0),
             "keep_succeeded": int(keep_succeeded) if keep_succeeded else None,
             "keep_failed": int(keep_failed) if keep_failed else None,
+            "job_min_age_s": env.float("JOB_MIN_AGE_SECONDS", 3600.0),
+            "job_max_records": env.int("JOB_MAX_RECORDS", 10_000),
             "max_causation_depth": env.int("MAX_CAUSATION_DEPTH", 5),
             "job_status": env.bool("JOB_STATUS", True),
         }

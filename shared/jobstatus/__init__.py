@@ -33,6 +33,7 @@ from shared.jobstatus.store import (
     TERMINAL_STATES,
     TREE_STATES,
     InvalidCursor,
+    InvalidSearch,
     JobStatusStore,
     now_ms,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "TREE_STATES",
     "BatchWriter",
     "InvalidCursor",
+    "InvalidSearch",
     "JobDetailOut",
     "JobOut",
     "JobPageOut",

@@ -13,6 +13,19 @@ parent, bumps the queue's counters and duration histogram, and prunes the oldest
 succeeded / failed records beyond the queue's retention (with their dead letters).
 Records of queued, running and retrying jobs are never pruned.
 
+Retention counts per (tenant, queue, state): another tenant's burst never prunes a
+caller's job. No record younger than ``min_age_s`` (``JOB_MIN_AGE_SECONDS``, one hour)
+is pruned by the counts; a cap per queue and state (``JOB_MAX_RECORDS``, 10,000
+succeeded, held and failed each) drops the oldest whatever their age and tenant, so
+memory stays bounded under any burst. Records without a tenant count as tenant "".
+
+Search indexes (:meth:`JobStatusStore.search`), kept by the same script and dropped
+with the record: sorted sets ``<ns>:jobs:s:<kind>:<value>`` (every tenant) and
+``<ns>:jobs:t:<tenant>:s:<kind>:<value>`` of job ids, by ``actor`` (when the record is
+made), by ``entity`` id (when the job names its subject), and by ``error`` word (the
+first 24 words of a failed job's error type and message). They hold only kept
+records, so they are bounded by the retention above (two to 50 entries a record).
+
 Tree state (``tree_state``, ``tree_cause``): how a job's whole tree stands, the job
 and everything it started, down to the webhooks an execution sent. The precedence is
 failed > retrying > waiting > running > queued > cancelled > succeeded: a job's tree
@@ -58,6 +71,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -96,6 +110,15 @@ TREE_STATES: tuple[str, ...] = (
 MAX_TREE_DEPTH = 10
 #: Rank of a note about a job (an operator's retry) that comes after its end.
 NOTE_RANK = 1_000_000
+#: Retention never prunes a record younger than this (``JOB_MIN_AGE_SECONDS``).
+DEFAULT_MIN_AGE_S = 3600.0
+#: Safety valve: succeeded, held and failed records kept per queue at most, whatever
+#: their age and tenant (``JOB_MAX_RECORDS``).
+DEFAULT_MAX_RECORDS = 10_000
+#: Search: index entries examined per request at most (a page may come back short,
+#: with a cursor to go on).
+SEARCH_SCAN_LIMIT = 2000
+_WORD = re.compile(rb"[a-z0-9]+")
 
 _ROLLUP = """
 -- Tree states by precedence (see TREE_PRECEDENCE in Python).
@@ -206,13 +229,95 @@ local function rollup(ns, id, at, max_depth, relinked, force)
 end
 """
 
+_SEARCH = """
+-- Search indexes (see JobStatusStore.search): sorted sets of job ids by actor, by
+-- entity id and by the words of a failed job's error, for every tenant and per tenant.
+local function sindex(ns, tenant, kind, value)
+  if tenant and tenant ~= "" then
+    return ns .. ":jobs:t:" .. tenant .. ":s:" .. kind .. ":" .. value
+  end
+  return ns .. ":jobs:s:" .. kind .. ":" .. value
+end
+
+-- The words of an error an error-text search finds: ASCII letters and digits, 3 to 40
+-- long, the first 24 distinct ones (JobStatusStore.error_words does the same).
+local function error_words(text)
+  local out, seen = {}, {}
+  for w in string.gmatch(string.lower(text or ""), "[%a%d]+") do
+    if #w >= 3 and #w <= 40 and not seen[w] then
+      seen[w] = true
+      out[#out + 1] = w
+      if #out >= 24 then
+        break
+      end
+    end
+  end
+  return out
+end
+
+local function subject_entity(subject)
+  if not subject or subject == "" then
+    return nil
+  end
+  local ok, s = pcall(cjson.decode, subject)
+  if ok and type(s) == "table" and type(s.entity_id) == "string" and s.entity_id ~= ""
+      and #s.entity_id <= 200 then
+    return s.entity_id
+  end
+  return nil
+end
+
+-- Add (op "zadd") or remove (op "zrem") ``id`` in the indexes of ``kind`` / ``values``:
+-- every tenant's, and its own tenant's.
+local function search_index(ns, op, tenant, kind, values, at, id)
+  for _, value in ipairs(values) do
+    local keys = {sindex(ns, "", kind, value)}
+    if tenant and tenant ~= "" then
+      keys[2] = sindex(ns, tenant, kind, value)
+    end
+    for _, key in ipairs(keys) do
+      if op == "zadd" then
+        redis.call("zadd", key, at, id)
+      else
+        redis.call("zrem", key, id)
+      end
+    end
+  end
+end
+
+-- Forget a record in every search index (it is being deleted).
+local function unindex(ns, id)
+  local v = redis.call("hmget", ns .. ":job:" .. id, "tenant", "actor", "subject", "state",
+    "error_type", "error_message")
+  local tenant = v[1] or ""
+  if v[2] and v[2] ~= "" then
+    search_index(ns, "zrem", tenant, "actor", {v[2]}, 0, id)
+  end
+  local entity = subject_entity(v[3])
+  if entity then
+    search_index(ns, "zrem", tenant, "entity", {entity}, 0, id)
+  end
+  if v[4] == "failed" then
+    local words = error_words((v[5] or "") .. " " .. (v[6] or ""))
+    search_index(ns, "zrem", tenant, "error", words, 0, id)
+  end
+end
+"""
+
 _APPLY = (
     _ROLLUP
+    + _SEARCH
     + """
 local ns = ARGV[1]
 local max_events = tonumber(ARGV[2])
 local transitions = cjson.decode(ARGV[3])
 local max_depth = tonumber(ARGV[4])
+-- Records younger than this (ms in their state) are never pruned by the counts.
+local min_age = tonumber(ARGV[5]) or 0
+-- Terminal records of one state kept per queue at most, whatever their age (-1: no cap).
+local cap = tonumber(ARGV[6]) or -1
+-- Records pruned per transition at most (a backlog of old ones goes over a few writes).
+local MAX_PRUNE = 200
 local function index(q, s) return ns .. ":jobs:" .. q .. ":" .. s end
 local function tindex(t, q, s) return ns .. ":jobs:t:" .. t .. ":" .. q .. ":" .. s end
 local applied_count = 0
@@ -220,14 +325,20 @@ local applied_count = 0
 local HELD_TREES = {failed = true, retrying = true, waiting = true, running = true,
                     queued = true}
 
--- Delete a record pruned by retention from the ``state`` index of ``queue`` (the
--- caller trims that index), its tenant and tree indexes, and its parent's sets.
+-- Delete a record pruned by retention from the ``state`` index of ``queue`` (every
+-- tenant's and its own tenant's; for succeeded, the held sets too), its tree and
+-- search indexes, and its parent's sets.
 local function drop(vid, queue, state)
   local vkey = ns .. ":job:" .. vid
   local v = redis.call("hmget", vkey, "tenant", "parent", "broker_id", "tree_state")
-  if v[1] and v[1] ~= "" then
-    redis.call("zrem", tindex(v[1], queue, state), vid)
+  local vt = v[1] or ""
+  redis.call("zrem", index(queue, state), vid)
+  redis.call("zrem", tindex(vt, queue, state), vid)
+  if state == "succeeded" then
+    redis.call("zrem", index(queue, "held"), vid)
+    redis.call("zrem", tindex(vt, queue, "held"), vid)
   end
+  unindex(ns, vid)
   if v[4] and (not v[2] or v[2] == "") then
     redis.call("zrem", index(queue, "tree." .. v[4]), vid)
     if v[1] and v[1] ~= "" then
@@ -253,7 +364,7 @@ end
 for _, t in ipairs(transitions) do
   local id, queue, tenant, state = t.id, t.q, t.t, t.s
   local job = ns .. ":job:" .. id
-  local old = redis.call("hmget", job, "state", "tenant", "queue", "rank", "parent")
+  local old = redis.call("hmget", job, "state", "tenant", "queue", "rank", "parent", "actor")
   local exists = old[1] ~= false
   if old[2] and old[2] ~= "" then
     -- A job's tenant never changes once recorded: it decides who may see the job.
@@ -283,13 +394,12 @@ for _, t in ipairs(transitions) do
     local old_queue = old[3] or queue
     if exists and (old[1] ~= state or old_queue ~= queue) then
       redis.call("zrem", index(old_queue, old[1]), id)
-      if old[2] and old[2] ~= "" then
-        redis.call("zrem", tindex(old[2], old_queue, old[1]), id)
-      end
+      redis.call("zrem", tindex(old[2] or "", old_queue, old[1]), id)
     end
     redis.call("zadd", index(queue, state), t.at, id)
+    -- Per-tenant indexes (records without a tenant: the tenant ""), which retention counts.
+    redis.call("zadd", tindex(tenant, queue, state), t.at, id)
     if tenant ~= "" then
-      redis.call("zadd", tindex(tenant, queue, state), t.at, id)
       flat[#flat + 1] = "tenant"
       flat[#flat + 1] = tenant
     end
@@ -310,6 +420,21 @@ for _, t in ipairs(transitions) do
   end
   if #flat > 0 then
     redis.call("hset", job, unpack(flat))
+  end
+  -- Search indexes: the actor once, the entity when the job names it, the error's words
+  -- when the job fails (its error no longer changes then).
+  if t.n.actor and t.n.actor ~= "" and #t.n.actor <= 200 and not (old[6] and old[6] ~= "") then
+    search_index(ns, "zadd", tenant, "actor", {t.n.actor}, t.at, id)
+  end
+  if t.f.subject then
+    local entity = subject_entity(t.f.subject)
+    if entity then
+      search_index(ns, "zadd", tenant, "entity", {entity}, t.at, id)
+    end
+  end
+  if state == "failed" and applied then
+    local words = error_words((t.f.error_type or "") .. " " .. (t.f.error_message or ""))
+    search_index(ns, "zadd", tenant, "error", words, t.at, id)
   end
   if #t.e > 0 then
     if redis.call("rpush", job .. ":events", unpack(t.e)) > max_events then
@@ -337,11 +462,17 @@ for _, t in ipairs(transitions) do
 
   local hold = tonumber(t.h) or -1
   if state ~= "" and applied and t.k >= 0 then
+    -- Retention counts per (tenant, queue, state), so one tenant's burst never prunes
+    -- another's records, and spares every record younger than ``min_age``; ``cap``
+    -- bounds a queue's records whatever their tenants and ages.
     local idx = index(queue, state)
-    local excess = redis.call("zcard", idx) - t.k
+    local held = index(queue, "held")
+    local held_t = tindex(tenant, queue, "held")
+    local young = min_age > 0 and "(" .. (t.at - min_age) or "+inf"
+    local excess = redis.call("zcard", tindex(tenant, queue, state)) - t.k
     if excess > 0 then
-      local victims = redis.call("zrange", idx, 0, excess - 1, "withscores")
-      local held = index(queue, "held")
+      local victims = redis.call("zrangebyscore", tindex(tenant, queue, state), "-inf", young,
+        "withscores", "limit", 0, math.min(excess, MAX_PRUNE))
       for i = 1, #victims, 2 do
         local vid = victims[i]
         local v = redis.call("hmget", ns .. ":job:" .. vid, "tenant", "parent", "tree_state")
@@ -349,22 +480,31 @@ for _, t in ipairs(transitions) do
             and v[3] and HELD_TREES[v[3]] then
           -- A root whose tree failed (or still works or waits) stays findable under
           -- the failed retention: it leaves the succeeded index, not the store.
-          if v[1] and v[1] ~= "" then
-            redis.call("zrem", tindex(v[1], queue, state), vid)
-          end
+          redis.call("zrem", idx, vid)
+          redis.call("zrem", tindex(v[1] or "", queue, state), vid)
           redis.call("zadd", held, victims[i + 1], vid)
+          redis.call("zadd", tindex(v[1] or "", queue, "held"), victims[i + 1], vid)
         else
           drop(vid, queue, state)
         end
       end
-      redis.call("zremrangebyrank", idx, 0, excess - 1)
-      if state == "succeeded" and hold > 0 then
-        local over = redis.call("zcard", held) - hold
+    end
+    if state == "succeeded" and hold > 0 then
+      local over = redis.call("zcard", held_t) - hold
+      if over > 0 then
+        for _, vid in ipairs(redis.call("zrangebyscore", held_t, "-inf", young, "limit", 0,
+            math.min(over, MAX_PRUNE))) do
+          drop(vid, queue, state)
+        end
+      end
+    end
+    if cap >= 0 then
+      for _, key in ipairs(state == "succeeded" and {idx, held} or {idx}) do
+        local over = redis.call("zcard", key) - cap
         if over > 0 then
-          for _, vid in ipairs(redis.call("zrange", held, 0, over - 1)) do
+          for _, vid in ipairs(redis.call("zrange", key, 0, math.min(over, MAX_PRUNE) - 1)) do
             drop(vid, queue, state)
           end
-          redis.call("zremrangebyrank", held, 0, over - 1)
         end
       end
     end
@@ -380,6 +520,7 @@ return applied_count
 
 _DELETE = (
     _ROLLUP
+    + _SEARCH
     + """
 local ns = ARGV[1]
 local id = ARGV[2]
@@ -398,9 +539,9 @@ if v[5] and (not v[4] or v[4] == "") then
 end
 redis.call("zrem", ns .. ":jobs:" .. v[3] .. ":" .. v[1], id)
 redis.call("zrem", ns .. ":jobs:" .. v[3] .. ":held", id)
-if v[2] and v[2] ~= "" then
-  redis.call("zrem", ns .. ":jobs:t:" .. v[2] .. ":" .. v[3] .. ":" .. v[1], id)
-end
+redis.call("zrem", ns .. ":jobs:t:" .. (v[2] or "") .. ":" .. v[3] .. ":" .. v[1], id)
+redis.call("zrem", ns .. ":jobs:t:" .. (v[2] or "") .. ":" .. v[3] .. ":held", id)
+unindex(ns, id)
 redis.call("del", job, job .. ":events", job .. ":children", job .. ":tree")
 if v[4] and v[4] ~= "" then
   -- A dropped job no longer counts in its parent's tree.
@@ -420,6 +561,40 @@ _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 class InvalidCursor(ValueError):
     """A pagination cursor that this store did not hand out."""
+
+
+class InvalidSearch(ValueError):
+    """A search the indexes cannot answer (its message says why)."""
+
+
+def error_words(text: str) -> list[str]:
+    """The words of an error that its search index holds: ASCII letters and digits,
+    3 to 40 long, the first 24 distinct ones (as the record script takes them)."""
+    out: list[str] = []
+    for word in _WORD.findall(text.encode("utf-8", "replace").lower()):
+        if 3 <= len(word) <= 40 and word.decode() not in out:
+            out.append(word.decode())
+            if len(out) == 24:
+                break
+    return out
+
+
+def _subject_of(data: dict[str, str]) -> dict[str, Any]:
+    try:
+        subject = json.loads(data.get("subject") or "{}")
+    except ValueError:
+        return {}
+    return subject if isinstance(subject, dict) else {}
+
+
+def _created_ms(data: dict[str, str]) -> int | None:
+    for name in ("enqueued_at", "started_at", "updated_at"):
+        if data.get(name):
+            try:
+                return int(float(data[name]))
+            except ValueError:
+                continue
+    return None
 
 
 def now_ms(clock: Callable[[], float] = time.time) -> int:
@@ -465,7 +640,9 @@ class JobStatusStore:
     """Reads and writes job records under one namespace.
 
     ``keep_succeeded`` / ``keep_failed`` override the catalog's per-queue retention
-    (for every queue) when given.
+    (for every queue) when given; the counts are kept per tenant. No record younger
+    than ``min_age_s`` (in its state) is pruned by them; ``max_records`` caps the
+    succeeded, held and failed records of each queue whatever their age (None: no cap).
     """
 
     def __init__(
@@ -475,12 +652,16 @@ class JobStatusStore:
         *,
         keep_succeeded: int | None = None,
         keep_failed: int | None = None,
+        min_age_s: float = DEFAULT_MIN_AGE_S,
+        max_records: int | None = DEFAULT_MAX_RECORDS,
         clock: Callable[[], float] = time.time,
     ):
         self.client = client
         self.namespace = namespace
         self.keep_succeeded = keep_succeeded
         self.keep_failed = keep_failed
+        self.min_age_s = min_age_s
+        self.max_records = max_records
         self.clock = clock
         self._apply = client.register_script(_APPLY)
         self._delete = client.register_script(_DELETE)
@@ -576,7 +757,14 @@ class JobStatusStore:
         """
         if not transitions:
             return 0
-        args = [self.namespace, MAX_EVENTS, _compact(transitions), MAX_TREE_DEPTH]
+        args = [
+            self.namespace,
+            MAX_EVENTS,
+            _compact(transitions),
+            MAX_TREE_DEPTH,
+            int(self.min_age_s * 1000),
+            -1 if self.max_records is None else self.max_records,
+        ]
         if client is not None and loaded:
             client.evalsha(self._apply.sha, 0, *args)  # type: ignore[attr-defined]
             return 0
@@ -716,6 +904,126 @@ class JobStatusStore:
         items = [present(_decode(data)) for data in (pipe.execute() if page else []) if data]
         next_cursor = encode_cursor(*page[-1]) if len(candidates) > limit else None
         return items, next_cursor
+
+    def search_key(self, kind: str, value: str, tenant: str | None = None) -> str:
+        """Ids of jobs by ``kind`` (``actor``, ``entity``, ``error`` word) and ``value``."""
+        if tenant:
+            return f"{self.namespace}:jobs:t:{tenant}:s:{kind}:{value}"
+        return f"{self.namespace}:jobs:s:{kind}:{value}"
+
+    def search(
+        self,
+        *,
+        queues: Iterable[str],
+        tenant: str | None = None,
+        entity_id: str | None = None,
+        actor: str | None = None,
+        states: Iterable[str] | None = None,
+        q: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        scan_limit: int = SEARCH_SCAN_LIMIT,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Jobs matching every given filter, newest first, and the next cursor.
+
+        One index is read (the first given of: entity id, a word of ``q``, actor, else
+        the state indexes of ``queues``), newest first from the cursor, and each entry's
+        record is checked against the other filters: at most ``scan_limit`` entries per
+        call, so a page may be short and still carry a cursor. ``q`` matches failed jobs
+        whose "<type>: <message>" contains it (case-insensitive); it needs a word of 3
+        to 40 letters or digits among the error's first 24 (:func:`error_words`).
+        ``since_ms`` / ``until_ms`` bound when the job was created (enqueued).
+        """
+        queue_set = set(queues)
+        state_set = set(states) if states else None
+        needle = q.lower() if q else None
+        if needle is not None:
+            words = error_words(needle)
+            if not words:
+                raise InvalidSearch("'q' needs a word of 3 to 40 letters or digits.")
+            if state_set is not None and FAILED not in state_set:
+                return [], None
+        if entity_id:
+            keys = [self.search_key("entity", entity_id, tenant)]
+        elif needle is not None:
+            keys = [self.search_key("error", max(words, key=len), tenant)]
+        elif actor:
+            keys = [self.search_key("actor", actor, tenant)]
+        else:
+            keys = [
+                self.index_key(qn, st, tenant) for qn in queue_set for st in state_set or STATES
+            ]
+
+        def accept(data: dict[str, str]) -> bool:
+            if not data or data.get("queue") not in queue_set:
+                return False
+            if tenant and data.get("tenant") != tenant:
+                return False
+            if state_set is not None and data.get("state") not in state_set:
+                return False
+            if actor and data.get("actor") != actor:
+                return False
+            if entity_id:
+                subject = _subject_of(data)
+                if subject.get("entity_id") != entity_id:
+                    return False
+            if needle is not None:
+                if data.get("state") != FAILED:
+                    return False
+                text = f"{data.get('error_type', '')}: {data.get('error_message', '')}"
+                if needle not in text.lower():
+                    return False
+            created = _created_ms(data)
+            if since_ms is not None and (created is None or created < since_ms):
+                return False
+            return not (until_ms is not None and (created is None or created >= until_ms))
+
+        after = decode_cursor(cursor) if cursor else None
+        low = "-inf" if since_ms is None else since_ms
+        items: list[dict[str, Any]] = []
+        examined = 0
+        more = True
+        while len(items) < limit and examined < scan_limit:
+            batch = self._ids_after(keys, after, low, min(limit * 2, 200))
+            if not batch:
+                more = False
+                break
+            pipe = self.client.pipeline(transaction=False)
+            for _, job_id in batch:
+                pipe.hgetall(self.job_key(job_id))
+            for item, data in zip(batch, pipe.execute(), strict=True):
+                examined += 1
+                after = item
+                fields = _decode(data) if data else {}
+                if accept(fields):
+                    items.append(present(fields))
+                    if len(items) == limit:
+                        break
+        if more and after is not None:
+            more = bool(self._ids_after(keys, after, low, 1))
+        return items, encode_cursor(*after) if more and after is not None else None
+
+    def _ids_after(
+        self, keys: Sequence[str], after: tuple[int, str] | None, low: Any, count: int
+    ) -> list[tuple[int, str]]:
+        """The next ``count`` (score, id) of the union of ``keys``, newest first, after
+        ``after`` (ties on the score broken by id, as in :meth:`list_jobs`)."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            if after is None:
+                pipe.zrevrangebyscore(key, "+inf", low, start=0, num=count, withscores=True)
+            else:
+                pipe.zrevrangebyscore(key, f"({after[0]}", low, start=0, num=count, withscores=True)
+                pipe.zrangebyscore(key, after[0], after[0], withscores=True)
+        seen: set[tuple[int, str]] = set()
+        for rows in pipe.execute():
+            for member, score in rows:
+                item = (int(score), _text(member))
+                if after is None or item < after:
+                    seen.add(item)
+        return sorted(seen, reverse=True)[:count]
 
     def counts(self, queue: str) -> dict[str, int]:
         """Records kept per state for one queue."""

@@ -45,6 +45,7 @@ def system(redis_url, tmp_path_factory):
         "RETRY_DELAY_SCALE": str(SCALE),
         "JOB_KEEP_SUCCEEDED": str(KEEP_SUCCEEDED),
         "JOB_KEEP_FAILED": str(KEEP_FAILED),
+        "JOB_MIN_AGE_SECONDS": "0",
     }
     settings = CommonSettings(
         redis_url=redis_url,
@@ -53,6 +54,7 @@ def system(redis_url, tmp_path_factory):
         retry_delay_scale=SCALE,
         keep_succeeded=KEEP_SUCCEEDED,
         keep_failed=KEEP_FAILED,
+        job_min_age_s=0,
     )
     # The sending side: the same broker setup as the api, actors declared by name only.
     broker = create_broker(settings)

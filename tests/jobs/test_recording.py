@@ -38,6 +38,7 @@ def settings(redis_url, namespace, keep):
         retry_delay_scale=SCALE,
         keep_succeeded=keep[0],
         keep_failed=keep[1],
+        job_min_age_s=0,
     )
 
 

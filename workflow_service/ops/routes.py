@@ -25,6 +25,8 @@ def register_ops(app: falcon.App, docs: Any, context: Any) -> None:
         settings.namespace,
         keep_succeeded=settings.keep_succeeded,
         keep_failed=settings.keep_failed,
+        min_age_s=settings.job_min_age_s,
+        max_records=settings.job_max_records,
     )
     state = BrokerState(deps.redis, settings.namespace)
     ops = JobOps(store, deps.broker, state, before_retry=reopen_for_retry)
