@@ -11,6 +11,16 @@ Three changes to stock Dramatiq live here, each small and for a measured reason:
   ``throws``, ``retry_when``, ``on_retry_exhausted``, ``Retry(delay=...)`` all work) but
   takes the delay of an unexpected error from the queue catalog, so "fixed 1 s" means
   1 s rather than Dramatiq's jittered doubling.
+* A queue can be paused (:func:`paused_key`): its consumers stop fetching, hand back
+  the messages they fetched but no worker thread started, and wait; in-flight work
+  finishes. Nothing is lost or dead-lettered: the messages stay in the queue (delayed
+  retries that come due are moved onto it and wait there too). Each consumer reads the
+  flag at most once per :data:`PAUSE_CHECK_S` and at once on a pause wake-up, never per
+  message.
+* A delayed message that a worker holds in memory until its eta is moved onto its
+  queue by one script that first takes its body out of the delay queue
+  (:data:`MOVE_DUE`), so an operator's promote (which takes the body the same way) and
+  the worker never both send it: whoever takes the body sends the message.
 * :class:`BrokerMaintenance` runs Dramatiq's queue maintenance (the requeue of a dead
   worker's messages) on a timer in every worker, instead of only when one Redis command
   in a thousand happens to trigger it, so a killed worker's work resumes within seconds
@@ -38,7 +48,7 @@ import dramatiq
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import current_millis, dq_name
+from dramatiq.common import current_millis, dq_name, iter_queue
 from dramatiq.errors import ActorNotFound, ConnectionClosed, DecodeError, Retry
 from dramatiq.middleware import (
     AgeLimit,
@@ -52,6 +62,7 @@ from dramatiq.middleware import (
 )
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
+from dramatiq.worker import ConsumerThread
 
 from shared.db import is_database_unavailable
 from shared.jobstatus import JobStatus, JobStatusStore
@@ -72,6 +83,25 @@ MAINTENANCE_INTERVAL_MAX_S = 5.0
 #: messages from memory back onto their queue (bounds retry-time accuracy).
 DELAY_QUEUE_TICK_MS = 10
 
+#: Longest time a consumer trusts the pause flag it read: a pause (or resume) whose
+#: wake-up was lost still takes effect within this.
+PAUSE_CHECK_S = 1.0
+
+#: Wake-up payload sent by a pause or resume: read the queue's pause flag again now.
+PAUSE_CHANGED = b"pause"
+
+#: Move a due delayed message onto its queue, only if its body is still in the delay
+#: queue (an operator's promote may have taken it and sent it already).
+#: KEYS: delay-queue bodies, queue list, queue bodies; ARGV: delayed id, new id, data.
+MOVE_DUE = """
+if redis.call("hdel", KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+redis.call("hset", KEYS[3], ARGV[2], ARGV[3])
+redis.call("rpush", KEYS[2], ARGV[2])
+return 1
+"""
+
 logger = logging.getLogger(__name__)
 
 
@@ -79,11 +109,20 @@ def wake_channel(namespace: str, queue_name: str) -> str:
     return f"{namespace}:wake:{queue_name}"
 
 
+def paused_key(namespace: str) -> str:
+    """Redis hash of the paused queues: queue name -> JSON ``{"by", "at"}``."""
+    return f"{namespace}:queues:paused"
+
+
 class WakingRedisBroker(RedisBroker):
     """A RedisBroker whose consumers are woken by enqueues instead of polling."""
 
     #: The Lua scripts of an enqueue are known to be loaded in Redis.
     _scripts_loaded = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._move_due = self.client.register_script(MOVE_DUE)
 
     @property
     def consumer_class(self):
@@ -104,10 +143,15 @@ class WakingRedisBroker(RedisBroker):
         fails to apply is logged, never a reason to fail the enqueue.
         """
         status = self._job_status()
+        # The only enqueue on a consumer thread: Dramatiq's worker moving a due delayed
+        # message onto its queue (its Redis id is then the delay queue's).
+        moving_due = delay is None and isinstance(threading.current_thread(), ConsumerThread)
+        delayed_ids: list[str] = []
         prepared = []
         records: list[dict] = []
         with status.gathered(records) if status else contextlib.nullcontext():
             for message in messages:
+                delayed_ids.append(message.options.get("redis_message_id") or "")
                 # Each enqueue needs its own Redis id: a retried message is enqueued again.
                 message = message.copy(options={"redis_message_id": str(uuid4())})
                 if delay is not None:
@@ -128,7 +172,10 @@ class WakingRedisBroker(RedisBroker):
             with self.client.pipeline(transaction=True) as pipe:
                 if status is not None and records:
                     status.store.apply(records, client=pipe, loaded=loaded)
-                for message in prepared:
+                for message, delayed_id in zip(prepared, delayed_ids, strict=True):
+                    if moving_due and delayed_id:
+                        self._queue_move_due(pipe, message, delayed_id, loaded)
+                        continue
                     args = self._dispatch_args(message)
                     if loaded:
                         pipe.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, *args)
@@ -138,7 +185,7 @@ class WakingRedisBroker(RedisBroker):
                     pipe.publish(wake_channel(self.namespace, queue_name), b"1")
                 replies = pipe.execute(raise_on_error=False)
             status_reply, replies = (replies[0], replies[1:]) if records else (None, replies)
-            if loaded and isinstance(replies[0], redis.exceptions.NoScriptError):
+            if loaded and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
                 self._scripts_loaded = False
                 if not isinstance(status_reply, Exception):
                     records = []  # applied already
@@ -152,9 +199,22 @@ class WakingRedisBroker(RedisBroker):
                     raise reply
             self._scripts_loaded = True
             break
+        if moving_due:
+            # A move that found no body sent nothing: a promote sent the message already.
+            moved = replies[: len(prepared)]  # then one wake-up per queue
+            prepared = [m for m, done in zip(prepared, moved, strict=True) if done]
         for message in prepared:
             self.emit_after("enqueue", message, delay)
         return prepared
+
+    def _queue_move_due(self, pipe, message: dramatiq.Message, delayed_id: str, loaded: bool):
+        queue = f"{self.namespace}:{message.queue_name}"
+        keys = [f"{self.namespace}:{dq_name(message.queue_name)}.msgs", queue, f"{queue}.msgs"]
+        args = [delayed_id, message.options["redis_message_id"], message.encode()]
+        if loaded:
+            pipe.evalsha(self._move_due.sha, len(keys), *keys, *args)
+        else:
+            self._move_due(keys=keys, args=args, client=pipe)
 
     def _should_do_maintenance(self, command: str) -> int:
         # An explicit maintenance call (see :meth:`maintain`) always does it; other
@@ -211,6 +271,10 @@ class _WakingConsumer(_RedisConsumer):
             raise ConnectionClosed(e) from None
         self.must_fetch = True
         self.last_fetch = 0.0
+        self.paused = False
+        #: Read the pause flag before the next fetch (set by a pause wake-up).
+        self.pause_stale = True
+        self.pause_checked = 0.0
 
     def ack(self, message):
         try:
@@ -233,6 +297,9 @@ class _WakingConsumer(_RedisConsumer):
     def __next__(self):
         try:
             while True:
+                if not self.is_delay_queue and self._check_pause():
+                    self._wait(True)
+                    return None
                 if self.message_cache:
                     data = self.message_cache.pop(0)
                     try:
@@ -259,6 +326,56 @@ class _WakingConsumer(_RedisConsumer):
                 return None
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None
+
+    def _check_pause(self) -> bool:
+        """Whether the queue is paused; reads Redis at most once per PAUSE_CHECK_S (or
+        at once after a pause wake-up), and hands back what a pause stopped."""
+        now = time.monotonic()
+        if self.pause_stale or now - self.pause_checked >= PAUSE_CHECK_S:
+            self.pause_stale = False
+            self.pause_checked = now
+            was = self.paused
+            key = paused_key(self.broker.namespace)
+            self.paused = bool(self.broker.client.hexists(key, self.queue_name))
+            if self.paused != was:
+                self.logger.info(
+                    "Queue %r %s", self.queue_name, "paused" if self.paused else "resumed"
+                )
+                self.must_fetch = True
+        if self.paused:
+            self._hand_back()
+        return self.paused
+
+    def _hand_back(self) -> None:
+        """Put the messages of this queue that no worker thread started back on the queue.
+
+        They are the ones fetched ahead (this consumer's cache, and the worker's shared
+        work queue, read from the consumer thread that filled it); they go back to the
+        end of the queue as if never fetched. Messages already running are untouched.
+        """
+        held = []
+        while self.message_cache:
+            data = self.message_cache.pop(0)
+            try:
+                held.append(MessageProxy(dramatiq.Message.decode(data)))
+            except DecodeError:
+                self._dead_letter_undecodable(data)
+        work_queue = getattr(threading.current_thread(), "work_queue", None)
+        if work_queue is not None:
+            taken = list(iter_queue(work_queue))
+            for item in taken:
+                if item.message.queue_name == self.queue_name:
+                    held.append(item.message)
+                else:
+                    work_queue.put(item)
+            for _ in taken:
+                work_queue.task_done()
+        if not held:
+            return
+        self.requeue(held)
+        for message in held:
+            self.queued_message_ids.discard(message.message_id)
+        self.logger.info("Handed %d message(s) back to paused %r", len(held), self.queue_name)
 
     def _dead_letter_undecodable(self, data: bytes | None) -> None:
         """Move a body that is not a Dramatiq message to the dead-letter queue.
@@ -296,6 +413,8 @@ class _WakingConsumer(_RedisConsumer):
     def _wake_pending(self, timeout: float) -> bool:
         try:
             message = self.pubsub.get_message(timeout=timeout)
+            if message is not None and message.get("data") == PAUSE_CHANGED:
+                self.pause_stale = True
         except (OSError, ValueError):
             return False
         except redis.RedisError:

@@ -63,6 +63,7 @@ class QueueCollector:
         queues = list(QUEUE_NAMES)
         depths = self.state.depths(queues)
         summaries = self.store.summaries(queues)
+        paused = self.state.paused()
         gauges = {
             "depth": GaugeMetricFamily(
                 f"{PREFIX}_queue_depth", "Messages ready to run", labels=["queue"]
@@ -81,6 +82,11 @@ class QueueCollector:
             "workers": GaugeMetricFamily(
                 f"{PREFIX}_queue_workers",
                 "Worker processes seen consuming the queue",
+                labels=["queue"],
+            ),
+            "paused": GaugeMetricFamily(
+                f"{PREFIX}_queue_paused",
+                "1 while an operator has paused the queue (workers take no new message)",
                 labels=["queue"],
             ),
         }
@@ -104,6 +110,7 @@ class QueueCollector:
             gauges["dead"].add_metric([queue], depth.dead)
             summary = summaries[queue]
             gauges["workers"].add_metric([queue], len(summary["workers"]))
+            gauges["paused"].add_metric([queue], 1 if queue in paused else 0)
             for state in STATES:
                 kept.add_metric([queue, state], summary["counts"][state])
             stats = summary["stats"]

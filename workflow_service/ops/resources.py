@@ -5,28 +5,45 @@ on every tenant's jobs and on the queues' depths; a tenant's ``admin`` sees, ret
 drops only its own tenant's jobs, and its ``/queues`` counts only its own job records.
 Another tenant's job is a 404 to an admin, like an unknown one. Every other role is a
 403 (a tenant's users follow their own jobs on the api's ``/jobs``).
+
+Queue control: pausing and resuming a queue stops or starts it for every tenant, so it
+is for operators only (an admin gets a 403). The bulk retry, clean and promote act on
+the jobs the caller's scope covers, like the single-job actions.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import falcon
 import redis
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shared.auth import principal_of
 from shared.http import (
     ApiError,
     Operation,
     Param,
+    StrictModel,
     bad_parameter,
+    parse_body,
     parse_choice,
     parse_limit,
     parse_uuid,
+    read_json,
+    require_operator,
 )
 from shared.jobstatus import STATES, InvalidCursor, JobDetailOut, JobPageOut
 from shared.jobstatus.params import TREE_STATE_PARAM, parse_tree_state
 from shared.queues import QUEUE_NAMES
-from workflow_service.ops.service import JobNotDead, JobNotFound, JobOps
+from workflow_service.ops.service import (
+    ConfirmationMismatch,
+    FailedFilter,
+    JobNotDead,
+    JobNotDelayed,
+    JobNotFound,
+    JobOps,
+)
 
 
 class QueueOut(BaseModel):
@@ -54,6 +71,11 @@ class QueueOut(BaseModel):
     failed: int | None
     retried: int | None
     workers: list[str] | None
+    #: Workers take no new message from the queue (in-flight work finishes).
+    paused: bool = False
+    #: Who paused it (null for a tenant's admin) and when.
+    paused_by: str | None = None
+    paused_at: str | None = None
 
 
 class QueuesOut(BaseModel):
@@ -72,6 +94,60 @@ class RetryOut(BaseModel):
     href: str
     retry_of: str
     enqueued_at: str | None
+
+
+class PauseOut(BaseModel):
+    name: str
+    paused: bool
+    paused_by: str | None
+    paused_at: str | None
+
+
+class RetryFailedIn(StrictModel):
+    """Which failed jobs to retry; every given field must match."""
+
+    queue: str | None = None
+    actor: str | None = Field(default=None, max_length=200)
+    #: Case-insensitive part of "<error type>: <error message>".
+    error: str | None = Field(default=None, max_length=500)
+    #: Failed at or after this time.
+    since: datetime | None = None
+    #: Failed before this time.
+    until: datetime | None = None
+    #: Only count the matching jobs and answer a confirmation for this filter.
+    dry_run: bool = False
+    #: The confirmation a dry run answered for the same filter (required otherwise).
+    confirmation: str | None = Field(default=None, max_length=64)
+
+
+class RetryFailedOut(BaseModel):
+    #: Dry run: how many failed jobs match (and can be retried).
+    count: int | None = None
+    confirmation: str | None = None
+    expires_in_s: int | None = None
+    #: Real run: how many were sent again, and how many another caller took meanwhile.
+    retried: int | None = None
+    skipped: int | None = None
+    jobs: list[str] | None = None
+
+
+class CleanIn(StrictModel):
+    state: str = Field(description="Only 'failed'")
+    #: Jobs that failed before this time.
+    before: datetime
+
+
+class CleanOut(BaseModel):
+    #: Failed job records dropped, with their dead letters.
+    records: int
+    #: Operators: dead letters that old without a record (pruned by retention).
+    dead_letters: int
+
+
+class PromoteOut(BaseModel):
+    id: str
+    href: str
+    promoted_at: str | None
 
 
 #: Who may use the operations routes: operators for every tenant, admins for their own.
@@ -109,6 +185,26 @@ def _not_dead(exc: JobNotDead, action: str) -> ApiError:
         "Dead letter expired" if exc.expired else "Job is not dead",
         f"Job {exc.job_id} cannot be {action}: {exc.reason}.",
     )
+
+
+def _ms(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ApiError(
+            falcon.HTTP_422,
+            "Invalid request body",
+            "Times need a time zone, e.g. 2026-01-31T12:00:00Z.",
+        )
+    return int(value.timestamp() * 1000)
+
+
+def _queue_name(name: str) -> str:
+    if name not in QUEUE_NAMES:
+        raise falcon.HTTPNotFound(
+            title="Queue not found", description=f"There is no queue {name!r}."
+        )
+    return name
 
 
 def _redis_down(exc: redis.RedisError) -> ApiError:
@@ -256,10 +352,160 @@ class OpsJobRetry:
         resp.location = resp.media["href"]
 
 
+class QueuePause:
+    """``POST /queues/{name}/pause`` or ``/resume`` (``paused`` says which)."""
+
+    def __init__(self, ops: JobOps, paused: bool):
+        self.ops = ops
+        self.paused = paused
+        what = "Pause" if paused else "Resume"
+        self.docs = {
+            "POST": Operation(
+                summary=f"{what} a queue for every tenant (workers "
+                + ("take no new message; in-flight work finishes" if paused else "take work again")
+                + ")",
+                response=PauseOut,
+                roles=("operator",),
+                errors=(403, 404, 503),
+            )
+        }
+
+    def on_post(self, req, resp, name):
+        principal = require_operator(req, "A queue is shared by every tenant")
+        queue = _queue_name(name)
+        try:
+            resp.media = self.ops.set_paused(queue, self.paused, principal.sub)
+        except redis.RedisError as exc:
+            raise _redis_down(exc) from None
+
+
+class OpsJobRetryFailed:
+    docs = {
+        "POST": Operation(
+            summary="Retry every failed job matching a filter: a dry run counts them and "
+            "answers a confirmation, the real call needs it (an admin: its tenant's jobs)",
+            request=RetryFailedIn,
+            response=RetryFailedOut,
+            roles=OPS_ROLES,
+            errors=(409, 422, 503),
+        )
+    }
+
+    def __init__(self, ops: JobOps):
+        self.ops = ops
+
+    def on_post(self, req, resp):
+        scope = ops_scope(req)
+        body = parse_body(RetryFailedIn, read_json(req))
+        if body.queue is not None and body.queue not in QUEUE_NAMES:
+            raise ApiError(
+                falcon.HTTP_422, "Invalid request body", f"There is no queue {body.queue!r}."
+            )
+        where = FailedFilter(
+            queue=body.queue,
+            actor=body.actor or None,
+            error=body.error or None,
+            since_ms=_ms(body.since),
+            until_ms=_ms(body.until),
+        )
+        try:
+            if body.dry_run:
+                resp.media = self.ops.count_failed(where, scope)
+                return
+            if not body.confirmation:
+                raise ApiError(
+                    falcon.HTTP_422,
+                    "Confirmation required",
+                    'Send the same filter with "dry_run": true first, check the count, '
+                    "then send it again with the confirmation that answered.",
+                )
+            resp.media = self.ops.retry_failed(where, scope, body.confirmation)
+        except ConfirmationMismatch as exc:
+            raise ApiError(
+                falcon.HTTP_409,
+                "Confirmation does not fit",
+                f"Nothing was retried: {exc.reason}. Count again with a dry run.",
+                count=exc.count,
+            ) from None
+        except redis.RedisError as exc:
+            raise _redis_down(exc) from None
+
+
+class OpsJobClean:
+    docs = {
+        "POST": Operation(
+            summary="Drop the failed jobs that failed before a time (records and dead "
+            "letters; an admin: its tenant's jobs)",
+            request=CleanIn,
+            response=CleanOut,
+            roles=OPS_ROLES,
+            errors=(422, 503),
+        )
+    }
+
+    def __init__(self, ops: JobOps):
+        self.ops = ops
+
+    def on_post(self, req, resp):
+        scope = ops_scope(req)
+        body = parse_body(CleanIn, read_json(req))
+        if body.state != FAILED_STATE:
+            raise ApiError(
+                falcon.HTTP_422, "Invalid request body", "Only failed jobs can be cleaned."
+            )
+        before = _ms(body.before)
+        assert before is not None
+        try:
+            resp.media = self.ops.clean(before, scope)
+        except redis.RedisError as exc:
+            raise _redis_down(exc) from None
+
+
+class OpsJobPromote:
+    docs = {
+        "POST": Operation(
+            summary="Run a delayed job (a retry waiting on its backoff) now, once",
+            response=PromoteOut,
+            status=202,
+            roles=OPS_ROLES,
+            errors=(400, 404, 409, 503),
+        )
+    }
+
+    def __init__(self, ops: JobOps):
+        self.ops = ops
+
+    def on_post(self, req, resp, job_id):
+        scope = ops_scope(req)
+        job_id = str(parse_uuid(job_id, "job_id"))
+        try:
+            resp.media = self.ops.promote(job_id, scope, principal_of(req).sub)
+        except JobNotFound:
+            raise _not_found(job_id, scope) from None
+        except JobNotDelayed as exc:
+            raise ApiError(
+                falcon.HTTP_409,
+                "Job is not delayed",
+                f"Job {job_id} cannot be promoted: {exc.reason}.",
+            ) from None
+        except redis.RedisError as exc:
+            raise _redis_down(exc) from None
+        resp.status = falcon.HTTP_202
+
+
+FAILED_STATE = "failed"
+
+
 def add_ops_routes(app: falcon.App, docs, ops: JobOps) -> None:
     """``/queues``, ``/jobs``, ``/jobs/{id}`` and ``/jobs/{id}/retry`` (operators, and
-    admins for their own tenant)."""
+    admins for their own tenant); queue pause and resume (operators); bulk retry, clean
+    and promote."""
     docs.add_route(app, "/queues", QueueCollection(ops))
+    docs.add_route(app, "/queues/{name}/pause", QueuePause(ops, True))
+    docs.add_route(app, "/queues/{name}/resume", QueuePause(ops, False))
     docs.add_route(app, "/jobs", OpsJobCollection(ops))
+    docs.add_route(app, "/jobs/retry-failed", OpsJobRetryFailed(ops))
+    docs.add_route(app, "/jobs/clean", OpsJobClean(ops))
     docs.add_route(app, "/jobs/{job_id}", OpsJobItem(ops))
     docs.add_route(app, "/jobs/{job_id}/retry", OpsJobRetry(ops))
+    docs.add_route(app, "/jobs/{job_id}/promote", OpsJobPromote(ops))

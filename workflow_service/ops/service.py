@@ -1,4 +1,5 @@
-"""What an operator can do with queues and jobs: look, retry a dead job, drop one.
+"""What an operator can do with queues and jobs: look, retry a dead job, drop one;
+pause and resume a queue, retry or clean failed jobs in bulk, promote a delayed job.
 
 Every method takes the tenant its caller may see: ``None`` for platform operators
 (every tenant), a tenant id for that tenant's admin. A job of another tenant, or one
@@ -8,15 +9,25 @@ one, so nothing says that it exists.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import dramatiq
 
 from shared.broker import without_outage_retries
-from shared.jobstatus import FAILED, STATES, JobStatusStore, iso, now_ms, without_tenant_data
+from shared.jobstatus import (
+    FAILED,
+    RETRYING,
+    STATES,
+    JobStatusStore,
+    iso,
+    now_ms,
+    without_tenant_data,
+)
 from shared.queues import CATALOG, QUEUE_NAMES
 from workflow_service.ops.broker_state import BrokerState
 
@@ -33,6 +44,44 @@ BeforeRetry = Callable[[dramatiq.Message, str], Callable[[], Any] | None]
 ACROSS_TENANTS = (
     "ready", "delayed", "in_flight", "dead", "processed", "failed", "retried", "workers"
 )  # fmt: skip
+
+
+#: How long a bulk retry's confirmation token stays valid.
+CONFIRM_TTL_S = 300
+
+
+@dataclass(frozen=True)
+class FailedFilter:
+    """Which failed jobs a bulk action takes: all of them that match every given field.
+
+    ``error`` is a case-insensitive substring of "<error type>: <error message>";
+    ``since_ms`` / ``until_ms`` bound when the job failed (inclusive / exclusive).
+    """
+
+    queue: str | None = None
+    actor: str | None = None
+    error: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+class ConfirmationMismatch(Exception):
+    """A bulk retry's token is unknown or expired, or no longer fits what it confirmed."""
+
+    def __init__(self, reason: str, *, count: int | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        #: How many jobs match now (when the count changed).
+        self.count = count
+
+
+class JobNotDelayed(Exception):
+    """The job is not waiting in its queue's delay queue, so it cannot be promoted."""
+
+    def __init__(self, job_id: str, reason: str):
+        super().__init__(reason)
+        self.job_id = job_id
+        self.reason = reason
 
 
 class JobNotFound(LookupError):
@@ -79,6 +128,7 @@ class JobOps:
             return self._tenant_queues(tenant)
         depths = self.state.depths(list(QUEUE_NAMES))
         summaries = self.store.summaries(QUEUE_NAMES)
+        paused = self.state.paused()
         rows = []
         for name in QUEUE_NAMES:
             spec = CATALOG[name]
@@ -106,12 +156,14 @@ class JobOps:
                     "failed": int(stats.get("failed", 0)),
                     "retried": int(stats.get("retried", 0)),
                     "workers": summaries[name]["workers"],
+                    **_pause_fields(paused.get(name)),
                 }
             )
         return rows
 
     def _tenant_queues(self, tenant: str) -> list[dict[str, Any]]:
         counts = self.store.tenant_counts(QUEUE_NAMES, tenant)
+        paused = self.state.paused()
         rows = []
         for name in QUEUE_NAMES:
             spec, kept = CATALOG[name], counts[name]
@@ -130,6 +182,9 @@ class JobOps:
                     "failed_kept": kept["failed"],
                     "keep_succeeded": self.store.keep(name, "succeeded"),
                     "keep_failed": self.store.keep(name, "failed"),
+                    # Whether the queue runs concerns every tenant; who paused it does not.
+                    **_pause_fields(paused.get(name)),
+                    "paused_by": None,
                 }
             )
         return rows
@@ -279,6 +334,173 @@ class JobOps:
         if raw.get("broker_id"):
             self.state.claim_dead(raw["queue"], raw["broker_id"])
         self.store.delete(job_id)
+
+    # -- queue control ----------------------------------------------------------------
+
+    def set_paused(self, queue: str, paused: bool, by: str) -> dict[str, Any]:
+        """Pause or resume a queue (for every tenant: operators only, see resources).
+
+        The flag lives in Redis, so it outlasts worker restarts; the wake-up it sends
+        makes the queue's consumers read it at once (see :mod:`shared.broker`).
+        """
+        self.state.set_paused(queue, paused, by, now_ms(self.store.clock))
+        return {"name": queue, **_pause_fields(self.state.paused().get(queue))}
+
+    def paused(self) -> dict[str, dict[str, Any]]:
+        return self.state.paused()
+
+    def failed_matching(self, where: FailedFilter, tenant: str | None) -> list[str]:
+        """Ids of the failed jobs (of ``tenant``, if given) that match ``where`` and can
+        be retried: not retried yet, their message still in the dead-letter set.
+
+        Reads the failed indexes (bounded by the failed retention), by failed time.
+        """
+        queues = [where.queue] if where.queue else list(QUEUE_NAMES)
+        low = where.since_ms if where.since_ms is not None else "-inf"
+        high = f"({where.until_ms}" if where.until_ms is not None else "+inf"
+        pipe = self.store.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.zrangebyscore(self.store.index_key(queue, FAILED, tenant), low, high)
+        ids = [m.decode() for members in pipe.execute() for m in members]
+        fields = ("queue", "actor", "error_type", "error_message", "retried_as", "broker_id")
+        pipe = self.store.client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.store.job_key(job_id), *fields)
+        needle = where.error.casefold() if where.error else None
+        matching = []
+        for job_id, values in zip(ids, pipe.execute() if ids else [], strict=True):
+            queue, actor, error_type, error_message, retried_as, broker_id = (
+                (v or b"").decode() for v in values
+            )
+            if retried_as or not broker_id:
+                continue
+            if where.actor and actor != where.actor:
+                continue
+            if needle and needle not in f"{error_type}: {error_message}".casefold():
+                continue
+            matching.append((job_id, queue, broker_id))
+        pipe = self.store.client.pipeline(transaction=False)
+        for _, queue, broker_id in matching:
+            pipe.zscore(self.state.key(f"{queue}.XQ"), broker_id)
+        dead = pipe.execute() if matching else []
+        return [job_id for (job_id, _, _), score in zip(matching, dead, strict=True) if score]
+
+    def count_failed(self, where: FailedFilter, tenant: str | None) -> dict[str, Any]:
+        """How many failed jobs a bulk retry of ``where`` would send again, and a token
+        (single use, valid :data:`CONFIRM_TTL_S`) that confirms exactly that."""
+        count = len(self.failed_matching(where, tenant))
+        token = uuid.uuid4().hex
+        bound = {"tenant": tenant, "filter": asdict(where), "count": count}
+        self.store.client.set(self._confirm_key(token), json.dumps(bound), ex=CONFIRM_TTL_S)
+        return {"count": count, "confirmation": token, "expires_in_s": CONFIRM_TTL_S}
+
+    def retry_failed(
+        self, where: FailedFilter, tenant: str | None, confirmation: str
+    ) -> dict[str, Any]:
+        """Retry every failed job matching ``where`` (each through :meth:`retry`).
+
+        ``confirmation`` must come from :meth:`count_failed` for the same caller scope,
+        filter and count; if the matching set's size changed since, nothing is retried
+        (:class:`ConfirmationMismatch` with the new count).
+        """
+        stored = self.store.client.getdel(self._confirm_key(confirmation))
+        if stored is None:
+            raise ConfirmationMismatch("the confirmation is unknown, used or expired")
+        bound = json.loads(stored)
+        if bound["tenant"] != tenant or bound["filter"] != asdict(where):
+            raise ConfirmationMismatch("the confirmation was given for another filter")
+        ids = self.failed_matching(where, tenant)
+        if len(ids) != bound["count"]:
+            raise ConfirmationMismatch(
+                f"{len(ids)} jobs match now, {bound['count']} when counted", count=len(ids)
+            )
+        retried, skipped = [], []
+        for job_id in ids:
+            try:
+                retried.append(self.retry(job_id, tenant)["id"])
+            except (JobNotFound, JobNotDead):
+                skipped.append(job_id)  # taken by another operator meanwhile
+        return {"retried": len(retried), "skipped": len(skipped), "jobs": retried}
+
+    def _confirm_key(self, token: str) -> str:
+        return f"{self.store.namespace}:ops:confirm:{token}"
+
+    def clean(self, before_ms: int, tenant: str | None) -> dict[str, int]:
+        """Drop the failed jobs (of ``tenant``, if given) that failed before ``before_ms``:
+        their records and dead letters, like :meth:`delete` one by one. For operators
+        (every tenant) also the dead letters that older, whose records retention pruned.
+        """
+        records = letters = 0
+        for queue in QUEUE_NAMES:
+            index = self.store.index_key(queue, FAILED, tenant)
+            for member in self.store.client.zrangebyscore(index, "-inf", f"({before_ms}"):
+                try:
+                    self.delete(member.decode(), tenant)
+                except (JobNotFound, JobNotDead):
+                    continue  # dropped or retried meanwhile
+                records += 1
+            if tenant is None:
+                letters += self.state.drop_dead(queue, self.state.dead_before(queue, before_ms))
+        return {"records": records, "dead_letters": letters}
+
+    def promote(self, job_id: str, tenant: str | None, by: str) -> dict[str, Any]:
+        """Run a delayed job (a retry waiting on its backoff) now, exactly once.
+
+        The delayed message is in its queue's delay queue (``<q>.DQ``): either still in
+        the list, or fetched by a worker that holds it in memory until its eta (Dramatiq
+        prefetches delayed messages). Its body stays in ``<q>.DQ.msgs`` until then. One
+        Lua script takes that body out of the delay queue (list, bodies, and the holding
+        worker's unacked set) and pushes a copy without the eta (same message id, same
+        attempt count, new Redis id) onto the queue itself. When the held original comes
+        due, the worker moves it with a script that also first takes the body
+        (``MOVE_DUE`` in :mod:`shared.broker`): it finds none and sends nothing. Whichever
+        takes the body sends the message, so it runs once even if promote races the
+        eta; a promote that loses answers :class:`JobNotDelayed`. The worker's ack of
+        the original then finds nothing to remove, and a worker that dies holding it
+        leaves nothing for the maintenance to requeue.
+        """
+        raw = self.store.raw(job_id)
+        if raw is None or not _visible(raw.get("tenant") or None, tenant):
+            raise JobNotFound(job_id)
+        if raw.get("state") != RETRYING:
+            raise JobNotDelayed(
+                job_id, f"the job is {raw.get('state')}; only a retrying job waits on a delay"
+            )
+        queue = raw["queue"]
+        found = self.state.find_delayed(queue, job_id)
+        if found is None:
+            raise JobNotDelayed(job_id, "its retry is no longer delayed (it just came due)")
+        delayed_id, message = found
+        options = {k: v for k, v in message.options.items() if k != "eta"}
+        options["redis_message_id"] = str(uuid.uuid4())
+        now = dramatiq.Message(
+            queue_name=queue,
+            actor_name=message.actor_name,
+            args=message.args,
+            kwargs=message.kwargs,
+            options=options,
+            message_id=message.message_id,
+            message_timestamp=message.message_timestamp,
+        )
+        if not self.state.promote(queue, delayed_id, now):
+            raise JobNotDelayed(job_id, "its retry is no longer delayed (it just came due)")
+        at = now_ms(self.store.clock)
+        self.store.transition(
+            job_id,
+            queue,
+            fields={"next_retry_at": at},
+            event={"state": "promoted", "at": at, "by": by},
+            must_exist=True,
+            at_ms=at,
+        )
+        return {"id": job_id, "href": f"/jobs/{job_id}", "promoted_at": iso(at)}
+
+
+def _pause_fields(entry: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``paused``, ``paused_by`` and ``paused_at`` fields of a queue row."""
+    if entry is None:
+        return {"paused": False, "paused_by": None, "paused_at": None}
+    return {"paused": True, "paused_by": entry.get("by"), "paused_at": iso(entry.get("at"))}
 
 
 def _visible(job_tenant: str | None, tenant: str | None) -> bool:
