@@ -135,6 +135,12 @@ WORKFLOW: dict[tuple[str, str], tuple] = {
     ("GET", "/jobs/{job_id}"):                          (401, 403, 403, 403, OK,  OK,  401, 404),
     ("DELETE", "/jobs/{job_id}"):                       (401, 403, 403, 403, OK,  OK,  401, 404),
     ("POST", "/jobs/{job_id}/retry"):                   (401, 403, 403, 403, OK,  OK,  401, 404),
+    ("POST", "/jobs/{job_id}/promote"):                 (401, 403, 403, 403, OK,  OK,  401, 404),
+    ("POST", "/jobs/retry-failed"):                     (401, 403, 403, 403, OK,  OK,  401, OK),
+    ("POST", "/jobs/clean"):                            (401, 403, 403, 403, OK,  OK,  401, OK),
+    # A queue is every tenant's: only operators pause and resume it.
+    ("POST", "/queues/{name}/pause"):                   (401, 403, 403, 403, 403, OK,  401, 403),
+    ("POST", "/queues/{name}/resume"):                  (401, 403, 403, 403, 403, OK,  401, 403),
     ("GET", "/console"):                                (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
     ("GET", "/console/{name}"):                         (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
     ("GET", "/healthz"):                                (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
@@ -423,6 +429,10 @@ def _seed(api, workflow, engine, outbox, redis_client, namespace) -> World:
                 for action in ("activate", "deactivate", "archive")
             },
             ("workflow", "POST", "/executions/{execution_id}/cancel"): {"execution_id": to_cancel},
+            **{
+                ("workflow", "POST", f"/queues/{{name}}/{action}"): {"name": "governance.audit"}
+                for action in ("pause", "resume")
+            },
             ("workflow", "DELETE", "/users/{user_id}"): {"user_id": "acme-spare"},
             ("workflow", "PUT", "/users/{user_id}"): {"user_id": "acme-spare"},
         },
