@@ -39,6 +39,7 @@ from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import CurrentMessage, Middleware, Retries
 from dramatiq.results import Results
 
+from shared.jobstatus.stats import LATENCY_FIELD, MinuteStats
 from shared.jobstatus.store import (
     FAILED,
     QUEUED,
@@ -51,6 +52,7 @@ from shared.jobstatus.store import (
     now_ms,
 )
 from shared.jobstatus.views import error_summary
+from shared.jobstatus.workers import WorkerPresence, package_version
 from shared.queues import CATALOG, base_queue_name
 from shared.threads import ProcessThread
 
@@ -83,6 +85,8 @@ class BatchWriter:
 
     def __init__(self, store: JobStatusStore):
         self.store = store
+        #: Per-minute queue figures, sent in the same round trip as each batch.
+        self.stats = MinuteStats(store.client, store.namespace, clock=store.clock)
         self.pending: collections.deque[dict[str, Any]] = collections.deque()
         self.cond = threading.Condition()
         self.sending = False
@@ -117,9 +121,10 @@ class BatchWriter:
                     self.cond.notify_all()
 
     def _send(self, batch: list[dict[str, Any]]) -> None:
+        figures = self.stats.gather(batch)
         for attempt in range(1, self.ATTEMPTS + 1):
             try:
-                self.store.apply(coalesce(batch))
+                self.stats.send(self.store, coalesce(batch), figures)
                 return
             except redis.RedisError as exc:
                 if attempt == self.ATTEMPTS:
@@ -166,6 +171,11 @@ class JobStatus(Middleware):
         self._beat_stop = threading.Event()
         self._worker_queues: list[str] = []
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.presence = WorkerPresence(store.client, store.namespace, clock=store.clock)
+        #: Job ids in flight in this process, by worker thread.
+        self._in_flight: dict[int, str] = {}
+        self._threads = 0
+        self._started_at = 0.0
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -181,8 +191,18 @@ class JobStatus(Middleware):
         finally:
             self.local.gathered = None
 
-    def _record(self, job_id: str, queue: str, *, now: bool = False, **kwargs: Any) -> None:
+    def _record(
+        self,
+        job_id: str,
+        queue: str,
+        *,
+        now: bool = False,
+        latency_ms: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         transition = self.store.change(job_id, queue, **kwargs)
+        if latency_ms is not None:
+            transition[LATENCY_FIELD] = latency_ms  # for the per-minute figures only
         if not now:
             self.writer.put(transition)
             return
@@ -339,6 +359,9 @@ class JobStatus(Middleware):
         local.started = time.monotonic()
         attempt = local.attempt = message.options.get("retries", 0) + 1
         at = now_ms(self.store.clock)
+        self._in_flight[threading.get_ident()] = message.message_id
+        # Enqueue (or the retry's due time) to start.
+        ready_at = message.options.get("eta") or message.message_timestamp
         self._record(
             message.message_id,
             base_queue_name(message.queue_name),
@@ -355,6 +378,7 @@ class JobStatus(Middleware):
             identity=self._identity(message),
             event={"state": RUNNING, "attempt": attempt},
             at_ms=at,
+            latency_ms=max(0, at - int(ready_at)) if ready_at else None,
         )
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
@@ -440,6 +464,7 @@ class JobStatus(Middleware):
         self._done()
 
     def _done(self) -> None:
+        self._in_flight.pop(threading.get_ident(), None)
         self.local.current = None
         self.local.error = None
         self.local.started = 0.0
@@ -514,6 +539,8 @@ class JobStatus(Middleware):
 
     def after_worker_boot(self, broker, worker):
         self._worker_queues = sorted({base_queue_name(q) for q in worker.consumers})
+        self._threads = len(getattr(worker, "workers", ())) or getattr(worker, "worker_threads", 0)
+        self._started_at = self.store.clock()
         self._beat_stop.clear()
         threading.Thread(target=self._beat_loop, name="job-status-beat", daemon=True).start()
 
@@ -524,13 +551,29 @@ class JobStatus(Middleware):
         self.writer.flush()
         try:
             self.store.forget_worker(self.worker_name, self._worker_queues)
+            self._present(stopped=True)
         except redis.RedisError:
             logger.debug("could not unregister the worker", exc_info=True)
+
+    def _present(self, stopped: bool = False) -> None:
+        """This process's record in ``GET /workers`` (see :mod:`shared.jobstatus.workers`)."""
+        self.presence.beat(
+            self.worker_name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self._worker_queues,
+            threads=self._threads,
+            in_flight=list(self._in_flight.copy().values()),
+            started_at=self._started_at,
+            version=package_version(),
+            stopped=stopped,
+        )
 
     def _beat_loop(self) -> None:
         while not self._beat_stop.is_set():
             try:
                 self.store.beat(self.worker_name, self._worker_queues)
+                self._present()
             except redis.RedisError as exc:
                 logger.warning("Could not record worker presence: %s", exc)
             self._beat_stop.wait(WORKER_BEAT_S)
