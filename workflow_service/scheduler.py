@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,14 +73,24 @@ return 0
 """
 
 
+def leader_key(namespace: str) -> str:
+    """The Redis key of the schedulers' leader lock."""
+    return f"{namespace}:scheduler:leader"
+
+
 class LeaderLock:
-    """A Redis lock held by one process at a time, renewed while it lives."""
+    """A Redis lock held by one process at a time, renewed while it lives.
+
+    Its value names the holder, ``<host>:<pid>:<random>``, so operators can tell which
+    scheduler process leads (``GET /schedules``); the random part keeps a restarted
+    process with a reused pid from passing for the old holder.
+    """
 
     def __init__(self, client: redis.Redis, key: str, ttl_s: float):
         self.client = client
         self.key = key
         self.ttl_ms = int(ttl_s * 1000)
-        self.token = uuid.uuid4().hex
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.held = False
 
     def refresh(self) -> bool:
@@ -191,6 +203,22 @@ def scheduled_fire_time(trigger: BaseTrigger, now: datetime) -> datetime | None:
     return fire.astimezone(UTC).replace(tzinfo=None)
 
 
+def next_fire_times(trigger: BaseTrigger, now: datetime, count: int = 3) -> list[datetime]:
+    """The next ``count`` times (aware UTC) ``trigger`` fires after ``now`` (naive
+    UTC), as APScheduler computes them for the cron job :class:`ScheduledWorkflows`
+    adds."""
+    times: list[datetime] = []
+    previous = None
+    at = now.replace(tzinfo=UTC)
+    for _ in range(count):
+        fire = trigger.get_next_fire_time(previous, at)
+        if fire is None:
+            break
+        times.append(fire.astimezone(UTC))
+        previous, at = fire, fire + timedelta(microseconds=1)
+    return times
+
+
 def build(settings: WorkflowSettings) -> tuple[BlockingScheduler, SchedulerContext]:
     db = init_database(settings.pooled_database_url)
     with db.connection_context():
@@ -198,9 +226,7 @@ def build(settings: WorkflowSettings) -> tuple[BlockingScheduler, SchedulerConte
     load_steps(settings.plugins)
     broker = create_broker(settings)
     engine = build_engine(settings, database, broker, broker.client)
-    lock = LeaderLock(
-        broker.client, f"{settings.namespace}:scheduler:leader", settings.scheduler_lock_ttl_s
-    )
+    lock = LeaderLock(broker.client, leader_key(settings.namespace), settings.scheduler_lock_ttl_s)
     context = SchedulerContext(settings, engine, lock)
     scheduler = BlockingScheduler(timezone=UTC)
     workflows = ScheduledWorkflows(scheduler, context)

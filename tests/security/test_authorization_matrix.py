@@ -143,6 +143,10 @@ WORKFLOW: dict[tuple[str, str], tuple] = {
     ("POST", "/queues/{name}/resume"):                  (401, 403, 403, 403, 403, OK,  401, 403),
     ("GET", "/console"):                                (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
     ("GET", "/console/{name}"):                         (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
+    ("GET", "/console/vendor/{name}"):                  (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
+    ("GET", "/stats"):                                  (401, 403, 403, 403, 403, OK,  401, 403),
+    ("GET", "/workers"):                                (401, 403, 403, 403, 403, OK,  401, 403),
+    ("GET", "/schedules"):                              (401, 403, 403, 403, OK,  OK,  401, OK),
     ("GET", "/healthz"):                                (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
     ("GET", "/readyz"):                                 (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
     ("GET", "/metrics"):                                (401, 403, 403, 403, 403, OK,  401, 403),
@@ -433,6 +437,7 @@ def _seed(api, workflow, engine, outbox, redis_client, namespace) -> World:
                 ("workflow", "POST", f"/queues/{{name}}/{action}"): {"name": "governance.audit"}
                 for action in ("pause", "resume")
             },
+            ("workflow", "GET", "/console/vendor/{name}"): {"name": "uPlot.iife.min.js"},
             ("workflow", "DELETE", "/users/{user_id}"): {"user_id": "acme-spare"},
             ("workflow", "PUT", "/users/{user_id}"): {"user_id": "acme-spare"},
         },

@@ -16,6 +16,14 @@ ASSETS = {
     "index.html": "text/html; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
+    "console-stats.js": "text/javascript; charset=utf-8",
+}
+#: Third-party files the page loads, vendored under ``static/vendor/`` (see the README's
+#: dependency table): uPlot draws the charts.
+VENDOR = {
+    "uPlot.iife.min.js": "text/javascript; charset=utf-8",
+    "uPlot.min.css": "text/css; charset=utf-8",
+    "uPlot.LICENSE": "text/plain; charset=utf-8",
 }
 #: Everything the page loads comes from this origin; nothing inline, nothing framed.
 CONTENT_SECURITY_POLICY = (
@@ -26,7 +34,9 @@ CONTENT_SECURITY_POLICY = (
 
 def _load() -> dict[str, bytes]:
     folder = resources.files(__name__) / "static"
-    return {name: (folder / name).read_bytes() for name in ASSETS}
+    files = {name: (folder / name).read_bytes() for name in ASSETS}
+    files.update({f"vendor/{name}": (folder / "vendor" / name).read_bytes() for name in VENDOR})
+    return files
 
 
 class ConsoleResource:
@@ -36,7 +46,7 @@ class ConsoleResource:
         self.files = _load()
 
     def _send(self, resp, name: str) -> None:
-        resp.content_type = ASSETS[name]
+        resp.content_type = ASSETS.get(name) or VENDOR[name.removeprefix("vendor/")]
         resp.data = self.files[name]
         resp.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         resp.set_header("X-Content-Type-Options", "nosniff")
@@ -55,9 +65,19 @@ class ConsoleResource:
             )
         self._send(resp, name)
 
+    def on_get_vendor(self, req, resp, name):
+        """A third-party file the console loads (the charting library)."""
+        if name not in VENDOR:
+            raise falcon.HTTPNotFound(
+                title="Not found", description=f"The console has no vendored file {name!r}."
+            )
+        self._send(resp, f"vendor/{name}")
+
 
 def add_console_routes(app: falcon.App, docs) -> None:
-    """``/console`` and ``/console/{name}`` (public: the page asks for a token)."""
+    """``/console``, ``/console/{name}`` and ``/console/vendor/{name}`` (public: the
+    page asks for a token)."""
     console = ConsoleResource()
     docs.add_route(app, "/console", console)
     docs.add_route(app, "/console/{name}", console, suffix="asset")
+    docs.add_route(app, "/console/vendor/{name}", console, suffix="vendor")

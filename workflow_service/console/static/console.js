@@ -573,6 +573,8 @@
         $("deliveries").tBodies[0].replaceChildren(row(["deliveries unavailable: " + e.message]));
       }
       setStatus("updated " + new Date().toLocaleTimeString());
+      // console-stats.js draws the fleet panels (charts, workers, schedules).
+      document.dispatchEvent(new CustomEvent("console:refresh", { detail: { scope: state.scope } }));
     } catch (e) {
       if (e.status !== 401) setStatus(errorText(e), true);
     } finally {
