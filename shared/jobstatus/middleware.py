@@ -30,6 +30,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,6 +64,41 @@ MAX_PROGRESS_MESSAGE_CHARS = 200
 MAX_SUBJECT_CHARS = 200
 #: Why an execution was ended from outside its run, as kept on its run job.
 MAX_ENDED_REASON_CHARS = 500
+#: The last failure's traceback is kept up to this many characters (its end: the frame
+#: that raised).
+MAX_TRACEBACK_CHARS = 8192
+#: A job's arguments are kept (for its detail view) up to this many characters of JSON;
+#: longer ones keep only their size. Readers see them redacted (see the ops views).
+MAX_ARGS_CHARS = 4096
+
+
+def traceback_text(exc: BaseException | None) -> str:
+    """The traceback of ``exc`` (with its causes), its last MAX_TRACEBACK_CHARS."""
+    if exc is None:
+        return ""
+    text = "".join(traceback.format_exception(exc))
+    if len(text) > MAX_TRACEBACK_CHARS:
+        text = "\u2026" + text[-(MAX_TRACEBACK_CHARS - 1) :]
+    return text
+
+
+def args_text(message: dramatiq.Message) -> str:
+    """A message's arguments as kept on its record (bounded JSON)."""
+    try:
+        text = json.dumps(
+            {"args": list(message.args), "kwargs": dict(message.kwargs)},
+            separators=(",", ":"),
+            default=str,
+        )
+    except (TypeError, ValueError):
+        return ""
+    if len(text) > MAX_ARGS_CHARS:
+        return json.dumps({"truncated": True, "chars": len(text)})
+    return text
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1000)
 
 
 def rank(state: str, attempt: int) -> int:
@@ -144,8 +180,8 @@ class _ThreadState(threading.local):
     current: Any = None
     attempt: int = 0
     started: float = 0.0
-    #: (message id, error type, error message) of the attempt that just raised.
-    error: tuple[str, str, str] | None = None
+    #: (message id, error type, error message, traceback) of the attempt that just raised.
+    error: tuple[str, str, str, str] | None = None
     #: The current message reported progress (so success shows it complete).
     progressed: bool = False
     #: True in a worker's consumer threads (their enqueues move due delayed messages).
@@ -251,11 +287,13 @@ class JobStatus(Middleware):
             "tenant": message.options.get("tenant_id") or "",
         }
 
-    def _error_of(self, message: Any) -> tuple[str, str]:
+    def _error_of(self, message: Any) -> tuple[str, str, str]:
+        """Type, short message and bounded traceback of the attempt that just failed."""
         stashed = self.local.error
         if stashed and stashed[0] == message.message_id:
-            return stashed[1], stashed[2]
-        return error_summary(getattr(message, "_exception", None))
+            return stashed[1], stashed[2], stashed[3]
+        exc = getattr(message, "_exception", None)
+        return (*error_summary(exc), traceback_text(exc))
 
     def _duration(self) -> float | None:
         started, self.local.started = self.local.started, 0.0
@@ -289,6 +327,7 @@ class JobStatus(Middleware):
             "enqueued_at": at,
             "eta": message.options.get("eta"),
             "retry_of": message.options.get("retry_of"),
+            "args": args_text(message),
         }
         event: dict[str, Any] = {"state": QUEUED}
         if message.options.get("eta"):
@@ -313,7 +352,8 @@ class JobStatus(Middleware):
 
     def _retrying(self, message, queue: str, tenant: str, at: int, delay: int | None) -> None:
         """Retries re-enqueueing the message that just failed, with a delay."""
-        error_type, error_message = self._error_of(message)
+        error_type, error_message, trace = self._error_of(message)
+        duration = self._duration()
         eta = message.options.get("eta")
         if eta:
             at = eta - (delay or 0)  # the moment the broker scheduled the retry
@@ -331,17 +371,19 @@ class JobStatus(Middleware):
                 "error_message": error_message,
                 "next_retry_at": eta,
                 "finished_at": at,
+                "traceback": trace,
             },
             event={
                 "state": RETRYING,
                 "attempt": attempt,
+                "duration_ms": _ms(duration),
                 "next_attempt": attempt + 1,
                 "next_retry_at": eta,
                 "delay_ms": delay or 0,
                 "error": {"type": error_type, "message": error_message},
             },
             stats=("processed", "retried"),
-            duration_s=self._duration(),
+            duration_s=duration,
             at_ms=at,
         )
 
@@ -374,9 +416,10 @@ class JobStatus(Middleware):
                 "started_at": at,
                 "finished_at": "",
                 "next_retry_at": "",
+                "worker": self.worker_name,
             },
             identity=self._identity(message),
-            event={"state": RUNNING, "attempt": attempt},
+            event={"state": RUNNING, "attempt": attempt, "worker": self.worker_name},
             at_ms=at,
             latency_ms=max(0, at - int(ready_at)) if ready_at else None,
         )
@@ -384,7 +427,8 @@ class JobStatus(Middleware):
     def after_process_message(self, broker, message, *, result=None, exception=None):
         if exception is not None:
             error_type, error_message = error_summary(exception)
-            self.local.error = (message.message_id, error_type, error_message)
+            trace = traceback_text(exception)
+            self.local.error = (message.message_id, error_type, error_message, trace)
             return
         if message.failed:
             return  # after_nack records it
@@ -397,6 +441,7 @@ class JobStatus(Middleware):
         if self.local.progressed:
             # A job that reported progress and succeeded is complete, whatever it said last.
             fields.update(progress=100, progress_message="done", progress_at=at)
+        duration = self._duration()
         self._record(
             message.message_id,
             base_queue_name(message.queue_name),
@@ -404,9 +449,9 @@ class JobStatus(Middleware):
             rank=rank(SUCCEEDED, attempt),
             tenant=message.options.get("tenant_id") or "",
             fields=fields,
-            event={"state": SUCCEEDED, "attempt": attempt},
+            event={"state": SUCCEEDED, "attempt": attempt, "duration_ms": _ms(duration)},
             stats=("processed", "succeeded"),
-            duration_s=self._duration(),
+            duration_s=duration,
             at_ms=at,
         )
 
@@ -431,7 +476,7 @@ class JobStatus(Middleware):
         ran = current is not None and current.message_id == message.message_id
         # A message that never ran (unknown actor, skipped) failed after its last attempt.
         attempt = self.local.attempt if ran else message.options.get("retries", 0)
-        error_type, error_message = self._error_of(message)
+        error_type, error_message, trace = self._error_of(message)
         error_type = error_type or "Failed"
         duration = self._duration() if ran else None
         self._record(
@@ -446,6 +491,7 @@ class JobStatus(Middleware):
                 "next_retry_at": "",
                 "error_type": error_type,
                 "error_message": error_message,
+                "traceback": trace,
                 # Where the dead letter is: ``<ns>:<queue>.XQ`` member.
                 "broker_id": message.options.get("redis_message_id", ""),
             },
@@ -453,6 +499,7 @@ class JobStatus(Middleware):
             event={
                 "state": FAILED,
                 "attempt": attempt,
+                "duration_ms": _ms(duration),
                 "error": {"type": error_type, "message": error_message},
             },
             stats=("processed", "failed") if ran else ("failed",),

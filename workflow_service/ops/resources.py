@@ -33,9 +33,11 @@ from shared.http import (
     read_json,
     require_operator,
 )
-from shared.jobstatus import STATES, InvalidCursor, JobDetailOut, JobPageOut
+from shared.jobstatus import STATES, InvalidCursor, InvalidSearch, JobDetailOut, JobPageOut
 from shared.jobstatus.params import TREE_STATE_PARAM, parse_tree_state
 from shared.queues import QUEUE_NAMES
+from workflow_service.ops.jobdetail import JobPageAdditions, add_detail
+from workflow_service.ops.jobsearch import SEARCH_PARAMS, search_filters, search_jobs
 from workflow_service.ops.service import (
     ConfirmationMismatch,
     FailedFilter,
@@ -84,7 +86,7 @@ class QueuesOut(BaseModel):
     items: list[QueueOut]
 
 
-class OpsJobOut(JobDetailOut):
+class OpsJobOut(JobDetailOut, JobPageAdditions):
     #: The message is in its queue's dead-letter set (so it can be retried).
     dead_lettered: bool
 
@@ -236,7 +238,8 @@ class QueueCollection:
 class OpsJobCollection:
     docs = {
         "GET": Operation(
-            summary="Jobs of every tenant (an admin: its own tenant's), newest first",
+            summary="Jobs of every tenant (an admin: its own tenant's), newest first; "
+            "search by entity id, actor, error text and time",
             response=JobPageOut,
             roles=OPS_ROLES,
             params=(
@@ -250,6 +253,7 @@ class OpsJobCollection:
                 ),
                 Param("limit", schema={"type": "integer"}, description="1-200, default 50"),
                 Param("cursor", description="next_cursor of the previous page."),
+                *SEARCH_PARAMS,
             ),
             errors=(400,),
         )
@@ -267,6 +271,29 @@ class OpsJobCollection:
         if tenant is not None and len(tenant) > 64:
             raise bad_parameter("tenant", "'tenant' is at most 64 characters.")
         limit = parse_limit(req)
+        search = search_filters(req)
+        if search is not None:
+            if tree_state is not None:
+                raise bad_parameter("tree_state", "'tree_state' does not combine with a search.")
+            try:
+                items, next_cursor = search_jobs(
+                    self.ops.store,
+                    search,
+                    queue=queue,
+                    state=state,
+                    tenant=tenant,
+                    scope=scope,
+                    limit=limit,
+                    cursor=req.get_param("cursor") or None,
+                )
+            except InvalidCursor:
+                raise bad_parameter(
+                    "cursor", "'cursor' is not a cursor returned by this API."
+                ) from None
+            except InvalidSearch as exc:
+                raise bad_parameter("q", str(exc)) from None
+            resp.media = {"items": items, "next_cursor": next_cursor}
+            return
         try:
             items, next_cursor = self.ops.list_jobs(
                 queue=queue,
@@ -287,7 +314,8 @@ class OpsJobCollection:
 class OpsJobItem:
     docs = {
         "GET": Operation(
-            summary="A job's record, timeline and children (an admin: its tenant's jobs)",
+            summary="A job's record, timeline, children, arguments (redacted), attempts, "
+            "last traceback and execution (an admin: its tenant's jobs)",
             response=OpsJobOut,
             roles=OPS_ROLES,
             errors=(400, 404),
@@ -307,9 +335,11 @@ class OpsJobItem:
         scope = ops_scope(req)
         job_id = str(parse_uuid(job_id, "job_id"))
         try:
-            resp.media = self.ops.job(job_id, scope)
+            record = self.ops.job(job_id, scope)
         except JobNotFound:
             raise _not_found(job_id, scope) from None
+        raw = self.ops.store.raw(job_id) or {}
+        resp.media = add_detail(record, raw, operator=scope is None, reader=principal_of(req))
 
     def on_delete(self, req, resp, job_id):
         scope = ops_scope(req)
