@@ -202,6 +202,12 @@ class WakingRedisBroker(RedisBroker):
         if moving_due:
             # A move that found no body sent nothing: a promote sent the message already.
             moved = replies[: len(prepared)]  # then one wake-up per queue
+            for message, done in zip(prepared, moved, strict=True):
+                if not done:
+                    logger.info(
+                        "Delayed message %s was promoted already; not sending it again",
+                        message.message_id,
+                    )
             prepared = [m for m, done in zip(prepared, moved, strict=True) if done]
         for message in prepared:
             self.emit_after("enqueue", message, delay)

@@ -48,3 +48,10 @@ def export(name: str, fail: bool = False, hold: bool = False) -> None:
     if fail:
         raise ValueError(f"export {name} is broken")
     report_progress(100, "done")
+
+
+@dramatiq.actor(**actor_options("governance.export"))
+def later(name: str) -> None:
+    """Its first run asks for a retry after ``<name>:delay`` ms; later runs succeed."""
+    if redis.incr(key(name)) == 1:
+        raise dramatiq.Retry(delay=int(redis.get(key(f"{name}:delay")) or 0))
