@@ -214,6 +214,10 @@
       ]);
       markAllTenants(tr, [1, 2, 3, 4, 10, 11, 12, 13]);
       tr.dataset.queue = q.name;
+      // queue-control.js draws the pause control from these.
+      tr.dataset.paused = q.paused ? "true" : "false";
+      tr.dataset.pausedBy = q.paused_by || "";
+      tr.dataset.pausedAt = q.paused_at || "";
       tbody.appendChild(tr);
       if (![...select.options].some((o) => o.value === q.name)) {
         select.appendChild(el("option", q.name));
@@ -232,6 +236,9 @@
     // The tree filter lists root jobs by everything below them; it takes no state.
     const tree = $("filter-tree").value;
     if (tree) { filters.tree_state = tree; filters.state = ""; }
+    // console-jobs.js: the search fields (a search takes no tree filter).
+    const search = window.consoleJobSearch ? window.consoleJobSearch() : {};
+    if (Object.keys(search).length) { delete filters.tree_state; Object.assign(filters, search); }
     return filters;
   }
 
@@ -429,6 +436,8 @@
     const dead = job.state === "failed" && job.dead_lettered && !job.retried_as;
     $("job-retry").hidden = !dead;
     $("job-delete").hidden = job.state !== "failed";
+    // console-jobs.js draws the arguments, attempts, traceback and execution.
+    document.dispatchEvent(new CustomEvent("console:job", { detail: { job } }));
   }
 
   async function retryJob() {
@@ -602,6 +611,10 @@
     $("job-retry").addEventListener("click", retryJob);
     $("job-delete").addEventListener("click", deleteJob);
     $("job-close").addEventListener("click", closeJob);
+    document.addEventListener("console:reload-job", () => act(async () => {
+      await loadJob();
+      await loadJobs("reload");
+    }));
     $("execution-close").addEventListener("click", () => {
       state.execution = null;
       ticket("execution");
