@@ -17,6 +17,7 @@ ASSETS = {
     "console.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
     "console-stats.js": "text/javascript; charset=utf-8",
+    "queue-control.js": "text/javascript; charset=utf-8",
     "console-jobs.js": "text/javascript; charset=utf-8",
 }
 #: Third-party files the page loads, vendored under ``static/vendor/`` (see the README's

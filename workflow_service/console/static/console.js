@@ -214,6 +214,10 @@
       ]);
       markAllTenants(tr, [1, 2, 3, 4, 10, 11, 12, 13]);
       tr.dataset.queue = q.name;
+      // queue-control.js draws the pause control from these.
+      tr.dataset.paused = q.paused ? "true" : "false";
+      tr.dataset.pausedBy = q.paused_by || "";
+      tr.dataset.pausedAt = q.paused_at || "";
       tbody.appendChild(tr);
       if (![...select.options].some((o) => o.value === q.name)) {
         select.appendChild(el("option", q.name));
