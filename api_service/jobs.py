@@ -16,11 +16,17 @@ from shared.http import Operation, Param, bad_parameter, parse_choice, parse_lim
 from shared.jobstatus import (
     STATES,
     InvalidCursor,
+    InvalidSearch,
     JobDetailOut,
     JobPageOut,
     JobStatusStore,
 )
-from shared.jobstatus.params import TREE_STATE_PARAM, parse_tree_state
+from shared.jobstatus.params import (
+    SEARCH_PARAMS,
+    TREE_STATE_PARAM,
+    parse_tree_state,
+    search_filters,
+)
 from shared.queues import QUEUE_NAMES
 
 LIST_PARAMS = (
@@ -29,6 +35,7 @@ LIST_PARAMS = (
     TREE_STATE_PARAM,
     Param("limit", description="Page size (1-200, default 50).", schema={"type": "integer"}),
     Param("cursor", description="next_cursor of the previous page."),
+    *SEARCH_PARAMS,
 )
 
 
@@ -66,7 +73,7 @@ class JobCollection:
     docs = {
         "GET": Operation(
             summary="Your tenant's jobs, newest first (?tree_state=failed: writes whose work "
-            "failed somewhere below)",
+            "failed somewhere below; search by entity id, actor, error text and time)",
             response=JobPageOut,
             params=LIST_PARAMS,
             errors=(400,),
@@ -83,15 +90,31 @@ class JobCollection:
         state = parse_choice(req, "state", STATES)
         tree_state = parse_tree_state(req, state)
         limit = parse_limit(req)
+        search = search_filters(req)
+        if search is not None and tree_state is not None:
+            raise bad_parameter("tree_state", "'tree_state' does not combine with a search.")
         try:
-            items, next_cursor = self.store.list_jobs(
-                queues=[queue] if queue else QUEUE_NAMES,
-                states=[state] if state else STATES,
-                tenant=principal.tenant,
-                limit=limit,
-                cursor=req.get_param("cursor") or None,
-                tree_states=[tree_state] if tree_state else None,
-            )
+            if search is not None:
+                # From the store's search indexes, the tenant's own (never a scan).
+                items, next_cursor = self.store.search(
+                    queues=[queue] if queue else QUEUE_NAMES,
+                    tenant=principal.tenant,
+                    states=[state] if state else None,
+                    limit=limit,
+                    cursor=req.get_param("cursor") or None,
+                    **search,
+                )
+            else:
+                items, next_cursor = self.store.list_jobs(
+                    queues=[queue] if queue else QUEUE_NAMES,
+                    states=[state] if state else STATES,
+                    tenant=principal.tenant,
+                    limit=limit,
+                    cursor=req.get_param("cursor") or None,
+                    tree_states=[tree_state] if tree_state else None,
+                )
+        except InvalidSearch as exc:
+            raise bad_parameter("q", str(exc)) from None
         except InvalidCursor:
             raise bad_parameter(
                 "cursor", "'cursor' is not a cursor returned by this API."

@@ -4,6 +4,7 @@ publishes its event, read back through the real app (real Redis, real database).
 from __future__ import annotations
 
 import contextlib
+import json
 
 import pytest
 import redis
@@ -141,3 +142,30 @@ def test_the_openapi_document_describes_jobs(api):
     doc = api.simulate_get("/openapi.json").json
     assert "/jobs" in doc["paths"] and "/jobs/{job_id}" in doc["paths"]
     assert "JobDetailOut" in doc["components"]["schemas"]
+
+
+def test_a_tenant_searches_its_jobs_by_actor_and_entity(api, namespace, redis_client):
+    # Given three writes of acme and one of globex
+    mine = [create_policy(api, "acme") for _ in range(3)]
+    create_policy(api, "globex")
+    # and one of acme's jobs names the entity it is about (as a worker would)
+    store = JobStatusStore(redis_client, namespace)
+    subject = json.dumps({"entity_type": "policy", "entity_id": "pol-42"})
+    store.transition(mine[1], "governance.policy", fields={"subject": subject}, must_exist=True)
+
+    def search(**params):
+        resp = api.simulate_get("/jobs", params={**params, "limit": 2}, headers=auth("acme"))
+        assert resp.status_code == 200, resp.text
+        return resp.json
+
+    # When acme searches by actor: its three jobs, over two pages
+    first = search(actor="dispatch_event")
+    assert first["next_cursor"]
+    rest = search(actor="dispatch_event", cursor=first["next_cursor"])
+    found = [j["id"] for j in first["items"] + rest["items"]]
+    assert sorted(found) == sorted(mine) and rest["next_cursor"] is None
+    # by entity id: the one job about it
+    assert [j["id"] for j in search(entity_id="pol-42")["items"]] == [mine[1]]
+    # globex finds none of acme's
+    resp = api.simulate_get("/jobs", params={"entity_id": "pol-42"}, headers=auth("globex"))
+    assert resp.json["items"] == []
