@@ -216,6 +216,9 @@ done
 step "kill a policy worker in the middle of an execution"
 # Hold both workers, write a policy (its event waits in the queue), hold the api, release
 # the workers: the one that takes the execution blocks in its change_status call.
+# Idle keep-alive connections to the api close after gunicorn's keepalive (5 s), so an
+# open connection below means a call in progress.
+sleep 6
 for w in "${WORKERS[@]}"; do podman pause "$w" >/dev/null; done
 K=$(curl -sf -XPOST "$API/policies" -H "Authorization: Bearer $EDITOR" -H "$J" \
      -d '{"title": "Killed midway", "policy_type": "security", "owner": "ed"}' | json id) \
