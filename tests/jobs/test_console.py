@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -71,6 +72,14 @@ def page(browser):
     page.set_default_timeout(30_000)
     yield page
     context.close()
+
+
+def screenshot_dir() -> Path:
+    """``CONSOLE_SCREENSHOT_DIR`` (a temporary directory when it is not set), for the README."""
+    folder = os.environ.get("CONSOLE_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="console-")
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def test_the_console_page_is_served_without_a_token_and_loads_nothing_foreign(system):
@@ -323,6 +332,9 @@ def test_the_console_shows_tree_state_and_names(system, tenant, page):
     expect(tree).to_contain_text("RuntimeError")
     expect(row).to_contain_text("“Passwords”")
     expect(page.locator("#jobs tbody tr")).to_have_count(1)
+    page.locator("section:has(> #jobs)").screenshot(
+        path=str(screenshot_dir() / "console-jobs-tree.png")
+    )
 
     # And its detail links to the failed job, whose detail names workflow and policy
     row.locator('[data-testid="job-link"]').click()

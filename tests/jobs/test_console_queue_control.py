@@ -2,24 +2,28 @@
 queue, retry every failed job matching a filter after its count, clean, run a delayed
 job now.
 
-A screenshot of the queues with a paused one goes to ``CONSOLE_SCREENSHOT_DIR`` (a
-temporary directory when it is not set), for the README.
+Screenshots of the queues with a paused one and of a job waiting on its retry go to
+``CONSOLE_SCREENSHOT_DIR`` (a temporary directory when it is not set), for the README.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import dramatiq
 import pytest
 from playwright.sync_api import expect
 
+from shared.broker import create_broker
+from shared.settings import CommonSettings
 from tests.jobs import test_console
 from tests.jobs.conftest import add_workflow, create_policy
 from tests.jobs.test_queue_control_system import dead_run_jobs, operator, queue_row, tenant_jobs
-from tests.support import poll
+from tests.support import ServiceProcess, poll, python_module
 
 pytestmark = pytest.mark.e2e
 
@@ -134,3 +138,88 @@ def test_an_admin_retries_all_failed_jobs_matching_a_filter_then_cleans(system, 
     admin = system.workflow_client(sub="adm", roles=["admin"], tenant=tenant)
     for execution in executions:
         assert admin.get(f"/jobs/{execution['job']['id']}").status_code == 404
+
+
+#: The test actor's retry waits this long: ample time to open the job and click Run now,
+#: and short enough to see the held copy come due (and be dropped) within the test.
+RETRY_DELAY_MS = 30_000
+
+
+def test_an_admin_runs_a_delayed_retry_now_from_the_console(system, tenant, page, tmp_path, shots):
+    # Given a worker of test actors, and a job whose first run asks for a retry in 30 s
+    worker = ServiceProcess(
+        "actors",
+        python_module("dramatiq", "tests.jobs.worker_actors", "--queues", "governance.export"),
+        system.env,
+        tmp_path,
+    ).start()
+    broker = create_broker(CommonSettings(redis_url=system.redis_url, namespace=system.namespace))
+    name = uuid.uuid4().hex
+    key = f"{system.namespace}:test:{name}"
+    try:
+        worker.wait_log("is ready for action")
+        broker.client.set(f"{key}:delay", RETRY_DELAY_MS)
+        message = dramatiq.Message(
+            queue_name="governance.export",
+            actor_name="later",
+            args=(name,),
+            kwargs={},
+            options={"tenant_id": tenant},
+        )
+        job_id = broker.enqueue(message).message_id
+        admin = system.workflow_client(sub="adm", roles=["admin"], tenant=tenant)
+        poll(
+            lambda: admin.get(f"/jobs/{job_id}").json()["state"] == "retrying",
+            message="the job waiting on its retry",
+        )
+        held = f"{system.namespace}:__acks__.*.governance.export.DQ"
+        poll(
+            lambda: any(broker.client.scard(k) for k in broker.client.scan_iter(match=held)),
+            message="the worker to hold the delayed retry in memory",
+        )
+
+        # When the tenant's admin opens the job in the console...
+        sign_in(system, page, roles=("admin",), tenant=tenant)
+        page.select_option("#filter-queue", "governance.export")
+        page.locator(f'#jobs tr[data-job-id="{job_id}"] [data-testid="job-link"]').click()
+        detail = page.locator("#job-detail")
+        expect(detail).to_have_attribute("data-state", "retrying")
+        expect(page.locator("#job-promote")).to_be_visible()
+        expect(page.locator("#job-attempts tbody tr[data-attempt]")).to_have_count(1)
+        # The job's page down to its attempts (the traceback below names the test's files)
+        top, bottom = page.evaluate(
+            """() => [
+              document.getElementById("job-detail").getBoundingClientRect().top,
+              document.getElementById("job-attempts").getBoundingClientRect().bottom,
+            ].map((y) => y + window.scrollY)"""
+        )
+        box = detail.bounding_box()
+        clip = {"x": box["x"], "y": top, "width": box["width"], "height": bottom - top + 12}
+        page.screenshot(path=str(shots / "console-job-retrying.png"), full_page=True, clip=clip)
+        # ...and clicks Run now
+        page.click("#job-promote")
+
+        # Then the job runs now: it succeeds before its retry's time comes (the worker
+        # has not yet come to the held copy), and the page shows it
+        expect(page.locator("#job-action-result")).to_have_text("Running now")
+        poll(
+            lambda: admin.get(f"/jobs/{job_id}").json()["state"] == "succeeded",
+            timeout=20,
+            message="the promoted job to succeed",
+        )
+        assert "was promoted already" not in worker.log()
+        page.click("#refresh")
+        expect(detail).to_have_attribute("data-state", "succeeded")
+        expect(page.locator("#job-promote")).to_be_hidden()
+
+        # And once: when the held copy comes due the worker drops it, and the actor ran
+        # twice in all (the first run that asked for the retry, and the promoted one)
+        worker.wait_log(f"Delayed message {job_id} was promoted already", timeout=90)
+        assert int(broker.client.get(key)) == 2
+        job = admin.get(f"/jobs/{job_id}").json()
+        assert job["state"] == "succeeded" and job["attempt"] == 2
+        row = queue_row(operator(system), "governance.export")
+        assert (row["ready"], row["delayed"], row["in_flight"], row["dead"]) == (0, 0, 0, 0)
+    finally:
+        worker.stop()
+        broker.close()
