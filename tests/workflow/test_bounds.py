@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import falcon.testing
 import pytest
 
+from shared.http import encode_cursor
 from tests.workflow.conftest import Outbox
 from workflow_service.approvals.steps import _duration
 from workflow_service.steps.base import StepFailed
@@ -224,6 +225,18 @@ def test_bad_paging_parameters_are_400(client, params, name):
         resp = client.simulate_get(path, params=params, headers=auth())
         assert resp.status_code == 400, resp.text
         assert name in resp.json["title"]
+
+
+@pytest.mark.parametrize("ident", ["not-an-id", "1" * 40, "\u00b2"])
+def test_a_version_cursor_naming_no_integer_id_is_400(client, ident):
+    # A version's id is an integer (PostgreSQL refused to compare it with other text: 500).
+    resp = client.simulate_post("/workflows", json=DEFINITION, headers=auth())
+    cursor = encode_cursor({"c": "2026-01-01T00:00:00", "i": ident})
+    resp = client.simulate_get(
+        f"/workflows/{resp.json['id']}/versions", params={"cursor": cursor}, headers=auth()
+    )
+    assert resp.status_code == 400, resp.text
+    assert "cursor" in resp.json["title"]
 
 
 def _hostile_inputs(size: int):

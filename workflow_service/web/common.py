@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import falcon
+import peewee
 
 from shared.http import ApiError, decode_cursor, encode_cursor, parse_uuid
 from workflow_service.definitions import InvalidDefinition
@@ -41,16 +42,25 @@ def page_cursor(req):
     try:
         return datetime.fromisoformat(position["c"]), str(position["i"])
     except (TypeError, ValueError):
-        raise falcon.HTTPBadRequest(
-            title="Invalid parameter 'cursor'",
-            description="'cursor' is not a cursor returned by this API.",
-        ) from None
+        raise _bad_cursor() from None
+
+
+def _bad_cursor() -> falcon.HTTPBadRequest:
+    return falcon.HTTPBadRequest(
+        title="Invalid parameter 'cursor'",
+        description="'cursor' is not a cursor returned by this API.",
+    )
 
 
 def after_cursor(query, model, cursor):
     """Newest first, continuing after ``cursor``."""
     if cursor is not None:
         created, ident = cursor
+        if isinstance(model._meta.primary_key, peewee.AutoField):
+            # An integer key: PostgreSQL refuses to compare it with other text.
+            if not (ident.isascii() and ident.isdigit() and len(ident) <= 18):
+                raise _bad_cursor()
+            ident = int(ident)
         query = query.where(
             (model.created_at < created) | ((model.created_at == created) & (model.id < ident))
         )
