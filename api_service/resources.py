@@ -352,7 +352,7 @@ class PolicyVersions:
         cursor = req.get_param("cursor")
         if cursor:
             after = decode_cursor(cursor, ("v",))["v"]
-            if not isinstance(after, int) or isinstance(after, bool):
+            if not isinstance(after, int) or isinstance(after, bool) or abs(after) >= 2**63:
                 raise bad_parameter("cursor", "'cursor' is not a cursor returned by this API.")
         versions = self.service.versions(principal, policy, after=after, limit=limit + 1)
         more, versions = len(versions) > limit, versions[:limit]

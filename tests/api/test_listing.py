@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shared.http import encode_cursor
+
 
 def _list(api, **params):
     resp = api.client.simulate_get("/policies", params=params, headers=api.headers("viewer"))
@@ -107,7 +109,13 @@ def test_version_history_is_paged_oldest_first(api):
 
     assert pages == 3
     assert seen == [1, 2, 3, 4, 5]
-    for params in ({"cursor": "nope"}, {"cursor": "eyJ2IjoiMSJ9"}, {"limit": "0"}):
+    too_far = encode_cursor({"v": 10**30})  # beyond a 64-bit integer (SQLite: 500)
+    for params in (
+        {"cursor": "nope"},
+        {"cursor": "eyJ2IjoiMSJ9"},
+        {"cursor": too_far},
+        {"limit": "0"},
+    ):
         resp = api.client.simulate_get(path, params=params, headers=api.headers("viewer"))
         assert resp.status_code == 400, resp.text
         assert {"title", "description"} <= set(resp.json)
