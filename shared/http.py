@@ -337,8 +337,8 @@ MAX_URL_CHARS = 4096
 
 
 class QueryGuard:
-    """Falcon middleware: an over-long URL is a 414, and a query parameter holding NUL
-    is a 400, not a database error."""
+    """Falcon middleware: an over-long URL is a 414, and a path or query parameter
+    holding NUL is a 400, not a database error."""
 
     def process_request(self, req, resp):
         target = req.env.get("RAW_URI") or req.relative_uri
@@ -349,6 +349,11 @@ class QueryGuard:
                     f"The URL has {len(target)} characters; at most {MAX_URL_CHARS} are read. "
                     "Send fewer or shorter query parameters."
                 ),
+            )
+        if "\x00" in req.path:
+            raise falcon.HTTPBadRequest(
+                title="Invalid path",
+                description="The path contains a NUL character (%00), which no id holds.",
             )
         for name, value in req.params.items():
             values = value if isinstance(value, list) else [value]

@@ -239,6 +239,14 @@ def test_a_version_cursor_naming_no_integer_id_is_400(client, ident):
     assert "cursor" in resp.json["title"]
 
 
+def test_a_nul_in_a_path_is_400(client):
+    # PostgreSQL refuses NUL in text: a user id holding one was a 500 there.
+    for method in ("GET", "DELETE"):
+        resp = client.simulate_request(method, "/users/a%00b", headers=auth(roles=("admin",)))
+        assert resp.status_code == 400, resp.text
+        assert "NUL" in resp.json["description"]
+
+
 def _hostile_inputs(size: int):
     """Inputs of about ``size`` characters that make super-linear patterns backtrack."""
     yield "1" + " " * size + "x"
