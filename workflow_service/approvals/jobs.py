@@ -29,7 +29,7 @@ from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot, App
 from workflow_service.db import database
 from workflow_service.models import Execution, ExecutionStatus
 from workflow_service.notifications import delivery
-from workflow_service.notifications.models import Channel, Delivery, DeliveryStatus
+from workflow_service.notifications.models import Delivery, DeliveryStatus
 from workflow_service.users import directory
 
 log = logging.getLogger(__name__)
@@ -104,21 +104,7 @@ def _escalate(request: ApprovalRequest, now: datetime) -> list[str]:
         f"and still waits for: {', '.join(pending) or 'nobody'}. Approval id: {request.id}"
     )
     service.notify_in_app(request, [p.user_id for p in people], key, subject, body)
-    items = [
-        delivery.PlannedDelivery(
-            recipient=p.user_id, channel=Channel.EMAIL, address=p.email, subject=subject, body=body
-        )
-        for p in people
-        if p.email
-    ]
-    return delivery.plan(
-        tenant_id=request.tenant_id,
-        execution_id=request.execution_id,
-        step_key=key,
-        entity_type=request.entity_type,
-        entity_id=request.entity_id,
-        items=items,
-    )
+    return service.plan_emails(request, people, key, subject, body)
 
 
 def settle_stragglers(

@@ -28,7 +28,6 @@ from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot, ApprovalStatus
 from workflow_service.db import database
 from workflow_service.notifications import delivery
-from workflow_service.notifications.models import Channel
 from workflow_service.users import directory
 from workflow_service.users.models import User
 
@@ -144,25 +143,7 @@ def _escalate(
     )
     users = [p.user_id for p in people]
     service.notify_in_app(request, users, key, subject, body)
-    planned = delivery.plan(
-        tenant_id=request.tenant_id,
-        execution_id=request.execution_id,
-        step_key=key,
-        entity_type=request.entity_type,
-        entity_id=request.entity_id,
-        items=[
-            delivery.PlannedDelivery(
-                recipient=p.user_id,
-                channel=Channel.EMAIL,
-                address=p.email,
-                subject=subject,
-                body=body,
-            )
-            for p in people
-            if p.email
-        ],
-    )
-    return users, planned
+    return users, service.plan_emails(request, people, key, subject, body)
 
 
 def requests_with_departed(limit: int = BATCH) -> list[str]:

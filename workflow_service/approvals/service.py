@@ -169,6 +169,35 @@ def notify_in_app(
         Notification.insert_many(rows).on_conflict_ignore().execute()
 
 
+def plan_emails(
+    request: ApprovalRequest,
+    people: Sequence[directory.Person],
+    key: str,
+    subject: str,
+    body: str,
+) -> list[str]:
+    """Plan an e-mail about ``request`` to each of ``people`` with an address (send the
+    ids it answers after commit)."""
+    return delivery.plan(
+        tenant_id=request.tenant_id,
+        execution_id=request.execution_id,
+        step_key=key,
+        entity_type=request.entity_type,
+        entity_id=request.entity_id,
+        items=[
+            delivery.PlannedDelivery(
+                recipient=p.user_id,
+                channel=Channel.EMAIL,
+                address=p.email,
+                subject=subject,
+                body=body,
+            )
+            for p in people
+            if p.email
+        ],
+    )
+
+
 def _notification_id(request_id: str, key: str, user: str) -> str:
     import uuid
 
@@ -244,24 +273,7 @@ def add_slots(
         notify_in_app(request, users, key, subject, body)
     deliveries: list[str] = []
     if "email" in channels:
-        deliveries = delivery.plan(
-            tenant_id=request.tenant_id,
-            execution_id=request.execution_id,
-            step_key=key,
-            entity_type=request.entity_type,
-            entity_id=request.entity_id,
-            items=[
-                delivery.PlannedDelivery(
-                    recipient=p.user_id,
-                    channel=Channel.EMAIL,
-                    address=p.email,
-                    subject=subject,
-                    body=body,
-                )
-                for p in people
-                if p.email
-            ],
-        )
+        deliveries = plan_emails(request, people, key, subject, body)
     return OpenedStage(users, deliveries)
 
 
