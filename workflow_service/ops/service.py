@@ -131,27 +131,16 @@ class JobOps:
         paused = self.state.paused()
         rows = []
         for name in QUEUE_NAMES:
-            spec = CATALOG[name]
             depth = depths[name]
             kept, stats = summaries[name]["counts"], summaries[name]["stats"]
             rows.append(
                 {
-                    "name": name,
-                    "carries": spec.carries,
-                    "attempts": spec.attempts,
-                    "backoff": spec.backoff,
-                    "delay_ms": spec.delay_ms,
+                    **_catalog_fields(name),
                     "ready": depth.ready,
                     "delayed": depth.delayed,
                     "in_flight": depth.in_flight,
                     "dead": depth.dead,
-                    "queued": kept["queued"],
-                    "running": kept["running"],
-                    "retrying": kept["retrying"],
-                    "succeeded_kept": kept["succeeded"],
-                    "failed_kept": kept["failed"],
-                    "keep_succeeded": self.store.keep(name, "succeeded"),
-                    "keep_failed": self.store.keep(name, "failed"),
+                    **self._kept_fields(name, kept),
                     "processed": int(stats.get("processed", 0)),
                     "failed": int(stats.get("failed", 0)),
                     "retried": int(stats.get("retried", 0)),
@@ -166,28 +155,29 @@ class JobOps:
         paused = self.state.paused()
         rows = []
         for name in QUEUE_NAMES:
-            spec, kept = CATALOG[name], counts[name]
             rows.append(
                 {
-                    "name": name,
-                    "carries": spec.carries,
-                    "attempts": spec.attempts,
-                    "backoff": spec.backoff,
-                    "delay_ms": spec.delay_ms,
+                    **_catalog_fields(name),
                     **dict.fromkeys(ACROSS_TENANTS),
-                    "queued": kept["queued"],
-                    "running": kept["running"],
-                    "retrying": kept["retrying"],
-                    "succeeded_kept": kept["succeeded"],
-                    "failed_kept": kept["failed"],
-                    "keep_succeeded": self.store.keep(name, "succeeded"),
-                    "keep_failed": self.store.keep(name, "failed"),
+                    **self._kept_fields(name, counts[name]),
                     # Whether the queue runs concerns every tenant; who paused it does not.
                     **_pause_fields(paused.get(name)),
                     "paused_by": None,
                 }
             )
         return rows
+
+    def _kept_fields(self, name: str, kept: dict[str, int]) -> dict[str, Any]:
+        """A queue row's kept job records by state, and how many of each it keeps."""
+        return {
+            "queued": kept["queued"],
+            "running": kept["running"],
+            "retrying": kept["retrying"],
+            "succeeded_kept": kept["succeeded"],
+            "failed_kept": kept["failed"],
+            "keep_succeeded": self.store.keep(name, "succeeded"),
+            "keep_failed": self.store.keep(name, "failed"),
+        }
 
     def job(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
         record = self.store.get(job_id)
@@ -494,6 +484,18 @@ class JobOps:
             at_ms=at,
         )
         return {"id": job_id, "href": f"/jobs/{job_id}", "promoted_at": iso(at)}
+
+
+def _catalog_fields(name: str) -> dict[str, Any]:
+    """A queue row's name and what the queue catalog says of it."""
+    spec = CATALOG[name]
+    return {
+        "name": name,
+        "carries": spec.carries,
+        "attempts": spec.attempts,
+        "backoff": spec.backoff,
+        "delay_ms": spec.delay_ms,
+    }
 
 
 def _pause_fields(entry: dict[str, Any] | None) -> dict[str, Any]:
