@@ -35,7 +35,7 @@ run: $(STAMP)
 	$(BIN)/python deploy/local/run.py
 
 test: $(STAMP)
-	bash deploy/local/system-packages.sh || echo "could not install chromium: the console browser test will not run"
+	bash deploy/local/system-packages.sh || echo "could not install chromium or promtool: their tests will not run"
 	REDIS_URL=$$($(SERVICES) redis-url) && export REDIS_URL && \
 	$(BIN)/tox -e lint,sqlite && \
 	if [ "$$CI" = "true" ] || $(SERVICES) postgres-reachable; then \
