@@ -186,7 +186,13 @@ def test_the_console_shows_a_parked_delivery_and_its_resend_time(system, tenant)
                 # Then: the delivery is listed failed, with its attempts and the last error
                 row = page.locator(f'#deliveries tr[data-delivery-id="{parked["id"]}"]')
                 row.locator('[data-state="failed"]').wait_for()
-                cells = row.locator("td").all_inner_texts()
+
+                # The console redraws its tables as it refreshes: read a whole row.
+                def whole_row():
+                    texts = row.locator("td").all_inner_texts()
+                    return texts if len(texts) > 8 else None
+
+                cells = poll(whole_row, timeout=30, message="the delivery's row")
             finally:
                 browser.close()
     assert cells[1] == "webhook" and cells[2] == receiver.url
