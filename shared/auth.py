@@ -33,7 +33,8 @@ from shared.settings import CommonSettings
 
 #: ``admin`` manages its own tenant; ``operator`` is platform staff, the only role that
 #: sees across tenants (queues, every tenant's jobs), and holds no tenant role.
-ROLES = ("viewer", "editor", "approver", "admin", "operator", "service")
+#: ``auditor`` reads everything in its tenant (the audit trail too) and changes nothing.
+ROLES = ("viewer", "editor", "approver", "auditor", "admin", "operator", "service")
 #: Routes every service serves without a token (probes, the API description). /metrics
 #: spans every tenant: its resource decides (an operator token unless METRICS_PUBLIC).
 DEFAULT_PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
