@@ -35,7 +35,7 @@ from shared.http import (
     read_json,
 )
 
-READ_ROLES = ("viewer", "editor", "approver", "service")
+READ_ROLES = ("viewer", "editor", "approver", "auditor", "service")
 WRITE_ROLES = ("editor",)
 #: Who may ask for a transition at all; the lifecycle decides per move.
 TRANSITION_ROLES = ("editor", "approver", "service")
