@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import dramatiq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -31,21 +31,31 @@ INITIATOR_HEADER = "X-Initiator"
 DECIDED_BY_HEADER = "X-Decided-By"
 
 EntityType = Literal["policy", "assessment", "evidence"]
+#: The entity types, in one place: workflow definitions, filters and queues read it.
+ENTITY_TYPES: tuple[str, ...] = get_args(EntityType)
 #: An event id: the api makes UUIDs (36 characters). The bound is the workflow service's
 #: ``Execution.event_id`` column, so an over-long id fails validation at once (no
 #: retries) instead of as a database error on insert.
 EventId = Annotated[str, Field(min_length=1, max_length=64)]
+#: What happens to every entity type.
+COMMON_VERBS = (
+    "created",
+    "updated",
+    "status_changed",
+    "deleted",
+    "deadline_approaching",
+    "deadline_passed",
+    "assigned",
+)
+#: The verbs of each entity type's events (``evidence.expiring``...).
+EVENT_VERBS: dict[str, tuple[str, ...]] = {
+    "policy": (*COMMON_VERBS, "reviewed"),
+    "assessment": (*COMMON_VERBS, "due_approaching", "overdue"),
+    "evidence": (*COMMON_VERBS, "expiring", "expired"),
+}
+assert set(EVENT_VERBS) == set(ENTITY_TYPES)
 EVENT_TYPES = frozenset(
-    f"{entity}.{verb}"
-    for entity in ("policy", "assessment", "evidence")
-    for verb in (
-        "created",
-        "updated",
-        "status_changed",
-        "deleted",
-        "deadline_approaching",
-        "deadline_passed",
-    )
+    f"{entity}.{verb}" for entity, verbs in EVENT_VERBS.items() for verb in verbs
 )
 
 
