@@ -17,7 +17,7 @@ from shared.auth import require_role
 from shared.http import Operation, parse_body, read_json
 
 #: Everyone of the tenant may read them (people need to know how approval works there).
-READ_ROLES = ("viewer", "editor", "approver")
+READ_ROLES = ("viewer", "editor", "approver", "auditor")
 WRITE_ROLES = ("admin",)
 
 

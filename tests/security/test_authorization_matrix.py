@@ -61,12 +61,22 @@ TENANT, OTHER_TENANT = "acme", "globex"
 OK = "ok"
 REFUSED = (401, 403, 404)
 
-#: The columns of the table, in order (headed none view edit appr admn oper serv othr).
+#: The columns of the table, in order (headed none view edit appr audt admn oper serv othr).
 #: Each role is held alone by a user of ``acme`` named ``acme-<role>``; ``service`` is
 #: a service token (its own key and audience) for ``acme``; ``other`` is globex's
 #: ``globex-gina`` with admin, editor and approver, calling on acme's rows.
-PERSONAS = ("none", "viewer", "editor", "approver", "admin", "operator", "service", "other")
-ROLE_PERSONAS = ("viewer", "editor", "approver", "admin", "operator")
+PERSONAS = (
+    "none",
+    "viewer",
+    "editor",
+    "approver",
+    "auditor",
+    "admin",
+    "operator",
+    "service",
+    "other",
+)
+ROLE_PERSONAS = ("viewer", "editor", "approver", "auditor", "admin", "operator")
 
 # Reading the table: the api answers the service token on every route that reads or
 # moves policies; the workflow service takes no service tokens at all (401). Tasks and
@@ -74,83 +84,85 @@ ROLE_PERSONAS = ("viewer", "editor", "approver", "admin", "operator")
 # is its approvers', its entity's owner's and admins'; deciding one needs a slot in it
 # and a role that may approve (every persona has a slot in its own approval). Operators
 # hold no tenant role: they see queues, every tenant's jobs and /metrics (and, like any
-# signed-in caller, their own empty inbox and approvals). Tenant settings are read by
+# signed-in caller, their own empty inbox and approvals). Auditors read everything of
+# their tenant (policies, workflows, executions, every approval, deliveries, users, jobs,
+# schedules) and change nothing; they do not see the webhook secret. Tenant settings are read by
 # the tenant's people and changed by its admin; another tenant's admin reaches only its
 # own (OK on collections and settings means: its own rows, see the leak test below).
 # fmt: off
 API: dict[tuple[str, str], tuple] = {
-    # method, path                                       none view edit appr admn oper serv othr
-    ("GET", "/policies"):                               (401, OK,  OK,  OK,  OK,  403, OK,  OK),
-    ("POST", "/policies"):                              (401, 403, OK,  403, OK,  403, 403, OK),
-    ("GET", "/policies/{policy_id}"):                   (401, OK,  OK,  OK,  OK,  403, OK,  404),
-    ("PATCH", "/policies/{policy_id}"):                 (401, 403, OK,  403, OK,  403, 403, 404),
-    ("DELETE", "/policies/{policy_id}"):                (401, 403, OK,  403, OK,  403, 403, 404),
-    ("POST", "/policies/{policy_id}/transitions"):      (401, 403, OK,  OK,  OK,  403, OK,  404),
-    ("GET", "/policies/{policy_id}/versions"):          (401, OK,  OK,  OK,  OK,  403, OK,  404),
-    ("GET", "/policies/{policy_id}/refusals"):          (401, OK,  OK,  OK,  OK,  403, OK,  404),
-    ("GET", "/tenant-settings"):                        (401, OK,  OK,  OK,  OK,  403, 403, OK),
-    ("PATCH", "/tenant-settings"):                      (401, 403, 403, 403, OK,  403, 403, OK),
-    ("GET", "/jobs"):                                   (401, OK,  OK,  OK,  OK,  403, OK,  OK),
-    ("GET", "/jobs/{job_id}"):                          (401, OK,  OK,  OK,  OK,  403, OK,  404),
-    ("GET", "/healthz"):                                (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
-    ("GET", "/readyz"):                                 (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
-    ("GET", "/metrics"):                                (401, 403, 403, 403, 403, OK,  403, 403),
-    ("GET", "/openapi.json"):                           (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
+    # method, path                                      none view edit appr audt admn oper serv othr
+    ("GET", "/policies"):                              (401, OK,  OK,  OK,  OK,  OK,  403, OK,  OK),
+    ("POST", "/policies"):                             (401, 403, OK,  403, 403, OK,  403, 403, OK),
+    ("GET", "/policies/{policy_id}"):                  (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    ("PATCH", "/policies/{policy_id}"):                (401, 403, OK,  403, 403, OK,  403, 403, 404),
+    ("DELETE", "/policies/{policy_id}"):               (401, 403, OK,  403, 403, OK,  403, 403, 404),
+    ("POST", "/policies/{policy_id}/transitions"):     (401, 403, OK,  OK,  403, OK,  403, OK,  404),
+    ("GET", "/policies/{policy_id}/versions"):         (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    ("GET", "/policies/{policy_id}/refusals"):         (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    ("GET", "/tenant-settings"):                       (401, OK,  OK,  OK,  OK,  OK,  403, 403, OK),
+    ("PATCH", "/tenant-settings"):                     (401, 403, 403, 403, 403, OK,  403, 403, OK),
+    ("GET", "/jobs"):                                  (401, OK,  OK,  OK,  OK,  OK,  403, OK,  OK),
+    ("GET", "/jobs/{job_id}"):                         (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    ("GET", "/healthz"):                               (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
+    ("GET", "/readyz"):                                (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
+    ("GET", "/metrics"):                               (401, 403, 403, 403, 403, 403, OK,  403, 403),
+    ("GET", "/openapi.json"):                          (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
 }
 
 WORKFLOW: dict[tuple[str, str], tuple] = {
-    # method, path                                       none view edit appr admn oper serv othr
-    ("GET", "/workflows"):                              (401, OK,  OK,  OK,  OK,  403, 401, OK),
-    ("POST", "/workflows"):                             (401, 403, OK,  403, OK,  403, 401, OK),
-    ("GET", "/workflows/{workflow_id}"):                (401, OK,  OK,  OK,  OK,  403, 401, 404),
-    ("PATCH", "/workflows/{workflow_id}"):              (401, 403, OK,  403, OK,  403, 401, 404),
-    ("DELETE", "/workflows/{workflow_id}"):             (401, 403, OK,  403, OK,  403, 401, 404),
-    ("GET", "/workflows/{workflow_id}/versions"):       (401, OK,  OK,  OK,  OK,  403, 401, 404),
-    ("POST", "/workflows/{workflow_id}/run"):           (401, 403, OK,  403, OK,  403, 401, 404),
-    ("POST", "/workflows/{workflow_id}/activate"):      (401, 403, OK,  403, OK,  403, 401, 404),
-    ("POST", "/workflows/{workflow_id}/deactivate"):    (401, 403, OK,  403, OK,  403, 401, 404),
-    ("POST", "/workflows/{workflow_id}/archive"):       (401, 403, OK,  403, OK,  403, 401, 404),
-    ("POST", "/workflows/from-template/{template}"):    (401, 403, OK,  403, OK,  403, 401, OK),
-    ("GET", "/workflows/templates"):                    (401, OK,  OK,  OK,  OK,  403, 401, OK),
-    ("GET", "/executions"):                             (401, OK,  OK,  OK,  OK,  403, 401, OK),
-    ("GET", "/executions/{execution_id}"):              (401, OK,  OK,  OK,  OK,  403, 401, 404),
-    ("POST", "/executions/{execution_id}/cancel"):      (401, 403, OK,  403, OK,  403, 401, 404),
-    ("GET", "/approvals"):                              (401, OK,  OK,  OK,  OK,  OK,  401, OK),
-    ("GET", "/approvals/{approval_id}"):                (401, 403, 403, OK,  OK,  403, 401, 404),
-    ("POST", "/approvals/{approval_id}/decision"):      (401, 403, 403, OK,  OK,  403, 401, 404),
-    ("GET", "/tasks"):                                  (401, OK,  OK,  OK,  OK,  OK,  401, OK),
-    ("POST", "/tasks/{task_id}/complete"):              (401, 404, 404, OK,  404, 404, 401, 404),
-    ("GET", "/notifications"):                          (401, OK,  OK,  OK,  OK,  OK,  401, OK),
-    ("POST", "/notifications/{notification_id}/read"):  (401, 404, 404, OK,  404, 404, 401, 404),
-    ("GET", "/deliveries"):                             (401, 403, OK,  403, OK,  403, 401, OK),
-    ("GET", "/webhook-secret"):                         (401, 403, 403, 403, OK,  403, 401, OK),
-    ("POST", "/webhook-secret/rotate"):                 (401, 403, 403, 403, OK,  403, 401, OK),
-    ("GET", "/users"):                                  (401, 403, 403, 403, OK,  403, 401, OK),
-    ("POST", "/users"):                                 (401, 403, 403, 403, OK,  403, 401, OK),
-    ("GET", "/users/{user_id}"):                        (401, 403, 403, 403, OK,  403, 401, 404),
-    ("PUT", "/users/{user_id}"):                        (401, 403, 403, 403, OK,  403, 401, OK),
-    ("DELETE", "/users/{user_id}"):                     (401, 403, 403, 403, OK,  403, 401, 404),
-    ("GET", "/queues"):                                 (401, 403, 403, 403, OK,  OK,  401, OK),
-    ("GET", "/jobs"):                                   (401, 403, 403, 403, OK,  OK,  401, OK),
-    ("GET", "/jobs/{job_id}"):                          (401, 403, 403, 403, OK,  OK,  401, 404),
-    ("DELETE", "/jobs/{job_id}"):                       (401, 403, 403, 403, OK,  OK,  401, 404),
-    ("POST", "/jobs/{job_id}/retry"):                   (401, 403, 403, 403, OK,  OK,  401, 404),
-    ("POST", "/jobs/{job_id}/promote"):                 (401, 403, 403, 403, OK,  OK,  401, 404),
-    ("POST", "/jobs/retry-failed"):                     (401, 403, 403, 403, OK,  OK,  401, OK),
-    ("POST", "/jobs/clean"):                            (401, 403, 403, 403, OK,  OK,  401, OK),
+    # method, path                                      none view edit appr audt admn oper serv othr
+    ("GET", "/workflows"):                             (401, OK,  OK,  OK,  OK,  OK,  403, 401, OK),
+    ("POST", "/workflows"):                            (401, 403, OK,  403, 403, OK,  403, 401, OK),
+    ("GET", "/workflows/{workflow_id}"):               (401, OK,  OK,  OK,  OK,  OK,  403, 401, 404),
+    ("PATCH", "/workflows/{workflow_id}"):             (401, 403, OK,  403, 403, OK,  403, 401, 404),
+    ("DELETE", "/workflows/{workflow_id}"):            (401, 403, OK,  403, 403, OK,  403, 401, 404),
+    ("GET", "/workflows/{workflow_id}/versions"):      (401, OK,  OK,  OK,  OK,  OK,  403, 401, 404),
+    ("POST", "/workflows/{workflow_id}/run"):          (401, 403, OK,  403, 403, OK,  403, 401, 404),
+    ("POST", "/workflows/{workflow_id}/activate"):     (401, 403, OK,  403, 403, OK,  403, 401, 404),
+    ("POST", "/workflows/{workflow_id}/deactivate"):   (401, 403, OK,  403, 403, OK,  403, 401, 404),
+    ("POST", "/workflows/{workflow_id}/archive"):      (401, 403, OK,  403, 403, OK,  403, 401, 404),
+    ("POST", "/workflows/from-template/{template}"):   (401, 403, OK,  403, 403, OK,  403, 401, OK),
+    ("GET", "/workflows/templates"):                   (401, OK,  OK,  OK,  OK,  OK,  403, 401, OK),
+    ("GET", "/executions"):                            (401, OK,  OK,  OK,  OK,  OK,  403, 401, OK),
+    ("GET", "/executions/{execution_id}"):             (401, OK,  OK,  OK,  OK,  OK,  403, 401, 404),
+    ("POST", "/executions/{execution_id}/cancel"):     (401, 403, OK,  403, 403, OK,  403, 401, 404),
+    ("GET", "/approvals"):                             (401, OK,  OK,  OK,  OK,  OK,  OK,  401, OK),
+    ("GET", "/approvals/{approval_id}"):               (401, 403, 403, OK,  OK,  OK,  403, 401, 404),
+    ("POST", "/approvals/{approval_id}/decision"):     (401, 403, 403, OK,  403, OK,  403, 401, 404),
+    ("GET", "/tasks"):                                 (401, OK,  OK,  OK,  OK,  OK,  OK,  401, OK),
+    ("POST", "/tasks/{task_id}/complete"):             (401, 404, 404, OK,  404, 404, 404, 401, 404),
+    ("GET", "/notifications"):                         (401, OK,  OK,  OK,  OK,  OK,  OK,  401, OK),
+    ("POST", "/notifications/{notification_id}/read"): (401, 404, 404, OK,  404, 404, 404, 401, 404),
+    ("GET", "/deliveries"):                            (401, 403, OK,  403, OK,  OK,  403, 401, OK),
+    ("GET", "/webhook-secret"):                        (401, 403, 403, 403, 403, OK,  403, 401, OK),
+    ("POST", "/webhook-secret/rotate"):                (401, 403, 403, 403, 403, OK,  403, 401, OK),
+    ("GET", "/users"):                                 (401, 403, 403, 403, OK,  OK,  403, 401, OK),
+    ("POST", "/users"):                                (401, 403, 403, 403, 403, OK,  403, 401, OK),
+    ("GET", "/users/{user_id}"):                       (401, 403, 403, 403, OK,  OK,  403, 401, 404),
+    ("PUT", "/users/{user_id}"):                       (401, 403, 403, 403, 403, OK,  403, 401, OK),
+    ("DELETE", "/users/{user_id}"):                    (401, 403, 403, 403, 403, OK,  403, 401, 404),
+    ("GET", "/queues"):                                (401, 403, 403, 403, OK,  OK,  OK,  401, OK),
+    ("GET", "/jobs"):                                  (401, 403, 403, 403, OK,  OK,  OK,  401, OK),
+    ("GET", "/jobs/{job_id}"):                         (401, 403, 403, 403, OK,  OK,  OK,  401, 404),
+    ("DELETE", "/jobs/{job_id}"):                      (401, 403, 403, 403, 403, OK,  OK,  401, 404),
+    ("POST", "/jobs/{job_id}/retry"):                  (401, 403, 403, 403, 403, OK,  OK,  401, 404),
+    ("POST", "/jobs/{job_id}/promote"):                (401, 403, 403, 403, 403, OK,  OK,  401, 404),
+    ("POST", "/jobs/retry-failed"):                    (401, 403, 403, 403, 403, OK,  OK,  401, OK),
+    ("POST", "/jobs/clean"):                           (401, 403, 403, 403, 403, OK,  OK,  401, OK),
     # A queue is every tenant's: only operators pause and resume it.
-    ("POST", "/queues/{name}/pause"):                   (401, 403, 403, 403, 403, OK,  401, 403),
-    ("POST", "/queues/{name}/resume"):                  (401, 403, 403, 403, 403, OK,  401, 403),
-    ("GET", "/console"):                                (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
-    ("GET", "/console/{name}"):                         (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
-    ("GET", "/console/vendor/{name}"):                  (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
-    ("GET", "/stats"):                                  (401, 403, 403, 403, 403, OK,  401, 403),
-    ("GET", "/workers"):                                (401, 403, 403, 403, 403, OK,  401, 403),
-    ("GET", "/schedules"):                              (401, 403, 403, 403, OK,  OK,  401, OK),
-    ("GET", "/healthz"):                                (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
-    ("GET", "/readyz"):                                 (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
-    ("GET", "/metrics"):                                (401, 403, 403, 403, 403, OK,  401, 403),
-    ("GET", "/openapi.json"):                           (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
+    ("POST", "/queues/{name}/pause"):                  (401, 403, 403, 403, 403, 403, OK,  401, 403),
+    ("POST", "/queues/{name}/resume"):                 (401, 403, 403, 403, 403, 403, OK,  401, 403),
+    ("GET", "/console"):                               (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
+    ("GET", "/console/{name}"):                        (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
+    ("GET", "/console/vendor/{name}"):                 (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
+    ("GET", "/stats"):                                 (401, 403, 403, 403, 403, 403, OK,  401, 403),
+    ("GET", "/workers"):                               (401, 403, 403, 403, 403, 403, OK,  401, 403),
+    ("GET", "/schedules"):                             (401, 403, 403, 403, OK,  OK,  OK,  401, OK),
+    ("GET", "/healthz"):                               (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
+    ("GET", "/readyz"):                                (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
+    ("GET", "/metrics"):                               (401, 403, 403, 403, 403, 403, OK,  401, 403),
+    ("GET", "/openapi.json"):                          (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
 }
 # fmt: on
 EXPECTED: dict[tuple[str, str, str], tuple] = {

@@ -94,7 +94,7 @@ class ApprovalCollection:
                     "status",
                     description="pending (awaiting my decision), approved, rejected or cancelled",
                 ),
-                Param("all", description="admins: every approval of the tenant"),
+                Param("all", description="admins and auditors: every approval of the tenant"),
                 Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 200}),
                 Param("cursor"),
             ),
@@ -107,7 +107,7 @@ class ApprovalCollection:
         status = parse_choice(req, "status", ApprovalStatus.ALL)
         limit = parse_limit(req)
         query = ApprovalRequest.select().where(ApprovalRequest.tenant_id == principal.tenant)
-        if req.get_param_as_bool("all") and principal.has_role("admin"):
+        if req.get_param_as_bool("all") and principal.has_role("auditor"):
             if status:
                 query = query.where(ApprovalRequest.status == status)
         else:
@@ -151,12 +151,13 @@ class ApprovalItem:
         )
         if not (
             involved
-            or principal.has_role("admin", "service")
+            or principal.has_role("auditor", "service")
             or principal.sub in (request.owner, request.initiator)
         ):
             raise falcon.HTTPForbidden(
                 title="Forbidden",
-                description="Only its approvers, the entity's owner and admins see an approval.",
+                description="Only its approvers, the entity's owner, auditors and admins see "
+                "an approval.",
             )
         resp.media = service.request_dict(request, principal.sub, with_refusals=True)
 

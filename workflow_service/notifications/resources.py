@@ -21,7 +21,7 @@ from workflow_service.steps.webhook_urls import for_reader
 from workflow_service.web.common import after_cursor, next_cursor, page_cursor
 
 STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, *DeliveryStatus.FINAL)
-ROLES = ("editor",)  # the workflow web refuses service tokens
+ROLES = ("editor", "auditor")  # the workflow web refuses service tokens
 
 
 class DeliveryCollection:

@@ -30,7 +30,7 @@ from shared.jobstatus.workers import WorkerPresence
 from shared.queues import QUEUE_NAMES
 from workflow_service.definitions import cron_trigger
 from workflow_service.models import Execution, Workflow
-from workflow_service.ops.resources import OPS_ROLES, ops_scope
+from workflow_service.ops.resources import OPS_READ_ROLES, ops_scope
 from workflow_service.scheduler import leader_key, next_fire_times
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ class ScheduleCollection:
             "times and last run (an admin: its own tenant's); operators also see which "
             "scheduler process leads",
             response=SchedulesOut,
-            roles=OPS_ROLES,
+            roles=OPS_READ_ROLES,
             errors=(503,),
         )
     }
@@ -243,7 +243,7 @@ class ScheduleCollection:
         self.clock = clock
 
     def on_get(self, req, resp):
-        scope = ops_scope(req)
+        scope = ops_scope(req, read=True)
         leader = None
         if scope is None:
             try:

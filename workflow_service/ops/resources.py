@@ -154,10 +154,13 @@ class PromoteOut(BaseModel):
 
 #: Who may use the operations routes: operators for every tenant, admins for their own.
 OPS_ROLES = ("operator", "admin")
+#: Who may read them: auditors too, for their own tenant (they change nothing).
+OPS_READ_ROLES = (*OPS_ROLES, "auditor")
 
 
-def ops_scope(req) -> str | None:
+def ops_scope(req, *, read: bool = False) -> str | None:
     """The tenant whose jobs the caller may see and act on; ``None``: every tenant.
+    ``read``: the route only reads, so a tenant's auditor may call it too.
 
     Checks role names themselves, not ``Principal.has_role``: that treats ``admin`` as
     holding every role, and an admin must not pass for an operator.
@@ -165,12 +168,13 @@ def ops_scope(req) -> str | None:
     principal = principal_of(req)
     if "operator" in principal.roles:
         return None
-    if "admin" in principal.roles:
+    if "admin" in principal.roles or (read and "auditor" in principal.roles):
         return principal.tenant
+    readers = ", auditor (reading its own tenant's jobs)" if read else ""
     raise falcon.HTTPForbidden(
         title="Forbidden",
         description="This action needs one of the roles: operator (every tenant's jobs), "
-        "admin (its own tenant's jobs).",
+        f"admin (its own tenant's jobs){readers}.",
     )
 
 
@@ -219,7 +223,7 @@ class QueueCollection:
             summary="Every queue: ready, delayed, in flight, dead, kept records, workers "
             "(an admin: its tenant's kept records only)",
             response=QueuesOut,
-            roles=OPS_ROLES,
+            roles=OPS_READ_ROLES,
             errors=(503,),
         )
     }
@@ -228,7 +232,7 @@ class QueueCollection:
         self.ops = ops
 
     def on_get(self, req, resp):
-        scope = ops_scope(req)
+        scope = ops_scope(req, read=True)
         try:
             resp.media = {"tenant": scope, "items": self.ops.queues(scope)}
         except redis.RedisError as exc:
@@ -241,7 +245,7 @@ class OpsJobCollection:
             summary="Jobs of every tenant (an admin: its own tenant's), newest first; "
             "search by entity id, actor, error text and time",
             response=JobPageOut,
-            roles=OPS_ROLES,
+            roles=OPS_READ_ROLES,
             params=(
                 Param("queue", schema={"enum": list(QUEUE_NAMES)}),
                 Param("state", schema={"enum": list(STATES)}),
@@ -263,7 +267,7 @@ class OpsJobCollection:
         self.ops = ops
 
     def on_get(self, req, resp):
-        scope = ops_scope(req)
+        scope = ops_scope(req, read=True)
         queue = parse_choice(req, "queue", QUEUE_NAMES)
         state = parse_choice(req, "state", STATES)
         tree_state = parse_tree_state(req, state)
@@ -317,7 +321,7 @@ class OpsJobItem:
             summary="A job's record, timeline, children, arguments (redacted), attempts, "
             "last traceback and execution (an admin: its tenant's jobs)",
             response=OpsJobOut,
-            roles=OPS_ROLES,
+            roles=OPS_READ_ROLES,
             errors=(400, 404),
         ),
         "DELETE": Operation(
@@ -332,7 +336,7 @@ class OpsJobItem:
         self.ops = ops
 
     def on_get(self, req, resp, job_id):
-        scope = ops_scope(req)
+        scope = ops_scope(req, read=True)
         job_id = str(parse_uuid(job_id, "job_id"))
         try:
             record = self.ops.job(job_id, scope)

@@ -17,6 +17,8 @@ from workflow_service.users.models import User, UserRole
 from workflow_service.users.schemas import UserCreate, UserOut, UserUpdate, check_user_id
 
 ADMIN = ("admin",)
+#: Who may read the directory: admins, and auditors reviewing who holds which role.
+READERS = ("admin", "auditor")
 
 
 def _not_found(user_id: str) -> falcon.HTTPNotFound:
@@ -27,7 +29,7 @@ class UserCollection:
     docs = {
         "GET": Operation(
             "List the directory's users",
-            roles=ADMIN,
+            roles=READERS,
             params=(
                 Param("role", description="only users holding this role"),
                 Param("after", description="user id to continue after (pagination)"),
@@ -48,7 +50,7 @@ class UserCollection:
         self.max_body_bytes = max_body_bytes
 
     def on_get(self, req, resp):
-        principal = require_role(req, *ADMIN)
+        principal = require_role(req, *READERS)
         limit = parse_limit(req, default=100, maximum=500)
         query = User.select().where(User.tenant_id == principal.tenant)
         role = req.get_param("role")
@@ -90,7 +92,7 @@ class UserCollection:
 
 class UserItem:
     docs = {
-        "GET": Operation("Get a user", response=UserOut, roles=ADMIN, errors=(404,)),
+        "GET": Operation("Get a user", response=UserOut, roles=READERS, errors=(404,)),
         "PUT": Operation(
             "Create or replace a user", request=UserUpdate, response=UserOut, roles=ADMIN
         ),
@@ -101,7 +103,7 @@ class UserItem:
         self.max_body_bytes = max_body_bytes
 
     def on_get(self, req, resp, user_id):
-        principal = require_role(req, *ADMIN)
+        principal = require_role(req, *READERS)
         user = get_user(principal.tenant, user_id)
         if user is None:
             raise _not_found(user_id)

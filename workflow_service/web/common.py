@@ -10,7 +10,7 @@ import peewee
 from shared.http import ApiError, decode_cursor, encode_cursor, parse_uuid
 from workflow_service.definitions import InvalidDefinition
 
-READ_ROLES = ("viewer", "editor", "approver", "service")
+READ_ROLES = ("viewer", "editor", "approver", "auditor", "service")
 WRITE_ROLES = ("editor",)
 
 
