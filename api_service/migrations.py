@@ -5,6 +5,7 @@ from __future__ import annotations
 import peewee
 from playhouse.migrate import SchemaMigrator
 
+from api_service import migration_0005
 from api_service.models import MODELS, DeadlineNotice, PolicyRefusal, TenantSettings
 from shared.db import Migration
 
@@ -87,6 +88,12 @@ MIGRATIONS: list[Migration] = [
         4,
         "policy versions: the service a change was made through (via)",
         _version_via,
+        service="api_service",
+    ),
+    Migration(
+        5,
+        "assessments, evidence, their version snapshots and refused moves",
+        migration_0005.apply,
         service="api_service",
     ),
 ]

@@ -165,5 +165,129 @@ class PolicyRefusal(BaseModel):
         indexes = ((("policy", "refused_at"), False),)
 
 
+class Assessment(BaseModel):
+    """An assessment of how well policies work (migration 5)."""
+
+    id = peewee.UUIDField(primary_key=True)
+    tenant = peewee.CharField(max_length=64)
+    title = peewee.CharField(max_length=200)
+    scope = peewee.TextField(default="")
+    #: Ids (strings) of policies of the same tenant it assesses.
+    policies = JSONTextField(default=list)
+    assessor = peewee.CharField(max_length=128)
+    due_date = peewee.DateField(null=True)
+    findings = peewee.TextField(default="")
+    #: None until decided: effective, partially_effective or ineffective.
+    result = peewee.CharField(max_length=32, null=True)
+    status = peewee.CharField(max_length=20, default="planned")
+    version = peewee.IntegerField(default=1)
+    created_by = peewee.CharField(max_length=128)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_by = peewee.CharField(max_length=128)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    deleted_at = peewee.DateTimeField(null=True)
+    #: Who sent it to under_review; they may not complete it.
+    submitted_by = peewee.CharField(max_length=128, null=True)
+
+    class Meta:
+        indexes = (
+            (("tenant", "created_at", "id"), False),
+            (("tenant", "status"), False),
+            (("tenant", "assessor"), False),
+            (("tenant", "due_date"), False),
+        )
+
+
+class AssessmentVersion(BaseModel):
+    """The assessment as it was after each change."""
+
+    id = peewee.BigAutoField()
+    assessment = peewee.ForeignKeyField(Assessment, backref="versions", on_delete="CASCADE")
+    version = peewee.IntegerField()
+    change = peewee.CharField(max_length=32)
+    snapshot = JSONTextField()
+    changed_by = peewee.CharField(max_length=128)
+    changed_at = peewee.DateTimeField(default=utcnow)
+    via = peewee.CharField(max_length=128, null=True)
+
+    class Meta:
+        indexes = ((("assessment", "version"), True),)
+
+
+class Evidence(BaseModel):
+    """Evidence that a control works: a document, screenshot, config, log or link, with
+    an optional stored file (migration 5)."""
+
+    id = peewee.UUIDField(primary_key=True)
+    tenant = peewee.CharField(max_length=64)
+    title = peewee.CharField(max_length=200)
+    description = peewee.TextField(default="")
+    kind = peewee.CharField(max_length=20)
+    url = peewee.CharField(max_length=2000, null=True)
+    #: Ids (strings) of the tenant's policies and assessments it supports.
+    policies = JSONTextField(default=list)
+    assessments = JSONTextField(default=list)
+    collector = peewee.CharField(max_length=128)
+    collected_at = peewee.DateTimeField(null=True)
+    valid_until = peewee.DateField(null=True)
+    status = peewee.CharField(max_length=20, default="draft")
+    version = peewee.IntegerField(default=1)
+    file_name = peewee.CharField(max_length=255, null=True)
+    content_type = peewee.CharField(max_length=100, null=True)
+    size = peewee.BigIntegerField(null=True)
+    sha256 = peewee.CharField(max_length=64, null=True)
+    #: Where the file is, relative to EVIDENCE_DIR.
+    file_path = peewee.CharField(max_length=500, null=True)
+    created_by = peewee.CharField(max_length=128)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_by = peewee.CharField(max_length=128)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    deleted_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "evidence"
+        indexes = (
+            (("tenant", "created_at", "id"), False),
+            (("tenant", "status"), False),
+            (("tenant", "collector"), False),
+            (("tenant", "kind"), False),
+            (("tenant", "valid_until"), False),
+        )
+
+
+class EvidenceVersion(BaseModel):
+    """The evidence as it was after each change."""
+
+    id = peewee.BigAutoField()
+    evidence = peewee.ForeignKeyField(Evidence, backref="versions", on_delete="CASCADE")
+    version = peewee.IntegerField()
+    change = peewee.CharField(max_length=32)
+    snapshot = JSONTextField()
+    changed_by = peewee.CharField(max_length=128)
+    changed_at = peewee.DateTimeField(default=utcnow)
+    via = peewee.CharField(max_length=128, null=True)
+
+    class Meta:
+        indexes = ((("evidence", "version"), True),)
+
+
+class EntityRefusal(BaseModel):
+    """A refused move of an assessment or evidence (like :class:`PolicyRefusal`)."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.CharField(max_length=64)
+    entity_type = peewee.CharField(max_length=20)
+    entity_id = peewee.UUIDField()
+    from_status = peewee.CharField(max_length=20)
+    to_status = peewee.CharField(max_length=20)
+    refused_by = peewee.CharField(max_length=128)
+    on_behalf_of = peewee.CharField(max_length=2000, null=True)
+    reason = peewee.TextField()
+    refused_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("entity_type", "entity_id", "refused_at"), False),)
+
+
 #: The tables of migration 1 (later tables come with the migration that adds them).
 MODELS = (Policy, PolicyVersion, Outbox, IdempotencyRecord)

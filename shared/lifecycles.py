@@ -29,9 +29,38 @@ POLICY = Lifecycle(
     },
 )
 
-#: Entity types the api serves, by name. An entity type missing here (``assessment``,
-#: ``evidence``) has no api yet: it has no status to move to and nothing to load.
-LIFECYCLES: dict[str, Lifecycle] = {"policy": POLICY}
+ASSESSMENT = Lifecycle(
+    collection="assessments",
+    statuses=("planned", "in_progress", "under_review", "completed", "cancelled"),
+    transitions={
+        "planned": ("in_progress", "cancelled"),
+        "in_progress": ("under_review", "cancelled"),
+        "under_review": ("completed", "in_progress", "cancelled"),
+        "completed": (),
+        "cancelled": (),
+    },
+)
+
+EVIDENCE = Lifecycle(
+    collection="evidence",
+    statuses=("draft", "submitted", "accepted", "rejected", "expired"),
+    transitions={
+        "draft": ("submitted",),
+        "submitted": ("accepted", "rejected"),
+        # Only the system moves accepted evidence to expired (its valid_until passed).
+        "accepted": ("expired",),
+        "rejected": (),
+        "expired": (),
+    },
+)
+
+#: Entity types the api serves, by name. An entity type missing here has no api: it has
+#: no status to move to and nothing to load.
+LIFECYCLES: dict[str, Lifecycle] = {
+    "policy": POLICY,
+    "assessment": ASSESSMENT,
+    "evidence": EVIDENCE,
+}
 
 
 def lifecycle_of(entity_type: str) -> Lifecycle | None:
