@@ -44,6 +44,7 @@ from workflow_service.cache import global_version_key
 from workflow_service.db import database, init_database
 from workflow_service.definitions import cron_trigger
 from workflow_service.engine import Engine
+from workflow_service.files.retention import register_jobs as file_retention
 from workflow_service.migrations import all_migrations
 from workflow_service.models import Execution, Workflow, WorkflowStatus
 from workflow_service.runtime import build_engine
@@ -122,7 +123,7 @@ class SchedulerContext:
 
 JobRegistrar = Callable[[BlockingScheduler, SchedulerContext], None]
 #: Further timed jobs (approval due dates, escalations), one registrar each.
-JOB_REGISTRARS: list[JobRegistrar] = [approval_jobs, departed_approvers]
+JOB_REGISTRARS: list[JobRegistrar] = [approval_jobs, departed_approvers, file_retention]
 
 
 class ScheduledWorkflows:

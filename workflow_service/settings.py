@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from shared.db import pooled_url
-from shared.settings import CommonSettings, Env, check_production, sqlite_default
+from shared.settings import CommonSettings, ConfigError, Env, check_production, sqlite_default
 from workflow_service.notifications.settings import DEV_WEBHOOK_SECRET, NotificationSettings
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
@@ -53,6 +54,10 @@ class WorkflowSettings(CommonSettings):
     db_pool_size: int = 16
     #: SMTP and webhook delivery (SMTP_*, WEBHOOK_*).
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    #: Where stored files (reports, exports, audit packages) live; created on use.
+    files_dir: Path = Path("var/files")
+    #: Days a stored file is kept before the retention job deletes it.
+    file_retention_days: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkflowSettings:
@@ -87,7 +92,11 @@ class WorkflowSettings(CommonSettings):
             max_body_bytes=env.int("WORKFLOW_MAX_BODY_BYTES", 256 * 1024),
             db_pool_size=env.int("WORKFLOW_DB_POOL_SIZE", 16),
             notifications=NotificationSettings.from_env(env),
+            files_dir=Path(env.str("FILES_DIR", str(common["var_dir"] / "files"))),
+            file_retention_days=env.int("FILE_RETENTION_DAYS", 30),
         )
+        if settings.file_retention_days < 1:
+            raise ConfigError("FILE_RETENTION_DAYS must be at least 1")
         check_production(
             settings,
             {"WEBHOOK_SECRET": settings.notifications.webhook_secret},

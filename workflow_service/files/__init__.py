@@ -1,0 +1,14 @@
+"""Stored files: reports, exports, import reports, audit packages and uploads.
+
+Batch jobs write their output through :class:`~workflow_service.files.store.FileStore`
+(bytes under ``FILES_DIR``, one :class:`~workflow_service.files.models.StoredFile` row
+each), answer their caller with :func:`~workflow_service.files.jobs.accepted` and return
+the file's :meth:`~workflow_service.files.models.StoredFile.descriptor` as their job
+result. ``GET /files/{id}`` serves a file to its tenant's readers of its kind, and a
+scheduled job deletes files past their ``expires_at``.
+"""
+
+from workflow_service.files.models import FileKind, StoredFile
+from workflow_service.files.store import FileStore
+
+__all__ = ["FileKind", "FileStore", "StoredFile"]
