@@ -6,7 +6,8 @@ entity type does not have is refused then rather than failing at every run."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,15 @@ class Lifecycle:
     collection: str
     statuses: tuple[str, ...]
     transitions: Mapping[str, tuple[str, ...]]
+    #: Statuses that record a person's decision, and which: ``approve`` (only an
+    #: approval's on_approve steps move there, naming who approved) or ``reject``
+    #: (only its on_reject steps, naming who rejected).
+    decisions: Mapping[str, Literal["approve", "reject"]] = field(default_factory=dict)
+    #: The field holding the person the entity is assigned to (``POST
+    #: /<collection>/{id}/assignment`` sets it; the workflow recipient ``owner``).
+    owner_field: str = "owner"
+    #: Statuses that end the entity's life: its pending approvals close.
+    ends: tuple[str, ...] = ()
 
 
 POLICY = Lifecycle(
@@ -27,6 +37,8 @@ POLICY = Lifecycle(
         "published": ("archived", "in_review"),
         "archived": (),
     },
+    decisions={"approved": "approve"},
+    ends=("archived",),
 )
 
 ASSESSMENT = Lifecycle(
@@ -39,6 +51,9 @@ ASSESSMENT = Lifecycle(
         "completed": (),
         "cancelled": (),
     },
+    decisions={"completed": "approve"},
+    owner_field="assessor",
+    ends=("cancelled",),
 )
 
 EVIDENCE = Lifecycle(
@@ -52,6 +67,8 @@ EVIDENCE = Lifecycle(
         "rejected": (),
         "expired": (),
     },
+    decisions={"accepted": "approve", "rejected": "reject"},
+    owner_field="collector",
 )
 
 #: Entity types the api serves, by name. An entity type missing here has no api: it has
