@@ -28,6 +28,8 @@ from api_service.resources import (
     PolicyTransitions,
     PolicyVersions,
 )
+from api_service.reviews import ReviewService
+from api_service.reviews import add_routes as add_review_routes
 from api_service.settings import ApiSettings
 from api_service.tenant_settings import TenantSettingsStore
 from api_service.tenant_settings import add_routes as add_tenant_settings_routes
@@ -115,6 +117,7 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
     docs.add_route(app, "/policies/{policy_id}/transitions", PolicyTransitions(policies, limit))
     docs.add_route(app, "/policies/{policy_id}/versions", PolicyVersions(policies))
     docs.add_route(app, "/policies/{policy_id}/refusals", PolicyRefusals(policies))
+    add_review_routes(app, docs, ReviewService(deps.db, deps.outbox, deps.clock), limit)
     add_tenant_settings_routes(app, docs, TenantSettingsStore(deps.db, deps.clock), limit)
     job_store = deps.job_store or JobStatusStore(deps.broker.client, settings.namespace)
     add_job_routes(app, docs, job_store)

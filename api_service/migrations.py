@@ -5,7 +5,7 @@ from __future__ import annotations
 import peewee
 from playhouse.migrate import SchemaMigrator
 
-from api_service import migration_0005
+from api_service import migration_0005, migration_0006
 from api_service.models import MODELS, DeadlineNotice, PolicyRefusal, TenantSettings
 from shared.db import Migration
 
@@ -96,4 +96,5 @@ MIGRATIONS: list[Migration] = [
         migration_0005.apply,
         service="api_service",
     ),
+    Migration(6, migration_0006.NAME, migration_0006.apply, service="api_service"),
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 import peewee
 
-from api_service import lifecycle
+from api_service import lifecycle, review_cycle
 from api_service.errors import (
     ApprovalWorkflowRequired,
     ConcurrentChange,
@@ -352,6 +352,12 @@ class PolicyService:
                 if data.to in lifecycle.DECISIONS:
                     self._check_separation_of_duties(principal, policy, deciders)
                 changes: dict[str, Any] = {"status": data.to}
+                # Approving or publishing starts the review cycle (api_service.review_cycle).
+                changes.update(
+                    review_cycle.on_status_change(
+                        policy.review_frequency, data.to, self.clock().date()
+                    )
+                )
                 if data.to == lifecycle.SUBMITTED:
                     # The person a workflow acted for sent it, not the service.
                     submitter = initiator if _is_service(principal) and initiator else None

@@ -100,6 +100,10 @@ API: dict[tuple[str, str], tuple] = {
     ("POST", "/policies/{policy_id}/transitions"):     (401, 403, OK,  OK,  403, OK,  403, OK,  404),
     ("GET", "/policies/{policy_id}/versions"):         (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
     ("GET", "/policies/{policy_id}/refusals"):         (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    # Review cycles: approvers (and admins) record a policy's periodic review; its
+    # owner never does (tested in tests/api/test_reviews.py); the tenant's people read.
+    ("POST", "/policies/{policy_id}/reviews"):         (401, 403, 403, OK,  403, OK,  403, 403, 404),
+    ("GET", "/policies/{policy_id}/reviews"):          (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
     ("GET", "/tenant-settings"):                       (401, OK,  OK,  OK,  OK,  OK,  403, 403, OK),
     ("PATCH", "/tenant-settings"):                     (401, 403, 403, 403, 403, OK,  403, 403, OK),
     ("GET", "/jobs"):                                  (401, OK,  OK,  OK,  OK,  OK,  403, OK,  OK),
@@ -182,6 +186,12 @@ REQUESTS: dict[tuple[str, str, str], dict] = {
     ("api", "DELETE", "/policies/{policy_id}"): {"headers": STALE},
     ("api", "POST", "/policies/{policy_id}/transitions"): {
         "json": {"to": "in_review"},
+        "headers": STALE,
+    },
+    # Review cycles: a valid review for a stale version (refused after the role and
+    # tenant checks; the seeded policy is not reviewed).
+    ("api", "POST", "/policies/{policy_id}/reviews"): {
+        "json": {"outcome": "no_change"},
         "headers": STALE,
     },
     # The decision's checks need a valid one (each persona decides its own approval).
