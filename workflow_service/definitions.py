@@ -13,6 +13,7 @@ from typing import Any, Literal
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.events import EVENT_VERBS, EntityType
 from shared.lifecycles import lifecycle_of
 from workflow_service.conditions import OPERATORS
 from workflow_service.steps.base import Directory
@@ -20,17 +21,8 @@ from workflow_service.steps.change_status import ChangeStatusConfig
 from workflow_service.steps.recipients import named_users
 from workflow_service.steps.registry import step_class, step_errors
 
-TRIGGERS = (
-    "on_create",
-    "on_update",
-    "on_status_change",
-    "on_delete",
-    "on_deadline_approaching",
-    "on_deadline_passed",
-    "scheduled",
-    "manual",
-)
-#: The trigger an event type fires (``policy.status_changed`` -> ``on_status_change``).
+#: The trigger an event verb fires (``policy.status_changed`` -> ``on_status_change``);
+#: every verb of :data:`shared.events.EVENT_VERBS` has one.
 EVENT_TRIGGERS = {
     "created": "on_create",
     "updated": "on_update",
@@ -38,17 +30,23 @@ EVENT_TRIGGERS = {
     "deleted": "on_delete",
     "deadline_approaching": "on_deadline_approaching",
     "deadline_passed": "on_deadline_passed",
+    "assigned": "on_assign",
+    "reviewed": "on_review",
+    "due_approaching": "on_due_approaching",
+    "overdue": "on_overdue",
+    "expiring": "on_expiring",
+    "expired": "on_expired",
 }
-Trigger = Literal[
-    "on_create",
-    "on_update",
-    "on_status_change",
-    "on_delete",
-    "on_deadline_approaching",
-    "on_deadline_passed",
-    "scheduled",
-    "manual",
-]
+assert {v for verbs in EVENT_VERBS.values() for v in verbs} == set(EVENT_TRIGGERS)
+#: Triggers no event fires: the scheduler's and a person's.
+UNEVENTFUL_TRIGGERS = ("scheduled", "manual")
+TRIGGERS = (*EVENT_TRIGGERS.values(), *UNEVENTFUL_TRIGGERS)
+Trigger = Literal[TRIGGERS]  # type: ignore[valid-type]
+#: The triggers each entity type has events for (plus scheduled and manual).
+ENTITY_TRIGGERS: dict[str, tuple[str, ...]] = {
+    entity: (*(EVENT_TRIGGERS[v] for v in verbs), *UNEVENTFUL_TRIGGERS)
+    for entity, verbs in EVENT_VERBS.items()
+}
 Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "contains", "exists"]
 assert set(Operator.__args__) == set(OPERATORS)  # type: ignore[attr-defined]
 FIELD_PATTERN = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
@@ -165,7 +163,7 @@ class ScheduleConfig(Strict):
 class WorkflowDefinition(Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
-    entity_type: Literal["policy", "assessment", "evidence"]
+    entity_type: EntityType
     trigger: Trigger
     trigger_config: dict[str, Any] = Field(default_factory=dict)
     conditions: list[Condition] = Field(default_factory=list, max_length=50)
@@ -198,8 +196,9 @@ def validate_definition(data: Any) -> WorkflowDefinition:
         if isinstance(data.get("steps"), list) and data["steps"]:
             errors.extend(step_errors(data["steps"]))
         raise InvalidDefinition(errors) from None
-    errors = step_errors(definition.steps) or [
-        *_undecided_approvals(definition.steps),
+    errors = [*_foreign_trigger(definition)]
+    errors += step_errors(definition.steps) or [
+        *_undecided_approvals(definition.entity_type, definition.steps),
         *_unknown_statuses(definition.entity_type, definition.steps),
     ]
     if definition.trigger == "scheduled":
@@ -215,6 +214,20 @@ def validate_definition(data: Any) -> WorkflowDefinition:
     if errors:
         raise InvalidDefinition(errors)
     return definition
+
+
+def _foreign_trigger(definition: WorkflowDefinition) -> list[dict[str, str]]:
+    """A trigger no event of the entity type fires (``on_expiring`` of a policy)."""
+    allowed = ENTITY_TRIGGERS[definition.entity_type]
+    if definition.trigger in allowed:
+        return []
+    return [
+        {
+            "field": "trigger",
+            "message": f"no {definition.entity_type} event fires {definition.trigger!r}; "
+            f"{definition.entity_type} triggers: " + ", ".join(allowed),
+        }
+    ]
 
 
 #: Step options that may name people relative to the entity or its event.
@@ -252,17 +265,18 @@ def _needs_entity_data(definition: WorkflowDefinition) -> list[dict[str, str]]:
     return errors
 
 
-#: Statuses that record a person's decision. The workflow service calls the api with a
-#: service token, which may make any move; so a workflow may only move an entity to one
-#: of these after a person decided it: inside the ``on_approve`` steps of a
-#: ``require_approval`` step. Otherwise an editor could write a workflow that approves
-#: their own policy.
-DECISION_STATUSES = frozenset({"approved"})
-
-
 def _undecided_approvals(
-    steps: list, prefix: str = "steps", decided: bool = False
+    entity_type: str, steps: list, prefix: str = "steps", decided: str | None = None
 ) -> list[dict[str, str]]:
+    """Moves to a status that records a person's decision (the lifecycle's
+    ``decisions``: a policy's ``approved``, an assessment's ``completed``, evidence's
+    ``accepted`` or ``rejected``) outside the branch of a ``require_approval`` step that
+    decides it (``approve``: on_approve; ``reject``: on_reject). The workflow service
+    calls the api with a service token, which the api lets make such a move only for the
+    deciders it names; outside an approval there are none, and an editor could write a
+    workflow that approves their own policy."""
+    lifecycle = lifecycle_of(entity_type)
+    decisions = lifecycle.decisions if lifecycle is not None else {}
     errors = []
     for i, step in enumerate(steps):
         if not isinstance(step, dict):
@@ -275,19 +289,23 @@ def _undecided_approvals(
             if step.get("kind") in ("change_status", "approval_change_status")
             else None
         )
-        if moves_to in DECISION_STATUSES and not decided:
+        decision = decisions.get(moves_to) if isinstance(moves_to, str) else None
+        if decision is not None and decision != decided:
+            branch = "on_approve" if decision == "approve" else "on_reject"
             errors.append(
                 {
                     "field": f"{where}.to",
                     "message": f"moving to {step['to']!r} records a decision: put this "
-                    "step in the on_approve steps of a require_approval step",
+                    f"step in the {branch} steps of a require_approval step",
                 }
             )
         if step.get("kind") == "require_approval":
-            for branch, approves in (("on_approve", True), ("on_reject", False)):
+            for branch, outcome in (("on_approve", "approve"), ("on_reject", "reject")):
                 nested = step.get(branch)
                 if isinstance(nested, list):
-                    errors.extend(_undecided_approvals(nested, f"{where}.{branch}", approves))
+                    errors.extend(
+                        _undecided_approvals(entity_type, nested, f"{where}.{branch}", outcome)
+                    )
     return errors
 
 

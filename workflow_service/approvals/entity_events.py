@@ -4,9 +4,11 @@ Every event reaches :func:`on_event` before its workflows are matched (even when
 match). One indexed query finds the entity's pending approvals; with none, that is
 all it costs.
 
-* ``<entity>.deleted``, or a status change to ``archived``: every pending approval of
-  the entity closes (``cancelled``, with the reason), and every unfinished execution
-  for the entity is cancelled, except those this event itself starts.
+* ``<entity>.deleted``, or a status change to one that ends the entity's life (the
+  lifecycle's ``ends``: a policy's ``archived``, an assessment's ``cancelled``): every
+  pending approval of the entity closes (``cancelled``, with the reason), and every
+  unfinished execution for the entity is cancelled, except those this event itself
+  starts.
 * any other change (a status change, an update): pending approvals asked for another
   status, or for an older version, close as stale, and the executions waiting on them
   are cancelled.
@@ -23,14 +25,18 @@ from typing import Any
 
 from shared.db import utcnow
 from shared.events import Event
+from shared.lifecycles import lifecycle_of
 from workflow_service import ending
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalStatus
 from workflow_service.db import database
 from workflow_service.models import Execution, ExecutionStatus
 
-#: Statuses that end an entity's life: its approvals and executions stop.
-FINAL_STATUSES = frozenset({"archived"})
+
+def final_statuses(entity_type: str) -> tuple[str, ...]:
+    """Statuses that end an entity's life: its approvals and executions stop."""
+    lifecycle = lifecycle_of(entity_type)
+    return lifecycle.ends if lifecycle is not None else ()
 
 
 def on_event(event: Event, now: datetime | None = None, *, broker: Any = None) -> int:
@@ -42,7 +48,9 @@ def on_event(event: Event, now: datetime | None = None, *, broker: Any = None) -
         return 0
     now = now or utcnow()
     status = event.data.get("status")
-    ends = kind == "deleted" or (kind == "status_changed" and status in FINAL_STATUSES)
+    ends = kind == "deleted" or (
+        kind == "status_changed" and status in final_statuses(event.entity_type)
+    )
     what = f"{event.entity_type} {event.entity_id}"
     pending = list(
         ApprovalRequest.select(

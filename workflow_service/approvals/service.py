@@ -35,6 +35,7 @@ from workflow_service.db import database
 from workflow_service.models import Execution, ExecutionStatus, Notification
 from workflow_service.notifications import delivery
 from workflow_service.notifications.models import Channel
+from workflow_service.steps.recipients import entity_owner
 from workflow_service.users import directory
 
 log = logging.getLogger(__name__)
@@ -542,15 +543,17 @@ def close(
 
 def check_entity_people(request: ApprovalRequest, user_id: str, entity: dict | None) -> None:
     """Refuse ``user_id`` when the entity as the api reports it now (``entity``: its
-    ``created_by``, ``owner`` and ``submitted_by``) names them and approving
-    approves it: the request's own record of them may be older, or a manual run's."""
+    ``created_by``, ``owner`` (an assessment's assessor, evidence's collector) and
+    ``submitted_by``) names them and the approval decides the entity: the request's own
+    record of them may be older, or a manual run's."""
     if not request.approves_entity or not entity:
         return
     people = {entity.get(k) for k in ("created_by", "owner", "submitted_by")}
+    people.add(entity_owner(request.entity_type, entity))
     if user_id in people:
         raise SelfApprovalRefused(
-            f"You created, own or submitted this {request.entity_type}, and approving "
-            "moves it to approved: someone else must decide."
+            f"You created, own or submitted this {request.entity_type}, and this approval "
+            "decides it: someone else must decide."
         )
 
 

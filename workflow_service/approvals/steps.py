@@ -23,12 +23,14 @@ also read ``approval`` (status, decided_by, decisions, comments).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from shared.events import DECIDED_BY_HEADER
+from shared.lifecycles import lifecycle_of
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalStatus
 from workflow_service.models import StepRun, StepStatus
@@ -45,7 +47,7 @@ from workflow_service.steps import (
 from workflow_service.steps.base import TEMPLATE_NAMES
 from workflow_service.steps.change_status import ChangeStatus, ChangeStatusConfig
 from workflow_service.steps.notify import Notify, NotifyConfig
-from workflow_service.steps.recipients import parse_recipient
+from workflow_service.steps.recipients import entity_owner, parse_recipient
 from workflow_service.steps.registry import step_errors
 from workflow_service.templating import TemplateRenderError, renderer
 
@@ -221,11 +223,13 @@ class RequireApproval(Step):
                 step_key=ctx.step_key,
                 title=title,
                 stages=config.stage_plan(),
-                owner=_str(ctx.trigger.data.get("owner")),
+                owner=entity_owner(ctx.trigger.entity_type, ctx.trigger.data),
                 initiator=ctx.trigger.initiator,
                 # Events written before the snapshot carried it have no creator.
                 creator=_str(ctx.trigger.data.get("created_by")),
-                approves_entity=moves_to_approved(config.on_approve),
+                approves_entity=decides_entity(
+                    ctx.trigger.entity_type, config.on_approve, config.on_reject
+                ),
                 entity_version=version,
                 entity_status=status,
                 allow_self_approval=config.allow_self_approval,
@@ -265,15 +269,22 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-#: The status that makes an approval a decision about the entity itself.
-APPROVED = "approved"
+def _decisions(entity_type: str) -> Mapping[str, str]:
+    lifecycle = lifecycle_of(entity_type)
+    return lifecycle.decisions if lifecycle is not None else {}
 
 
-def moves_to_approved(steps: list[dict[str, Any]]) -> bool:
-    """True when ``steps`` (an on_approve list) move the entity to ``approved``."""
+def decides_entity(
+    entity_type: str, on_approve: list[dict[str, Any]], on_reject: list[dict[str, Any]] = ()
+) -> bool:
+    """True when the approval's branches move the entity to a status that records a
+    decision (:attr:`shared.lifecycles.Lifecycle.decisions`: a policy's ``approved``, an
+    assessment's ``completed``, evidence's ``accepted`` or ``rejected``): the approval is
+    then a decision about the entity itself, which its own people may never make."""
+    decisions = _decisions(entity_type)
     return any(
-        s.get("kind") in ("change_status", ApprovalChangeStatus.kind) and s.get("to") == APPROVED
-        for s in steps
+        s.get("kind") in ("change_status", ApprovalChangeStatus.kind) and s.get("to") in decisions
+        for s in (*on_approve, *on_reject)
     )
 
 
@@ -292,8 +303,9 @@ class ApprovalChangeStatusConfig(ChangeStatusConfig):
 
 @register
 class ApprovalChangeStatus(ChangeStatus):
-    """``change_status`` inside on_approve / on_reject: the api is told who approved
-    (``X-Decided-By``), so it can refuse a move to approved that they may not make."""
+    """``change_status`` inside on_approve / on_reject: the api is told who decided
+    (``X-Decided-By``: who approved, or for a move to a status that records a rejection,
+    who rejected), so it can refuse a decision move that they may not make."""
 
     kind = "approval_change_status"
     Config = ApprovalChangeStatusConfig
@@ -304,15 +316,21 @@ class ApprovalChangeStatus(ChangeStatus):
             (ApprovalRequest.execution == ctx.execution.id)
             & (ApprovalRequest.step_key == config.approval_step)
         )
-        if request is None or request.status != ApprovalStatus.APPROVED:
+        if request is None:
+            return {}
+        if request.status == ApprovalStatus.APPROVED:
+            outcome = ApprovalStatus.APPROVED
+        elif (
+            request.status == ApprovalStatus.REJECTED
+            and _decisions(ctx.trigger.entity_type).get(config.to) == "reject"
+        ):
+            # A move that records the rejection itself (evidence's ``rejected``).
+            outcome = ApprovalStatus.REJECTED
+        else:
             return {}
         # The one whose decision settled it first: the api records the move as theirs.
         deciders = [request.decided_by] if request.decided_by else []
-        deciders += [
-            d["approver"]
-            for d in service.decisions_of(request)
-            if d["status"] == ApprovalStatus.APPROVED
-        ]
+        deciders += [d["approver"] for d in service.decisions_of(request) if d["status"] == outcome]
         return {DECIDED_BY_HEADER: ",".join(dict.fromkeys(deciders))} if deciders else {}
 
 

@@ -1,9 +1,10 @@
 """``change_status``: move the entity to another status through the api.
 
-``POST /<entities>/{id}/transitions`` with ``{"to", "comment"}``, a service token of the
-execution's tenant, an ``Idempotency-Key`` (an HMAC of execution and step; a retry
-after a lost answer replays the first answer instead of moving twice) and the causation
-chain (the api passes it on in the event the change emits, which is how loops stop).
+``POST /<collection>/{id}/transitions`` (the collection from :mod:`shared.lifecycles`)
+with ``{"to", "comment"}``, a service token of the execution's tenant, an
+``Idempotency-Key`` (an HMAC of execution and step; a retry after a lost answer
+replays the first answer instead of moving twice) and the causation chain (the api
+passes it on in the event the change emits, which is how loops stop).
 
 Connection errors, timeouts, 408, 429 and 5xx are retried; other answers (409 for a
 transition the lifecycle forbids, 404, 403...) fail the execution with the api's words.
@@ -11,10 +12,13 @@ transition the lifecycle forbids, 404, 403...) fail the execution with the api's
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 from pydantic import Field
 
 from shared.events import CAUSATION_HEADER, INITIATOR_HEADER
+from shared.lifecycles import lifecycle_of
 from workflow_service.steps.base import (
     Step,
     StepConfig,
@@ -25,7 +29,6 @@ from workflow_service.steps.base import (
 )
 from workflow_service.steps.registry import register
 
-ENTITY_PATHS = {"policy": "policies", "assessment": "assessments", "evidence": "evidence"}
 RETRYABLE_STATUS = {408, 429}
 
 
@@ -48,7 +51,10 @@ class ChangeStatus(Step):
     def run(self, ctx: StepContext) -> StepOutcome:
         config: ChangeStatusConfig = self.config  # type: ignore[assignment]
         trigger = ctx.trigger
-        path = f"/{ENTITY_PATHS[trigger.entity_type]}/{trigger.entity_id}/transitions"
+        lifecycle = lifecycle_of(trigger.entity_type)
+        if lifecycle is None:
+            raise StepFailed(f"the api has no {trigger.entity_type} entities to move")
+        path = f"/{lifecycle.collection}/{quote(trigger.entity_id, safe='')}/transitions"
         body = {"to": config.to}
         if config.comment:
             body["comment"] = ctx.render(config.comment)

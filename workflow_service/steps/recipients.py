@@ -7,7 +7,9 @@ A recipient is one of:
   digits or . _ @ + -, starting with a letter or digit);
 * ``"role:<name>"``: everyone of the tenant holding that role (expanded through the
   user directory when the tenant has one, else kept as a role address);
-* ``"owner"``: the entity's ``owner``, from the trigger's entity data;
+* ``"owner"``: the person the entity is assigned to, from the trigger's entity data:
+  the field :attr:`shared.lifecycles.Lifecycle.owner_field` names (a policy's
+  ``owner``, an assessment's ``assessor``, evidence's ``collector``);
 * ``"initiator"``: the person whose change started the chain (for a manual run, who
   asked for it).
 
@@ -17,13 +19,14 @@ is saved, naming the step and option.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
 from shared.auth import CLAIM_ID, ROLES
+from shared.lifecycles import lifecycle_of
 from workflow_service.steps.base import MAX_RECIPIENTS, StepContext, StepFailed
 
 OWNER = "owner"
@@ -112,6 +115,18 @@ def named_users(steps: Any, where: str = "steps") -> Iterator[tuple[str, str]]:
             yield field, spec.value
 
 
+def owner_field(entity_type: str) -> str:
+    """The field of an entity type's data that names its owner (its assignee)."""
+    lifecycle = lifecycle_of(entity_type)
+    return lifecycle.owner_field if lifecycle is not None else OWNER
+
+
+def entity_owner(entity_type: str, data: Mapping[str, Any]) -> str | None:
+    """The person an entity (its event data or the api's answer) is assigned to."""
+    owner = data.get(owner_field(entity_type))
+    return owner if isinstance(owner, str) and owner else None
+
+
 def person_of(recipient: str, ctx: StepContext) -> str | None:
     """The user id one person-recipient names in this run (None: nobody, e.g. an
     entity without an owner). Roles are not persons: ValueError."""
@@ -119,8 +134,7 @@ def person_of(recipient: str, ctx: StepContext) -> str | None:
     if spec.kind == "user":
         return spec.value
     if spec.kind == OWNER:
-        owner = ctx.trigger.data.get("owner")
-        return owner if isinstance(owner, str) and owner else None
+        return entity_owner(ctx.trigger.entity_type, ctx.trigger.data)
     if spec.kind == INITIATOR:
         return ctx.trigger.initiator or None
     raise ValueError(f"{recipient!r} names a role, not one person")

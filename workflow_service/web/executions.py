@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 
 from shared.auth import require_role
+from shared.events import ENTITY_TYPES
 from shared.http import Operation, Param, bad_parameter, parse_choice, parse_limit
 from workflow_service.approvals import service as approvals
 from workflow_service.engine import Engine
@@ -75,7 +76,7 @@ class ExecutionCollection:
         workflow_id = req.get_param("workflow_id")
         if workflow_id:
             query = query.where(Execution.workflow == uuid_param(workflow_id, "workflow_id"))
-        entity_type = parse_choice(req, "entity_type", ("policy", "assessment", "evidence"))
+        entity_type = parse_choice(req, "entity_type", ENTITY_TYPES)
         if entity_type:
             query = query.where(Execution.entity_type == entity_type)
         entity_id = req.get_param("entity_id")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.events import EntityType
 from workflow_service.definitions import Condition, Trigger, WorkflowDefinition
 
 
@@ -28,7 +29,7 @@ class WorkflowPatch(Strict):
     version: int | None = Field(default=None, ge=1)
     name: str | None = None
     description: str | None = None
-    entity_type: Literal["policy", "assessment", "evidence"] | None = None
+    entity_type: EntityType | None = None
     trigger: Trigger | None = None
     trigger_config: dict[str, Any] | None = None
     conditions: list[Condition] | None = None

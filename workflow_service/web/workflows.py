@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 
 from shared.auth import require_role
+from shared.events import ENTITY_TYPES
 from shared.http import (
     ApiError,
     Operation,
@@ -178,7 +179,7 @@ class WorkflowCollection:
         principal = require_role(req, *READ_ROLES)
         filters = {
             "status": parse_choice(req, "status", WorkflowStatus.ALL),
-            "entity_type": parse_choice(req, "entity_type", ("policy", "assessment", "evidence")),
+            "entity_type": parse_choice(req, "entity_type", ENTITY_TYPES),
             "trigger": parse_choice(req, "trigger", TRIGGERS),
         }
         limit = parse_limit(req)
