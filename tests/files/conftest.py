@@ -72,9 +72,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(settings, clock, workflow_db) -> Iterator[FileStore]:
+def store(settings, clock, workflow_db) -> FileStore:
+    return FileStore.from_settings(settings, clock=clock)
+
+
+@pytest.fixture
+def connected(workflow_db) -> Iterator:
+    """A database connection for the test's own queries."""
     with workflow_db.connection_context():
-        yield FileStore.from_settings(settings, clock=clock)
+        yield workflow_db
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from workflow_service.files import FileStore, StoredFile
 from workflow_service.files.cells import neutralise, neutralise_row
 from workflow_service.files.retention import purge
 
+pytestmark = pytest.mark.usefixtures("connected")
+
 
 def _write(store: FileStore, data: bytes, **overrides) -> StoredFile:
     fields = {

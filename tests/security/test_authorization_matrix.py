@@ -23,8 +23,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import falcon.testing
 import httpx
@@ -43,6 +45,7 @@ from workflow_service.apiclient import ApiClient
 from workflow_service.approvals.models import ApprovalRequest
 from workflow_service.db import database, init_database
 from workflow_service.engine import ExecutionFailed
+from workflow_service.files import FileStore
 from workflow_service.migrations import all_migrations
 from workflow_service.models import Notification, Task
 from workflow_service.notifications.models import Delivery
@@ -163,6 +166,10 @@ WORKFLOW: dict[tuple[str, str], tuple] = {
     ("GET", "/stats"):                                 (401, 403, 403, 403, 403, 403, OK,  401, 403),
     ("GET", "/workers"):                               (401, 403, 403, 403, 403, 403, OK,  401, 403),
     ("GET", "/schedules"):                             (401, 403, 403, 403, OK,  OK,  OK,  401, OK),
+    # Stored files: the seeded file is a report (editors, approvers, auditors, admins
+    # read reports; which roles read each kind is tested in tests/files/test_web.py).
+    ("GET", "/files"):                                 (401, 403, OK,  OK,  OK,  OK,  403, 401, OK),
+    ("GET", "/files/{file_id}"):                       (401, 403, OK,  OK,  OK,  OK,  403, 401, 404),
     ("GET", "/healthz"):                               (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
     ("GET", "/readyz"):                                (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
     ("GET", "/metrics"):                               (401, 403, 403, 403, 403, 403, OK,  401, 403),
@@ -331,6 +338,8 @@ def _workflow_client(stack, url, redis_url, namespace, redis_client, api_app):
         database_url="unused: bound by init_database",
         jwt_secret=JWT_SECRET,
         service_token_secret=SERVICE_TOKEN_SECRET,
+        # Stored files: a directory of the module's own.
+        files_dir=Path(stack.enter_context(tempfile.TemporaryDirectory())),
     )
     outbox = Outbox()
     # The workflow service reaches the api in this process (manual runs load the policy).
@@ -432,6 +441,21 @@ def _seed(api, workflow, engine, outbox, redis_client, namespace) -> World:
             *(str(r.id) for r in Delivery.select().where(Delivery.tenant_id == TENANT)),
         ]
 
+    # Stored files: a report of acme's, made as a report job makes it.
+    with database.connection_context():
+        store = FileStore.from_settings(engine.settings)
+        with store.create(
+            tenant=TENANT,
+            kind="report",
+            name="policy_status.csv",
+            content_type="text/csv",
+            created_by="acme-editor",
+            job_id=str(uuid.uuid4()),
+        ) as out:
+            out.write(b"status,count\ndraft,1\n")
+        file_id = out.file.id
+        acme_rows.append(file_id)
+
     decision = ("workflow", "POST", "/approvals/{approval_id}/decision")
     return World(
         clients={"api": api, "workflow": workflow},
@@ -446,6 +470,7 @@ def _seed(api, workflow, engine, outbox, redis_client, namespace) -> World:
             "user_id": "acme-approver",
             "template": "policy-approval",
             "name": "console.js",
+            "file_id": file_id,
         },
         route_ids={
             **{

@@ -74,6 +74,10 @@ def extension_registrars() -> list[RouteRegistrar]:
     from workflow_service.users.resources import register as user_routes
 
     registrars += [register_ops, approval_routes, user_routes, delivery_routes]
+    # Stored files: /files
+    from workflow_service.files.resources import register as file_routes
+
+    registrars += [file_routes]
     return registrars
 
 
