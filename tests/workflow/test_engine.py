@@ -209,9 +209,8 @@ def test_a_step_longer_than_the_claim_timeout_keeps_its_claim(engine, store):
     assert Execution.get_by_id(execution.id).attempts == 1
 
 
-def test_one_recipient_grammar_for_notify_create_task_and_assign(engine, store):
-    from workflow_service.models import Assignment
-
+def test_one_recipient_grammar_for_notify_and_create_task(engine, store):
+    # (assign's people: tests/workflow/test_assign.py)
     # Given: steps naming people as initiator and user:<id>
     make_workflow(
         store,
@@ -219,8 +218,6 @@ def test_one_recipient_grammar_for_notify_create_task_and_assign(engine, store):
             {"kind": "notify", "recipients": ["initiator", "user:carol"], "subject": "Hi"},
             {"kind": "create_task", "assignee": "user:bob", "title": "Review"},
             {"kind": "create_task", "assignee": "initiator", "title": "Follow up"},
-            {"kind": "assign", "assignee": "user:dave", "purpose": "reviewer"},
-            {"kind": "assign", "assignee": "initiator", "purpose": "author"},
         ],
     )
     # When: ed's change triggers it
@@ -232,11 +229,6 @@ def test_one_recipient_grammar_for_notify_create_task_and_assign(engine, store):
     assert sorted(n.recipient for n in notes) == ["carol", "ed"]
     tasks = Task.select().where(Task.execution == execution.id).order_by(Task.title)
     assert [(t.title, t.assignee) for t in tasks] == [("Follow up", "ed"), ("Review", "bob")]
-    assigned = Assignment.select().where(Assignment.execution == execution.id)
-    assert sorted((a.purpose, a.assignee) for a in assigned) == [
-        ("author", "ed"),
-        ("reviewer", "dave"),
-    ]
 
 
 def test_a_step_sends_its_messages_only_after_its_transaction_commits(engine, store):
