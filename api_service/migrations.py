@@ -5,8 +5,8 @@ from __future__ import annotations
 import peewee
 from playhouse.migrate import SchemaMigrator
 
-from api_service import migration_0005, migration_0006
-from api_service.models import MODELS, DeadlineNotice, PolicyRefusal, TenantSettings
+from api_service import migration_0005, migration_0006, migration_0007
+from api_service.models import MODELS, PolicyRefusal, TenantSettings
 from shared.db import Migration
 
 
@@ -19,8 +19,20 @@ def _initial(db: peewee.Database, migrator: SchemaMigrator) -> None:
 
 
 def _deadline_notices(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    with db.bind_ctx([DeadlineNotice]):
-        db.create_tables([DeadlineNotice])
+    # The table as it was at version 2, frozen (migration 7 replaces it).
+    class DeadlineNotice(peewee.Model):
+        policy = peewee.UUIDField()
+        kind = peewee.CharField(max_length=32)
+        deadline = peewee.DateField()
+        event_id = peewee.CharField(max_length=36)
+        created_at = peewee.DateTimeField()
+
+        class Meta:
+            database = db
+            table_name = "deadline_notice"
+            primary_key = peewee.CompositeKey("policy", "kind", "deadline")
+
+    db.create_tables([DeadlineNotice])
     # The deadline scan looks policies up by review date.
     db.execute_sql(
         "CREATE INDEX IF NOT EXISTS policy_next_review_date ON policy (next_review_date)"
@@ -97,4 +109,5 @@ MIGRATIONS: list[Migration] = [
         service="api_service",
     ),
     Migration(6, migration_0006.NAME, migration_0006.apply, service="api_service"),
+    Migration(7, migration_0007.NAME, migration_0007.apply, service="api_service"),
 ]

@@ -123,16 +123,22 @@ class IdempotencyRecord(BaseModel):
 
 
 class DeadlineNotice(BaseModel):
-    """A deadline event written for a policy: one per policy, kind and review date."""
+    """A deadline event written for an entity: one per entity, kind and date (a policy's
+    review date, an assessment's due date, an evidence's valid_until). Migration 7
+    (before it: ``deadline_notice``, policies only)."""
 
-    policy = peewee.UUIDField()
+    entity_type = peewee.CharField(max_length=20)
+    entity_id = peewee.UUIDField()
+    #: deadline_approaching, deadline_passed, due_approaching, overdue, expiring_<days>,
+    #: expired.
     kind = peewee.CharField(max_length=32)
     deadline = peewee.DateField()
     event_id = peewee.CharField(max_length=36)
     created_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:
-        primary_key = peewee.CompositeKey("policy", "kind", "deadline")
+        table_name = "entity_deadline_notice"
+        primary_key = peewee.CompositeKey("entity_type", "entity_id", "kind", "deadline")
 
 
 class TenantSettings(BaseModel):

@@ -1,7 +1,8 @@
 """The outbox relay process: ``python -m api_service relay``.
 
 Publishes what requests could not (Redis down, a worker killed after commit), prunes
-old sent rows, and writes the deadline events of review dates coming up or passed
+old sent rows, and writes the deadline events of policy review dates, assessment due
+dates and evidence validity coming up or passed, expiring evidence whose validity ended
 (:mod:`api_service.deadlines`). Several relays may run; they claim disjoint rows. SIGTERM stops
 it after the row in hand, so a restart republishes nothing.
 """
@@ -86,7 +87,12 @@ def main(settings: ApiSettings) -> int:
     log.info(
         "relay started (id %s, interval %.2fs)", relay.relay_id, settings.relay_interval_seconds
     )
-    deadlines = DeadlineScanner(db, utcnow, approaching_days=settings.deadline_approaching_days)
+    deadlines = DeadlineScanner(
+        db,
+        utcnow,
+        approaching_days=settings.deadline_approaching_days,
+        expiring_days=settings.evidence_expiring_days,
+    )
     chores = [
         (PRUNE_EVERY_SECONDS, relay.prune),
         (settings.deadline_scan_interval_seconds, deadlines.scan),

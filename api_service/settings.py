@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from shared.db import pooled_url
 from shared.http import DEFAULT_MAX_BODY_BYTES
-from shared.settings import CommonSettings, Env, check_production, sqlite_default
+from shared.settings import CommonSettings, ConfigError, Env, check_production, sqlite_default
 
 DEFAULT_DATABASE_FILE = "api.db"
 
@@ -41,6 +42,13 @@ class ApiSettings(CommonSettings):
     deadline_approaching_days: int = 14
     #: How often the relay looks for review dates coming up or passed.
     deadline_scan_interval_seconds: float = 60.0
+    #: Days before an accepted evidence's valid_until at which evidence.expiring is sent
+    #: (one event per threshold and date; ``EVIDENCE_EXPIRING_DAYS``, comma-separated).
+    evidence_expiring_days: tuple[int, ...] = (30, 7)
+    #: Where evidence files are stored (by tenant and evidence id); created at start.
+    evidence_dir: Path = CommonSettings.var_dir / "evidence"
+    #: Largest evidence file accepted, in bytes (larger uploads get a 413).
+    evidence_max_bytes: int = 20 * 1024 * 1024
     #: Where gunicorn workers share request metrics (prometheus-client's multiprocess
     #: mode); unset, each worker's /metrics shows only its own requests.
     prometheus_multiproc_dir: str | None = None
@@ -71,8 +79,11 @@ class ApiSettings(CommonSettings):
             publish_pause_seconds=env.float("PUBLISH_PAUSE_SECONDS", 2.0),
             db_pool_size=env.int("API_DB_POOL_SIZE", 32),
             prometheus_multiproc_dir=env.str("PROMETHEUS_MULTIPROC_DIR") or None,
+            evidence_dir=Path(env.str("EVIDENCE_DIR") or common["var_dir"] / "evidence"),
+            evidence_max_bytes=env.int("EVIDENCE_MAX_BYTES", 20 * 1024 * 1024),
             deadline_approaching_days=env.int("DEADLINE_APPROACHING_DAYS", 14),
             deadline_scan_interval_seconds=env.float("DEADLINE_SCAN_INTERVAL_SECONDS", 60.0),
+            evidence_expiring_days=expiring_days(env.str("EVIDENCE_EXPIRING_DAYS", "30,7")),
         )
         if check:
             check_production(settings)
@@ -91,3 +102,17 @@ class ApiSettings(CommonSettings):
     @property
     def pooled_database_url(self) -> str:
         return pooled_url(self.database_url, self.db_pool_size)
+
+
+def expiring_days(raw: str) -> tuple[int, ...]:
+    """``EVIDENCE_EXPIRING_DAYS``: distinct whole days ahead, largest first ("30,7")."""
+    try:
+        days = {int(part) for part in raw.split(",") if part.strip()}
+    except ValueError:
+        days = set()
+    if not days or min(days) < 0 or max(days) > 3650:
+        raise ConfigError(
+            "EVIDENCE_EXPIRING_DAYS must be comma-separated whole days between 0 and 3650 "
+            f"(such as '30,7'), got {raw!r}"
+        )
+    return tuple(sorted(days, reverse=True))
