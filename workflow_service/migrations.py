@@ -20,6 +20,8 @@ EXTENSION_MODULES: list[str] = [
     "workflow_service.notifications.migrations",
     "workflow_service.approvals.migrations",
     "workflow_service.files.migrations",
+    "workflow_service.exports.migrations",
+    "workflow_service.imports.migrations",
 ]
 
 

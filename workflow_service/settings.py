@@ -8,6 +8,7 @@ from pathlib import Path
 
 from shared.db import pooled_url
 from shared.settings import CommonSettings, ConfigError, Env, check_production, sqlite_default
+from workflow_service.imports.settings import BatchSettings
 from workflow_service.notifications.settings import DEV_WEBHOOK_SECRET, NotificationSettings
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
@@ -58,6 +59,8 @@ class WorkflowSettings(CommonSettings):
     files_dir: Path = Path("var/files")
     #: Days a stored file is kept before the retention job deletes it.
     file_retention_days: int = 30
+    #: Imports: IMPORT_MAX_BYTES, IMPORT_MAX_ROWS, IMPORT_CHUNK_SECONDS.
+    batch: BatchSettings = field(default_factory=BatchSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkflowSettings:
@@ -94,6 +97,7 @@ class WorkflowSettings(CommonSettings):
             notifications=NotificationSettings.from_env(env),
             files_dir=Path(env.str("FILES_DIR", str(common["var_dir"] / "files"))),
             file_retention_days=env.int("FILE_RETENTION_DAYS", 30),
+            batch=BatchSettings.from_env(env),
         )
         if settings.file_retention_days < 1:
             raise ConfigError("FILE_RETENTION_DAYS must be at least 1")

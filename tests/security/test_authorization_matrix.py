@@ -170,6 +170,11 @@ WORKFLOW: dict[tuple[str, str], tuple] = {
     # read reports; which roles read each kind is tested in tests/files/test_web.py).
     ("GET", "/files"):                                 (401, 403, OK,  OK,  OK,  OK,  403, 401, OK),
     ("GET", "/files/{file_id}"):                       (401, 403, OK,  OK,  OK,  OK,  403, 401, 404),
+    # Exports and imports: editors and admins import, auditors read imports and
+    # export (their files are read through /files); the seeded import is acme's.
+    ("POST", "/exports"):                              (401, 403, OK,  403, OK,  OK,  403, 401, OK),
+    ("POST", "/imports"):                              (401, 403, OK,  403, 403, OK,  403, 401, OK),
+    ("GET", "/imports/{import_id}"):                   (401, 403, OK,  403, OK,  OK,  403, 401, 404),
     ("GET", "/healthz"):                               (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
     ("GET", "/readyz"):                                (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
     ("GET", "/metrics"):                               (401, 403, 403, 403, 403, 403, OK,  401, 403),
@@ -456,6 +461,17 @@ def _seed(api, workflow, engine, outbox, redis_client, namespace) -> World:
         file_id = out.file.id
         acme_rows.append(file_id)
 
+    # Imports: a dry run of acme's (its message stays in the outbox).
+    csv_file = b"title,policy_type\nAccess control,security\n"
+    started = workflow.simulate_post(
+        "/imports",
+        body=csv_file,
+        params={"dry_run": "true"},
+        headers={**AUTHOR, "Content-Type": "text/csv"},
+    )
+    import_id = _ok(started, 202)["import"]["id"]
+    acme_rows.append(import_id)
+
     decision = ("workflow", "POST", "/approvals/{approval_id}/decision")
     return World(
         clients={"api": api, "workflow": workflow},
@@ -471,6 +487,7 @@ def _seed(api, workflow, engine, outbox, redis_client, namespace) -> World:
             "template": "policy-approval",
             "name": "console.js",
             "file_id": file_id,
+            "import_id": import_id,
         },
         route_ids={
             **{

@@ -78,6 +78,11 @@ def extension_registrars() -> list[RouteRegistrar]:
     from workflow_service.files.resources import register as file_routes
 
     registrars += [file_routes]
+    # Bulk exports and imports: /exports, /imports
+    from workflow_service.exports.resources import register as export_routes
+    from workflow_service.imports.resources import register as import_routes
+
+    registrars += [export_routes, import_routes]
     return registrars
 
 

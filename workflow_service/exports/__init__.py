@@ -1,0 +1,3 @@
+"""Bulk exports (``POST /exports``, governance.export): a tenant's entities, as the api
+lists them with the caller's filters, written page by page to a CSV, XLSX or JSON file
+in the file store."""

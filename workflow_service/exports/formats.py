@@ -1,0 +1,138 @@
+"""What can be exported, and the three file writers.
+
+Each writer takes rows one at a time and writes them straight to the file store's
+stream (CSV rows, an openpyxl write-only workbook, which spools rows to disk, or a JSON
+array written element by element), so an export's memory does not grow with its size.
+Text cells of CSV and XLSX go through :func:`~workflow_service.files.cells.neutralise`
+so a title such as ``=HYPERLINK(...)`` cannot run when the file is opened.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from workflow_service.files.cells import neutralise_row
+
+FORMATS = ("csv", "xlsx", "json")
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "json": "application/json",
+}
+#: Excel's limit on a cell's length; longer text (policy content) is cut in XLSX only.
+XLSX_MAX_CELL = 32_767
+
+
+@dataclass(frozen=True)
+class Exportable:
+    entity_type: str
+    #: The api's collection path.
+    collection: str
+    #: Columns of CSV and XLSX, in order (the import's columns come first, so an
+    #: export of policies can be edited and imported again).
+    columns: tuple[str, ...]
+    #: The api's list filters, with the values each allows (None: any text).
+    filters: dict[str, tuple[str, ...] | None]
+
+
+EXPORTABLE: dict[str, Exportable] = {
+    "policy": Exportable(
+        "policy",
+        "policies",
+        (
+            "id",
+            "title",
+            "policy_type",
+            "content",
+            "owner",
+            "review_frequency",
+            "next_review_date",
+            "effective_date",
+            "tags",
+            "status",
+            "version",
+            "created_by",
+            "created_at",
+            "updated_by",
+            "updated_at",
+        ),
+        {
+            "status": ("draft", "in_review", "approved", "published", "archived"),
+            "policy_type": None,
+            "owner": None,
+            "q": None,
+        },
+    ),
+}
+
+
+def cell(value: Any) -> Any:
+    """A value as a spreadsheet cell: lists joined with "; ", None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+class CsvWriter:
+    def __init__(self, out: Any, columns: tuple[str, ...]):
+        self.text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        self.writer = csv.writer(self.text)
+        self.columns = columns
+        self.writer.writerow(columns)
+
+    def row(self, item: dict[str, Any]) -> None:
+        self.writer.writerow(neutralise_row(cell(item.get(c)) for c in self.columns))
+
+    def close(self) -> None:
+        self.text.flush()
+        self.text.detach()  # the file store closes the stream itself
+
+
+class XlsxWriter:
+    def __init__(self, out: Any, columns: tuple[str, ...]):
+        from openpyxl import Workbook
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+        self.out = out
+        self.illegal = ILLEGAL_CHARACTERS_RE
+        self.workbook = Workbook(write_only=True)
+        self.sheet = self.workbook.create_sheet("export")
+        self.columns = columns
+        self.sheet.append(list(columns))
+
+    def _cell(self, value: Any) -> Any:
+        value = cell(value)
+        if isinstance(value, str):
+            value = self.illegal.sub("", value)[:XLSX_MAX_CELL]
+        return value
+
+    def row(self, item: dict[str, Any]) -> None:
+        self.sheet.append(neutralise_row(self._cell(item.get(c)) for c in self.columns))
+
+    def close(self) -> None:
+        self.workbook.save(self.out)
+
+
+class JsonWriter:
+    def __init__(self, out: Any, columns: tuple[str, ...]):
+        self.out = out
+        self.first = True
+        self.out.write(b"[")
+
+    def row(self, item: dict[str, Any]) -> None:
+        self.out.write((b"\n" if self.first else b",\n") + json.dumps(item).encode())
+        self.first = False
+
+    def close(self) -> None:
+        self.out.write(b"\n]\n")
+
+
+WRITERS = {"csv": CsvWriter, "xlsx": XlsxWriter, "json": JsonWriter}
