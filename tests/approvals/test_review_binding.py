@@ -361,8 +361,7 @@ def test_when_the_only_undecided_approver_leaves_an_all_stage_is_decided(client,
 def test_templates_are_listed_with_what_they_do(client):
     answer = client.simulate_get("/workflows/templates", headers=auth("dave"))
     assert answer.status_code == 200, answer.json
-    (template,) = answer.json["items"]
-    assert template["name"] == "policy-approval"
+    [template] = [t for t in answer.json["items"] if t["name"] == "policy-approval"]
     assert "approver" in template["description"]
     assert template["href"] == "/workflows/from-template/policy-approval"
     assert client.simulate_get("/workflows/templates").status_code == 401

@@ -6,6 +6,11 @@ later one answers 200 with it, whatever it has become since (edited, deactivated
 unless it was archived or deleted; then a new one is made. The claim is a row with a
 unique (tenant, template) key, inserted before the workflow and in its transaction, so
 concurrent creates make one workflow, not one each.
+
+A template whose events need more than one trigger (``evidence-expiry``: one workflow
+on ``evidence.expiring``, one on ``evidence.expired``) lists its further workflows in
+``also``; each is claimed on its own (``<template>.<key>``), so the same rules hold for
+every one, and the answer is the first workflow with all of them in ``workflows``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,28 @@ _APPROVED_BODY = (
 _REJECTED_BODY = (
     'Changes were requested on your policy "{{ entity.title }}"; it is back in draft.\n'
     "{% for c in approval.comments %}\n- {{ c.approver }}: {{ c.comment }}{% endfor %}"
+)
+
+_ASSESSMENT_COMPLETED_BODY = (
+    'Your assessment "{{ entity.title }}" was completed'
+    "{% if approval.decided_by %}; {{ approval.decided_by }} approved it{% endif %}.\n"
+    "{% for c in approval.comments %}\n- {{ c.approver }}: {{ c.comment }}{% endfor %}"
+)
+_ASSESSMENT_REOPENED_BODY = (
+    'Changes were requested on your assessment "{{ entity.title }}"; it is back in '
+    "progress.\n"
+    "{% for c in approval.comments %}\n- {{ c.approver }}: {{ c.comment }}{% endfor %}"
+)
+_EXPIRING_BODY = (
+    'The evidence "{{ entity.title }}" you collected expires in {{ entity.days_left }} '
+    "day(s){% if entity.valid_until %}, on {{ entity.valid_until }}{% endif %}. Collect it "
+    "again and submit the new evidence before then."
+)
+_EXPIRED_BODY = (
+    'The evidence "{{ entity.title }}" expired'
+    "{% if entity.valid_until %} on {{ entity.valid_until }}{% endif %}. "
+    "{% if entity.policies %}Policies it supported: {{ entity.policies | join(', ') }}."
+    "{% endif %}"
 )
 
 TEMPLATES: dict[str, dict[str, Any]] = {
@@ -91,8 +118,122 @@ TEMPLATES: dict[str, dict[str, Any]] = {
                 ],
             }
         ],
-    }
+    },
+    "assessment-completion": {
+        "name": "Assessment completion",
+        "description": (
+            "When an assessment moves to under_review, an approver (never its assessor, "
+            "creator or whoever sent it to review) must approve it. Approved: the "
+            "assessment moves to completed, recorded as the approver's decision, and the "
+            "assessor is told. Rejected: it goes back to in_progress and the assessor gets "
+            "the reviewers' comments."
+        ),
+        "entity_type": "assessment",
+        "trigger": "on_status_change",
+        "conditions": [{"field": "status", "op": "eq", "value": "under_review"}],
+        "steps": [
+            {
+                "kind": "require_approval",
+                "name": "Approver review",
+                "approvers": ["role:approver"],
+                "mode": "any",
+                "title": 'Approve assessment "{{ entity.title }}" (version {{ entity.version }})',
+                "due_in": "3d",
+                "escalate_to": ["role:admin"],
+                "on_approve": [
+                    {
+                        "kind": "change_status",
+                        "name": "Complete",
+                        "to": "completed",
+                        "comment": "Approved in review",
+                    },
+                    {
+                        "kind": "notify",
+                        "name": "Tell the assessor",
+                        "recipients": ["owner"],
+                        "channels": ["in_app", "email"],
+                        "subject": "Assessment completed: {{ entity.title }}",
+                        "body": _ASSESSMENT_COMPLETED_BODY,
+                    },
+                ],
+                "on_reject": [
+                    {
+                        "kind": "change_status",
+                        "name": "Back to in progress",
+                        "to": "in_progress",
+                        "comment": "Changes requested in review",
+                    },
+                    {
+                        "kind": "notify",
+                        "name": "Tell the assessor",
+                        "recipients": ["owner"],
+                        "channels": ["in_app", "email"],
+                        "subject": "Changes requested: {{ entity.title }}",
+                        "body": _ASSESSMENT_REOPENED_BODY,
+                    },
+                ],
+            }
+        ],
+    },
+    "evidence-expiry": {
+        "name": "Evidence expiry",
+        "description": (
+            "Two workflows. When evidence is about to expire (evidence.expiring, with "
+            "days_left), its collector is told in-app and by e-mail. When it has expired "
+            "(evidence.expired), the collector gets a task to collect it again and the "
+            "tenant's editors are told (the policies it supported are named in the "
+            "message; their owners are not looked up)."
+        ),
+        "entity_type": "evidence",
+        "trigger": "on_expiring",
+        "steps": [
+            {
+                "kind": "notify",
+                "name": "Remind the collector",
+                "recipients": ["owner"],
+                "channels": ["in_app", "email"],
+                "subject": "Evidence expiring in {{ entity.days_left }} day(s): {{ entity.title }}",
+                "body": _EXPIRING_BODY,
+            }
+        ],
+        "also": [
+            {
+                "key": "expired",
+                "name": "Evidence expired",
+                "trigger": "on_expired",
+                "steps": [
+                    {
+                        "kind": "create_task",
+                        "name": "Collect it again",
+                        "assignee": "owner",
+                        "title": "Collect expired evidence again: {{ entity.title }}",
+                        "description": _EXPIRED_BODY,
+                        "due_in_days": 7,
+                    },
+                    {
+                        "kind": "notify",
+                        "name": "Tell the editors",
+                        "recipients": ["role:editor"],
+                        "channels": ["in_app", "email"],
+                        "subject": "Evidence expired: {{ entity.title }}",
+                        "body": _EXPIRED_BODY,
+                    },
+                ],
+            }
+        ],
+    },
 }
+
+
+def template_parts(template: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(claim key, workflow definition)`` of each workflow ``template`` makes: the
+    template itself, then each of its ``also`` (keyed ``<template>.<key>``)."""
+    main = {k: v for k, v in TEMPLATES[template].items() if k != "also"}
+    parts = [(template, copy.deepcopy(main))]
+    for extra in TEMPLATES[template].get("also", ()):
+        part = {**main, "conditions": [], **{k: v for k, v in extra.items() if k != "key"}}
+        parts.append((f"{template}.{extra['key']}", copy.deepcopy(part)))
+    return parts
 
 
 class FromTemplateIn(StrictModel):
@@ -110,6 +251,10 @@ def template_list() -> list[dict[str, Any]]:
             "description": t["description"],
             "entity_type": t["entity_type"],
             "trigger": t["trigger"],
+            "workflows": [
+                {"name": part["name"], "trigger": part["trigger"]}
+                for _, part in template_parts(name)
+            ],
             "href": f"/workflows/from-template/{name}",
         }
         for name, t in TEMPLATES.items()
@@ -184,10 +329,11 @@ def instantiate(
 class WorkflowFromTemplate:
     docs = {
         "POST": Operation(
-            "Create the tenant's workflow from a ready template (policy-approval; see GET "
-            "/workflows/templates): 201 with the new workflow, or 200 with the one made "
-            "from it before (one per tenant and template; a new one only after it was "
-            "archived or deleted; the options of a repeat are not applied)",
+            "Create the tenant's workflow from a ready template (" + ", ".join(TEMPLATES) + "; "
+            "see GET /workflows/templates): 201 with the new workflow, or 200 with the one "
+            "made from it before (one per tenant and template; a new one only after it was "
+            "archived or deleted; the options of a repeat are not applied). A template of "
+            "several workflows answers with the first and lists them all in 'workflows'",
             request=FromTemplateIn,
             status=201,
             params=(Param("template", "path", "Template name: " + ", ".join(TEMPLATES)),),
@@ -209,23 +355,28 @@ class WorkflowFromTemplate:
             )
         raw = read_json(req, self.max_body_bytes) if req.content_length else {}
         options = parse_body(FromTemplateIn, raw)
-        data = copy.deepcopy(TEMPLATES[template])
-        if options.name:
-            data["name"] = options.name
-        if options.approvers:
-            for step in data["steps"]:
-                if step["kind"] == "require_approval":
-                    step["approvers"] = list(options.approvers)
-        try:
-            definition = validate_definition(data)
-        except InvalidDefinition as exc:
-            raise invalid_definition(exc) from None
-        workflow, created = instantiate(
-            self.store, principal.tenant, principal.sub, template, definition, options.status
-        )
-        resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
+        definitions = []
+        for index, (key, data) in enumerate(template_parts(template)):
+            if options.name:
+                data["name"] = options.name if index == 0 else f"{options.name}: {data['name']}"
+            if options.approvers:
+                for step in data["steps"]:
+                    if step["kind"] == "require_approval":
+                        step["approvers"] = list(options.approvers)
+            try:
+                definitions.append((key, validate_definition(data)))
+            except InvalidDefinition as exc:
+                raise invalid_definition(exc) from None
+        made = [
+            instantiate(
+                self.store, principal.tenant, principal.sub, key, definition, options.status
+            )
+            for key, definition in definitions
+        ]
+        workflow = made[0][0]
+        resp.status = falcon.HTTP_201 if any(created for _, created in made) else falcon.HTTP_200
         resp.location = f"/workflows/{workflow.id}"
-        resp.media = workflow_body(workflow)
+        resp.media = {**workflow_body(workflow), "workflows": [workflow_body(w) for w, _ in made]}
 
 
 def add_routes(
