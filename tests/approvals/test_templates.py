@@ -267,3 +267,58 @@ def test_expired_evidence_gives_its_collector_a_task_and_tells_the_editors(clien
     assert "p-1, p-2" in task.description
     told = Notification.select().where(Notification.subject == "Evidence expired: SOC 2 report")
     assert sorted(n.recipient for n in told) == ["olivia"]  # the directory's editors
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "closes"),
+    [
+        ("assessment.status_changed", {"status": "cancelled", "version": 5}, True),
+        ("assessment.deleted", {"status": "under_review", "version": 4}, True),
+        # completed is a decision, not the end of a pending review's life
+        ("assessment.updated", {"status": "under_review", "version": 4}, False),
+    ],
+)
+def test_a_cancelled_or_deleted_assessment_closes_its_pending_approval(
+    client, outbox, api, event_type, data, closes
+):
+    # Given: an assessment's pending approval
+    from_template(client, "assessment-completion")
+    [execution] = client.engine.dispatch(assessment_under_review(api))
+    run_pending(client, outbox, "assessment")
+    [approval] = pending(client, "bob")
+    # When: the assessment is cancelled, deleted, or edited without a new version
+    client.engine.dispatch(
+        Event(
+            event_type=event_type,
+            entity_type="assessment",
+            entity_id="a-1",
+            tenant_id=TENANT,
+            data=data,
+        )
+    )
+    # Then: the approval closes and its execution is cancelled (or both stay)
+    detail = client.simulate_get(f"/approvals/{approval['id']}", headers=auth("bob")).json
+    assert (detail["status"] == "cancelled") is closes
+    if closes:  # closed as the end of the assessment's life, not as a stale review
+        assert "the assessment a-1 was " in detail["closed_reason"], detail["closed_reason"]
+    status = Execution.get_by_id(execution.id).status
+    assert status == ("cancelled" if closes else "waiting_approval")
+
+
+def test_deleted_evidence_closes_its_pending_approval(client, outbox, api):
+    body = {
+        "name": "evidence review",
+        "entity_type": "evidence",
+        "trigger": "on_create",
+        "status": "active",
+        "steps": [{"kind": "require_approval", "approvers": ["role:approver"]}],
+    }
+    assert client.simulate_post("/workflows", json=body, headers=auth("olivia")).status_code == 201
+    created = dict(event_type="evidence.created", entity_type="evidence", entity_id="e-2")
+    client.engine.dispatch(Event(**created, tenant_id=TENANT, data={"collector": "carol"}))
+    run_pending(client, outbox, "evidence")
+    [approval] = pending(client, "bob")
+    deleted = {**created, "event_type": "evidence.deleted"}
+    client.engine.dispatch(Event(**deleted, tenant_id=TENANT, data={}))
+    detail = client.simulate_get(f"/approvals/{approval['id']}", headers=auth("bob")).json
+    assert detail["status"] == "cancelled" and "deleted" in detail["closed_reason"]
