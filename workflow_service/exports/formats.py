@@ -10,7 +10,6 @@ so a title such as ``=HYPERLINK(...)`` cannot run when the file is opened.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -81,10 +80,20 @@ def cell(value: Any) -> Any:
     return value
 
 
+class Utf8Out:
+    """Text written as UTF-8 to a byte stream (what :func:`csv.writer` needs)."""
+
+    def __init__(self, out: Any):
+        self.out = out
+
+    def write(self, text: str) -> int:
+        self.out.write(text.encode("utf-8"))
+        return len(text)
+
+
 class CsvWriter:
     def __init__(self, out: Any, columns: tuple[str, ...]):
-        self.text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-        self.writer = csv.writer(self.text)
+        self.writer = csv.writer(Utf8Out(out))
         self.columns = columns
         self.writer.writerow(columns)
 
@@ -92,8 +101,7 @@ class CsvWriter:
         self.writer.writerow(neutralise_row(cell(item.get(c)) for c in self.columns))
 
     def close(self) -> None:
-        self.text.flush()
-        self.text.detach()  # the file store closes the stream itself
+        pass
 
 
 class XlsxWriter:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import logging
 import time
@@ -30,6 +29,7 @@ from shared.db import utcnow
 from shared.jobstatus import report_progress, report_subject
 from workflow_service.apiclient import ApiUnavailable
 from workflow_service.db import database
+from workflow_service.exports.formats import Utf8Out
 from workflow_service.files.cells import neutralise_row
 from workflow_service.files.models import FileKind
 from workflow_service.imports.models import ImportJob, ImportRow, ImportStatus, RowStatus
@@ -110,7 +110,9 @@ class RowWriter:
         if checked.id is None:
             if self.job.dry_run:
                 return Outcome(RowStatus.VALID)
-            return self._create(row, body)
+            # The api would make its caller (the service) the owner: the person who
+            # imports is, unless the row names one.
+            return self._create(row, {"owner": self.job.created_by, **body})
         return self._update(row, str(checked.id), body)
 
     def _create(self, row: ImportRow, body: dict) -> Outcome:
@@ -291,8 +293,7 @@ def finish(job: ImportJob, store: Any) -> dict[str, Any]:
 
 
 def write_report(job: ImportJob, out: Any) -> None:
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    writer = csv.writer(text)
+    writer = csv.writer(Utf8Out(out))
     writer.writerow(REPORT_COLUMNS)
     last = 0
     while True:
@@ -318,8 +319,6 @@ def write_report(job: ImportJob, out: Any) -> None:
                     )
                 )
         last = rows[-1].row_number
-    text.flush()
-    text.detach()
 
 
 def _counts(job: ImportJob) -> dict[str, int]:
