@@ -19,10 +19,13 @@ from typing import Any
 
 from shared.jobstatus import end_execution
 from shared.queues import ENTITY_QUEUES
+from workflow_service.audit.record import record_execution
 from workflow_service.models import Execution, ExecutionStatus
 
 log = logging.getLogger(__name__)
 
+#: What the audit entry of an ended execution names besides its id and entity type.
+_AUDITED = (Execution.tenant_id, Execution.entity_id, Execution.workflow)
 #: Longest ``error`` an execution keeps.
 ERROR_LIMIT = 4000
 
@@ -63,11 +66,15 @@ def stop(
         return None
     # Read after the UPDATE: the job that parked it, or the one a resume sent since.
     row = (
-        Execution.select(Execution.job_id, Execution.entity_type)
+        Execution.select(Execution.job_id, Execution.entity_type, *_AUDITED)
         .where(Execution.id == execution_id)
         .tuples()
         .first()
     )
+    if row is not None:
+        audited = dict(zip(("tenant_id", "entity_id", "workflow"), row[2:], strict=True))
+        ended = Execution(id=execution_id, entity_type=row[1], **audited)
+        record_execution(ended, status, {"reason": reason[:500]})
     job = None
     if row is not None and row[0] and row[1] in ENTITY_QUEUES:
         job = (row[0], ENTITY_QUEUES[row[1]])

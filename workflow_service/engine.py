@@ -33,6 +33,7 @@ from shared.queues import ENTITY_QUEUES
 from shared.sql import CompiledInsert, CompiledQuery, CompiledSelect
 from workflow_service import ending
 from workflow_service.apiclient import ApiClient
+from workflow_service.audit import record as audit
 from workflow_service.cache import ActiveWorkflowCache
 from workflow_service.conditions import matches
 from workflow_service.definitions import trigger_for_event
@@ -150,6 +151,7 @@ class Engine:
     # ------------------------------------------------------------------------ dispatch
 
     def dispatch(self, event: Event, parent_job_id: str | None = None) -> list[Execution]:
+        audit.record_event(event)
         for hook in self.event_hooks:
             hook(event)
         trigger_name = trigger_for_event(event.event_type)
@@ -309,6 +311,8 @@ class Engine:
             log.info("execution %s not claimable (%s); skipped", execution_id, status)
             return status
         execution = _LOAD_EXECUTION.first(self.db, execution_id)
+        if execution.started_at == execution.claimed_at:  # its first claim
+            audit.record_execution(execution, "started", {"attempt": execution.attempts})
         try:
             return self._run_claimed(execution)
         except ClaimLost:
@@ -393,7 +397,10 @@ class Engine:
                 branch = list(outcome.branch)
             plan[index + 1 : index + 1] = [(f"{key}.{j}", s) for j, s in enumerate(branch)]
             index += 1
-        finished = _COMPLETE.execute(self.db, execution.id, execution.attempts, self.clock())
+        with self.db.atomic():
+            finished = _COMPLETE.execute(self.db, execution.id, execution.attempts, self.clock())
+            if finished:
+                audit.record_execution(execution, "completed")
         if not finished:
             return Execution.get_by_id(execution.id).status
         return ExecutionStatus.COMPLETED
@@ -451,6 +458,7 @@ class Engine:
                 .where(StepRun.id == run.id)
                 .execute()
             )
+            audit.record_step(execution, run, StepStatus.FAILED, error=describe(exc))
             raise
         return outcome
 
@@ -465,11 +473,11 @@ class Engine:
                 # while this worker still owns the execution.
                 self._renew_claim(execution, now)
                 outcome = step.run(ctx)
-                self._record(run, outcome)
+                self._record(run, outcome, execution)
         else:
             self._renew_claim(execution, now)
             outcome = step.run(ctx)
-            self._record(run, outcome)
+            self._record(run, outcome, execution)
         return outcome
 
     def _renew_claim(self, execution: Execution, now: datetime) -> None:
@@ -498,12 +506,14 @@ class Engine:
             self._definitions[key] = definition
         return definition
 
-    def _record(self, run: StepRun, outcome: StepOutcome) -> None:
+    def _record(self, run: StepRun, outcome: StepOutcome, execution: Execution) -> None:
         waiting = outcome.state == "waiting"
+        status = StepStatus.WAITING if waiting else StepStatus.COMPLETED
+        audit.record_step(execution, run, status, output=outcome.output)
         _FINISH_STEP.execute(
             self.db,
             run.id,
-            StepStatus.WAITING if waiting else StepStatus.COMPLETED,
+            status,
             StepRun.output.db_value(outcome.output),
             StepRun.branch.db_value(list(outcome.branch) or None),
             None if waiting else self.clock(),

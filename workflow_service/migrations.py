@@ -19,6 +19,7 @@ EXTENSION_MODULES: list[str] = [
     "workflow_service.users.migrations",
     "workflow_service.notifications.migrations",
     "workflow_service.approvals.migrations",
+    "workflow_service.audit.migrations",
     "workflow_service.files.migrations",
     "workflow_service.exports.migrations",
     "workflow_service.imports.migrations",

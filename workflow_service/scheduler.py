@@ -40,6 +40,7 @@ from shared.broker import create_broker
 from shared.db import check_current
 from workflow_service.approvals.jobs import register_jobs as approval_jobs
 from workflow_service.approvals.reassign import register_jobs as departed_approvers
+from workflow_service.audit.jobs import audit_sweep
 from workflow_service.cache import global_version_key
 from workflow_service.db import database, init_database
 from workflow_service.definitions import cron_trigger
@@ -123,7 +124,12 @@ class SchedulerContext:
 
 JobRegistrar = Callable[[BlockingScheduler, SchedulerContext], None]
 #: Further timed jobs (approval due dates, escalations), one registrar each.
-JOB_REGISTRARS: list[JobRegistrar] = [approval_jobs, departed_approvers, file_retention]
+JOB_REGISTRARS: list[JobRegistrar] = [
+    approval_jobs,
+    departed_approvers,
+    file_retention,
+    audit_sweep,
+]
 
 
 class ScheduledWorkflows:

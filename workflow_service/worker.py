@@ -12,6 +12,7 @@ from workflow_service import actors  # noqa: F401
 from workflow_service.notifications import actors as notification_actors  # noqa: F401, E402
 from workflow_service.exports import actors as export_actors  # noqa: F401, E402
 from workflow_service.imports import actors as import_actors  # noqa: F401, E402
+from workflow_service.audit import actors as audit_actors  # noqa: F401, E402
 
 from shared.db import check_current, is_database_unavailable  # noqa: E402
 from shared.health import HeartbeatMiddleware  # noqa: E402

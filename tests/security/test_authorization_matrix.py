@@ -43,6 +43,7 @@ from tests.conftest import JWT_SECRET, SERVICE_TOKEN_SECRET
 from tests.support import poll
 from workflow_service.apiclient import ApiClient
 from workflow_service.approvals.models import ApprovalRequest
+from workflow_service.audit import chain as audit_chain
 from workflow_service.db import database, init_database
 from workflow_service.engine import ExecutionFailed
 from workflow_service.files import FileStore
@@ -175,6 +176,11 @@ WORKFLOW: dict[tuple[str, str], tuple] = {
     ("POST", "/exports"):                              (401, 403, OK,  403, OK,  OK,  403, 401, OK),
     ("POST", "/imports"):                              (401, 403, OK,  403, 403, OK,  403, 401, OK),
     ("GET", "/imports/{import_id}"):                   (401, 403, OK,  403, OK,  OK,  403, 401, 404),
+    # Audit trail: the tenant's auditors and admins read the log, verify the chain and
+    # ask for packages (another tenant's admin: its own chain); nobody else.
+    ("GET", "/audit"):                                 (401, 403, 403, 403, OK,  OK,  403, 401, OK),
+    ("GET", "/audit/verify"):                          (401, 403, 403, 403, OK,  OK,  403, 401, OK),
+    ("POST", "/audit/packages"):                       (401, 403, 403, 403, OK,  OK,  403, 401, OK),
     ("GET", "/healthz"):                               (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
     ("GET", "/readyz"):                                (OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK),
     ("GET", "/metrics"):                               (401, 403, 403, 403, 403, 403, OK,  401, 403),
@@ -473,6 +479,12 @@ def _seed(api, workflow, engine, outbox, redis_client, namespace) -> World:
     acme_rows.append(import_id)
 
     decision = ("workflow", "POST", "/approvals/{approval_id}/decision")
+    # Audit trail: chain what seeding recorded, so /audit holds acme's entries (which
+    # globex's user must not see).
+    with database.connection_context():
+        for tenant in audit_chain.pending_tenants():
+            audit_chain.append(database, tenant)
+
     return World(
         clients={"api": api, "workflow": workflow},
         ids={

@@ -37,6 +37,7 @@ from typing import Any
 import dramatiq
 
 from shared.db import utcnow
+from workflow_service.audit.record import record_delivery
 from workflow_service.db import database
 from workflow_service.models import Notification
 from workflow_service.notifications.channels import (
@@ -191,11 +192,15 @@ def claim(delivery_id: str, settings: NotificationSettings, now: datetime) -> st
 
 def _finish(delivery_id: str, token: str, **fields: Any) -> bool:
     fields.setdefault("updated_at", utcnow())
-    return bool(
-        Delivery.update(claim_token=None, **fields)
-        .where((Delivery.id == delivery_id) & (Delivery.claim_token == token))
-        .execute()
-    )
+    with database.atomic():
+        finished = bool(
+            Delivery.update(claim_token=None, **fields)
+            .where((Delivery.id == delivery_id) & (Delivery.claim_token == token))
+            .execute()
+        )
+        if finished and fields.get("status") in DeliveryStatus.FINAL:
+            record_delivery(Delivery.get_by_id(delivery_id), token)
+    return finished
 
 
 def attempt(

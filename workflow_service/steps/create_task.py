@@ -12,6 +12,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from shared.auth import ROLES
 from shared.db import utcnow
+from workflow_service.audit.record import record_task
 from workflow_service.models import Task
 from workflow_service.steps.base import Step, StepConfig, StepContext, StepFailed, StepOutcome
 from workflow_service.steps.notify import Template
@@ -80,6 +81,7 @@ class CreateTask(Step):
             entity_id=ctx.trigger.entity_id,
             due_at=due,
         ).on_conflict_ignore().execute()
+        record_task(ctx.execution.tenant_id, task_id, "created", None, title=title[:300])
         return StepOutcome.completed(
             {"task_id": task_id, "assignee": assignee, "role": role, "title": title}
         )

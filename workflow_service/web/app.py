@@ -78,6 +78,10 @@ def extension_registrars() -> list[RouteRegistrar]:
     from workflow_service.files.resources import register as file_routes
 
     registrars += [file_routes]
+    # Audit trail: /audit, /audit/verify, /audit/packages
+    from workflow_service.audit.resources import register as audit_routes
+
+    registrars += [audit_routes]
     # Bulk exports and imports: /exports, /imports
     from workflow_service.exports.resources import register as export_routes
     from workflow_service.imports.resources import register as import_routes

@@ -11,6 +11,8 @@ import falcon
 from shared.auth import ROLES, principal_of
 from shared.db import utcnow
 from shared.http import Operation, Param, parse_choice, parse_limit
+from workflow_service.audit.record import record_task
+from workflow_service.db import database
 from workflow_service.models import Notification, Task
 from workflow_service.web.common import (
     after_cursor,
@@ -68,11 +70,14 @@ class TaskComplete:
         task = Task.get_or_none((Task.id == task_id) & _mine(Task, principal))
         if task is None:
             raise not_found("task", task_id)
-        done = (
-            Task.update(status="completed", completed_at=utcnow(), completed_by=principal.sub)
-            .where((Task.id == task.id) & (Task.status == "open"))
-            .execute()
-        )
+        with database.atomic():
+            done = (
+                Task.update(status="completed", completed_at=utcnow(), completed_by=principal.sub)
+                .where((Task.id == task.id) & (Task.status == "open"))
+                .execute()
+            )
+            if done:
+                record_task(task.tenant_id, task.id, "completed", principal.sub)
         if not done:
             raise falcon.HTTPConflict(
                 title="Task already completed",

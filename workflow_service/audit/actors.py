@@ -1,0 +1,124 @@
+"""Actors on governance.audit: ``append_audit`` (move a tenant's pending rows into its
+chain) and ``build_audit_package`` (a period's package as a stored file).
+
+Both are safe to run twice: appending skips sources already chained, and a package
+is stored under its job id, so a retry replaces the file it may have written.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
+from shared.broker import actor_options
+from shared.jobstatus import report_progress
+from workflow_service import broker as worker_broker
+from workflow_service.apiclient import ApiClient
+from workflow_service.audit import chain, package
+from workflow_service.audit.kick import (
+    APPEND_ACTOR,
+    AUDIT_QUEUE,
+    PACKAGE_ACTOR,
+    WorkerKick,
+    kick_key,
+)
+from workflow_service.audit.record import record
+
+OPTIONS = actor_options(AUDIT_QUEUE)
+_api: ApiClient | None = None
+_api_lock = threading.Lock()
+
+
+class InvalidAuditMessage(ValueError):
+    pass
+
+
+def _client() -> ApiClient:
+    global _api
+    with _api_lock:
+        if _api is None:
+            settings = worker_broker.settings
+            _api = ApiClient(
+                settings.api_url, settings.service_token_secret, timeout=settings.api_timeout_s
+            )
+        return _api
+
+
+def append_audit(tenant_id: str) -> dict[str, int]:
+    """Chain the tenant's pending audit rows."""
+    if not isinstance(tenant_id, str) or not tenant_id:
+        raise InvalidAuditMessage("an append_audit message takes one argument, a tenant id")
+    # Cleared first: a write committed from now on sends a new builder (see .kick).
+    worker_broker.broker.client.delete(kick_key(worker_broker.settings.namespace, tenant_id))
+    return {"appended": chain.append(worker_broker.database_proxy, tenant_id)}
+
+
+def store_package(tenant_id: str, requested_by: str, job_id: str, settings: Any):
+    """A sink for :func:`package.build` writing through the file store, keyed on the job."""
+    from workflow_service.files.store import FileStore
+
+    store = FileStore.from_settings(settings)
+
+    def sink(name: str, source: Any) -> Any:
+        with store.create(
+            tenant=tenant_id,
+            kind="audit_package",
+            name=name,
+            content_type="application/zip",
+            created_by=requested_by,
+            job_id=job_id,
+        ) as out:
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                out.write(chunk)
+        return out.file
+
+    return sink
+
+
+def run_package(
+    tenant_id: str, start: str, until: str, requested_by: str, job_id: str, api: Any, sink: Any
+) -> dict[str, Any]:
+    """Build a package and record that it was built; the file's descriptor."""
+    period = package.Period(datetime.fromisoformat(start), datetime.fromisoformat(until))
+    stored = package.build(tenant_id, period, api, sink, report_progress)
+    record(
+        tenant_id,
+        f"audit_package:{job_id}",
+        "audit_package.built",
+        actor=requested_by,
+        entity_type="file",
+        entity_id=stored.id,
+        digest={"period": period.to_dict(), "sha256": stored.sha256, "size": stored.size},
+    )
+    report_progress(100, "done")
+    return stored.descriptor(period=period.to_dict())
+
+
+def build_audit_package(tenant_id: str, start: str, until: str, requested_by: str) -> dict:
+    """The period's audit package as a stored file; returns its descriptor."""
+    message = CurrentMessage.get_current_message()
+    job_id = message.message_id if message else f"local-{tenant_id}-{start}-{until}"
+    try:
+        datetime.fromisoformat(start), datetime.fromisoformat(until)
+    except (TypeError, ValueError):
+        raise InvalidAuditMessage("a package message takes ISO times from and until") from None
+    sink = store_package(tenant_id, requested_by, job_id, worker_broker.settings)
+    return run_package(tenant_id, start, until, requested_by, job_id, _client(), sink)
+
+
+dramatiq.actor(append_audit, actor_name=APPEND_ACTOR, throws=(InvalidAuditMessage,), **OPTIONS)
+dramatiq.actor(
+    build_audit_package,
+    actor_name=PACKAGE_ACTOR,
+    throws=(InvalidAuditMessage,),
+    store_results=True,
+    **OPTIONS,
+)
+# Every worker kicks the chain builder after a message that recorded audit rows.
+worker_broker.broker.add_middleware(
+    WorkerKick(worker_broker.broker.client, worker_broker.settings.namespace)
+)
