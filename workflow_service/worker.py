@@ -10,6 +10,7 @@ from workflow_service import actors  # noqa: F401
 
 # Further actor modules register here, one import each.
 from workflow_service.notifications import actors as notification_actors  # noqa: F401, E402
+from workflow_service.reports import actors as report_actors  # noqa: F401, E402
 from workflow_service.exports import actors as export_actors  # noqa: F401, E402
 from workflow_service.imports import actors as import_actors  # noqa: F401, E402
 from workflow_service.audit import actors as audit_actors  # noqa: F401, E402

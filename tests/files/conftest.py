@@ -138,9 +138,8 @@ def api(api_app) -> Iterator[ApiClient]:
 def add_policy(api_app, tenant: str = TENANT, **fields) -> dict:
     """A policy created through the api by an editor of ``tenant``."""
     body = {"title": "Policy", "policy_type": "security", **fields}
-    owner = body.get("owner") or "olivia"
     result = falcon.testing.simulate_post(
-        api_app, "/policies", json=body, headers=auth(owner, ["editor"], tenant)
+        api_app, "/policies", json=body, headers=auth("olivia", ["editor"], tenant)
     )
     assert result.status_code == 201, result.text
     return result.json

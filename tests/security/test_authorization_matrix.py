@@ -171,6 +171,8 @@ WORKFLOW: dict[tuple[str, str], tuple] = {
     # read reports; which roles read each kind is tested in tests/files/test_web.py).
     ("GET", "/files"):                                 (401, 403, OK,  OK,  OK,  OK,  403, 401, OK),
     ("GET", "/files/{file_id}"):                       (401, 403, OK,  OK,  OK,  OK,  403, 401, 404),
+    # Reports: asked for by those who read them (the job only reads the tenant's data).
+    ("POST", "/reports"):                              (401, 403, OK,  OK,  OK,  OK,  403, 401, OK),
     # Exports and imports: editors and admins import, auditors read imports and
     # export (their files are read through /files); the seeded import is acme's.
     ("POST", "/exports"):                              (401, 403, OK,  403, OK,  OK,  403, 401, OK),

@@ -18,6 +18,7 @@ STEP_MODULES: list[str] = [
     "workflow_service.steps.change_status",
     "workflow_service.notifications.steps",
     "workflow_service.approvals.steps",
+    "workflow_service.reports.steps",
 ]
 
 _REGISTRY: dict[str, type[Step]] = {}

@@ -78,6 +78,10 @@ def extension_registrars() -> list[RouteRegistrar]:
     from workflow_service.files.resources import register as file_routes
 
     registrars += [file_routes]
+    # Reports: /reports
+    from workflow_service.reports.resources import register as report_routes
+
+    registrars += [report_routes]
     # Audit trail: /audit, /audit/verify, /audit/packages
     from workflow_service.audit.resources import register as audit_routes
 
