@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 
 from api_service import errors
 from api_service.jobs import add_job_routes
+from api_service.kinds import add_routes as add_entity_routes
 from api_service.metrics import OutboxBacklogCollector
 from api_service.migrations import MIGRATIONS
 from api_service.models import database
@@ -117,6 +118,7 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
     docs.add_route(app, "/policies/{policy_id}/transitions", PolicyTransitions(policies, limit))
     docs.add_route(app, "/policies/{policy_id}/versions", PolicyVersions(policies))
     docs.add_route(app, "/policies/{policy_id}/refusals", PolicyRefusals(policies))
+    add_entity_routes(app, docs, settings, deps.db, deps.outbox, deps.clock)
     add_review_routes(app, docs, ReviewService(deps.db, deps.outbox, deps.clock), limit)
     add_tenant_settings_routes(app, docs, TenantSettingsStore(deps.db, deps.clock), limit)
     job_store = deps.job_store or JobStatusStore(deps.broker.client, settings.namespace)

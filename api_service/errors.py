@@ -67,6 +67,53 @@ class ApprovalWorkflowRequired(TransitionForbidden):
     title = "Approval workflow required"
 
 
+class EntityNotFound(DomainError):
+    """An assessment or evidence that is not there (or is another tenant's)."""
+
+    status = falcon.HTTP_404
+    title = "Not found"
+
+    def __init__(self, description: str, *, title: str | None = None, **extra):
+        super().__init__(description, **extra)
+        if title:
+            self.title = title
+
+
+class ContentFrozen(DomainError):
+    """The content is what a decision is being made on (or was made on)."""
+
+    status = falcon.HTTP_409
+    title = "Content frozen"
+
+    def __init__(self, description: str, *, title: str | None = None, **extra):
+        super().__init__(description, **extra)
+        if title:
+            self.title = title
+
+
+class RequirementsNotMet(DomainError):
+    """A move the lifecycle allows, but the entity lacks what it needs for it."""
+
+    status = falcon.HTTP_409
+    title = "Requirements not met"
+
+
+class SystemTransition(TransitionForbidden):
+    """A move only the system makes (evidence expiring), never a person or workflow."""
+
+    title = "Made by the system only"
+
+
+class UnknownLinks(DomainError):
+    status = falcon.HTTP_422
+    title = "Unknown linked entities"
+
+
+class InvalidEntity(DomainError):
+    status = falcon.HTTP_422
+    title = "Invalid field combination"
+
+
 def handle_domain_error(req, resp, exc: DomainError, params) -> None:
     raise ApiError(exc.status, exc.title, exc.description, **exc.extra)
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import peewee
 
-from api_service import lifecycle, review_cycle
+from api_service import idempotency, lifecycle, review_cycle
+from api_service.duties import check_separation_of_duties
 from api_service.errors import (
     ApprovalWorkflowRequired,
     ConcurrentChange,
@@ -21,7 +22,6 @@ from api_service.errors import (
     IdempotencyKeyReused,
     PolicyInReview,
     PolicyNotFound,
-    SeparationOfDuties,
     TransitionForbidden,
     TransitionNotAllowed,
     VersionMismatch,
@@ -204,6 +204,43 @@ class PolicyService:
     # ---------------------------------------------------------------------- writes
 
     def create(self, principal: Principal, data: PolicyCreate) -> WriteResult:
+        policy, statements, pending = self._create_rows(principal, data)
+        self.group_commit.run(statements)
+        self.outbox.publish([pending])
+        return WriteResult(policy, [pending])
+
+    def create_idempotent(
+        self, principal: Principal, data: PolicyCreate, idempotency_key: str
+    ) -> tuple[int, dict[str, Any]]:
+        """Create the policy once per key: its answer is stored in the transaction that
+        inserts it (the same group commit), and a repeat answers it again; concurrent
+        repeats lose on the unique key, roll back their policy and answer the winner's.
+        """
+        request_hash = idempotency.fingerprint(
+            {"op": "POST /policies", "body": data.model_dump(mode="json"), "caller": principal.sub}
+        )
+        stored = idempotency.replay(principal, idempotency_key, request_hash)
+        if stored is not None:
+            return stored
+        policy, statements, pending = self._create_rows(principal, data)
+        body = WriteResult(policy, [pending]).body()
+        record = idempotency.record_params(
+            principal, idempotency_key, request_hash, 201, body, self.clock()
+        )
+        try:
+            self.group_commit.run([*statements, idempotency.store_statement(self.db, record)])
+        except peewee.IntegrityError:
+            stored = idempotency.replay(principal, idempotency_key, request_hash)
+            if stored is not None:
+                return stored
+            raise
+        self.outbox.publish([pending])
+        return 201, body
+
+    def _create_rows(
+        self, principal: Principal, data: PolicyCreate
+    ) -> tuple[Policy, list, PendingEvent]:
+        """A new policy and the statements that insert it, its version and its event."""
         now = self.clock()
         values = {
             "id": uuid.uuid4(),
@@ -228,16 +265,12 @@ class PolicyService:
         # The rows are built here, so the group commit's transaction only runs statements.
         policy_row = _INSERT_POLICY.params(values)
         version_row, outbox_row = self._change_rows(policy, principal, "policy.created", {}, [])
-        self.group_commit.run(
-            [
-                _INSERT_POLICY.statement(self.db, policy_row),
-                _INSERT_VERSION.statement(self.db, version_row),
-                self.outbox.insert_statement(outbox_row),
-            ]
-        )
-        pending = PendingEvent(outbox_row.event)
-        self.outbox.publish([pending])
-        return WriteResult(policy, [pending])
+        statements = [
+            _INSERT_POLICY.statement(self.db, policy_row),
+            _INSERT_VERSION.statement(self.db, version_row),
+            self.outbox.insert_statement(outbox_row),
+        ]
+        return policy, statements, PendingEvent(outbox_row.event)
 
     def update(
         self,
@@ -248,32 +281,76 @@ class PolicyService:
         if_match: int | None,
     ) -> WriteResult:
         expected = self._expected_version(data.version, if_match, required=True)
-        changes = data.model_dump(exclude_unset=True, exclude={"version"})
         with self.db.atomic():
-            policy = self.get(principal, policy_id)
-            self._check_version(policy, expected)
-            changed = {
-                name: value
-                for name, value in changes.items()
-                if name in EDITABLE_FIELDS and getattr(policy, name) != value
+            result = self._update(principal, policy_id, data, expected)
+        self.outbox.publish(result.events)
+        return result
+
+    def update_idempotent(
+        self,
+        principal: Principal,
+        policy_id: uuid.UUID,
+        data: PolicyUpdate,
+        *,
+        if_match: int | None,
+        idempotency_key: str,
+    ) -> tuple[int, dict[str, Any]]:
+        """:meth:`update`, its answer stored with it for repeats of the key."""
+        expected = self._expected_version(data.version, if_match, required=True)
+        request_hash = idempotency.fingerprint(
+            {
+                "op": f"PATCH /policies/{policy_id}",
+                "body": data.model_dump(mode="json", exclude_unset=True, exclude={"version"}),
+                "version": expected,
+                "caller": principal.sub,
             }
-            if not changed:
-                return WriteResult(policy, [])
-            if policy.status in lifecycle.FROZEN:
-                raise PolicyInReview(
-                    f"The policy is in review (version {policy.version}); withdraw it to "
-                    f"draft first (POST /policies/{policy.id}/transitions with "
-                    '{"to": "draft"}), then edit it and send it to review again: its '
-                    "reviewers decide on the content they were asked about.",
-                    status=policy.status,
-                    version=policy.version,
+        )
+        try:
+            with self.db.atomic():
+                stored = idempotency.replay(principal, idempotency_key, request_hash)
+                if stored is not None:
+                    return stored
+                result = self._update(principal, policy_id, data, expected)
+                body = result.body()
+                idempotency.store(
+                    self.db, principal, idempotency_key, request_hash, 200, body, self.clock()
                 )
-            policy = self._conditional_update(policy, principal, changed, expected)
-            extra = {"changed_fields": sorted(changed)}
-            pending = self._record(
-                self._change_rows(policy, principal, "policy.updated", extra, [])
+        except (peewee.IntegrityError, DomainError):
+            # A concurrent repeat may have committed first (the key, or its change
+            # making this one stale): then answer as it did.
+            stored = idempotency.replay(principal, idempotency_key, request_hash)
+            if stored is not None:
+                return stored
+            raise
+        self.outbox.publish(result.events)
+        return 200, body
+
+    def _update(
+        self, principal: Principal, policy_id: uuid.UUID, data: PolicyUpdate, expected: int | None
+    ) -> WriteResult:
+        """The change of :meth:`update`, in the caller's transaction (not published)."""
+        changes = data.model_dump(exclude_unset=True, exclude={"version"})
+        policy = self.get(principal, policy_id)
+        self._check_version(policy, expected)
+        changed = {
+            name: value
+            for name, value in changes.items()
+            if name in EDITABLE_FIELDS and getattr(policy, name) != value
+        }
+        if not changed:
+            return WriteResult(policy, [])
+        if policy.status in lifecycle.FROZEN:
+            raise PolicyInReview(
+                f"The policy is in review (version {policy.version}); withdraw it to "
+                f"draft first (POST /policies/{policy.id}/transitions with "
+                '{"to": "draft"}), then edit it and send it to review again: its '
+                "reviewers decide on the content they were asked about.",
+                status=policy.status,
+                version=policy.version,
             )
-        self.outbox.publish([pending])
+        policy = self._conditional_update(policy, principal, changed, expected)
+        extra = {"changed_fields": sorted(changed)}
+        pending = self._record(self._change_rows(policy, principal, "policy.updated", extra, []))
         return WriteResult(policy, [pending])
 
     def delete(
@@ -433,32 +510,24 @@ class PolicyService:
         its owner nor whoever sent it to review may be one of them. With the tenant
         setting ``approval_requires_workflow`` only the workflow service decides.
         """
-        if _is_service(principal):
-            if not deciders:
-                raise SeparationOfDuties(
-                    "The workflow service moves a policy to approved only for the people "
-                    "who approved it (X-Decided-By); none were named."
-                )
-            people = list(deciders)
-        else:
-            if requires_workflow(principal.tenant):
-                raise ApprovalWorkflowRequired(
-                    f"Tenant {principal.tenant} requires the approval workflow: policies "
-                    "are approved through a workflow's approval, not directly."
-                )
-            people = [principal.sub]
-        roles = (
-            ("created", policy.created_by),
-            ("owns", policy.owner),
-            ("sent to review", policy.submitted_by),
+        if not _is_service(principal) and requires_workflow(principal.tenant):
+            raise ApprovalWorkflowRequired(
+                f"Tenant {principal.tenant} requires the approval workflow: policies "
+                "are approved through a workflow's approval, not directly."
+            )
+        check_separation_of_duties(
+            principal,
+            deciders,
+            [
+                ("created", policy.created_by),
+                ("owns", policy.owner),
+                ("sent to review", policy.submitted_by),
+            ],
+            noun="policy",
+            target="approved",
+            verb="approve",
+            decided="approved",
         )
-        for person in people:
-            duties = [what for what, who in roles if who and who == person]
-            if duties:
-                did = " and ".join([", ".join(duties[:-1]), duties[-1]] if duties[1:] else duties)
-                raise SeparationOfDuties(
-                    f"{person} {did} this policy, so someone else must approve it."
-                )
 
     def _record_refusal(
         self,

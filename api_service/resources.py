@@ -46,6 +46,9 @@ MAX_QUERY_LENGTH = 200
 
 IF_MATCH = Param("If-Match", "header", "The ETag (version) the change is based on.")
 ID_PARAM = Param("policy_id", "path", "Policy id", {"type": "string", "format": "uuid"})
+IDEMPOTENCY_KEY = Param(
+    "Idempotency-Key", "header", "Replays the first answer for this key (keys are per caller)"
+)
 
 
 def if_match_version(req) -> int | None:
@@ -152,11 +155,15 @@ def _set_etag(resp, version: int) -> None:
 class PolicyCollection:
     docs = {
         "POST": Operation(
-            "Create a policy (status draft); publishes policy.created",
+            "Create a policy (status draft); Idempotency-Key replays the first answer "
+            "and never creates a second policy (keys are per caller; another request "
+            "with the same key: 422); publishes policy.created",
             request=PolicyCreate,
             response=PolicyWriteOut,
             status=201,
             roles=WRITE_ROLES,
+            errors=(422,),
+            params=(IDEMPOTENCY_KEY,),
         ),
         "GET": Operation(
             "List policies, newest first",
@@ -180,7 +187,16 @@ class PolicyCollection:
 
     def on_post(self, req, resp):
         principal = require_role(req, *WRITE_ROLES)
+        key = idempotency_key(req)
         data = parse_body(PolicyCreate, read_json(req, self.max_body_bytes))
+        if key:
+            # Bulk imports repeat a create with the same key: never a second policy.
+            status, body = self.service.create_idempotent(principal, data, key)
+            resp.status = status
+            resp.location = f"/policies/{body['id']}"
+            _set_etag(resp, body["version"])
+            resp.media = body
+            return
         result = self.service.create(principal, data)
         resp.status = falcon.HTTP_201
         resp.location = f"/policies/{result.policy.id}"
@@ -228,12 +244,12 @@ class PolicyItem:
         "PATCH": Operation(
             "Change fields of a policy; needs If-Match or 'version' (stale: 412); a "
             "policy in review is not edited (409: withdraw it to draft first); "
-            "publishes policy.updated",
+            "Idempotency-Key replays the first answer; publishes policy.updated",
             request=PolicyUpdate,
             response=PolicyWriteOut,
             roles=WRITE_ROLES,
-            errors=(404, 409, 412, 428),
-            params=(ID_PARAM, IF_MATCH),
+            errors=(404, 409, 412, 422, 428),
+            params=(ID_PARAM, IF_MATCH, IDEMPOTENCY_KEY),
         ),
         "DELETE": Operation(
             "Delete a policy (soft); publishes policy.deleted",
@@ -258,7 +274,16 @@ class PolicyItem:
         principal = require_role(req, *WRITE_ROLES)
         pid = parse_uuid(policy_id, "policy_id")
         if_match = if_match_version(req)
+        key = idempotency_key(req)
         data = parse_body(PolicyUpdate, read_json(req, self.max_body_bytes))
+        if key:
+            status, body = self.service.update_idempotent(
+                principal, pid, data, if_match=if_match, idempotency_key=key
+            )
+            resp.status = status
+            _set_etag(resp, body["version"])
+            resp.media = body
+            return
         result = self.service.update(principal, pid, data, if_match=if_match)
         _set_etag(resp, result.policy.version)
         resp.media = result.body()

@@ -12,6 +12,7 @@ from api_service.settings import ApiSettings
 from shared.broker import create_broker
 from shared.db import migrate, open_database
 from shared.settings import CommonSettings
+from tests.api.entity_helpers import EntityClient
 from tests.api.helpers import ApiClient, unique_tenant
 from tests.conftest import JWT_SECRET, SERVICE_TOKEN_SECRET
 
@@ -72,3 +73,22 @@ def broker(redis_url, namespace):
     broker = create_broker(CommonSettings(redis_url=redis_url, namespace=namespace))
     yield broker
     broker.close()
+
+
+# -- assessments and evidence ---------------------------------------------------------
+
+
+@pytest.fixture
+def evidence_dir(tmp_path):
+    return tmp_path / "evidence"
+
+
+@pytest.fixture
+def entity_settings(api_settings, evidence_dir):
+    return dataclasses.replace(api_settings, evidence_dir=evidence_dir)
+
+
+@pytest.fixture
+def client(entity_settings, make_app) -> EntityClient:
+    app, _ = make_app(entity_settings)
+    return EntityClient(app, unique_tenant())

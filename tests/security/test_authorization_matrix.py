@@ -108,6 +108,30 @@ API: dict[tuple[str, str], tuple] = {
     # owner never does (tested in tests/api/test_reviews.py); the tenant's people read.
     ("POST", "/policies/{policy_id}/reviews"):         (401, 403, 403, OK,  403, OK,  403, 403, 404),
     ("GET", "/policies/{policy_id}/reviews"):          (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    # Assessments and evidence: read like policies (auditors too); editors write;
+    # approvers and the service move them (who decides is tested in tests/api); editors
+    # and the service assign them, policies included; evidence files: editors upload.
+    ("GET", "/assessments"):                           (401, OK,  OK,  OK,  OK,  OK,  403, OK,  OK),
+    ("POST", "/assessments"):                          (401, 403, OK,  403, 403, OK,  403, 403, OK),
+    ("GET", "/assessments/{assessment_id}"):           (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    ("PATCH", "/assessments/{assessment_id}"):         (401, 403, OK,  403, 403, OK,  403, 403, 404),
+    ("DELETE", "/assessments/{assessment_id}"):        (401, 403, OK,  403, 403, OK,  403, 403, 404),
+    ("POST", "/assessments/{assessment_id}/transitions"): (401, 403, OK, OK, 403, OK, 403, OK, 404),
+    ("GET", "/assessments/{assessment_id}/versions"):  (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    ("GET", "/assessments/{assessment_id}/refusals"):  (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    ("POST", "/assessments/{assessment_id}/assignment"): (401, 403, OK, 403, 403, OK, 403, OK, 404),
+    ("GET", "/evidence"):                              (401, OK,  OK,  OK,  OK,  OK,  403, OK,  OK),
+    ("POST", "/evidence"):                             (401, 403, OK,  403, 403, OK,  403, 403, OK),
+    ("GET", "/evidence/{evidence_id}"):                (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    ("PATCH", "/evidence/{evidence_id}"):              (401, 403, OK,  403, 403, OK,  403, 403, 404),
+    ("DELETE", "/evidence/{evidence_id}"):             (401, 403, OK,  403, 403, OK,  403, 403, 404),
+    ("POST", "/evidence/{evidence_id}/transitions"):   (401, 403, OK,  OK,  403, OK,  403, OK,  404),
+    ("GET", "/evidence/{evidence_id}/versions"):       (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    ("GET", "/evidence/{evidence_id}/refusals"):       (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    ("POST", "/evidence/{evidence_id}/assignment"):    (401, 403, OK,  403, 403, OK,  403, OK,  404),
+    ("PUT", "/evidence/{evidence_id}/file"):           (401, 403, OK,  403, 403, OK,  403, 403, 404),
+    ("GET", "/evidence/{evidence_id}/file"):           (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
+    ("POST", "/policies/{policy_id}/assignment"):      (401, 403, OK,  403, 403, OK,  403, OK,  404),
     ("GET", "/tenant-settings"):                       (401, OK,  OK,  OK,  OK,  OK,  403, 403, OK),
     ("PATCH", "/tenant-settings"):                     (401, 403, 403, 403, 403, OK,  403, 403, OK),
     ("GET", "/jobs"):                                  (401, OK,  OK,  OK,  OK,  OK,  403, OK,  OK),
@@ -212,6 +236,26 @@ REQUESTS: dict[tuple[str, str, str], dict] = {
     # tenant checks; the seeded policy is not reviewed).
     ("api", "POST", "/policies/{policy_id}/reviews"): {
         "json": {"outcome": "no_change"},
+        "headers": STALE,
+    },
+    # Assessments and evidence: valid changes for a stale version (nothing changes).
+    **{
+        ("api", method, f"/{collection}/{{{name}_id}}{tail}"): spec
+        for collection, name, to in (
+            ("assessments", "assessment", "cancelled"),
+            ("evidence", "evidence", "rejected"),
+        )
+        for method, tail, spec in (
+            ("PATCH", "", {"json": {"title": "Matrix"}, "headers": STALE}),
+            ("DELETE", "", {"headers": STALE}),
+            ("POST", "/transitions", {"json": {"to": to}, "headers": STALE}),
+            ("POST", "/assignment", {"json": {"assignee": "acme-owner"}, "headers": STALE}),
+            ("PUT", "/file", {"headers": STALE}),
+        )
+        if (collection, tail) != ("assessments", "/file")
+    },
+    ("api", "POST", "/policies/{policy_id}/assignment"): {
+        "json": {"assignee": "acme-owner"},
         "headers": STALE,
     },
     # The decision's checks need a valid one (each persona decides its own approval).
@@ -326,6 +370,8 @@ def _api_client(stack, url, redis_url, namespace) -> falcon.testing.TestClient:
         jwt_secret=JWT_SECRET,
         service_token_secret=SERVICE_TOKEN_SECRET,
         database_url=url,
+        # Evidence files: a directory of the module's own.
+        evidence_dir=Path(stack.enter_context(tempfile.TemporaryDirectory())),
     )
     deps = build_api_deps(settings)
     app = create_api_app(settings, deps)
@@ -480,6 +526,16 @@ def _seed(api, workflow, engine, outbox, redis_client, namespace) -> World:
     import_id = _ok(started, 202)["import"]["id"]
     acme_rows.append(import_id)
 
+    # Assessments and evidence: one of each of acme's, the evidence with a file.
+    assessment = _ok(
+        api.simulate_post("/assessments", json={"title": "Q1 review"}, headers=AUTHOR), 201
+    )
+    evidence = {"title": "Export", "kind": "document", "assessments": [assessment["id"]]}
+    evidence = _ok(api.simulate_post("/evidence", json=evidence, headers=AUTHOR), 201)
+    upload = {**AUTHOR, "Content-Type": "text/plain", "If-Match": '"1"'}
+    _ok(api.simulate_put(f"/evidence/{evidence['id']}/file", body=b"ok", headers=upload))
+    entity_ids = {"assessment_id": assessment["id"], "evidence_id": evidence["id"]}
+
     decision = ("workflow", "POST", "/approvals/{approval_id}/decision")
     # Audit trail: chain what seeding recorded, so /audit holds acme's entries (which
     # globex's user must not see).
@@ -502,6 +558,7 @@ def _seed(api, workflow, engine, outbox, redis_client, namespace) -> World:
             "name": "console.js",
             "file_id": file_id,
             "import_id": import_id,
+            **entity_ids,
         },
         route_ids={
             **{
@@ -533,6 +590,7 @@ def _seed(api, workflow, engine, outbox, redis_client, namespace) -> World:
             to_cancel,
             str(delivery.id),
             *acme_rows,
+            *entity_ids.values(),
             *(f"acme-{role}" for role in ROLE_PERSONAS),
             "acme-owner",
             "acme-author",
