@@ -1,8 +1,9 @@
 """``generate_report``: a workflow step that makes a report and tells people where it is.
 
-Options: ``kind``, ``format`` (default csv), ``filters`` (checked against the kind when
-the workflow is saved, a 422 naming ``steps.<i>.filters``), ``recipients`` (the grammar
-of :mod:`workflow_service.steps.recipients`), ``channels`` (default in-app and e-mail)
+Options: ``report`` (the report's kind; ``kind`` is the step's own), ``format``
+(default csv), ``filters`` (checked against the report's kind when the workflow is
+saved, a 422 naming ``steps.<i>.filters``), ``recipients`` (the grammar of
+:mod:`workflow_service.steps.recipients`), ``channels`` (default in-app and e-mail)
 and an optional ``subject`` (a template).
 
 The step renders the report itself, in the execution's worker, and then runs a
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from workflow_service.apiclient import ApiRefused, ApiUnavailable
 from workflow_service.files import FileStore
@@ -39,7 +40,8 @@ DEFAULT_CHANNELS = ("in_app", "email")
 
 
 class GenerateReportConfig(StepConfig):
-    kind: Literal[KINDS]  # type: ignore[valid-type]
+    #: The report's kind (``kind`` names the step's own kind in a step definition).
+    report: Literal[KINDS]  # type: ignore[valid-type]
     format: Literal[FORMATS] = "csv"  # type: ignore[valid-type]
     filters: dict[str, Any] = Field(default_factory=dict)
     recipients: list[Recipient] = Field(min_length=1, max_length=MAX_RECIPIENTS)
@@ -60,12 +62,14 @@ class GenerateReportConfig(StepConfig):
             raise ValueError(f"unknown channel(s) {unknown}; channels: {known}")
         return channels
 
-    @model_validator(mode="after")
-    def _filters_fit_the_kind(self) -> GenerateReportConfig:
-        problems = filter_errors(self.kind, self.filters)
+    @field_validator("filters")
+    @classmethod
+    def _filters_fit_the_report(cls, filters: dict, info: ValidationInfo) -> dict:
+        report = info.data.get("report")
+        problems = filter_errors(report, filters) if report else []
         if problems:
             raise ValueError("; ".join(f"{p['field']}: {p['message']}" for p in problems))
-        return self
+        return filters
 
 
 @register
@@ -77,7 +81,7 @@ class GenerateReport(Step):
 
     def run(self, ctx: StepContext) -> Outcome:
         config: GenerateReportConfig = self.config  # type: ignore[assignment]
-        spec = ReportSpec(kind=config.kind, format=config.format, filters=config.filters)
+        spec = ReportSpec(kind=config.report, format=config.format, filters=config.filters)
         requested_by = ctx.trigger.initiator or f"workflow:{ctx.execution.workflow_id}"
         try:
             stored, descriptor = produce(
