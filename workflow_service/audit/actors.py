@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from shared.broker import actor_options
-from shared.jobstatus import report_progress
 from workflow_service import broker as worker_broker
 from workflow_service.apiclient import ApiClient
-from workflow_service.audit import chain, package
+from workflow_service.audit import chain
 from workflow_service.audit.kick import (
     APPEND_ACTOR,
     AUDIT_QUEUE,
@@ -26,7 +24,7 @@ from workflow_service.audit.kick import (
     WorkerKick,
     kick_key,
 )
-from workflow_service.audit.record import record
+from workflow_service.audit.package import run_package, store_package
 
 OPTIONS = actor_options(AUDIT_QUEUE)
 _api: ApiClient | None = None
@@ -55,47 +53,6 @@ def append_audit(tenant_id: str) -> dict[str, int]:
     # Cleared first: a write committed from now on sends a new builder (see .kick).
     worker_broker.broker.client.delete(kick_key(worker_broker.settings.namespace, tenant_id))
     return {"appended": chain.append(worker_broker.database_proxy, tenant_id)}
-
-
-def store_package(tenant_id: str, requested_by: str, job_id: str, settings: Any):
-    """A sink for :func:`package.build` writing through the file store, keyed on the job."""
-    from workflow_service.files.store import FileStore
-
-    store = FileStore.from_settings(settings)
-
-    def sink(name: str, source: Any) -> Any:
-        with store.create(
-            tenant=tenant_id,
-            kind="audit_package",
-            name=name,
-            content_type="application/zip",
-            created_by=requested_by,
-            job_id=job_id,
-        ) as out:
-            for chunk in iter(lambda: source.read(1 << 20), b""):
-                out.write(chunk)
-        return out.file
-
-    return sink
-
-
-def run_package(
-    tenant_id: str, start: str, until: str, requested_by: str, job_id: str, api: Any, sink: Any
-) -> dict[str, Any]:
-    """Build a package and record that it was built; the file's descriptor."""
-    period = package.Period(datetime.fromisoformat(start), datetime.fromisoformat(until))
-    stored = package.build(tenant_id, period, api, sink, report_progress)
-    record(
-        tenant_id,
-        f"audit_package:{job_id}",
-        "audit_package.built",
-        actor=requested_by,
-        entity_type="file",
-        entity_id=stored.id,
-        digest={"period": period.to_dict(), "sha256": stored.sha256, "size": stored.size},
-    )
-    report_progress(100, "done")
-    return stored.descriptor(period=period.to_dict())
 
 
 def build_audit_package(tenant_id: str, start: str, until: str, requested_by: str) -> dict:

@@ -25,9 +25,11 @@ from urllib.parse import quote
 import httpx
 
 from shared.db import utcnow
+from shared.jobstatus import report_progress
 from workflow_service.apiclient import ApiUnavailable
 from workflow_service.audit import chain
 from workflow_service.audit.models import AuditEntry
+from workflow_service.audit.record import record
 from workflow_service.models import Execution, StepRun
 from workflow_service.web.serialize import execution_body
 
@@ -281,3 +283,44 @@ def build(
         spool.seek(0)
         progress(95, "storing")
         return sink(f"audit-{tenant_id}-{period.label()}.zip", spool)
+
+
+def store_package(tenant_id: str, requested_by: str, job_id: str, settings: Any):
+    """A sink for :func:`build` writing through the file store, keyed on the job."""
+    from workflow_service.files.store import FileStore
+
+    store = FileStore.from_settings(settings)
+
+    def sink(name: str, source: Any) -> Any:
+        with store.create(
+            tenant=tenant_id,
+            kind="audit_package",
+            name=name,
+            content_type="application/zip",
+            created_by=requested_by,
+            job_id=job_id,
+        ) as out:
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                out.write(chunk)
+        return out.file
+
+    return sink
+
+
+def run_package(
+    tenant_id: str, start: str, until: str, requested_by: str, job_id: str, api: Any, sink: Any
+) -> dict[str, Any]:
+    """Build a package and record that it was built; the file's descriptor."""
+    period = Period(datetime.fromisoformat(start), datetime.fromisoformat(until))
+    stored = build(tenant_id, period, api, sink, report_progress)
+    record(
+        tenant_id,
+        f"audit_package:{job_id}",
+        "audit_package.built",
+        actor=requested_by,
+        entity_type="file",
+        entity_id=stored.id,
+        digest={"period": period.to_dict(), "sha256": stored.sha256, "size": stored.size},
+    )
+    report_progress(100, "done")
+    return stored.descriptor(period=period.to_dict())
