@@ -203,26 +203,40 @@ class PolicyService:
 
     # ---------------------------------------------------------------------- writes
 
-    def create(self, principal: Principal, data: PolicyCreate) -> WriteResult:
-        policy, statements, pending = self._create_rows(principal, data)
+    def create(
+        self, principal: Principal, data: PolicyCreate, *, acting_for: str | None = None
+    ) -> WriteResult:
+        """``acting_for``: the person the workflow service (``principal``) creates it for
+        (a bulk import's); they are its creator, the service the version's ``via``."""
+        policy, statements, pending = self._create_rows(principal, data, acting_for)
         self.group_commit.run(statements)
         self.outbox.publish([pending])
         return WriteResult(policy, [pending])
 
     def create_idempotent(
-        self, principal: Principal, data: PolicyCreate, idempotency_key: str
+        self,
+        principal: Principal,
+        data: PolicyCreate,
+        idempotency_key: str,
+        *,
+        acting_for: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """Create the policy once per key: its answer is stored in the transaction that
         inserts it (the same group commit), and a repeat answers it again; concurrent
         repeats lose on the unique key, roll back their policy and answer the winner's.
         """
         request_hash = idempotency.fingerprint(
-            {"op": "POST /policies", "body": data.model_dump(mode="json"), "caller": principal.sub}
+            {
+                "op": "POST /policies",
+                "body": data.model_dump(mode="json"),
+                "caller": principal.sub,
+                **({"acting_for": acting_for} if acting_for else {}),
+            }
         )
         stored = idempotency.replay(principal, idempotency_key, request_hash)
         if stored is not None:
             return stored
-        policy, statements, pending = self._create_rows(principal, data)
+        policy, statements, pending = self._create_rows(principal, data, acting_for)
         body = WriteResult(policy, [pending]).body()
         record = idempotency.record_params(
             principal, idempotency_key, request_hash, 201, body, self.clock()
@@ -238,33 +252,36 @@ class PolicyService:
         return 201, body
 
     def _create_rows(
-        self, principal: Principal, data: PolicyCreate
+        self, principal: Principal, data: PolicyCreate, acting_for: str | None = None
     ) -> tuple[Policy, list, PendingEvent]:
         """A new policy and the statements that insert it, its version and its event."""
         now = self.clock()
+        author = acting_for or principal.sub
         values = {
             "id": uuid.uuid4(),
             "tenant": principal.tenant,
             "title": data.title,
             "policy_type": data.policy_type,
             "content": data.content,
-            "owner": data.owner or principal.sub,
+            "owner": data.owner or author,
             "status": "draft",
             "version": 1,
             "review_frequency": data.review_frequency,
             "next_review_date": data.next_review_date,
             "effective_date": data.effective_date,
             "tags": data.tags,
-            "created_by": principal.sub,
+            "created_by": author,
             "created_at": now,
-            "updated_by": principal.sub,
+            "updated_by": author,
             "updated_at": now,
             "deleted_at": None,
         }
         policy = Policy(**values)
         # The rows are built here, so the group commit's transaction only runs statements.
         policy_row = _INSERT_POLICY.params(values)
-        version_row, outbox_row = self._change_rows(policy, principal, "policy.created", {}, [])
+        version_row, outbox_row = self._change_rows(
+            policy, principal, "policy.created", {}, [], acting_for=acting_for
+        )
         statements = [
             _INSERT_POLICY.statement(self.db, policy_row),
             _INSERT_VERSION.statement(self.db, version_row),
@@ -279,10 +296,11 @@ class PolicyService:
         data: PolicyUpdate,
         *,
         if_match: int | None,
+        acting_for: str | None = None,
     ) -> WriteResult:
         expected = self._expected_version(data.version, if_match, required=True)
         with self.db.atomic():
-            result = self._update(principal, policy_id, data, expected)
+            result = self._update(principal, policy_id, data, expected, acting_for)
         self.outbox.publish(result.events)
         return result
 
@@ -294,6 +312,7 @@ class PolicyService:
         *,
         if_match: int | None,
         idempotency_key: str,
+        acting_for: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """:meth:`update`, its answer stored with it for repeats of the key."""
         expected = self._expected_version(data.version, if_match, required=True)
@@ -303,6 +322,7 @@ class PolicyService:
                 "body": data.model_dump(mode="json", exclude_unset=True, exclude={"version"}),
                 "version": expected,
                 "caller": principal.sub,
+                **({"acting_for": acting_for} if acting_for else {}),
             }
         )
         try:
@@ -310,7 +330,7 @@ class PolicyService:
                 stored = idempotency.replay(principal, idempotency_key, request_hash)
                 if stored is not None:
                     return stored
-                result = self._update(principal, policy_id, data, expected)
+                result = self._update(principal, policy_id, data, expected, acting_for)
                 body = result.body()
                 idempotency.store(
                     self.db, principal, idempotency_key, request_hash, 200, body, self.clock()
@@ -326,7 +346,12 @@ class PolicyService:
         return 200, body
 
     def _update(
-        self, principal: Principal, policy_id: uuid.UUID, data: PolicyUpdate, expected: int | None
+        self,
+        principal: Principal,
+        policy_id: uuid.UUID,
+        data: PolicyUpdate,
+        expected: int | None,
+        acting_for: str | None = None,
     ) -> WriteResult:
         """The change of :meth:`update`, in the caller's transaction (not published)."""
         changes = data.model_dump(exclude_unset=True, exclude={"version"})
@@ -348,9 +373,13 @@ class PolicyService:
                 status=policy.status,
                 version=policy.version,
             )
-        policy = self._conditional_update(policy, principal, changed, expected)
+        policy = self._conditional_update(
+            policy, principal, changed, expected, acting_for=acting_for
+        )
         extra = {"changed_fields": sorted(changed)}
-        pending = self._record(self._change_rows(policy, principal, "policy.updated", extra, []))
+        pending = self._record(
+            self._change_rows(policy, principal, "policy.updated", extra, [], acting_for=acting_for)
+        )
         return WriteResult(policy, [pending])
 
     def delete(

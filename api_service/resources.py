@@ -37,6 +37,9 @@ from shared.http import (
 
 READ_ROLES = ("viewer", "editor", "approver", "auditor", "service")
 WRITE_ROLES = ("editor",)
+#: Who may create and edit policies: editors, and the workflow service for a named
+#: person (a bulk import's, in ``X-Initiator``).
+EDIT_ROLES = ("editor", "service")
 #: Who may ask for a transition at all; the lifecycle decides per move.
 TRANSITION_ROLES = ("editor", "approver", "service")
 
@@ -46,6 +49,9 @@ MAX_QUERY_LENGTH = 200
 
 IF_MATCH = Param("If-Match", "header", "The ETag (version) the change is based on.")
 ID_PARAM = Param("policy_id", "path", "Policy id", {"type": "string", "format": "uuid"})
+ACTING_FOR = Param(
+    "X-Initiator", "header", "The person the workflow service writes for (service only)"
+)
 IDEMPOTENCY_KEY = Param(
     "Idempotency-Key", "header", "Replays the first answer for this key (keys are per caller)"
 )
@@ -136,6 +142,22 @@ def deciders_of(req, principal) -> list[str]:
     return people
 
 
+def acting_for(req, principal) -> str | None:
+    """The person the workflow service writes for (``X-Initiator``, required of it);
+    None for a person's own write."""
+    if "service" not in principal.roles:
+        initiator_of(req, principal)  # 403 for anyone else sending it
+        return None
+    person = initiator_of(req, principal)
+    if person is None:
+        raise bad_parameter(
+            "X-Initiator",
+            "The workflow service creates and edits policies only for a named person: "
+            "send their user id in X-Initiator.",
+        )
+    return person
+
+
 def idempotency_key(req) -> str | None:
     raw = req.get_header("Idempotency-Key")
     if raw is None:
@@ -157,13 +179,14 @@ class PolicyCollection:
         "POST": Operation(
             "Create a policy (status draft); Idempotency-Key replays the first answer "
             "and never creates a second policy (keys are per caller; another request "
-            "with the same key: 422); publishes policy.created",
+            "with the same key: 422); the workflow service creates only for the person "
+            "in X-Initiator (its creator); publishes policy.created",
             request=PolicyCreate,
             response=PolicyWriteOut,
             status=201,
-            roles=WRITE_ROLES,
-            errors=(422,),
-            params=(IDEMPOTENCY_KEY,),
+            roles=EDIT_ROLES,
+            errors=(400, 422),
+            params=(IDEMPOTENCY_KEY, ACTING_FOR),
         ),
         "GET": Operation(
             "List policies, newest first",
@@ -186,18 +209,19 @@ class PolicyCollection:
         self.max_body_bytes = max_body_bytes
 
     def on_post(self, req, resp):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = require_role(req, *EDIT_ROLES)
+        person = acting_for(req, principal)
         key = idempotency_key(req)
         data = parse_body(PolicyCreate, read_json(req, self.max_body_bytes))
         if key:
             # Bulk imports repeat a create with the same key: never a second policy.
-            status, body = self.service.create_idempotent(principal, data, key)
+            status, body = self.service.create_idempotent(principal, data, key, acting_for=person)
             resp.status = status
             resp.location = f"/policies/{body['id']}"
             _set_etag(resp, body["version"])
             resp.media = body
             return
-        result = self.service.create(principal, data)
+        result = self.service.create(principal, data, acting_for=person)
         resp.status = falcon.HTTP_201
         resp.location = f"/policies/{result.policy.id}"
         _set_etag(resp, result.policy.version)
@@ -244,12 +268,13 @@ class PolicyItem:
         "PATCH": Operation(
             "Change fields of a policy; needs If-Match or 'version' (stale: 412); a "
             "policy in review is not edited (409: withdraw it to draft first); "
-            "Idempotency-Key replays the first answer; publishes policy.updated",
+            "Idempotency-Key replays the first answer; the workflow service edits only "
+            "for the person in X-Initiator; publishes policy.updated",
             request=PolicyUpdate,
             response=PolicyWriteOut,
-            roles=WRITE_ROLES,
-            errors=(404, 409, 412, 422, 428),
-            params=(ID_PARAM, IF_MATCH, IDEMPOTENCY_KEY),
+            roles=EDIT_ROLES,
+            errors=(400, 404, 409, 412, 422, 428),
+            params=(ID_PARAM, IF_MATCH, IDEMPOTENCY_KEY, ACTING_FOR),
         ),
         "DELETE": Operation(
             "Delete a policy (soft); publishes policy.deleted",
@@ -271,20 +296,21 @@ class PolicyItem:
         resp.media = policy_body(policy)
 
     def on_patch(self, req, resp, policy_id):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = require_role(req, *EDIT_ROLES)
+        person = acting_for(req, principal)
         pid = parse_uuid(policy_id, "policy_id")
         if_match = if_match_version(req)
         key = idempotency_key(req)
         data = parse_body(PolicyUpdate, read_json(req, self.max_body_bytes))
         if key:
             status, body = self.service.update_idempotent(
-                principal, pid, data, if_match=if_match, idempotency_key=key
+                principal, pid, data, if_match=if_match, idempotency_key=key, acting_for=person
             )
             resp.status = status
             _set_etag(resp, body["version"])
             resp.media = body
             return
-        result = self.service.update(principal, pid, data, if_match=if_match)
+        result = self.service.update(principal, pid, data, if_match=if_match, acting_for=person)
         _set_etag(resp, result.policy.version)
         resp.media = result.body()
 

@@ -97,9 +97,11 @@ ROLE_PERSONAS = ("viewer", "editor", "approver", "auditor", "admin", "operator")
 API: dict[tuple[str, str], tuple] = {
     # method, path                                      none view edit appr audt admn oper serv othr
     ("GET", "/policies"):                              (401, OK,  OK,  OK,  OK,  OK,  403, OK,  OK),
-    ("POST", "/policies"):                             (401, 403, OK,  403, 403, OK,  403, 403, OK),
+    # The workflow service creates and edits policies for the person it names in
+    # X-Initiator (bulk imports); without one it gets a 400.
+    ("POST", "/policies"):                             (401, 403, OK,  403, 403, OK,  403, OK,  OK),
     ("GET", "/policies/{policy_id}"):                  (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
-    ("PATCH", "/policies/{policy_id}"):                (401, 403, OK,  403, 403, OK,  403, 403, 404),
+    ("PATCH", "/policies/{policy_id}"):                (401, 403, OK,  403, 403, OK,  403, OK,  404),
     ("DELETE", "/policies/{policy_id}"):               (401, 403, OK,  403, 403, OK,  403, 403, 404),
     ("POST", "/policies/{policy_id}/transitions"):     (401, 403, OK,  OK,  403, OK,  403, OK,  404),
     ("GET", "/policies/{policy_id}/versions"):         (401, OK,  OK,  OK,  OK,  OK,  403, OK,  404),
