@@ -33,7 +33,12 @@ OPTIONAL_COLUMNS = (
     "effective_date",
     "tags",
 )
-COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+#: Columns of an export (``POST /exports``) that the api sets itself: a file exported,
+#: edited and imported again may keep them; their cells are ignored. ``version`` is
+#: kept: a row naming a policy changed since the export is refused, not applied.
+EXPORT_COLUMNS = ("version", "status", "created_by", "created_at", "updated_by", "updated_at")
+IGNORED_COLUMNS = EXPORT_COLUMNS[1:]
+COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *EXPORT_COLUMNS)
 #: More columns than this in the header is not a policy file (and bounds the work).
 MAX_COLUMNS = 64
 #: Longest cell kept (the api's content limit is 100,000 characters).
@@ -133,7 +138,8 @@ def parse(data: bytes, file_format: str, max_rows: int) -> ParsedFile:
                 f"An import takes at most {max_rows} rows; split the file.",
             )
         values += [None] * (len(columns) - len(values))
-        rows.append((number, dict(zip(columns, values, strict=True))))
+        row = dict(zip(columns, values, strict=True))
+        rows.append((number, {k: v for k, v in row.items() if k not in IGNORED_COLUMNS}))
     if not rows:
         raise refuse(falcon.HTTP_400, "No rows", "The file has a header row but no rows.")
     return ParsedFile(file_format, columns, rows)
@@ -170,7 +176,8 @@ def _columns(header: list[Any]) -> list[str]:
             falcon.HTTP_422,
             "Unknown columns",
             f"The header names column(s) a policy does not have: {', '.join(unknown)}. "
-            f"Columns: {', '.join(COLUMNS)}.",
+            f"Columns: {', '.join(COLUMNS)} (an export's status, created_* and updated_* "
+            "are ignored).",
         )
     return names
 

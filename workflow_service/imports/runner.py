@@ -113,7 +113,7 @@ class RowWriter:
             # The api would make its caller (the service) the owner: the person who
             # imports is, unless the row names one.
             return self._create(row, {"owner": self.job.created_by, **body})
-        return self._update(row, str(checked.id), body)
+        return self._update(row, str(checked.id), body, checked.version)
 
     def _create(self, row: ImportRow, body: dict) -> Outcome:
         headers = {**self.headers, "Idempotency-Key": idempotency_key(self.job.id, row)}
@@ -122,7 +122,9 @@ class RowWriter:
             return Outcome(RowStatus.CREATED, policy_id=str(response.json().get("id")))
         return Outcome(RowStatus.FAILED, errors=[{"column": "", "message": _api_error(response)}])
 
-    def _update(self, row: ImportRow, policy_id: str, body: dict) -> Outcome:
+    def _update(
+        self, row: ImportRow, policy_id: str, body: dict, exported_at: int | None
+    ) -> Outcome:
         path = f"/policies/{quote(policy_id, safe='')}"
         for _ in range(STALE_RETRIES):
             response = self._call("GET", path)
@@ -139,6 +141,14 @@ class RowWriter:
             current = response.json()
             if not differs(body, current):
                 return Outcome(RowStatus.UNCHANGED, policy_id=policy_id)
+            if exported_at is not None and exported_at != current.get("version"):
+                message = (
+                    f"the policy changed since this row was exported (version {exported_at}, "
+                    f"now {current.get('version')}); export it again and redo the change"
+                )
+                return Outcome(
+                    RowStatus.FAILED, policy_id, [{"column": "version", "message": message}]
+                )
             if self.job.dry_run:
                 return Outcome(RowStatus.VALID, policy_id=policy_id)
             version = int(current.get("version") or 0)

@@ -38,6 +38,8 @@ class PolicyRow(BaseModel):
     next_review_date: date | None = None
     effective_date: date | None = None
     tags: list[Tag] | None = Field(default=None, max_length=50)
+    #: The version the row was exported at (rows naming a policy only).
+    version: int | None = Field(default=None, ge=1)
 
 
 def _cells(row: dict[str, str | None]) -> dict[str, Any]:
@@ -66,6 +68,8 @@ def check_row(row: dict[str, str | None]) -> tuple[PolicyRow | None, list[dict[s
                 message = "must be a date (YYYY-MM-DD)"
             elif column == "id":
                 message = "must be the id (a UUID) of a policy of this tenant"
+            elif column == "version":
+                message = "must be a version number (1 or more)"
             errors.append({"column": column, "message": message})
         return None, errors
 
@@ -73,7 +77,7 @@ def check_row(row: dict[str, str | None]) -> tuple[PolicyRow | None, list[dict[s
 def api_body(row: PolicyRow) -> dict[str, Any]:
     """The JSON body of ``POST /policies`` (or, for a row with an id, ``PATCH``): the
     row's filled cells, dates as ISO text."""
-    body = row.model_dump(mode="json", exclude_none=True, exclude={"id"})
+    body = row.model_dump(mode="json", exclude_none=True, exclude={"id", "version"})
     return body
 
 
