@@ -33,12 +33,14 @@ def kick_key(namespace: str, tenant_id: str) -> str:
 
 
 def append_message(tenant_id: str) -> dramatiq.Message:
+    # No tenant_id option: the builder is housekeeping, so its job records are the
+    # operators' (a tenant's job list shows the work its people asked for).
     return dramatiq.Message(
         queue_name=AUDIT_QUEUE,
         actor_name=APPEND_ACTOR,
         args=(tenant_id,),
         kwargs={},
-        options={"tenant_id": tenant_id},
+        options={},
     )
 
 
