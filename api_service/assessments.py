@@ -171,8 +171,9 @@ def check_policy_links(tenant: str, ids: list[str]) -> None:
         )
 
 
-def _check_values(tenant: str, values: dict[str, Any]) -> None:
-    check_policy_links(tenant, list(values.get("policies") or []))
+def _check_values(tenant: str, values: dict[str, Any], changed: set[str]) -> None:
+    if "policies" in changed:
+        check_policy_links(tenant, list(values.get("policies") or []))
 
 
 def _check_move(row: Assessment, to: str) -> None:

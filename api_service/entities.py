@@ -68,6 +68,10 @@ def job_links(events: Sequence[PendingEvent]) -> list[dict[str, str]]:
     return [{"id": p.event.event_id, "href": f"/jobs/{p.event.event_id}"} for p in events]
 
 
+def _no_check(tenant: str, values: dict[str, Any], changed: set[str]) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class EntityKind:
     """What the shared machinery needs to know about one entity type."""
@@ -106,8 +110,10 @@ class EntityKind:
     submitted: str | None = None
     #: Checks a move the lifecycle allows against the row (raise RequirementsNotMet).
     check_move: Callable[[Any, str], None] = lambda row, to: None
-    #: Checks the values a create or edit leaves (raise a DomainError); gets the tenant.
-    check_values: Callable[[str, dict[str, Any]], None] = lambda tenant, values: None
+    #: Checks the values a create or edit leaves (raise a DomainError): gets the tenant,
+    #: every value and the names of those the write sets (links are checked only when
+    #: set, so a linked row deleted since does not block an unrelated edit).
+    check_values: Callable[[str, dict[str, Any], set[str]], None] = _no_check
 
     @property
     def collection(self) -> str:
@@ -252,7 +258,7 @@ class EntityService:
                 "updated_at": now,
                 "deleted_at": None,
             }
-            self.kind.check_values(principal.tenant, row_values)
+            self.kind.check_values(principal.tenant, row_values, set(values))
             row = self.kind.model(**row_values)
             self._insert_row.execute(self.db, row_values)
             pending = self._record(row, principal, f"{self.kind.name}.created", {}, [])
@@ -297,7 +303,7 @@ class EntityService:
                 )
             merged = {name: getattr(row, name) for name in row._meta.fields}
             merged.update(changed)
-            self.kind.check_values(principal.tenant, merged)
+            self.kind.check_values(principal.tenant, merged, set(changed))
             row = self._conditional_update(row, principal, changed, expected)
             extra = {"changed_fields": sorted(changed)}
             pending = self._record(row, principal, f"{self.kind.name}.updated", extra, [])

@@ -183,7 +183,7 @@ def update_values(data: EvidenceUpdate) -> dict[str, Any]:
     return changes
 
 
-def _check_values(tenant: str, values: dict[str, Any]) -> None:
+def _check_values(tenant: str, values: dict[str, Any], changed: set[str]) -> None:
     if values.get("kind") == "link" and not values.get("url"):
         raise InvalidEntity("Evidence of kind 'link' needs a 'url' (http or https).")
     if values.get("kind") != "link" and values.get("url"):
@@ -191,8 +191,11 @@ def _check_values(tenant: str, values: dict[str, Any]) -> None:
             f"Only evidence of kind 'link' has a 'url'; this one is a {values.get('kind')}: "
             "leave 'url' out (or null), or upload its file (PUT /evidence/{id}/file)."
         )
-    check_policy_links(tenant, list(values.get("policies") or []))
-    missing = missing_ids(Assessment, tenant, list(values.get("assessments") or []))
+    if "policies" in changed:
+        check_policy_links(tenant, list(values.get("policies") or []))
+    missing = []
+    if "assessments" in changed:
+        missing = missing_ids(Assessment, tenant, list(values.get("assessments") or []))
     if missing:
         raise UnknownLinks(
             f"No assessment {', '.join(missing)} in tenant {tenant}: link only existing "

@@ -328,3 +328,16 @@ def test_every_change_publishes_an_event_on_the_assessment_queue(client, redis_u
     assert events[2]["data"]["old_status"] == "planned"
     assert events[3]["data"]["assignee"] == "dave"
     assert events[3]["data"]["previous_assignee"] == "alice"
+
+
+def test_a_linked_policy_deleted_since_does_not_block_other_edits(client):
+    policy = client.policy()
+    aid = client.assessment(policies=[policy["id"]])["id"]
+    client.delete(policy["id"])
+
+    resp = client.edit(f"/assessments/{aid}", {"title": "Renamed"}, version=1)
+    assert resp.status_code == 200, resp.text
+    # A change of the links checks every link.
+    links = [client.policy()["id"], policy["id"]]
+    resp = client.edit(f"/assessments/{aid}", {"policies": links}, version=2)
+    assert resp.status_code == 422 and resp.json["missing"] == [policy["id"]], resp.text
