@@ -133,6 +133,44 @@ def test_a_retried_assign_assigns_once_and_tells_once(settings, redis_client, st
     assert [n.recipient for n in notes] == ["amy"]
 
 
+def test_the_assignee_is_emailed_once_when_the_directory_has_their_address(
+    settings, redis_client, store
+):
+    from workflow_service.notifications.delivery import DELIVER_ACTOR
+    from workflow_service.notifications.models import Delivery
+    from workflow_service.users.directory import save_user
+
+    # Given: dave in the directory with an address; the first answer of the api is lost
+    save_user("acme", "dave", name="Dave", email="dave@example.org", roles=["editor"])
+    api = AssigningApi(lose_answers=1)
+    engine = make_engine(settings, redis_client, api)
+    workflow(store, [{"kind": "assign", "assignee": "user:dave"}])
+    [execution] = engine.dispatch(assessment_event())
+    # When: the step is retried after the lost answer
+    with pytest.raises(Exception, match="ReadTimeout"):
+        engine.run(execution.id)
+    assert engine.run(execution.id) == "completed"
+    # Then: one e-mail planned for dave, and its delivery message sent
+    [mail] = Delivery.select().where(Delivery.execution == execution.id)
+    assert (mail.channel, mail.address) == ("email", "dave@example.org")
+    assert mail.subject == "You were assigned assessment Q3 access review"
+    sent = [m for m in engine.outbox.messages if m.actor_name == DELIVER_ACTOR]
+    assert [m.args[0] for m in sent] == [mail.id]
+
+
+def test_in_app_only_tells_no_one_by_email(settings, redis_client, store):
+    from workflow_service.notifications.models import Delivery
+    from workflow_service.users.directory import save_user
+
+    save_user("acme", "dave", name="Dave", email="dave@example.org", roles=["editor"])
+    engine = make_engine(settings, redis_client, AssigningApi())
+    workflow(store, [{"kind": "assign", "assignee": "user:dave", "notify": ["in_app"]}])
+    [execution] = engine.dispatch(assessment_event())
+    assert engine.run(execution.id) == "completed"
+    assert Delivery.select().count() == 0
+    assert Notification.select().count() == 1
+
+
 def test_two_executions_assign_with_different_keys(settings, redis_client, store):
     api = AssigningApi()
     engine = make_engine(settings, redis_client, api)
