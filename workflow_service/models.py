@@ -184,7 +184,9 @@ class Task(BaseModel):
 
 
 class Assignment(BaseModel):
-    """Who an entity is assigned to, and why (written by ``assign`` steps)."""
+    """Who an entity was assigned to, and why: written by ``assign`` steps before they
+    assigned through the api, which now keeps assignments (the entity and its
+    versions). No longer written; the table stays so no migration has to drop it."""
 
     id = peewee.CharField(max_length=36, primary_key=True, default=new_id)
     tenant_id = peewee.CharField(max_length=64)
