@@ -425,8 +425,10 @@ class EntityService:
         idempotency_key: str | None,
         initiator: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Make ``assignee`` the row's owner (its ``assignee_field``), in any status:
-        ownership is not content. Publishes ``<kind>.assigned``."""
+        """Make ``assignee`` the row's owner (its ``assignee_field``). Ownership is not
+        content, so any status but one awaiting a decision will do: there, who owns the
+        row decides who may not decide it, and a change would let a former owner decide
+        on their own work. Publishes ``<kind>.assigned``."""
         kind = self.kind
         expected = expected_version(None, if_match, required=False, noun=kind.name)
         request = {
@@ -442,6 +444,15 @@ class EntityService:
             previous = getattr(row, kind.assignee_field)
             if previous == assignee:
                 return 200, self._body(row, []), []
+            if kind.decisions.intersection(kind.allowed_targets(row.status)):
+                raise ContentFrozen(
+                    f"The {kind.name} is awaiting a decision ({row.status}); its "
+                    f"{kind.assignee_field} cannot change until it is decided or withdrawn, "
+                    f"since the {kind.assignee_field} may not decide it.",
+                    title="Awaiting a decision",
+                    status=row.status,
+                    version=row.version,
+                )
             row = self._conditional_update(
                 row, principal, {kind.assignee_field: assignee}, expected
             )

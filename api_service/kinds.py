@@ -12,7 +12,7 @@ from typing import Any
 import falcon
 import peewee
 
-from api_service import assessments, evidence
+from api_service import assessments, evidence, lifecycle
 from api_service.entities import EntityKind, EntityService
 from api_service.entity_resources import Assignment, EntityApi, EvidenceFile, add_entity_routes
 from api_service.evidence_files import EvidenceFiles, FileStore
@@ -34,6 +34,7 @@ POLICY_KIND = EntityKind(
     snapshot_fields=SNAPSHOT_FIELDS,
     editable_fields=EDITABLE_FIELDS,
     assignee_field="owner",
+    decisions=lifecycle.DECISIONS,
 )
 
 ASSESSMENT_API = EntityApi(

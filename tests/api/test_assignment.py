@@ -1,5 +1,6 @@
 """POST /{collection}/{id}/assignment: policies, assessments and evidence change hands in
-any status but deleted, as a version of their own, with a <type>.assigned event."""
+any status but deleted and awaiting a decision, as a version of their own, with a
+<type>.assigned event."""
 
 from __future__ import annotations
 
@@ -70,13 +71,23 @@ def test_assignment_sets_the_owner_and_publishes_assigned(client, collection, re
         ("evidence", "submitted", ["submitted"]),
     ],
 )
-def test_assignment_works_while_content_is_frozen(client, collection, status, steps):
+def test_no_assignment_while_a_decision_is_awaited(client, collection, status, steps):
+    # Given an entity owned by alice, awaiting a decision
     entity = _make(client, collection)
     for step in steps:
         assert client.move(collection, entity["id"], step).status_code == 200
-    resp = client.post(f"/{collection}/{entity['id']}/assignment", {"assignee": "erin"})
-    assert resp.status_code == 200, resp.text
-    assert resp.json["status"] == status
+    path = f"/{collection}/{entity['id']}"
+
+    # When it is handed to erin, the owner would no longer be barred from deciding it
+    resp = client.post(f"{path}/assignment", {"assignee": "erin"})
+
+    # Then the hand-over is refused, naming the status, and nothing changed
+    assert resp.status_code == 409, resp.text
+    assert resp.json["title"] == "Awaiting a decision"
+    assert status in resp.json["description"]
+    after = client.read(path).json
+    assert after["status"] == status and after[TYPES[collection][1]] == "alice"
+    assert after["version"] == len(steps) + 1
 
 
 @pytest.mark.parametrize("collection", TYPES)
