@@ -151,19 +151,18 @@ class Engine:
     # ------------------------------------------------------------------------ dispatch
 
     def dispatch(self, event: Event, parent_job_id: str | None = None) -> list[Execution]:
-        audit.record_event(event)
         for hook in self.event_hooks:
             hook(event)
         trigger_name = trigger_for_event(event.event_type)
         if trigger_name is None:
+            audit.record_event(event)
             return []
         trigger = Trigger.from_payload(event.to_payload())
         candidates = self.cache.get(event.tenant_id, event.entity_type, trigger_name)
-        executions = [
-            self.create_execution(workflow.id, workflow.version, trigger)
-            for workflow in candidates
-            if matches(workflow.conditions, trigger.data, trigger.envelope)
-        ]
+        matching = [w for w in candidates if matches(w.conditions, trigger.data, trigger.envelope)]
+        with self.db.atomic():  # the event's audit entry and its executions: one commit
+            audit.record_event(event)
+            executions = [self.create_execution(w.id, w.version, trigger) for w in matching]
         for execution in executions:
             if execution.status == ExecutionStatus.PENDING:
                 self.send_run(execution, parent_job_id)
@@ -304,15 +303,18 @@ class Engine:
 
     def run(self, execution_id: str) -> str:
         """Run or resume an execution; returns its status afterwards."""
-        if not self.claim(execution_id):
+        with self.db.atomic():  # the claim and, on the first, its audit entry: one commit
+            claimed = self.claim(execution_id)
+            if claimed:
+                execution = _LOAD_EXECUTION.first(self.db, execution_id)
+                if execution.started_at == execution.claimed_at:  # its first claim
+                    audit.record_execution(execution, "started", {"attempt": execution.attempts})
+        if not claimed:
             status = Execution.select(Execution.status).where(Execution.id == execution_id).scalar()
             if status is None:
                 raise UnknownExecution(f"no execution {execution_id}")
             log.info("execution %s not claimable (%s); skipped", execution_id, status)
             return status
-        execution = _LOAD_EXECUTION.first(self.db, execution_id)
-        if execution.started_at == execution.claimed_at:  # its first claim
-            audit.record_execution(execution, "started", {"attempt": execution.attempts})
         try:
             return self._run_claimed(execution)
         except ClaimLost:

@@ -17,7 +17,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared.db import utcnow
+from shared.sql import CompiledInsert
 from workflow_service.audit.models import AuditPending
+from workflow_service.db import database
 
 #: A digest longer than this (as JSON) keeps only its keys.
 MAX_DIGEST_CHARS = 8000
@@ -27,6 +29,9 @@ PLATFORM_TENANT = "_platform"
 SYSTEM_ACTOR = "system"
 
 _local = threading.local()
+#: Rendered once (see shared.sql): this insert is on every audited hot path.
+_INSERT_PENDING = CompiledInsert(AuditPending, ignore_conflicts=True)
+_DIGEST = [f.name for f in _INSERT_PENDING.fields].index("digest")
 
 
 def act_as(actor: str | None) -> None:
@@ -35,14 +40,16 @@ def act_as(actor: str | None) -> None:
     _local.actor = actor
 
 
-def normalise(digest: Any) -> dict[str, Any]:
-    """``digest`` as it reads back from the database (JSON round trip), bounded."""
-    text = json.dumps(digest if digest is not None else {}, default=str, sort_keys=True)
+def normalise(digest: Any) -> str:
+    """``digest`` as the JSON text stored (a dict; over the limit, its keys only)."""
+    value = digest if digest is not None else {}
+    if not isinstance(value, dict):
+        value = {"value": value}
+    text = json.dumps(value, default=str, sort_keys=True, separators=(",", ":"))
     if len(text) > MAX_DIGEST_CHARS:
-        keys = sorted(digest) if isinstance(digest, dict) else []
-        return {"truncated": True, "keys": [str(k) for k in keys][:100]}
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {"value": value}
+        keys = [str(k) for k in sorted(value, key=str)][:100]
+        text = json.dumps({"truncated": True, "keys": keys}, separators=(",", ":"))
+    return text
 
 
 def record(
@@ -58,16 +65,22 @@ def record(
 ) -> None:
     """Note one audited event; a second call with the same tenant and source is a no-op."""
     tenant = tenant_id or PLATFORM_TENANT
-    AuditPending.insert(
-        tenant_id=tenant[:64],
-        source_id=source_id[:200],
-        occurred_at=at or utcnow(),
-        actor=(actor or getattr(_local, "actor", None) or SYSTEM_ACTOR)[:128],
-        action=action[:64],
-        entity_type=(entity_type or "")[:32],
-        entity_id=str(entity_id if entity_id is not None else "")[:64],
-        digest=normalise(digest),
-    ).on_conflict_ignore().execute()
+    now = utcnow()
+    params = _INSERT_PENDING.params(
+        {
+            "tenant_id": tenant[:64],
+            "source_id": source_id[:200],
+            "occurred_at": at or now,
+            "actor": (actor or getattr(_local, "actor", None) or SYSTEM_ACTOR)[:128],
+            "action": action[:64],
+            "entity_type": (entity_type or "")[:32],
+            "entity_id": str(entity_id if entity_id is not None else "")[:64],
+            "digest": None,
+            "created_at": now,
+        }
+    )
+    params[_DIGEST] = normalise(digest)  # already JSON text
+    _INSERT_PENDING.run(database, params)
     touched = getattr(_local, "tenants", None)
     if touched is None:
         touched = _local.tenants = set()
