@@ -162,3 +162,19 @@ def test_a_refused_request_records_nothing(client):
     )
     assert refused.status_code == 403
     assert actions() == []
+
+
+def test_a_user_import_is_recorded_with_its_file_as_actor(workflow_db):
+    from workflow_service.audit.record import act_as
+    from workflow_service.users.importing import import_records
+    from workflow_service.users.schemas import UserRecord
+
+    act_as("import:people.csv")
+    try:
+        import_records(
+            [UserRecord(id="zoe", name="Zoe", roles=["viewer"])],
+            TENANT,
+        )
+    finally:
+        act_as(None)
+    assert actions() == [("user.created", "import:people.csv", "user")]
