@@ -234,3 +234,35 @@ def test_another_tenants_import_is_a_404(client, outbox):
 )
 def test_what_counts_as_a_formula(text, formula):
     assert is_formula(text) is formula
+
+
+def test_a_semicolon_separated_csv_is_read(client, outbox):
+    answer = upload(client, "title;policy_type;tags\nAccès;security;a,b\n".encode())
+    assert answer.status_code == 202, answer.text
+    with database.connection_context():
+        [row] = ImportRow.select()
+    assert row.data == {"title": "Accès", "policy_type": "security", "tags": "a,b"}
+
+
+class Unreachable:
+    messages: list = []
+
+    def enqueue(self, message, *, delay=None):
+        import redis
+
+        raise redis.ConnectionError("down")
+
+
+def test_redis_down_is_a_503_and_nothing_is_kept(settings, workflow_db, redis_client):
+    import falcon.testing
+
+    from workflow_service.web.app import Deps, create_app
+
+    app = create_app(settings, Deps(db=workflow_db, broker=Unreachable(), redis=redis_client))
+    answer = falcon.testing.TestClient(app).simulate_post(
+        "/imports",
+        body=GOOD,
+        headers={**EDITOR, "Content-Type": "text/csv", "Idempotency-Key": "k"},
+    )
+    assert answer.status_code == 503 and answer.json["title"] == "Queue unavailable"
+    nothing_kept(Unreachable())

@@ -234,7 +234,10 @@ def _csv_rows(data: bytes):
         ) from None
     if "\x00" in text:
         raise refuse(falcon.HTTP_400, "Unreadable file", "The CSV file holds NUL characters.")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    # Spreadsheets set to a comma-decimal locale save CSV with semicolons.
+    first_line = text.split("\n", 1)[0]
+    delimiter = ";" if ";" in first_line and "," not in first_line else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         for cells in reader:
             yield reader.line_num, cells

@@ -279,15 +279,20 @@ class ImportCollection:
             if earlier is None:
                 raise
             return self._replay(resp, earlier, sha, dry_run)
+        upload = None
         try:
+            upload = self._keep_upload(job, content)
             ref = submit(self.broker, import_message(job, job.job_id))
-        except ApiError:
-            ImportJob.delete().where(ImportJob.id == import_id).execute()  # nothing started
+        except Exception:
+            # Nothing started: take back what was kept, so the key may be sent again.
+            ImportRow.delete().where(ImportRow.import_job == import_id).execute()
+            ImportJob.delete().where(ImportJob.id == import_id).execute()
+            if upload is not None:
+                self.store.delete(upload)
             raise
-        self._keep_upload(job, content)
         self._answer(resp, job, ref)
 
-    def _keep_upload(self, job: ImportJob, content: bytes) -> None:
+    def _keep_upload(self, job: ImportJob, content: bytes):
         with self.store.create(
             tenant=job.tenant_id,
             kind=FileKind.IMPORT_UPLOAD,
@@ -297,6 +302,7 @@ class ImportCollection:
             job_id=job.id,
         ) as out:
             out.write(content)
+        return out.file
 
     @staticmethod
     def _earlier(principal, key: str) -> ImportJob | None:
