@@ -250,6 +250,8 @@ def run(
             for row in rows:
                 done.append((row, writer.write(row)))
                 after = row.row_number
+                if clock() >= deadline:
+                    break  # the time is checked per row: a slow api cannot stretch a batch
             _checkpoint(job, done)
             job = ImportJob.get_by_id(job.id)
             percent = min(99, job.rows_done * 100 // max(job.total_rows, 1))
@@ -267,6 +269,11 @@ def run(
         ImportJob.update(error=f"{type(exc).__name__}: {exc}"[:4000]).where(
             ImportJob.id == job.id
         ).execute()
+        raise
+    except BaseException:
+        # Dramatiq's time limit (an asynchronous TimeLimitExceeded) or a shutdown: keep
+        # what was done, then let it through.
+        _checkpoint(job, done)
         raise
     _checkpoint(job, done)
     return finish(job, store)
