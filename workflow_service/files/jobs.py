@@ -55,7 +55,7 @@ def submit(broker: Any, message: dramatiq.Message) -> dict[str, str]:
     """Send ``message``; ``{"id", "href"}`` of its job. Redis down is a 503."""
     try:
         broker.enqueue(message)
-    except (redis.RedisError, dramatiq.errors.ConnectionError) as exc:
+    except (redis.RedisError, dramatiq.errors.BrokerConnectionError) as exc:
         raise ApiError(
             falcon.HTTP_503,
             "Queue unavailable",
