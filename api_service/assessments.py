@@ -171,6 +171,30 @@ def check_policy_links(tenant: str, ids: list[str]) -> None:
         )
 
 
+def policy_owners(tenant: str, ids: list[str] | None) -> list[str]:
+    """The distinct owners of the live policies of ``tenant`` among ``ids``, sorted: one
+    query, none for no links."""
+    if not ids:
+        return []
+    query = (
+        Policy.select(Policy.owner)
+        .where(
+            Policy.id.in_([uuid.UUID(i) for i in ids])
+            & (Policy.tenant == tenant)
+            & Policy.deleted_at.is_null()
+        )
+        .distinct()
+        .order_by(Policy.owner)
+    )
+    return [owner for (owner,) in query.tuples()]
+
+
+def linked_policy_owners(row: Any) -> dict[str, Any]:
+    """Event data of a row linked to policies: whose policies they are, for workflows
+    that notify the owners (recipient ``policy_owners``)."""
+    return {"policy_owners": policy_owners(row.tenant, list(row.policies or []))}
+
+
 def _check_values(tenant: str, values: dict[str, Any], changed: set[str]) -> None:
     if "policies" in changed:
         check_policy_links(tenant, list(values.get("policies") or []))
@@ -241,6 +265,7 @@ ASSESSMENT_KIND = EntityKind(
     submitted="under_review",
     check_move=_check_move,
     check_values=_check_values,
+    event_extra=linked_policy_owners,
 )
 
 

@@ -13,6 +13,10 @@ The relay process looks for them every ``DEADLINE_SCAN_INTERVAL_SECONDS``:
   and once the date is behind it the scan moves the evidence to ``expired`` (a real
   transition: version bump and snapshot, by ``system``) and sends ``evidence.expired``.
 
+An event's data is its entity's event data, as its other events carry it (the snapshot
+fields of the entity kind, and for evidence and assessments ``policy_owners``), with the
+deadline, the days left and the threshold.
+
 Each event is written to the outbox (the relay publishes it like any other event) in
 the transaction that records its notice, keyed on (entity type, entity, kind, date):
 so each comes once per date, however many relays scan and however long sent outbox
@@ -33,6 +37,9 @@ from typing import Any
 
 import peewee
 
+from api_service.assessments import ASSESSMENT_KIND
+from api_service.entities import EntityKind
+from api_service.evidence import EVIDENCE_KIND
 from api_service.models import (
     Assessment,
     DeadlineNotice,
@@ -53,41 +60,6 @@ EVENT_NAMESPACE = uuid.UUID("4f7b2c1e-9d3a-4e8b-a6f0-2c5d8e1b7a93")
 #: Who expires evidence (its version's ``changed_by``, the event's actor).
 SYSTEM_ACTOR = "system"
 
-#: Fields of each entity's snapshot in its deadline events (long texts left out, like
-#: a policy's content: conditions do not look into them).
-ASSESSMENT_FIELDS = (
-    "title",
-    "policies",
-    "assessor",
-    "due_date",
-    "result",
-    "status",
-    "version",
-    "created_by",
-    "updated_by",
-    "submitted_by",
-)
-EVIDENCE_FIELDS = (
-    "title",
-    "kind",
-    "url",
-    "policies",
-    "assessments",
-    "collector",
-    "collected_at",
-    "valid_until",
-    "status",
-    "version",
-    "file_name",
-    "content_type",
-    "size",
-    "sha256",
-    "created_by",
-    "updated_by",
-)
-#: The evidence's version snapshot: its API fields (the stored file's path is internal).
-EVIDENCE_BODY_EXCLUDED = frozenset({"file_path", "deleted_at"})
-
 
 @dataclass(frozen=True)
 class Rule:
@@ -104,6 +76,8 @@ class Rule:
     #: Rows watched at all (status, not deleted).
     watched: Any
     snapshot_fields: tuple[str, ...]
+    #: Event data beyond the snapshot fields (the entity kind's own).
+    event_extra: Callable[[Any], dict[str, Any]] = lambda row: {}
     verb: str | None = None
     #: ``evidence.expiring``'s threshold in days (in the event data).
     threshold: int | None = None
@@ -113,6 +87,11 @@ class Rule:
     @property
     def event_type(self) -> str:
         return f"{self.entity_type}.{self.verb or self.kind}"
+
+
+def _of(kind: EntityKind) -> tuple[tuple[str, ...], Callable[[Any], dict[str, Any]]]:
+    """A rule's event data: the entity kind's own, as its other events carry it."""
+    return kind.snapshot_fields, kind.event_extra
 
 
 def _rules(approaching: timedelta, expiring_days: Sequence[int]) -> list[Rule]:
@@ -150,7 +129,7 @@ def _rules(approaching: timedelta, expiring_days: Sequence[int]) -> list[Rule]:
             due_date,
             before_today(due_date),
             assessments,
-            ASSESSMENT_FIELDS,
+            *_of(ASSESSMENT_KIND),
         ),
         Rule(
             "assessment",
@@ -159,7 +138,7 @@ def _rules(approaching: timedelta, expiring_days: Sequence[int]) -> list[Rule]:
             due_date,
             within(due_date, approaching),
             assessments,
-            ASSESSMENT_FIELDS,
+            *_of(ASSESSMENT_KIND),
         ),
         Rule(
             "evidence",
@@ -168,7 +147,7 @@ def _rules(approaching: timedelta, expiring_days: Sequence[int]) -> list[Rule]:
             valid_until,
             before_today(valid_until),
             accepted,
-            EVIDENCE_FIELDS,
+            *_of(EVIDENCE_KIND),
             expires=True,
         ),
     ]
@@ -188,7 +167,7 @@ def _rules(approaching: timedelta, expiring_days: Sequence[int]) -> list[Rule]:
                 valid_until,
                 window,
                 accepted,
-                EVIDENCE_FIELDS,
+                *_of(EVIDENCE_KIND),
                 verb="expiring",
                 threshold=days,
             )
@@ -294,20 +273,11 @@ class DeadlineScanner:
             evidence=evidence.id,
             version=evidence.version,
             change="evidence.expired",
-            snapshot=evidence_snapshot(evidence),
+            snapshot=EVIDENCE_KIND.body(evidence),
             changed_by=self.actor,
             changed_at=now,
         )
         return True
-
-
-def evidence_snapshot(evidence: Any) -> dict[str, Any]:
-    """The evidence as its version snapshot records it."""
-    return {
-        field.name: json_value(getattr(evidence, field.name))
-        for field in Evidence._meta.sorted_fields
-        if field.name not in EVIDENCE_BODY_EXCLUDED
-    }
 
 
 def event_id(rule: Rule, row: Any, deadline: date) -> str:
@@ -323,6 +293,7 @@ def deadline_event(
 ) -> Event:
     deadline = getattr(row, rule.deadline.name)
     data = {name: json_value(getattr(row, name)) for name in rule.snapshot_fields}
+    data.update(rule.event_extra(row))
     data.update(deadline=deadline.isoformat(), days_left=(deadline - today).days)
     if rule.threshold is not None:
         data["threshold"] = rule.threshold

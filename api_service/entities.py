@@ -114,6 +114,9 @@ class EntityKind:
     #: every value and the names of those the write sets (links are checked only when
     #: set, so a linked row deleted since does not block an unrelated edit).
     check_values: Callable[[str, dict[str, Any], set[str]], None] = _no_check
+    #: Event data beyond the snapshot fields, computed from the row when the event is
+    #: built (evidence: ``policy_owners``, so a workflow need not read the policies).
+    event_extra: Callable[[Any], dict[str, Any]] = lambda row: {}
 
     @property
     def collection(self) -> str:
@@ -614,6 +617,7 @@ class EntityService:
             },
         )
         data = {name: json_value(getattr(row, name)) for name in self.kind.snapshot_fields}
+        data.update(self.kind.event_extra(row))
         data.update(extra)
         event = Event(
             event_type=event_type,

@@ -17,6 +17,7 @@ from api_service.assessments import (
     Title,
     check_policy_links,
     contains_id,
+    linked_policy_owners,
     missing_ids,
     parse_date,
     parse_id,
@@ -241,6 +242,7 @@ EVIDENCE_KIND = EntityKind(
     },
     frozen_title="Evidence submitted or decided",
     check_values=_check_values,
+    event_extra=linked_policy_owners,
 )
 
 FILTER_DOCS = (

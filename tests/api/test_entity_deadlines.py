@@ -323,3 +323,38 @@ def test_the_relay_publishes_evidence_events_on_their_queue(db, broker, redis_cl
     assert event["event_type"] == "evidence.expired" and event["entity_id"] == str(item.id)
     assert message["actor_name"] == "dispatch_event_evidence"
     assert message["message_id"] == event["event_id"]
+
+
+def test_deadline_events_name_the_owners_of_the_live_linked_policies(db):
+    # Given: evidence and an assessment linked to olivia's and pete's policies, a deleted
+    # one of zed's, and (by a stale id) one of another tenant
+    linked = [
+        policy(90, owner="pete"),
+        policy(90, owner="olivia"),
+        policy(90, owner="olivia"),
+        policy(90, owner="zed", deleted_at=datetime(2029, 12, 1)),
+        policy(90, owner="yves", tenant="other"),
+    ]
+    ids = [str(p.id) for p in linked]
+    clock = FakeClock()
+    scanner = DeadlineScanner(db, clock, approaching_days=14, expiring_days=(7,))
+    item = evidence(5, policies=ids)
+    late = assessment(-1, policies=ids)
+    unlinked = evidence(5)
+    # When: the scan finds them expiring and the assessment overdue, then expired
+    assert scanner.scan() == 3
+    clock.advance(days=6)
+    assert scanner.scan() == 2
+    # Then: each event names the distinct owners of those policies of the tenant still live
+    owners = {
+        (e["entity_id"], e["event_type"]): e["data"]["policy_owners"]
+        for e in events()
+        if e["entity_type"] != "policy"
+    }
+    assert owners == {
+        (str(item.id), "evidence.expiring"): ["olivia", "pete"],
+        (str(late.id), "assessment.overdue"): ["olivia", "pete"],
+        (str(unlinked.id), "evidence.expiring"): [],
+        (str(item.id), "evidence.expired"): ["olivia", "pete"],
+        (str(unlinked.id), "evidence.expired"): [],
+    }

@@ -328,3 +328,28 @@ def test_no_new_file_once_submitted_or_accepted(client, status):
     resp = _upload(client, evidence["id"], b"late", version=version)
     assert resp.status_code == 409, resp.text
     assert client.read(f"/evidence/{evidence['id']}").json["sha256"] is None
+
+
+def test_evidence_events_name_the_owners_of_its_live_linked_policies(client, redis_url, namespace):
+    # Given: evidence of three policies, two owned by olivia, one by pete
+    owned = [client.policy(owner=o)["id"] for o in ("pete", "olivia", "olivia")]
+    client.policy(owner="quinn")  # the tenant's, not linked
+    evidence = client.evidence(policies=owned)
+    eid = evidence["id"]
+    # When: pete's policy is deleted, then the evidence is submitted and accepted
+    assert client.delete(owned[0]).status_code in (200, 204)
+    _move(client, eid, "submitted")
+    _move(client, eid, "accepted")
+    bare = client.evidence()
+
+    messages = published(redis.Redis.from_url(redis_url), namespace, QUEUE)
+    events = [m["args"][0] for m in messages if m["args"][0]["entity_id"] == eid]
+    # Then: each event names the distinct owners of its linked policies not deleted then
+    assert [(e["event_type"], e["data"]["policy_owners"]) for e in events] == [
+        ("evidence.created", ["olivia", "pete"]),
+        ("evidence.status_changed", ["olivia"]),
+        ("evidence.status_changed", ["olivia"]),
+    ]
+    # and evidence of no policy names nobody
+    [created] = [m["args"][0] for m in messages if m["args"][0]["entity_id"] == bare["id"]]
+    assert created["data"]["policy_owners"] == []
