@@ -18,7 +18,7 @@ from shared.lifecycles import lifecycle_of
 from workflow_service.conditions import OPERATORS
 from workflow_service.steps.base import Directory
 from workflow_service.steps.change_status import ChangeStatusConfig
-from workflow_service.steps.recipients import named_users
+from workflow_service.steps.recipients import POLICY_OWNERS, foreign_recipients, named_users
 from workflow_service.steps.registry import step_class, step_errors
 
 #: The trigger an event verb fires (``policy.status_changed`` -> ``on_status_change``);
@@ -197,6 +197,7 @@ def validate_definition(data: Any) -> WorkflowDefinition:
             errors.extend(step_errors(data["steps"]))
         raise InvalidDefinition(errors) from None
     errors = [*_foreign_trigger(definition)]
+    errors += foreign_recipients(definition.entity_type, definition.steps)
     errors += step_errors(definition.steps) or [
         *_undecided_approvals(definition.entity_type, definition.steps),
         *_unknown_statuses(definition.entity_type, definition.steps),
@@ -232,7 +233,7 @@ def _foreign_trigger(definition: WorkflowDefinition) -> list[dict[str, str]]:
 
 #: Step options that may name people relative to the entity or its event.
 _PEOPLE_OPTIONS = frozenset({"recipients", "approvers", "escalate_to", "assignee"})
-_RELATIVE_PEOPLE = frozenset({"owner", "initiator"})
+_RELATIVE_PEOPLE = frozenset({"owner", "initiator", POLICY_OWNERS})
 
 
 def _needs_entity_data(definition: WorkflowDefinition) -> list[dict[str, str]]:

@@ -256,17 +256,22 @@ def test_evidence_expiry_reminds_the_collector_once_per_event(client, outbox):
     assert "2026-12-31" in notes[0].body
 
 
-def test_expired_evidence_gives_its_collector_a_task_and_tells_the_editors(client, outbox):
+def test_expired_evidence_gives_its_collector_a_task_and_tells_the_policies_owners(client, outbox):
+    # Given: the template; the api's expired event names the linked policies' owners
     from_template(client, "evidence-expiry")
-    expired = evidence_event("expired", "ev-expired-1", status="expired")
+    expired = evidence_event(
+        "expired", "ev-expired-1", status="expired", policy_owners=["dave", "erin"]
+    )
+    # When: it is delivered twice
     client.engine.dispatch(expired)
     client.engine.dispatch(expired)
     run_pending(client, outbox, "evidence")
+    # Then: carol collects it again, and the owners (not the editors) are told, once
     [task] = Task.select()
     assert task.assignee == "carol" and task.title.endswith("SOC 2 report")
     assert "p-1, p-2" in task.description
     told = Notification.select().where(Notification.subject == "Evidence expired: SOC 2 report")
-    assert sorted(n.recipient for n in told) == ["olivia"]  # the directory's editors
+    assert sorted(n.recipient for n in told) == ["dave", "erin"]
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@ gunicorn, Dramatiq workers on the entity and notification queues, two api relays
 runs the deadline scan), users imported with ``python -m workflow_service users import``.
 
 * an assessment completed through the ``assessment-completion`` template's approval;
-* evidence about to expire reminds its collector once, however many relays scan;
+* evidence about to expire reminds its collector once, however many relays scan; once
+  expired, its collector gets a task and the owners of its policies are told;
 * an ``assign`` step's assignment shows in the api (the entity and its versions).
 """
 
@@ -164,7 +165,7 @@ def test_expiring_evidence_reminds_its_collector_once_whatever_the_relays(system
     assert made.status_code in (200, 201), made.text
     in_five_days = (datetime.now(UTC) + timedelta(days=5)).date().isoformat()
 
-    def accepted_evidence(title):
+    def accepted_evidence(title, valid_until=in_five_days, **fields):
         evidence = created(
             api(system, "carol").post(
                 "/evidence",
@@ -172,7 +173,8 @@ def test_expiring_evidence_reminds_its_collector_once_whatever_the_relays(system
                     "title": title,
                     "kind": "link",
                     "url": "https://evidence.example.org/soc2",
-                    "valid_until": in_five_days,
+                    "valid_until": valid_until,
+                    **fields,
                 },
             )
         )
@@ -192,6 +194,32 @@ def test_expiring_evidence_reminds_its_collector_once_whatever_the_relays(system
     assert len(reminders) == 1, reminders
     runs = system.executions(TENANT, entity_id=first["id"])
     assert len(runs) == 1 and runs[0]["status"] == "completed", runs
+
+    # Given: evidence of dave's policy whose validity ended yesterday
+    policy = created(
+        api(system, "olivia").post(
+            "/policies",
+            json={"title": "Vendor audits", "policy_type": "security", "owner": "dave"},
+        )
+    )
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    old = accepted_evidence("Old audit", yesterday, policies=[policy["id"]])
+    # When: a relay's scan expires it
+    poll(inbox(system, "dave", "Evidence expired: Old audit"), timeout=30, message="dave told")
+    # Then: the policy's owner was told, not the tenant's editors, and carol has the task
+    assert inbox(system, "olivia", "Evidence expired: Old audit")() == []
+    [run] = poll(
+        lambda: [
+            r for r in system.executions(TENANT, entity_id=old["id"]) if r["status"] == "completed"
+        ],
+        timeout=30,
+        message="the expired workflow completed",
+    )
+    assert [
+        t["assignee"]
+        for t in created(workflows(system, "carol").get("/tasks"))["items"]
+        if t["title"].endswith("Old audit")
+    ] == ["carol"]
 
 
 def test_an_assign_step_assigns_in_the_api(system):

@@ -484,6 +484,12 @@ def _approval(**options):
         ([{"kind": "assign", "assignee": "role:approver"}], "steps.0.assignee", "names a role"),
         ([_approval(approvers=["team:x"])], "steps.0.approvers.0", "no known form"),
         ([_approval(escalate_to=["user:"])], "steps.0.escalate_to.0", "user id"),
+        # a policy's events name no linked policies' owners
+        (
+            [{**NOTIFY, "recipients": ["owner", "policy_owners"]}],
+            "steps.0.recipients.1",
+            "'policy_owners' is for assessment and evidence workflows",
+        ),
     ],
 )
 def test_what_would_fail_at_every_run_is_refused_at_save(client, steps, field, words):

@@ -181,8 +181,8 @@ TEMPLATES: dict[str, dict[str, Any]] = {
             "Two workflows. When evidence is about to expire (evidence.expiring, with "
             "days_left), its collector is told in-app and by e-mail. When it has expired "
             "(evidence.expired), the collector gets a task to collect it again and the "
-            "tenant's editors are told (the policies it supported are named in the "
-            "message; their owners are not looked up)."
+            "owners of the policies it supported are told in-app and by e-mail (the "
+            "event's policy_owners, computed by the api)."
         ),
         "entity_type": "evidence",
         "trigger": "on_expiring",
@@ -212,8 +212,8 @@ TEMPLATES: dict[str, dict[str, Any]] = {
                     },
                     {
                         "kind": "notify",
-                        "name": "Tell the editors",
-                        "recipients": ["role:editor"],
+                        "name": "Tell the policies' owners",
+                        "recipients": ["policy_owners"],
                         "channels": ["in_app", "email"],
                         "subject": "Evidence expired: {{ entity.title }}",
                         "body": _EXPIRED_BODY,

@@ -47,7 +47,7 @@ from workflow_service.steps import (
 from workflow_service.steps.base import TEMPLATE_NAMES
 from workflow_service.steps.change_status import ChangeStatus, ChangeStatusConfig
 from workflow_service.steps.notify import Notify, NotifyConfig
-from workflow_service.steps.recipients import entity_owner, parse_recipient
+from workflow_service.steps.recipients import check_single_recipient, entity_owner, parse_recipient
 from workflow_service.steps.registry import step_errors
 from workflow_service.templating import TemplateRenderError, renderer
 
@@ -60,8 +60,9 @@ _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _recipient(value: str) -> str:
-    parse_recipient(value)
-    return value.strip()
+    # Approvers and escalations are stored with the request and named later, from its
+    # owner and initiator: not from the event's policy owners.
+    return check_single_recipient(value)
 
 
 def _duration(value: Any) -> Any:

@@ -16,7 +16,13 @@ from workflow_service.audit.record import record_task
 from workflow_service.models import Task
 from workflow_service.steps.base import Step, StepConfig, StepContext, StepFailed, StepOutcome
 from workflow_service.steps.notify import Template
-from workflow_service.steps.recipients import Recipient, nobody_as, parse_recipient, person_of
+from workflow_service.steps.recipients import (
+    Recipient,
+    check_single_recipient,
+    nobody_as,
+    parse_recipient,
+    person_of,
+)
 from workflow_service.steps.registry import register
 from workflow_service.templating import MAX_TEMPLATE_CHARS
 
@@ -30,7 +36,7 @@ def _role(value: str) -> str:
 class CreateTaskConfig(StepConfig):
     title: Template = Field(min_length=1, max_length=300)
     description: Template = Field(default="", max_length=MAX_TEMPLATE_CHARS)
-    assignee: Recipient | None = None
+    assignee: Annotated[Recipient, AfterValidator(check_single_recipient)] | None = None
     role: Annotated[str, Field(max_length=32), AfterValidator(_role)] | None = None
     due_in_days: float | None = Field(default=None, gt=0, le=3650)
 

@@ -11,7 +11,13 @@ A recipient is one of:
   the field :attr:`shared.lifecycles.Lifecycle.owner_field` names (a policy's
   ``owner``, an assessment's ``assessor``, evidence's ``collector``);
 * ``"initiator"``: the person whose change started the chain (for a manual run, who
-  asked for it).
+  asked for it);
+* ``"policy_owners"``: the owners of the policies the entity is linked to, from the
+  trigger's entity data ``policy_owners`` (the api computes it when it builds an
+  evidence or assessment event, so no step reads the policies). Only evidence and
+  assessment workflows have it, and only where several people may be named (``notify``
+  recipients, a report's recipients): a policy workflow, an approver, an escalation or
+  an assignee naming it is refused when the workflow is saved.
 
 Anything else (``team:x``, ``user:``, an id with spaces) is refused when the workflow
 is saved, naming the step and option.
@@ -31,15 +37,21 @@ from workflow_service.steps.base import MAX_RECIPIENTS, StepContext, StepFailed
 
 OWNER = "owner"
 INITIATOR = "initiator"
-SPECIAL_RECIPIENTS = (OWNER, INITIATOR)
+POLICY_OWNERS = "policy_owners"
+SPECIAL_RECIPIENTS = (OWNER, INITIATOR, POLICY_OWNERS)
+#: Entity types whose events carry ``policy_owners`` (those linked to policies).
+POLICY_OWNERS_ENTITIES = ("assessment", "evidence")
 #: Step options that name people, at any depth of a step (stages' approvers too).
 PEOPLE_OPTIONS = frozenset({"recipients", "approvers", "escalate_to", "assignee"})
-GRAMMAR = "'user:<id>' (or a bare user id), 'role:<role>', 'owner' or 'initiator'"
+GRAMMAR = (
+    "'user:<id>' (or a bare user id), 'role:<role>', 'owner', 'initiator' or "
+    "'policy_owners' (evidence and assessments)"
+)
 
 
 @dataclass(frozen=True)
 class RecipientSpec:
-    kind: str  # user | role | owner | initiator
+    kind: str  # user | role | owner | initiator | policy_owners
     value: str = ""
 
     def __str__(self) -> str:
@@ -78,8 +90,20 @@ def check_recipient(value: str) -> str:
 
 def check_person(value: str) -> str:
     """A recipient that is one person (``assign``): not a role."""
-    if parse_recipient(value).kind == "role":
-        raise ValueError(f"{value!r} names a role; name one person: user, owner or initiator")
+    kind = parse_recipient(value).kind
+    if kind in ("role", POLICY_OWNERS):
+        what = "a role" if kind == "role" else "several people"
+        raise ValueError(f"{value!r} names {what}; name one person: user, owner or initiator")
+    return value.strip()
+
+
+def check_single_recipient(value: str) -> str:
+    """A recipient that is stored before the run names it: one person or a role, never
+    ``policy_owners`` (approvers, escalations, a task's assignee)."""
+    if parse_recipient(value).kind == POLICY_OWNERS:
+        raise ValueError(
+            f"{value!r} is for notify recipients only; name a user, a role, owner or initiator"
+        )
     return value.strip()
 
 
@@ -127,6 +151,31 @@ def entity_owner(entity_type: str, data: Mapping[str, Any]) -> str | None:
     return owner if isinstance(owner, str) and owner else None
 
 
+def policy_owners(data: Mapping[str, Any]) -> list[str]:
+    """The owners of the policies an entity (its event data) is linked to."""
+    owners = data.get(POLICY_OWNERS)
+    if not isinstance(owners, list):
+        return []
+    return [o for o in owners if isinstance(o, str) and o]
+
+
+def foreign_recipients(entity_type: str, steps: Any) -> list[dict[str, str]]:
+    """The ``policy_owners`` recipients of a workflow of an entity type whose events
+    carry none (a policy's): one ``{"field", "message"}`` each."""
+    if entity_type in POLICY_OWNERS_ENTITIES:
+        return []
+    return [
+        {
+            "field": field,
+            "message": f"{entity_type} events name no linked policies: 'policy_owners' "
+            f"is for {' and '.join(POLICY_OWNERS_ENTITIES)} workflows; name a user, a "
+            "role, owner or initiator",
+        }
+        for field, raw in named_people(steps, "steps")
+        if isinstance(raw, str) and raw.strip() == POLICY_OWNERS
+    ]
+
+
 def person_of(recipient: str, ctx: StepContext) -> str | None:
     """The user id one person-recipient names in this run (None: nobody, e.g. an
     entity without an owner). Roles are not persons: ValueError."""
@@ -137,13 +186,17 @@ def person_of(recipient: str, ctx: StepContext) -> str | None:
         return entity_owner(ctx.trigger.entity_type, ctx.trigger.data)
     if spec.kind == INITIATOR:
         return ctx.trigger.initiator or None
-    raise ValueError(f"{recipient!r} names a role, not one person")
+    raise ValueError(f"{recipient!r} names a role or several people, not one person")
 
 
 def nobody_as(recipient: str) -> str:
-    """Why a person-recipient named nobody in a run (``owner``, ``initiator``)."""
-    if parse_recipient(recipient).kind == OWNER:
+    """Why a recipient named nobody in a run (``owner``, ``initiator``,
+    ``policy_owners``)."""
+    kind = parse_recipient(recipient).kind
+    if kind == OWNER:
         return f"{recipient!r}: the entity has no owner"
+    if kind == POLICY_OWNERS:
+        return f"{recipient!r}: the trigger's entity data names no policy owner"
     return f"{recipient!r}: the run has no initiator"
 
 
@@ -174,6 +227,12 @@ def resolve(recipients: list[str], ctx: StepContext) -> tuple[list[Address], lis
             elif not users:
                 skipped.append(f"{recipient} (nobody has this role)")
             for user in users or ():
+                addresses.setdefault(f"user:{user}", Address(user=user))
+        elif spec.kind == POLICY_OWNERS:
+            owners = policy_owners(ctx.trigger.data)
+            if not owners:
+                skipped.append(nobody_as(recipient))
+            for user in owners:
                 addresses.setdefault(f"user:{user}", Address(user=user))
         else:
             user = person_of(recipient, ctx)

@@ -89,7 +89,8 @@ def resolve(
             add_id(owner)
         elif spec.kind == "initiator":
             add_id(initiator)
-        else:
+        elif spec.kind == "role":
+            # (``policy_owners`` is refused where approvals name people: it is no one here.)
             for user in users_with_role(tenant_id, spec.value):
                 out.setdefault(user.user_id, _person(user))
     return list(out.values())
