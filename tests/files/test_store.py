@@ -120,7 +120,18 @@ def test_a_tenant_gets_only_its_own_files(store):
         ("-2", "'-2"),
         ("@SUM(A1)", "'@SUM(A1)"),
         ("\t=1", "'\t=1"),
+        # hidden behind whitespace or quotes, which a spreadsheet's import may trim
+        (" =1+1", "' =1+1"),
+        ("\n=1+1", "'\n=1+1"),
+        ("\u00a0 @SUM(A1)", "'\u00a0 @SUM(A1)"),
+        ('"=HYPERLINK(""http://x"")"', '\'"=HYPERLINK(""http://x"")"'),
+        ("' -1", "'' -1"),
+        # full-width signs, which Excel reads as = and + in East Asian input modes
+        ("\uff1d1+1", "'\uff1d1+1"),
+        ("\uff0b1", "'\uff0b1"),
         ("plain", "plain"),
+        (" plain", " plain"),
+        ("'quoted'", "'quoted'"),
         ("a=b", "a=b"),
         (-2, -2),
         (None, None),
