@@ -43,10 +43,10 @@ def parse_time(value: Any, name: str) -> datetime:
         raise bad_parameter(
             name, f"'{name}' is not an ISO 8601 date or time (e.g. 2026-11-01T00:00:00Z)."
         ) from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     if not 1970 <= parsed.year <= 9000:
         raise bad_parameter(name, f"'{name}' is out of range.")
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed
 
 
