@@ -69,7 +69,11 @@ SNAPSHOT_FIELDS = (
 def _naive_utc(value: datetime | None) -> datetime | None:
     # Timestamps are stored as naive UTC, like every other one of the api.
     if value is not None and value.tzinfo is not None:
-        return value.astimezone(UTC).replace(tzinfo=None)
+        try:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            # 0001-01-01T00:00:00+14:00 is before the calendar's first day in UTC.
+            raise ValueError("is out of range once converted to UTC") from None
     return value
 
 
