@@ -9,6 +9,7 @@ each step, so a retry can resume at the first step without a ``completed`` row.
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import peewee
 
@@ -109,6 +110,8 @@ class Execution(BaseModel):
     id = peewee.CharField(max_length=36, primary_key=True, default=new_id)
     tenant_id = peewee.CharField(max_length=64)
     workflow = peewee.ForeignKeyField(Workflow, backref="executions", on_delete="CASCADE")
+    if TYPE_CHECKING:
+        workflow_id: str  # peewee's accessor for the foreign key's raw value
     workflow_version = peewee.IntegerField()
     #: The trigger event (or the manual run request); unique with the workflow, so a
     #: redelivered or republished event creates nothing new.
@@ -141,6 +144,7 @@ class StepRun(BaseModel):
     """One attempt of one step. ``key`` is the step's place: "0", "1", or "1.0" for the
     first step of a branch that step 1 returned."""
 
+    id = peewee.AutoField()
     execution = peewee.ForeignKeyField(Execution, backref="step_runs", on_delete="CASCADE")
     key = peewee.CharField(max_length=64)
     position = peewee.IntegerField()
@@ -162,6 +166,8 @@ class Task(BaseModel):
     id = peewee.CharField(max_length=36, primary_key=True, default=new_id)
     tenant_id = peewee.CharField(max_length=64)
     execution = peewee.ForeignKeyField(Execution, null=True, on_delete="SET NULL")
+    if TYPE_CHECKING:
+        execution_id: str | None  # peewee's accessor for the foreign key's raw value
     step_key = peewee.CharField(max_length=64, null=True)
     title = peewee.CharField(max_length=300)
     description = peewee.TextField(default="")
@@ -191,6 +197,8 @@ class Assignment(BaseModel):
     id = peewee.CharField(max_length=36, primary_key=True, default=new_id)
     tenant_id = peewee.CharField(max_length=64)
     execution = peewee.ForeignKeyField(Execution, null=True, on_delete="SET NULL")
+    if TYPE_CHECKING:
+        execution_id: str | None  # peewee's accessor for the foreign key's raw value
     step_key = peewee.CharField(max_length=64, null=True)
     entity_type = peewee.CharField(max_length=32)
     entity_id = peewee.CharField(max_length=64)
@@ -217,6 +225,8 @@ class Notification(BaseModel):
     address = peewee.CharField(max_length=170)
     channel = peewee.CharField(max_length=16, default="in_app")
     execution = peewee.ForeignKeyField(Execution, null=True, on_delete="SET NULL")
+    if TYPE_CHECKING:
+        execution_id: str | None  # peewee's accessor for the foreign key's raw value
     step_key = peewee.CharField(max_length=64, null=True)
     subject = peewee.CharField(max_length=300)
     body = peewee.TextField(default="")

@@ -10,6 +10,7 @@ An :class:`ApprovalRefusal` records a decision that was refused (who, when, why)
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import peewee
 
@@ -30,6 +31,8 @@ class ApprovalRequest(BaseModel):
     id = peewee.CharField(max_length=36, primary_key=True, default=lambda: str(uuid.uuid4()))
     tenant_id = peewee.CharField(max_length=64)
     execution = peewee.ForeignKeyField(Execution, backref="approval_requests", on_delete="CASCADE")
+    if TYPE_CHECKING:
+        execution_id: str  # peewee's accessor for the foreign key's raw value
     step_key = peewee.CharField(max_length=64)
     title = peewee.CharField(max_length=300)
     entity_type = peewee.CharField(max_length=32)
@@ -81,6 +84,8 @@ class ApprovalRequest(BaseModel):
 class ApprovalSlot(BaseModel):
     id = peewee.AutoField()
     request = peewee.ForeignKeyField(ApprovalRequest, backref="slots", on_delete="CASCADE")
+    if TYPE_CHECKING:
+        request_id: str  # peewee's accessor for the foreign key's raw value
     tenant_id = peewee.CharField(max_length=64)
     stage = peewee.IntegerField()
     approver = peewee.CharField(max_length=128)
@@ -121,6 +126,7 @@ class TemplateWorkflow(BaseModel):
     """The workflow a tenant made from a template: one per (tenant, template), so
     creating it again finds the first one, however many requests race."""
 
+    id = peewee.AutoField()
     tenant_id = peewee.CharField(max_length=64)
     template = peewee.CharField(max_length=64)
     workflow_id = peewee.CharField(max_length=36)

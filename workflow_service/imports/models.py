@@ -77,6 +77,7 @@ class ImportJob(BaseModel):
 
 
 class ImportRow(BaseModel):
+    id = peewee.AutoField()
     import_job = peewee.ForeignKeyField(ImportJob, backref="rows", on_delete="CASCADE")
     #: The row's number in the file (the header is row 1, so data starts at 2).
     row_number = peewee.IntegerField()

@@ -8,6 +8,7 @@ worker that claims a row (conditional UPDATE) may send it.
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import peewee
 
@@ -38,6 +39,8 @@ class Delivery(BaseModel):
     id = peewee.CharField(max_length=36, primary_key=True, default=lambda: str(uuid.uuid4()))
     tenant_id = peewee.CharField(max_length=64)
     execution = peewee.ForeignKeyField(Execution, backref="deliveries", on_delete="CASCADE")
+    if TYPE_CHECKING:
+        execution_id: str  # peewee's accessor for the foreign key's raw value
     step_key = peewee.CharField(max_length=64)
     #: A user id for in_app and email; the URL for a webhook.
     recipient = peewee.CharField(max_length=512)
