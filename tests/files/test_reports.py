@@ -255,6 +255,15 @@ def test_a_report_request_is_queued_as_a_job(client, outbox):
         ),
         ({"kind": "policy_status", "extra": 1}, "extra"),
         ({"kind": "policy_status", "filters": []}, "filters"),
+        # an offset that moves a time at the calendar's ends past them
+        (
+            {"kind": "approval_turnaround", "filters": {"from": "9999-12-31T23:59:59-23:59"}},
+            "filters.from",
+        ),
+        (
+            {"kind": "approval_turnaround", "filters": {"until": "0001-01-01T00:00:00+23:59"}},
+            "filters.until",
+        ),
     ],
 )
 def test_invalid_requests_are_422s_naming_the_field(client, outbox, body, field):
@@ -263,6 +272,23 @@ def test_invalid_requests_are_422s_naming_the_field(client, outbox, body, field)
     assert answer.json["title"] and answer.json["description"]
     assert field in [e["field"] for e in answer.json["errors"]]
     assert outbox.messages == []
+
+
+@pytest.mark.parametrize(
+    ("given", "start"),
+    [
+        ("2026-11-01", datetime(2026, 11, 1)),
+        ("2026-11-01T00:00:00+02:00", datetime(2026, 10, 31, 22)),
+        ("2026-11-01T00:00:00-05:00", datetime(2026, 11, 1, 5)),
+        ("2026-11-01T00:00:00Z", datetime(2026, 11, 1)),
+        ("2026-11-01T01:30:00+02:00", datetime(2026, 10, 31, 23, 30)),
+    ],
+)
+def test_a_period_keeps_the_offset_of_a_time_at_midnight(given, start):
+    from workflow_service.reports.definitions import ApprovalTurnaroundFilters, as_datetime
+
+    filters = ApprovalTurnaroundFilters.model_validate({"from": given})
+    assert as_datetime(filters.from_) == start
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,17 @@ receives (a message that fails is not retried).
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 KINDS = ("policy_status", "overdue_reviews", "approval_turnaround")
 FORMATS = ("csv", "xlsx", "pdf")
@@ -57,6 +64,24 @@ class ApprovalTurnaroundFilters(_Filters):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("from_", "until", mode="before")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        """A time as naive UTC before the union sees it: pydantic reads a time at
+        midnight as a date, which would drop its offset."""
+        moment = value
+        if isinstance(value, str) and len(value.strip()) > 10:
+            try:
+                moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                return value  # pydantic's own message says what is wrong
+        if isinstance(moment, datetime) and moment.tzinfo is not None:
+            try:
+                moment = moment.astimezone(UTC).replace(tzinfo=None)
+            except OverflowError:
+                raise ValueError("is out of range") from None
+        return moment
+
     @model_validator(mode="after")
     def _ordered(self) -> ApprovalTurnaroundFilters:
         start, end = as_datetime(self.from_), as_datetime(self.until)
@@ -82,8 +107,6 @@ def as_datetime(value: datetime | date | None) -> datetime | None:
         return None
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            from datetime import UTC
-
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value
     return datetime(value.year, value.month, value.day)
