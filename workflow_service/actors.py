@@ -131,20 +131,18 @@ def _register() -> None:
     for entity, queue in ENTITY_QUEUES.items():
         options = actor_options(queue)
         dramatiq.actor(
-            dispatch_event,
             actor_name=dispatch_actor_name(entity),
             throws=(InvalidEvent, InvalidMessage),
             store_results=True,  # the executions it created, for the job's record
             **options,
-        )
+        )(dispatch_event)
         dramatiq.actor(
-            run_execution,
             actor_name=run_actor_name(entity),
             throws=(InvalidMessage, UnknownExecution, ExecutionFailed),
             on_retry_exhausted=exhausted_actor_name(entity),
             **options,
-        )
-        dramatiq.actor(execution_failed, actor_name=exhausted_actor_name(entity), **options)
+        )(run_execution)
+        dramatiq.actor(actor_name=exhausted_actor_name(entity), **options)(execution_failed)
 
 
 _register()

@@ -67,14 +67,13 @@ def build_audit_package(tenant_id: str, start: str, until: str, requested_by: st
     return run_package(tenant_id, start, until, requested_by, job_id, _client(), sink)
 
 
-dramatiq.actor(append_audit, actor_name=APPEND_ACTOR, throws=(InvalidAuditMessage,), **OPTIONS)
+dramatiq.actor(actor_name=APPEND_ACTOR, throws=(InvalidAuditMessage,), **OPTIONS)(append_audit)
 dramatiq.actor(
-    build_audit_package,
     actor_name=PACKAGE_ACTOR,
     throws=(InvalidAuditMessage,),
     store_results=True,
     **OPTIONS,
-)
+)(build_audit_package)
 # Every worker kicks the chain builder after a message that recorded audit rows.
 worker_broker.broker.add_middleware(
     WorkerKick(worker_broker.broker.client, worker_broker.settings.namespace)

@@ -67,9 +67,8 @@ def export_entities(*args, **kwargs) -> dict:
 
 
 dramatiq.actor(
-    export_entities,
     actor_name=EXPORT_ACTOR,
     throws=(InvalidExportMessage, ApiRefused),
     store_results=True,
     **actor_options(EXPORT_QUEUE),
-)
+)(export_entities)

@@ -78,11 +78,10 @@ def import_failed(message_data: dict, retry_info: dict) -> None:
 
 
 dramatiq.actor(
-    import_entities,
     actor_name=IMPORT_ACTOR,
     throws=(InvalidImportMessage, runner.UnknownImport, runner.ImportForbidden),
     on_retry_exhausted=IMPORT_FAILED_ACTOR,
     store_results=True,
     **OPTIONS,
-)
-dramatiq.actor(import_failed, actor_name=IMPORT_FAILED_ACTOR, **OPTIONS)
+)(import_entities)
+dramatiq.actor(actor_name=IMPORT_FAILED_ACTOR, **OPTIONS)(import_failed)

@@ -48,8 +48,7 @@ def deliver_notification(*args, **kwargs) -> dict:
 
 
 dramatiq.actor(
-    deliver_notification,
     actor_name=delivery.DELIVER_ACTOR,
     throws=(PermanentDeliveryError, InvalidDeliveryMessage),
     **OPTIONS,
-)
+)(deliver_notification)

@@ -81,10 +81,9 @@ def generate_report(request: dict) -> dict:
 
 
 dramatiq.actor(
-    generate_report,
     actor_name=REPORT_ACTOR,
     throws=(InvalidReportRequest,),
     store_results=True,
     result_ttl=worker_broker.settings.file_retention_days * 86_400_000,
     **actor_options(REPORT_QUEUE),
-)
+)(generate_report)

@@ -26,7 +26,7 @@ def produce(
     *,
     tenant: str,
     requested_by: str,
-    job_id: str,
+    job_id: str | None,
     api: Any,
     store: FileStore,
     now: datetime | None = None,
