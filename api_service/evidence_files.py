@@ -39,6 +39,20 @@ ALLOWED_TYPES = frozenset(
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     }
 )
+#: How a file of each binary type begins (its magic number): bytes sent as one of these
+#: types that do not begin so are refused (415), so an HTML or SVG page is never stored
+#: and served as an image. Text types have no signature to check (their download is
+#: text, an attachment, with nosniff).
+SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "application/pdf": (b"%PDF-",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    # An empty archive is only its end record.
+    "application/zip": (b"PK\x03\x04", b"PK\x05\x06"),
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": (b"PK\x03\x04",),
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": (b"PK\x03\x04",),
+}
+_HEAD_BYTES = 16
 #: Statuses whose file does not change (the decision is about it, or was made on it).
 FROZEN_FILE_STATUSES = frozenset({"submitted", "accepted", "expired"})
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -67,6 +81,16 @@ def safe_file_name(name: str | None, fallback: str) -> str:
     return cleaned or fallback
 
 
+def _check_signature(content_type: str | None, head: bytes) -> None:
+    signatures = SIGNATURES.get(content_type or "", ())
+    if signatures and not head.startswith(signatures):
+        raise falcon.HTTPUnsupportedMediaType(
+            title="File content does not match its type",
+            description=f"The file was sent as {content_type}, but its bytes do not begin "
+            f"as a {content_type} file does; send it with the type of what it is.",
+        )
+
+
 class FileStore:
     """Files under ``root`` (created if missing)."""
 
@@ -75,15 +99,22 @@ class FileStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def save(
-        self, tenant: str, evidence_id: uuid.UUID, stream: IO[bytes], max_bytes: int
+        self,
+        tenant: str,
+        evidence_id: uuid.UUID,
+        stream: IO[bytes],
+        max_bytes: int,
+        content_type: str | None = None,
     ) -> StoredFile:
-        """Write ``stream`` (at most ``max_bytes``; 413 beyond) and return where it is."""
+        """Write ``stream`` (at most ``max_bytes``; 413 beyond) and return where it is;
+        bytes that do not begin as a ``content_type`` file does are a 415."""
         folder = Path(_tenant_folder(tenant)) / str(evidence_id)
         (self.root / folder).mkdir(parents=True, exist_ok=True)
         name = folder / uuid.uuid4().hex
         temp = self.root / folder / f".upload-{uuid.uuid4().hex}"
         digest = hashlib.sha256()
         size = 0
+        head = b""
         try:
             with open(temp, "wb") as out:
                 while True:
@@ -97,6 +128,8 @@ class FileStore:
                             description=f"The file exceeds the limit of {max_bytes} bytes "
                             "(EVIDENCE_MAX_BYTES).",
                         )
+                    if len(head) < _HEAD_BYTES:
+                        head = (head + chunk)[:_HEAD_BYTES]
                     digest.update(chunk)
                     out.write(chunk)
                 out.flush()
@@ -105,6 +138,7 @@ class FileStore:
                 raise falcon.HTTPBadRequest(
                     title="Empty file", description="Send the file's bytes as the request body."
                 )
+            _check_signature(content_type, head)
             os.replace(temp, self.root / name)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -144,7 +178,9 @@ class EvidenceFiles:
         expected = expected_version(None, if_match, required=True, noun="evidence")
         # Refuse early what the write would refuse, before reading the body.
         self._check(self.evidence.get(principal, evidence_id), expected)
-        stored = self.store.save(principal.tenant, evidence_id, stream, self.max_bytes)
+        stored = self.store.save(
+            principal.tenant, evidence_id, stream, self.max_bytes, content_type
+        )
         try:
             with self.evidence.db.atomic():
                 row = self.evidence.get(principal, evidence_id)

@@ -30,3 +30,52 @@ def test_a_collection_time_out_of_range_in_utc_is_a_422(client, collected_at):
     eid = client.evidence()["id"]
     resp = client.edit(f"/evidence/{eid}", {"collected_at": collected_at}, 1)
     assert resp.status_code == 422, resp.text
+
+
+# -- files ------------------------------------------------------------------------
+
+
+def _upload(client, evidence_id, data: bytes, content_type: str, version: int = 1):
+    headers = {**client.headers("editor"), "Content-Type": content_type}
+    headers["If-Match"] = f'"{version}"'
+    return client.client.simulate_put(f"/evidence/{evidence_id}/file", body=data, headers=headers)
+
+
+@pytest.mark.parametrize(
+    "content_type, data",
+    [
+        ("image/png", b"<html><script>alert(1)</script></html>"),
+        ("image/png", b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>"),
+        ("image/jpeg", b"GIF89a...."),
+        ("application/pdf", b"<html>not a pdf</html>"),
+        ("application/zip", b"MZ\x90\x00 an executable"),
+        ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", b"{\\rtf1"),
+    ],
+)
+def test_a_file_whose_bytes_are_not_its_type_is_refused(client, evidence_dir, content_type, data):
+    eid = client.evidence()["id"]
+    resp = _upload(client, eid, data, content_type)
+    assert resp.status_code == 415, resp.text
+    assert resp.json["title"] == "File content does not match its type"
+    assert content_type in resp.json["description"]
+    assert [p for p in evidence_dir.rglob("*") if p.is_file()] == []
+    assert client.read(f"/evidence/{eid}").json["version"] == 1
+
+
+@pytest.mark.parametrize(
+    "content_type, data",
+    [
+        ("image/png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 16),
+        ("image/jpeg", b"\xff\xd8\xff\xe0" + b"\x00" * 16),
+        ("application/pdf", b"%PDF-1.7\n..."),
+        ("application/zip", b"PK\x03\x04" + b"\x00" * 16),
+        ("application/zip", b"PK\x05\x06" + b"\x00" * 18),
+        ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", b"PK\x03\x04..."),
+        ("text/plain", b"<html> is text here, served as text/plain"),
+    ],
+)
+def test_a_file_of_its_type_is_stored(client, content_type, data):
+    eid = client.evidence()["id"]
+    resp = _upload(client, eid, data, content_type)
+    assert resp.status_code == 200, resp.text
+    assert client.read(f"/evidence/{eid}/file").content == data
