@@ -4,8 +4,9 @@ a decision by someone else, on the evidence linked to it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import peewee
 from pydantic import BaseModel, Field, StrictInt, StringConstraints, field_validator
@@ -147,7 +148,7 @@ def contains_id(column: peewee.Field, entity_id: str) -> peewee.Expression:
     return find(column, peewee.Value(f'"{entity_id}"', converter=False)) > 0
 
 
-def missing_ids(model: type[peewee.Model], tenant: str, ids: list[str]) -> list[str]:
+def missing_ids(model: type[Any], tenant: str, ids: list[str]) -> list[str]:
     """The ids of ``ids`` that name no live row of ``model`` in ``tenant``."""
     if not ids:
         return []
@@ -186,7 +187,8 @@ def policy_owners(tenant: str, ids: list[str] | None) -> list[str]:
         .distinct()
         .order_by(Policy.owner)
     )
-    return [owner for (owner,) in query.tuples()]
+    # peewee's stubs type the rows of .tuples() as models.
+    return [owner for (owner,) in cast(Iterable[tuple[str]], query.tuples())]
 
 
 def linked_policy_owners(row: Any) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from api_service.models import (
 )
 from api_service.outbox import Clock, insert_outbox_row
 from api_service.policies import SNAPSHOT_FIELDS, json_value
-from shared.events import Event
+from shared.events import EntityType, Event
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,10 @@ SYSTEM_ACTOR = "system"
 class Rule:
     """One kind of deadline event: which rows are due for it on a day."""
 
-    entity_type: str
+    entity_type: EntityType
     #: The notice kind, also the event's verb unless ``verb`` says otherwise.
     kind: str
-    model: type[peewee.Model]
+    model: type[Any]  # Policy, Assessment or Evidence: their id, which type[Model] lacks
     #: The row's date field the deadline is.
     deadline: peewee.Field
     #: Rows due on ``today`` (for this kind), given today.

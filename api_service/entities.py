@@ -78,8 +78,10 @@ class EntityKind:
 
     #: The event ``entity_type`` (``assessment``) and the word used in messages.
     name: str
-    model: type[peewee.Model]
-    version_model: type[peewee.Model]
+    #: Policy, Assessment or Evidence and its version model. ``type[Any]``: the code
+    #: uses the fields they share (id, tenant, status, ...), which ``type[Model]`` lacks.
+    model: type[Any]
+    version_model: type[Any]
     #: The version model's field naming the entity (``assessment``).
     version_fk: str
     lifecycle: Lifecycle
