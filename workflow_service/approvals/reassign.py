@@ -26,6 +26,7 @@ from shared.db import utcnow
 from workflow_service import ending
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot, ApprovalStatus
+from workflow_service.audit.record import SYSTEM_ACTOR, record
 from workflow_service.db import database
 from workflow_service.notifications import delivery
 from workflow_service.users import directory
@@ -112,6 +113,25 @@ def reassign_request(request_id: str, now: datetime | None = None) -> Reassigned
         elif not live or live < stage.needed(live):
             result.escalated, planned = _escalate(request, index, result.departed, now)
             result.deliveries += planned
+        # Who may decide changed, and maybe the outcome: one entry per reassignment
+        # (the lock version taken above names it).
+        record(
+            request.tenant_id,
+            f"approval:{request.id}:reassigned:{request.lock_version}",
+            "approval.reassigned",
+            actor=SYSTEM_ACTOR,
+            entity_type="approval",
+            entity_id=request.id,
+            digest={
+                "entity": f"{request.entity_type}:{request.entity_id}",
+                "execution_id": str(request.execution_id),
+                "stage": index + 1,
+                "departed": result.departed,
+                "added": result.added,
+                "escalated": result.escalated,
+                "outcome": result.outcome,
+            },
+        )
     log.info(
         "approval %s: %s left the directory; slots given to %s%s",
         request_id,

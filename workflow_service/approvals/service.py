@@ -816,16 +816,23 @@ def cancel_for_execution(execution_id: str, now: datetime | None = None) -> int:
             )
         ]
         for request_id in ids:
-            ApprovalRequest.update(
-                status=ApprovalStatus.CANCELLED,
-                closed_reason="its execution ended",
-                decided_at=now,
-                updated_at=now,
-            ).where(
-                (ApprovalRequest.id == request_id)
-                & (ApprovalRequest.status == ApprovalStatus.PENDING)
-            ).execute()
+            closed = (
+                ApprovalRequest.update(
+                    status=ApprovalStatus.CANCELLED,
+                    closed_reason="its execution ended",
+                    decided_at=now,
+                    updated_at=now,
+                )
+                .where(
+                    (ApprovalRequest.id == request_id)
+                    & (ApprovalRequest.status == ApprovalStatus.PENDING)
+                )
+                .execute()
+            )
             _cancel_pending_slots(request_id)
+            if closed:
+                request = ApprovalRequest.get_by_id(request_id)
+                record_approval(request, "closed", None, reason="its execution ended")
     return len(ids)
 
 
