@@ -243,7 +243,9 @@ class Engine:
             data=data,
             occurred_at=self.clock().isoformat() + "Z",
         )
-        execution = self.create_execution(workflow.id, workflow.version, trigger)
+        with self.db.atomic():  # the execution and who asked for it: one commit
+            execution = self.create_execution(workflow.id, workflow.version, trigger)
+            audit.record_execution(execution, "requested", {"trigger": "manual"}, actor=actor)
         self._send_or_leave_to_sweep(execution)
         return execution
 

@@ -140,6 +140,10 @@ def test_task_completion_user_edits_and_a_cancel_are_recorded(client, engine):
     assert ("task.completed", "bob", "task") in recorded
     assert ("user.created", "root", "user") in recorded
     assert ("execution.cancelled", "olivia", "execution") in recorded
+    # The run itself is a person's act, in the same commit as its execution
+    requested = AuditEntry.get(AuditEntry.action == "execution.requested")
+    assert (requested.actor, requested.entity_id) == ("olivia", run.json["execution_id"])
+    assert requested.digest["workflow_id"] == wid and requested.digest["entity"] == "policy:p-3"
 
 
 def test_an_operators_queue_pause_is_recorded(client):
