@@ -11,7 +11,6 @@ from typing import Any
 
 import falcon
 import peewee
-from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import CollectorRegistry, multiprocess
 
 from api_service import errors
@@ -35,7 +34,7 @@ from api_service.settings import ApiSettings
 from api_service.tenant_settings import TenantSettingsStore
 from api_service.tenant_settings import add_routes as add_tenant_settings_routes
 from shared.auth import AuthMiddleware, decoder_for
-from shared.broker import create_broker
+from shared.broker import WakingRedisBroker, create_broker
 from shared.db import FalconConnectionScope, check_current, open_database, utcnow
 from shared.http import (
     ApiDocs,
@@ -55,7 +54,7 @@ class Deps:
     """What the app talks to; tests pass their own (a test database, a fake clock)."""
 
     db: peewee.Database
-    broker: RedisBroker
+    broker: WakingRedisBroker
     clock: Callable[[], datetime] = utcnow
     #: Reads job-status records for /jobs; None: a store on the broker's Redis client.
     job_store: Any = None

@@ -26,6 +26,7 @@ import peewee
 from dramatiq.broker import Broker
 
 from api_service.models import IdempotencyRecord, Outbox
+from shared.broker import WakingRedisBroker
 from shared.db import is_postgres
 from shared.events import Event, InvalidEvent, event_message, parse_event
 from shared.sql import CompiledInsert, Statement
@@ -103,7 +104,7 @@ class OutboxPublisher:
     def __init__(
         self,
         db: peewee.Database,
-        broker: Broker,
+        broker: WakingRedisBroker,  # its enqueue_many publishes a batch in one round trip
         clock: Clock,
         *,
         claim_seconds: float = 30.0,
