@@ -5,13 +5,41 @@ workflow's approval the workflow service acts on)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+import peewee
 
 from api_service.errors import SeparationOfDuties
+from api_service.models import database
 from shared.auth import Principal
+from shared.db import is_postgres
 
 
 def is_service(principal: Principal) -> bool:
     return "service" in principal.roles
+
+
+def former_holders(
+    version_model: Any, entity_field: str, entity_id: Any, field: str, current: str | None
+) -> list[str]:
+    """Who held ``field`` (an owner, assessor or collector) in an earlier version of the
+    entity and holds it no longer, sorted: a hand-over before a decision does not let
+    them decide on their own work.
+
+    Read from the version snapshots in the database (the field only, never a snapshot's
+    content)."""
+    column = version_model.snapshot
+    if is_postgres(database.obj):
+        value = peewee.fn.json_extract_path_text(peewee.Cast(column, "json"), field)
+    else:
+        value = peewee.fn.json_extract(column, f"$.{field}")
+    query = (
+        version_model.select(value)
+        .where(getattr(version_model, entity_field) == entity_id)
+        .distinct()
+        .tuples()
+    )
+    return sorted(who for (who,) in query if who and who != current)
 
 
 def _and_join(words: list[str]) -> str:

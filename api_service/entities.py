@@ -21,7 +21,7 @@ from typing import Any
 import peewee
 
 from api_service import idempotency
-from api_service.duties import check_separation_of_duties, is_service
+from api_service.duties import check_separation_of_duties, former_holders, is_service
 from api_service.errors import (
     ConcurrentChange,
     ContentFrozen,
@@ -384,7 +384,7 @@ class EntityService:
                 check_separation_of_duties(
                     principal,
                     deciders,
-                    kind.duties(row),
+                    [*kind.duties(row), *self._former_assignees(row)],
                     noun=kind.name,
                     target=to,
                     verb=kind.decision_verb,
@@ -548,6 +548,15 @@ class EntityService:
             raise
         self.outbox.publish(pending)
         return status, body
+
+    def _former_assignees(self, row: Any) -> list[tuple[str, str | None]]:
+        """Whoever was the row's assignee before and is no longer: they do not decide on
+        it either (a hand-over before the decision is no way around the duties)."""
+        field = self.kind.assignee_field
+        former = former_holders(
+            self.kind.version_model, self.kind.version_fk, row.id, field, getattr(row, field)
+        )
+        return [(f"was the {field} of", who) for who in former]
 
     def _check_version(self, row: Any, expected: int | None) -> None:
         if expected is not None and row.version != expected:

@@ -14,7 +14,7 @@ from typing import Any
 import peewee
 
 from api_service import idempotency, lifecycle, review_cycle
-from api_service.duties import check_separation_of_duties
+from api_service.duties import check_separation_of_duties, former_holders
 from api_service.errors import (
     ApprovalWorkflowRequired,
     ConcurrentChange,
@@ -551,6 +551,13 @@ class PolicyService:
                 ("created", policy.created_by),
                 ("owns", policy.owner),
                 ("sent to review", policy.submitted_by),
+                # A hand-over before the review is no way around the duties.
+                *(
+                    ("was the owner of", who)
+                    for who in former_holders(
+                        PolicyVersion, "policy", policy.id, "owner", policy.owner
+                    )
+                ),
             ],
             noun="policy",
             target="approved",

@@ -21,6 +21,7 @@ import falcon
 import peewee
 from pydantic import BaseModel, StringConstraints
 
+from api_service.duties import former_holders
 from api_service.errors import (
     ConcurrentChange,
     DomainError,
@@ -227,6 +228,14 @@ class ReviewService:
             raise OwnReview(
                 f"{principal.sub} owns this policy, so someone else (an approver who does "
                 "not own it) must record its periodic review."
+            )
+        # A hand-over just before the review is no way around it.
+        if principal.sub in former_holders(
+            PolicyVersion, "policy", policy.id, "owner", policy.owner
+        ):
+            raise OwnReview(
+                f"{principal.sub} was the owner of this policy (it was handed over since), "
+                "so someone else must record its periodic review."
             )
         now = self.clock()
         due = next_review(policy.review_frequency, now.date())

@@ -79,3 +79,69 @@ def test_a_file_of_its_type_is_stored(client, content_type, data):
     resp = _upload(client, eid, data, content_type)
     assert resp.status_code == 200, resp.text
     assert client.read(f"/evidence/{eid}/file").content == data
+
+
+# -- separation of duties across a hand-over --------------------------------------
+
+
+def test_a_former_assessor_does_not_complete_the_assessment_they_handed_over(client):
+    # olga plans it for alice, who works on it and hands it to carol before review.
+    aid = client.assessment(sub="olga", assessor="alice", result="effective")["id"]
+    client.evidence(sub="olga", assessments=[aid])
+    assert client.move("assessments", aid, "in_progress", "editor", sub="alice").status_code == 200
+    resp = client.post(f"/assessments/{aid}/assignment", {"assignee": "carol"}, sub="alice")
+    assert resp.status_code == 200, resp.text
+    resp = client.move("assessments", aid, "under_review", "editor", sub="carol")
+    assert resp.status_code == 200, resp.text
+
+    for sub, roles, headers in [
+        ("alice", ("approver",), None),
+        ("workflow-service", ("service",), {"X-Decided-By": "alice"}),
+    ]:
+        resp = client.move("assessments", aid, "completed", *roles, sub=sub, headers=headers)
+        assert resp.status_code == 403, resp.text
+        assert resp.json["title"] == "Separation of duties"
+        assert "alice was the assessor of this assessment" in resp.json["description"]
+
+    resp = client.move("assessments", aid, "completed", "approver", sub="bob")
+    assert resp.status_code == 200, resp.text
+
+
+def test_a_former_collector_does_not_accept_the_evidence_they_handed_over(client):
+    eid = client.evidence(sub="olga", collector="dave")["id"]
+    resp = client.edit(f"/evidence/{eid}", {"collector": "erin"}, 1, sub="dave")
+    assert resp.status_code == 200, resp.text
+    assert client.move("evidence", eid, "submitted", "editor", sub="erin").status_code == 200
+
+    resp = client.move("evidence", eid, "accepted", "approver", sub="dave")
+    assert resp.status_code == 403, resp.text
+    assert "dave was the collector of this evidence" in resp.json["description"]
+    assert client.move("evidence", eid, "accepted", "approver", sub="bob").status_code == 200
+
+
+def test_a_former_owner_does_not_review_the_policy_they_handed_over(client):
+    policy = client.policy(owner="olga", review_frequency="annual")
+    pid = policy["id"]
+    assert client.move("policies", pid, "in_review", "editor").status_code == 200
+    assert client.move("policies", pid, "approved", "approver", sub="bob").status_code == 200
+    resp = client.post(f"/policies/{pid}/assignment", {"assignee": "carl"}, sub="olga")
+    assert resp.status_code == 200, resp.text
+
+    resp = client.post(f"/policies/{pid}/reviews", {"outcome": "no_change"}, "approver", sub="olga")
+    assert resp.status_code == 403, resp.text
+    assert resp.json["title"] == "Separation of duties"
+    assert "olga" in resp.json["description"]
+    resp = client.post(f"/policies/{pid}/reviews", {"outcome": "no_change"}, "approver", sub="bob")
+    assert resp.status_code == 201, resp.text
+
+
+def test_a_former_owner_does_not_approve_the_policy_they_handed_over(client):
+    pid = client.policy(owner="olga")["id"]
+    resp = client.post(f"/policies/{pid}/assignment", {"assignee": "carl"}, sub="olga")
+    assert resp.status_code == 200, resp.text
+    assert client.move("policies", pid, "in_review", "editor", sub="carl").status_code == 200
+
+    resp = client.move("policies", pid, "approved", "approver", sub="olga")
+    assert resp.status_code == 403, resp.text
+    assert "olga was the owner of this policy" in resp.json["description"]
+    assert client.move("policies", pid, "approved", "approver", sub="bob").status_code == 200
