@@ -126,3 +126,23 @@ def test_xlsx_cells_are_neutralised_and_control_characters_dropped():
 
 def test_json_is_the_items_as_they_are():
     assert json.loads(_write("json")) == [ITEM]
+
+
+def test_xlsx_rows_are_spooled_in_the_given_directory_not_tmp(tmp_path):
+    from openpyxl import load_workbook
+
+    spool = tmp_path / "spool"
+    out = io.BytesIO()
+    writer = WRITERS["xlsx"](out, COLUMNS, spool_dir=spool)
+    for _ in range(50):
+        writer.row(ITEM)
+    [spooled] = list(spool.iterdir())
+    assert spooled.stat().st_size > 0
+    writer.close()
+    assert list(spool.iterdir()) == []
+    assert len(list(load_workbook(io.BytesIO(out.getvalue())).active.iter_rows())) == 51
+    # A failed export leaves nothing behind either.
+    failed = WRITERS["xlsx"](io.BytesIO(), COLUMNS, spool_dir=spool)
+    failed.row(ITEM)
+    failed.discard()
+    assert list(spool.iterdir()) == []

@@ -9,9 +9,13 @@ so a title such as ``=HYPERLINK(...)`` cannot run when the file is opened.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from workflow_service.files.cells import neutralise_row
@@ -92,7 +96,7 @@ class Utf8Out:
 
 
 class CsvWriter:
-    def __init__(self, out: Any, columns: tuple[str, ...]):
+    def __init__(self, out: Any, columns: tuple[str, ...], spool_dir: Path | None = None):
         self.writer = csv.writer(Utf8Out(out))
         self.columns = columns
         self.writer.writerow(columns)
@@ -103,9 +107,17 @@ class CsvWriter:
     def close(self) -> None:
         pass
 
+    def discard(self) -> None:
+        pass
+
 
 class XlsxWriter:
-    def __init__(self, out: Any, columns: tuple[str, ...]):
+    """openpyxl's write-only workbook. Its rows are spooled to a file before the zip is
+    written; that file goes to ``spool_dir`` (the file store's volume) rather than
+    ``/tmp``, which in the containers is a small in-memory tmpfs: the sheet's XML of a
+    large export is larger than the finished file."""
+
+    def __init__(self, out: Any, columns: tuple[str, ...], spool_dir: Path | None = None):
         from openpyxl import Workbook
         from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
@@ -113,8 +125,24 @@ class XlsxWriter:
         self.illegal = ILLEGAL_CHARACTERS_RE
         self.workbook = Workbook(write_only=True)
         self.sheet = self.workbook.create_sheet("export")
+        self.spool: str | None = None
+        if spool_dir is not None:
+            self._spool_in(spool_dir)
         self.columns = columns
         self.sheet.append(list(columns))
+
+    def _spool_in(self, spool_dir: Path) -> None:
+        # openpyxl takes no directory for its spool file: give the sheet its writer
+        # (what its first append would make) with a file of ours, registered where
+        # openpyxl's cleanup expects it.
+        from openpyxl.worksheet._writer import ALL_TEMP_FILES, WorksheetWriter
+
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        fd, self.spool = tempfile.mkstemp(dir=spool_dir, prefix=".xlsx-", suffix=".xml")
+        os.close(fd)
+        ALL_TEMP_FILES.append(self.spool)
+        self.sheet._writer = WorksheetWriter(self.sheet, out=self.spool)
+        self.sheet._writer.write_top()
 
     def _cell(self, value: Any) -> Any:
         value = cell(value)
@@ -126,11 +154,24 @@ class XlsxWriter:
         self.sheet.append(neutralise_row(self._cell(item.get(c)) for c in self.columns))
 
     def close(self) -> None:
-        self.workbook.save(self.out)
+        self.workbook.save(self.out)  # removes the spool file
+
+    def discard(self) -> None:
+        """After a failure: remove the spool file, if any is left."""
+        from openpyxl.worksheet._writer import ALL_TEMP_FILES
+
+        if self.spool and self.spool in ALL_TEMP_FILES:
+            with contextlib.suppress(Exception):  # end the sheet's XML before its file goes
+                if self.sheet._rows is not None:
+                    self.sheet._rows.close()
+                self.sheet._writer.close()
+            ALL_TEMP_FILES.remove(self.spool)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.spool)
 
 
 class JsonWriter:
-    def __init__(self, out: Any, columns: tuple[str, ...]):
+    def __init__(self, out: Any, columns: tuple[str, ...], spool_dir: Path | None = None):
         self.out = out
         self.first = True
         self.out.write(b"[")
@@ -141,6 +182,9 @@ class JsonWriter:
 
     def close(self) -> None:
         self.out.write(b"\n]\n")
+
+    def discard(self) -> None:
+        pass
 
 
 WRITERS = {"csv": CsvWriter, "xlsx": XlsxWriter, "json": JsonWriter}

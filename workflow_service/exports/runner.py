@@ -7,6 +7,7 @@ the file it started instead of adding one: the same file id per job.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from shared.jobstatus import report_progress, report_subject
@@ -16,6 +17,11 @@ from workflow_service.files.models import FileKind
 
 #: Progress is reported after every this many rows.
 PROGRESS_ROWS = 1000
+
+
+def _spool_dir(store: Any) -> Path | None:
+    root = getattr(store, "root", None)
+    return Path(root) / ".spool" if root is not None else None
 
 
 def export(
@@ -35,15 +41,19 @@ def export(
         created_by=spec["requested_by"],
         job_id=job_id,
     ) as out:
-        writer = WRITERS[file_format](out, kind.columns)
-        # One page of the api's list in memory at a time (iter_entities).
-        for item in iter_entities(api, tenant, kind.collection, spec["filters"]):
-            writer.row(item)
-            rows += 1
-            if rows % PROGRESS_ROWS == 0:
-                # The api gives no total: the message says how far it is.
-                report_progress(50, f"{rows} rows written")
-        writer.close()
+        writer = WRITERS[file_format](out, kind.columns, spool_dir=_spool_dir(store))
+        try:
+            # One page of the api's list in memory at a time (iter_entities).
+            for item in iter_entities(api, tenant, kind.collection, spec["filters"]):
+                writer.row(item)
+                rows += 1
+                if rows % PROGRESS_ROWS == 0:
+                    # The api gives no total: the message says how far it is.
+                    report_progress(50, f"{rows} rows written")
+            writer.close()
+        except BaseException:
+            writer.discard()
+            raise
     assert out.file is not None
     report_progress(100, f"{rows} rows written")
     return out.file.descriptor(rows=rows, entity_type=kind.entity_type, format=file_format)
