@@ -21,8 +21,8 @@ from typing import IO, Any
 
 import falcon
 
-from api_service.entities import EntityService, expected_version, job_links
-from api_service.errors import ContentFrozen
+from api_service.entities import EntityService, job_links
+from api_service.errors import ContentFrozen, VersionRequired
 from shared.auth import Principal
 
 #: Types an evidence file may have (anything else is a 415).
@@ -175,7 +175,15 @@ class EvidenceFiles:
         file_name: str | None,
         stream: IO[bytes],
     ) -> dict[str, Any]:
-        expected = expected_version(None, if_match, required=True, noun="evidence")
+        if if_match is None:
+            # The body is the file: the version goes in If-Match, nowhere else.
+            current = self.evidence.get(principal, evidence_id).version
+            raise VersionRequired(
+                "Send the version of the evidence this file is for as an If-Match header "
+                f'(its ETag: If-Match: "{current}" now), so a concurrent change is never '
+                "overwritten."
+            )
+        expected = if_match
         # Refuse early what the write would refuse, before reading the body.
         self._check(self.evidence.get(principal, evidence_id), expected)
         stored = self.store.save(

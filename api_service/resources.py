@@ -68,7 +68,9 @@ def if_match_version(req) -> int | None:
     value = value.strip('"')
     if not (value.isascii() and value.isdigit()) or len(value) > 12:
         raise bad_parameter(
-            "If-Match", f"If-Match must be a policy ETag such as '\"3\"', got {raw!r}."
+            "If-Match",
+            f"If-Match must be the ETag of the version the change is based on, such as "
+            f"'\"3\"'; got {raw!r}.",
         )
     return int(value)
 

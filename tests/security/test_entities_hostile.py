@@ -145,3 +145,28 @@ def test_a_former_owner_does_not_approve_the_policy_they_handed_over(client):
     assert resp.status_code == 403, resp.text
     assert "olga was the owner of this policy" in resp.json["description"]
     assert client.move("policies", pid, "approved", "approver", sub="bob").status_code == 200
+
+
+# -- answers a person can act on --------------------------------------------------
+
+
+def test_a_bad_if_match_names_the_etag_of_what_is_changed(client):
+    aid = client.assessment()["id"]
+    resp = client.client.simulate_patch(
+        f"/assessments/{aid}",
+        json={"title": "x"},
+        headers={**client.headers("editor"), "If-Match": '"abc"'},
+    )
+    assert resp.status_code == 400, resp.text
+    assert "policy" not in resp.json["description"]
+    assert "ETag" in resp.json["description"]
+
+
+def test_a_file_upload_without_its_version_says_how_to_send_it(client):
+    eid = client.evidence()["id"]
+    headers = {**client.headers("editor"), "Content-Type": "text/plain"}
+    resp = client.client.simulate_put(f"/evidence/{eid}/file", body=b"x", headers=headers)
+    assert resp.status_code == 428, resp.text
+    # The body is the file: the version goes in If-Match only.
+    assert "in the body" not in resp.json["description"]
+    assert 'If-Match: "1"' in resp.json["description"]
