@@ -184,3 +184,47 @@ def test_a_package_records_a_broken_chain_in_its_manifest(settings, activity):
     assert manifest["chain"]["verify"]["intact"] is False
     assert manifest["chain"]["verify"]["broken_at"] == 2
     assert chain.verify(TENANT)["broken_at"] == 2
+
+
+def check_package_alone(files: dict[str, bytes]) -> list[dict]:
+    """What an auditor can do with the zip and nothing else (see the README): each
+    member's SHA-256, each entry's hash from its own fields, each link to the one before."""
+    manifest = json.loads(files["manifest.json"])
+    for listed in manifest["files"]:
+        assert hashlib.sha256(files[listed["name"]]).hexdigest() == listed["sha256"]
+    log = lines(files["audit_log.jsonl"])
+    for before, entry in zip(log, log[1:], strict=False):
+        assert entry["seq"] == before["seq"] + 1, "the slice has a gap"
+        assert entry["prev_hash"] == before["hash"]
+    for entry in log:
+        body = {k: entry[k] for k in ("seq", "source_id", "actor", "action", "entity_type",
+                                      "entity_id", "digest", "prev_hash")}  # fmt: skip
+        body["tenant_id"] = manifest["tenant"]
+        moment = datetime.fromisoformat(entry["occurred_at"].replace("Z", "+00:00"))
+        body["occurred_at"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        assert hashlib.sha256(text.encode()).hexdigest() == entry["hash"], entry["seq"]
+    described = manifest["audit_log"]
+    assert (described["first_seq"], described["last_seq"]) == (log[0]["seq"], log[-1]["seq"])
+    assert described["last_hash"] == log[-1]["hash"]
+    return log
+
+
+def test_a_package_checks_out_on_its_own_links_included(settings, workflow_db):
+    def note(source: str, at: datetime) -> None:
+        record(TENANT, source, "policy.updated", actor="alice", entity_type="policy",
+               entity_id="p-1", digest={"n": source}, at=at)  # fmt: skip
+
+    note("event:1", datetime(2026, 3, 1, 10))
+    note("event:late", datetime(2026, 2, 1))  # appended now, happened before the period
+    note("event:2", datetime(2026, 3, 2, 10, 0, 0, 250000))
+    chain_all()
+    store = FileStore.from_settings(settings)
+    sink = store_package(TENANT, "audrey", "job-9", settings)
+    start, until = "2026-03-01T00:00:00", "2026-04-01T00:00:00"
+    descriptor = run_package(TENANT, start, until, "audrey", "job-9", PolicyApi(), sink)
+    files = members(store, StoredFile.get_by_id(descriptor["file_id"]))
+
+    log = check_package_alone(files)
+    # The period's entries and the link between them that happened outside it
+    assert [e["source_id"] for e in log] == ["event:1", "event:late", "event:2"]

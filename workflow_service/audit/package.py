@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import peewee
 
 from shared.db import utcnow
 from shared.jobstatus import report_progress
@@ -181,17 +182,37 @@ def executions(tenant_id: str, period: Period) -> Iterator[dict[str, Any]]:
         last = rows[-1].id
 
 
-def audit_slice(tenant_id: str, period: Period) -> Iterator[dict[str, Any]]:
-    """The entries that happened in the period, in chain order."""
-    after = 0
+def slice_bounds(tenant_id: str, period: Period) -> tuple[int, int] | None:
+    """The first and last sequence numbers of the entries that happened in the period."""
+    bounds = (
+        AuditEntry.select(peewee.fn.MIN(AuditEntry.seq), peewee.fn.MAX(AuditEntry.seq))
+        .where(
+            (AuditEntry.tenant_id == tenant_id)
+            & (AuditEntry.occurred_at >= period.start)
+            & (AuditEntry.occurred_at < period.until)
+        )
+        .tuples()
+        .first()
+    )
+    if not bounds or bounds[0] is None:
+        return None
+    return int(bounds[0]), int(bounds[1])
+
+
+def audit_slice(tenant_id: str, bounds: tuple[int, int] | None) -> Iterator[dict[str, Any]]:
+    """The chain from the first to the last entry that happened in the period, in chain
+    order: entries appended in between that happened outside it are links too, and
+    without them the package could not be checked on its own."""
+    if bounds is None:
+        return
+    after, last = bounds[0] - 1, bounds[1]
     while True:
         rows = list(
             AuditEntry.select()
             .where(
                 (AuditEntry.tenant_id == tenant_id)
                 & (AuditEntry.seq > after)
-                & (AuditEntry.occurred_at >= period.start)
-                & (AuditEntry.occurred_at < period.until)
+                & (AuditEntry.seq <= last)
             )
             .order_by(AuditEntry.seq)
             .limit(BATCH)
@@ -266,7 +287,9 @@ def build(
             progress(55, "executions")
             files.append(_write_lines(archive, "executions.jsonl", executions(tenant_id, period)))
             progress(70, "audit log")
-            files.append(_write_lines(archive, "audit_log.jsonl", audit_slice(tenant_id, period)))
+            bounds = slice_bounds(tenant_id, period)
+            log = _write_lines(archive, "audit_log.jsonl", audit_slice(tenant_id, bounds))
+            files.append(log)
             progress(85, "verifying the chain")
             head = chain.head_of(tenant_id)
             manifest = {
@@ -275,6 +298,7 @@ def build(
                 "generated_at": iso(utcnow()),
                 "files": files,
                 "not_in_api": missing,
+                "audit_log": _log_summary(tenant_id, bounds),
                 "chain": {"head": head, "verify": chain.verify(tenant_id, upto=head["seq"])},
             }
             info = zipfile.ZipInfo("manifest.json", date_time=ZIP_TIME)
@@ -283,6 +307,28 @@ def build(
         spool.seek(0)
         progress(95, "storing")
         return sink(f"audit-{tenant_id}-{period.label()}.zip", spool)
+
+
+#: How an entry's hash is made, for whoever checks a package without this service.
+HASH_RULE = (
+    "hash = SHA-256 of the JSON object of the entry's tenant_id (the manifest's tenant), "
+    "seq, source_id, occurred_at (as YYYY-MM-DDTHH:MM:SS.ffffff, UTC, no zone), actor, "
+    "action, entity_type, entity_id, digest and prev_hash, with sorted keys, separators "
+    "',' and ':' and no spaces, non-ASCII as \\u escapes; prev_hash is the hash of the "
+    "entry before (64 zeros for entry 1)"
+)
+
+
+def _log_summary(tenant_id: str, bounds: tuple[int, int] | None) -> dict[str, Any]:
+    if bounds is None:
+        return {"first_seq": None, "last_seq": None, "last_hash": None, "hash_rule": HASH_RULE}
+    last = AuditEntry.get((AuditEntry.tenant_id == tenant_id) & (AuditEntry.seq == bounds[1]))
+    return {
+        "first_seq": bounds[0],
+        "last_seq": bounds[1],
+        "last_hash": last.hash,
+        "hash_rule": HASH_RULE,
+    }
 
 
 def store_package(tenant_id: str, requested_by: str, job_id: str, settings: Any):
