@@ -170,3 +170,25 @@ def test_a_file_upload_without_its_version_says_how_to_send_it(client):
     # The body is the file: the version goes in If-Match only.
     assert "in the body" not in resp.json["description"]
     assert 'If-Match: "1"' in resp.json["description"]
+
+
+# -- lifecycle --------------------------------------------------------------------
+
+
+def test_rejected_evidence_does_not_let_an_assessment_complete(client):
+    aid = client.assessment(result="effective")["id"]
+    eid = client.evidence(assessments=[aid])["id"]
+    assert client.move("evidence", eid, "submitted", "editor").status_code == 200
+    assert client.move("evidence", eid, "rejected", "approver", sub="bob").status_code == 200
+    for to in ("in_progress", "under_review"):
+        assert client.move("assessments", aid, to, "editor").status_code == 200
+
+    resp = client.move("assessments", aid, "completed", "approver", sub="bob")
+    assert resp.status_code == 409, resp.text
+    assert resp.json["missing"] == ["evidence"]
+    assert "rejected" in resp.json["description"]
+
+    # Evidence not yet decided on counts: the reviewer decides on it with the assessment.
+    client.evidence(sub="carol", assessments=[aid])
+    resp = client.move("assessments", aid, "completed", "approver", sub="bob")
+    assert resp.status_code == 200, resp.text
