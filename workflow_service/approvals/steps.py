@@ -23,9 +23,9 @@ also read ``approval`` (status, decided_by, decisions, comments).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
@@ -125,6 +125,10 @@ class StageConfig(StepConfig):
     _quorum_within = field_validator("quorum")(_quorum_within)
 
 
+def _in_app_and_email() -> list[Literal["in_app", "email"]]:
+    return ["in_app", "email"]
+
+
 class RequireApprovalConfig(StepConfig):
     approvers: list[Recipient] | None = Field(default=None, min_length=1, max_length=50)
     mode: Mode = "any"
@@ -136,7 +140,7 @@ class RequireApprovalConfig(StepConfig):
     allow_self_approval: bool = False
     #: How approvers are told a stage awaits them (e-mail where the directory has one).
     notify: list[Literal["in_app", "email"]] = Field(
-        default_factory=lambda: ["in_app", "email"], max_length=2
+        default_factory=_in_app_and_email, max_length=2
     )
     on_approve: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
     on_reject: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
@@ -276,7 +280,9 @@ def _decisions(entity_type: str) -> Mapping[str, str]:
 
 
 def decides_entity(
-    entity_type: str, on_approve: list[dict[str, Any]], on_reject: list[dict[str, Any]] = ()
+    entity_type: str,
+    on_approve: Sequence[dict[str, Any]],
+    on_reject: Sequence[dict[str, Any]] = (),
 ) -> bool:
     """True when the approval's branches move the entity to a status that records a
     decision (:attr:`shared.lifecycles.Lifecycle.decisions`: a policy's ``approved``, an
@@ -309,7 +315,7 @@ class ApprovalChangeStatus(ChangeStatus):
     who rejected), so it can refuse a decision move that they may not make."""
 
     kind = "approval_change_status"
-    Config = ApprovalChangeStatusConfig
+    Config: ClassVar[type[ChangeStatusConfig]] = ApprovalChangeStatusConfig
 
     def extra_headers(self, ctx: StepContext) -> dict[str, str]:
         config: ApprovalChangeStatusConfig = self.config  # type: ignore[assignment]
@@ -354,7 +360,7 @@ class ApprovalNotify(Notify):
     """``notify`` inside on_approve / on_reject: templates also see ``approval``."""
 
     kind = "approval_notify"
-    Config = ApprovalNotifyConfig
+    Config: ClassVar[type[NotifyConfig]] = ApprovalNotifyConfig
     template_names = (*TEMPLATE_NAMES, "approval")
 
     def prepare(self, ctx: StepContext) -> None:

@@ -257,7 +257,7 @@ class JobOps:
         options["retry_of"] = job_id
         if raw.get("parent"):
             options["parent_job_id"] = raw["parent"]
-        fresh = dramatiq.Message(
+        fresh: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=queue,
             actor_name=dead.actor_name,
             args=dead.args,
@@ -463,7 +463,7 @@ class JobOps:
         delayed_id, message = found
         options = {k: v for k, v in message.options.items() if k != "eta"}
         options["redis_message_id"] = str(uuid.uuid4())
-        now = dramatiq.Message(
+        now: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=queue,
             actor_name=message.actor_name,
             args=message.args,

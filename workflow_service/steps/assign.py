@@ -57,12 +57,16 @@ class ApiUnavailable(Exception):
     """The api could not be asked, or answered with a status worth retrying."""
 
 
+def _in_app_and_email() -> list[Literal["in_app", "email"]]:
+    return ["in_app", "email"]
+
+
 class AssignConfig(StepConfig):
     assignee: Person
     purpose: str = Field(default="owner", min_length=1, max_length=64)
     comment: Template | None = Field(default=None, max_length=2000)
     notify: list[Literal["in_app", "email"]] = Field(
-        default_factory=lambda: ["in_app", "email"], max_length=2
+        default_factory=_in_app_and_email, max_length=2
     )
     subject: Template = Field(default=DEFAULT_SUBJECT, min_length=1, max_length=300)
     body: Template = Field(default=DEFAULT_BODY, max_length=4000)
@@ -145,7 +149,8 @@ class Assign(Step):
             for channel in config.notify:
                 handler = CHANNELS.get(channel)
                 if handler is not None:
-                    told[channel] = handler(told_ctx, addresses, subject, body, None)
+                    # in_app and email read no notify config; an assignment has none.
+                    told[channel] = handler(told_ctx, addresses, subject, body, None)  # type: ignore[arg-type]
         for message in held:
             ctx.enqueue(message)
         return told

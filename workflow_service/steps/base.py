@@ -233,7 +233,7 @@ class StepContext:
     step_count: int
     attempt: int
     settings: WorkflowSettings
-    db: peewee.Database
+    db: peewee.Database | peewee.DatabaseProxy
     api: ApiClient
     enqueue: Callable[[dramatiq.Message], Any]
     directory: Directory

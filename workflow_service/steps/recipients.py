@@ -235,9 +235,9 @@ def resolve(recipients: list[str], ctx: StepContext) -> tuple[list[Address], lis
             for user in owners:
                 addresses.setdefault(f"user:{user}", Address(user=user))
         else:
-            user = person_of(recipient, ctx)
-            if user:
-                addresses.setdefault(f"user:{user}", Address(user=user))
+            person = person_of(recipient, ctx)
+            if person:
+                addresses.setdefault(f"user:{person}", Address(user=person))
             else:
                 skipped.append(nobody_as(recipient))
         if len(addresses) > MAX_RECIPIENTS:
