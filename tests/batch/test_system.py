@@ -146,11 +146,11 @@ def test_an_import_of_1000_rows_with_10_bad_ones(system, tenant):
     assert len(all_policies(system, tenant)) == 990
 
 
-def run_export(system, tenant, file_format: str, filters=None) -> bytes:
+def run_export(system, tenant, file_format: str, filters=None, entity_type="policy") -> bytes:
     client = system.workflow_client(sub="audrey", roles=["auditor"], tenant=tenant)
     answer = client.post(
         "/exports",
-        json={"entity_type": "policy", "format": file_format, "filters": filters or {}},
+        json={"entity_type": entity_type, "format": file_format, "filters": filters or {}},
     )
     assert answer.status_code == 202, answer.text
     job_id = answer.json()["job"]["id"]
@@ -200,6 +200,45 @@ def test_an_export_holds_the_rows_the_api_lists(system, tenant):
 
     # Filters are the api's: a status nobody has yields an empty file.
     assert json.loads(run_export(system, tenant, "json", {"status": "archived"})) == []
+
+
+def test_assessments_and_evidence_export_as_the_api_lists_them(system, tenant):
+    editor = system.api_client(sub="edith", roles=["editor"], tenant=tenant)
+    policy = editor.post("/policies", json={"title": "P", "policy_type": "security"}).json()
+    for i in range(3):
+        body = {
+            "title": f"Assessment {i}",
+            "scope": "=cmd|' /C calc'!A0",
+            "policies": [policy["id"]],
+        }
+        editor.post("/assessments", json=body).raise_for_status()
+    evidence = {"title": "Firewall rules", "kind": "config", "policies": [policy["id"]]}
+    editor.post("/evidence", json=evidence).raise_for_status()
+    reader = system.api_client(roles=["viewer"], tenant=tenant)
+
+    for entity_type, collection, count in (
+        ("assessment", "assessments", 3),
+        ("evidence", "evidence", 1),
+    ):
+        listed = reader.get(f"/{collection}", params={"limit": 200}).json()["items"]
+        assert len(listed) == count
+        assert json.loads(run_export(system, tenant, "json", entity_type=entity_type)) == listed
+        rows = list(
+            csv.DictReader(
+                io.StringIO(run_export(system, tenant, "csv", entity_type=entity_type).decode())
+            )
+        )
+        assert [r["id"] for r in rows] == [item["id"] for item in listed]
+        assert all(r["policies"] == policy["id"] for r in rows)
+    # A cell a spreadsheet would run is neutralised.
+    assert rows and all(not r["title"].startswith("=") for r in rows)
+    assessment_rows = csv.DictReader(
+        io.StringIO(run_export(system, tenant, "csv", entity_type="assessment").decode())
+    )
+    assert {r["scope"] for r in assessment_rows} == {"'=cmd|' /C calc'!A0"}
+    # Filters are the api's own for the type.
+    filtered = run_export(system, tenant, "json", {"status": "completed"}, entity_type="assessment")
+    assert json.loads(filtered) == []
 
 
 def test_kill_9_mid_import_resumes_without_duplicates(system, tenant):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.lifecycles import ASSESSMENT, EVIDENCE, POLICY
 from workflow_service.files.cells import neutralise_row
 
 FORMATS = ("csv", "xlsx", "json")
@@ -64,10 +65,74 @@ EXPORTABLE: dict[str, Exportable] = {
             "updated_at",
         ),
         {
-            "status": ("draft", "in_review", "approved", "published", "archived"),
+            "status": POLICY.statuses,
             "policy_type": None,
             "owner": None,
             "q": None,
+        },
+    ),
+    "assessment": Exportable(
+        "assessment",
+        "assessments",
+        (
+            "id",
+            "title",
+            "scope",
+            "policies",
+            "assessor",
+            "due_date",
+            "findings",
+            "result",
+            "status",
+            "version",
+            "submitted_by",
+            "created_by",
+            "created_at",
+            "updated_by",
+            "updated_at",
+        ),
+        {
+            "status": ASSESSMENT.statuses,
+            "assessor": None,
+            "result": ("effective", "partially_effective", "ineffective"),
+            "policy": None,
+            "due_after": None,
+            "due_before": None,
+        },
+    ),
+    "evidence": Exportable(
+        "evidence",
+        "evidence",
+        (
+            "id",
+            "title",
+            "description",
+            "kind",
+            "url",
+            "policies",
+            "assessments",
+            "collector",
+            "collected_at",
+            "valid_until",
+            "status",
+            "version",
+            "file_name",
+            "content_type",
+            "size",
+            "sha256",
+            "created_by",
+            "created_at",
+            "updated_by",
+            "updated_at",
+        ),
+        {
+            "status": EVIDENCE.statuses,
+            "collector": None,
+            "kind": ("document", "screenshot", "config", "log", "link"),
+            "policy": None,
+            "assessment": None,
+            "valid_after": None,
+            "valid_before": None,
         },
     ),
 }

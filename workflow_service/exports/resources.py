@@ -23,7 +23,7 @@ MAX_FILTER_CHARS = 200
 
 
 class ExportRequest(StrictModel):
-    entity_type: Literal["policy"]
+    entity_type: Literal["policy", "assessment", "evidence"]
     format: Literal["csv", "xlsx", "json"]
     filters: dict[str, str] = Field(default_factory=dict)
 
