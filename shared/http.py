@@ -644,7 +644,7 @@ class OpenAPIResource:
 
 # ------------------------------------------------------------------------------ probes
 
-ReadinessCheck = tuple[str, Callable[[], None]]
+ReadinessCheck = tuple[str, Callable[[], object]]  # a check raises to fail
 
 
 class HealthResource:

@@ -7,7 +7,7 @@ the tenant's cache version in Redis so workers reload their active workflows.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import peewee
 
@@ -150,7 +150,8 @@ class WorkflowStore:
         query = Workflow.select().where(
             (Workflow.id == workflow_id) & (Workflow.tenant_id == tenant_id)
         )
-        if is_postgres(getattr(self.db, "obj", self.db)):
+        # A DatabaseProxy's obj is the Database it stands for.
+        if is_postgres(cast(peewee.Database, getattr(self.db, "obj", self.db))):
             query = query.for_update()
         workflow = query.first()
         if workflow is None:

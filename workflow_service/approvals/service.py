@@ -12,10 +12,10 @@ and resumes the execution (whose own resume is a conditional UPDATE as well).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import peewee
 
@@ -699,12 +699,13 @@ def _record(
 
 
 def stage_counts(request: ApprovalRequest, stage_index: int) -> dict[str, int]:
-    return dict(
+    query = (
         ApprovalSlot.select(ApprovalSlot.status, peewee.fn.COUNT(ApprovalSlot.id))
         .where((ApprovalSlot.request == request.id) & (ApprovalSlot.stage == stage_index))
         .group_by(ApprovalSlot.status)
-        .tuples()
     )
+    # peewee's stubs type the rows of .tuples() as models.
+    return dict(cast(Iterable[tuple[str, int]], query.tuples()))
 
 
 def advance(

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import dramatiq
 
@@ -140,11 +140,9 @@ def enqueue(broker: dramatiq.Broker, delivery_ids: Iterable[str]) -> list[str]:
     delivery_ids = list(delivery_ids)
     if not delivery_ids:
         return []
-    tenants = dict(
-        Delivery.select(Delivery.id, Delivery.tenant_id)
-        .where(Delivery.id.in_(delivery_ids))
-        .tuples()
-    )
+    # peewee's stubs type the rows of .tuples() as models.
+    rows = Delivery.select(Delivery.id, Delivery.tenant_id).where(Delivery.id.in_(delivery_ids))
+    tenants = dict(cast(Iterable[tuple[str, str]], rows.tuples()))
     return [
         broker.enqueue(delivery_message(d, tenants.get(d, ""))).message_id for d in delivery_ids
     ]
@@ -224,6 +222,7 @@ def attempt(
             raise DeliveryNotFound(f"delivery {delivery_id} does not exist")
         if current.status in DeliveryStatus.FINAL:
             return current.status  # a duplicate message: done already
+        assert current.claimed_at is not None  # a row being sent carries its claim time
         remaining = current.claimed_at + timedelta(seconds=settings.claim_lease_s) - now
         raise DeliveryBusy(max(int(remaining.total_seconds() * 1000), 100))
     delivery = Delivery.get_by_id(delivery_id)

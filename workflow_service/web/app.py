@@ -108,7 +108,7 @@ def create_app(settings: WorkflowSettings, deps: Deps) -> falcon.App:
     load_steps(settings.plugins)
 
     app = falcon.App(
-        middleware=[
+        middleware=[  # type: ignore[arg-type]  # falcon's middleware protocols
             SecurityHeaders(),
             RequestMetrics(deps.registry, "workflow"),
             QueryGuard(),

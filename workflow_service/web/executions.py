@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import falcon
 
 from shared.auth import require_role
@@ -40,7 +43,9 @@ def _workflow_names(executions: list[Execution]) -> dict[str, str]:
     ids = {e.workflow_id for e in executions}
     if not ids:
         return {}
-    return dict(Workflow.select(Workflow.id, Workflow.name).where(Workflow.id.in_(ids)).tuples())
+    query = Workflow.select(Workflow.id, Workflow.name).where(Workflow.id.in_(ids))
+    # peewee's stubs type the rows of .tuples() as models.
+    return dict(cast(Iterable[tuple[str, str]], query.tuples()))
 
 
 def _steps(execution: Execution) -> list[StepRun]:
