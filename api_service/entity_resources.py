@@ -148,7 +148,9 @@ class Collection:
             "GET": Operation(
                 f"List {kind.collection}, newest first",
                 response=api.model(
-                    "ListOut", items=(list[out], ...), next_cursor=(str | None, ...)
+                    "ListOut",
+                    items=(list[out], ...),  # type: ignore[valid-type]  # a model made at run time
+                    next_cursor=(str | None, ...),
                 ),
                 roles=READ_ROLES,
                 errors=(400,),
@@ -266,7 +268,8 @@ class Transitions:
         self.request = create_model(
             f"{kind.title}TransitionRequest",
             __base__=StrictModel,
-            to=(Literal[statuses], ...),  # type: ignore[valid-type]
+            # A Literal of the kind's statuses, made at run time.
+            to=(Literal[statuses], ...),  # type: ignore[valid-type, arg-type]
             comment=(Comment | None, None),
             version=(StrictInt | None, Field(default=None, ge=1)),
         )

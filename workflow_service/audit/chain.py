@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import peewee
 
@@ -137,7 +138,8 @@ def pending_tenants(older_than: datetime | None = None, limit: int = 1000) -> li
     query = AuditPending.select(AuditPending.tenant_id).distinct()
     if older_than is not None:
         query = query.where(AuditPending.created_at < older_than)
-    return [t for (t,) in query.limit(limit).tuples()]
+    # peewee's stubs type the rows of .tuples() as models.
+    return [t for (t,) in cast(Iterable[tuple[str]], query.limit(limit).tuples())]
 
 
 def head_of(tenant_id: str) -> dict[str, Any]:

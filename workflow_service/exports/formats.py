@@ -14,9 +14,10 @@ import csv
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from shared.lifecycles import ASSESSMENT, EVIDENCE, POLICY
 from workflow_service.files.cells import neutralise_row
@@ -252,4 +253,16 @@ class JsonWriter:
         pass
 
 
-WRITERS = {"csv": CsvWriter, "xlsx": XlsxWriter, "json": JsonWriter}
+class Writer(Protocol):
+    """What an export writes through: rows, then close() to finish or discard() to drop."""
+
+    def row(self, item: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+    def discard(self) -> None: ...
+
+
+WRITERS: dict[str, Callable[..., Writer]] = {
+    "csv": CsvWriter,
+    "xlsx": XlsxWriter,
+    "json": JsonWriter,
+}
