@@ -211,17 +211,18 @@ def _check_move(row: Assessment, to: str) -> None:
             "a result (effective, partially_effective or ineffective): send it back to "
             "in_progress, set it and send it to review again"
         )
-    # Evidence an approver rejected shows nothing; evidence not yet decided on counts
-    # (its reviewer decides on it with the assessment).
+    # Evidence an approver rejected, or that has expired, shows nothing; evidence not
+    # yet decided on counts (its reviewer decides on it with the assessment).
     linked = Evidence.select(Evidence.id).where(
         (Evidence.tenant == row.tenant)
         & Evidence.deleted_at.is_null()
-        & (Evidence.status != "rejected")
+        & Evidence.status.not_in(("rejected", "expired"))
         & contains_id(Evidence.assessments, str(row.id))
     )
     if not linked.exists():
         missing["evidence"] = (
-            "at least one piece of evidence linked to it that was not rejected (POST "
+            "at least one piece of evidence linked to it that was neither rejected nor has "
+            "expired (POST "
             f'/evidence with "assessments": ["{row.id}"])'
         )
     if missing:

@@ -7,10 +7,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import falcon
-from pydantic import BaseModel, Field, StrictInt, create_model
+from pydantic import BaseModel, Field, StrictInt, StringConstraints, create_model
 
 from api_service.entities import EntityKind, EntityService
 from api_service.evidence_files import ALLOWED_TYPES, EvidenceFiles
@@ -24,8 +24,8 @@ from api_service.resources import (
     if_match_version,
     initiator_of,
 )
-from api_service.schemas import Comment, JobLink, Owner, PolicyVersionOut
-from shared.auth import require_role
+from api_service.schemas import Comment, JobLink, PolicyVersionOut
+from shared.auth import CLAIM_ID, require_role
 from shared.http import (
     Operation,
     Param,
@@ -52,9 +52,15 @@ CAUSATION = Param("X-Causation", "header", "Comma-separated ids of the causing e
 INITIATOR = Param("X-Initiator", "header", "Who started the chain (workflow service only)")
 
 
+#: A person's user id (a token's ``sub``): an assignment names one person, never a role.
+Assignee = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=rf"^{CLAIM_ID.pattern}$")
+]
+
+
 class AssignmentRequest(StrictModel):
     #: The user id of the new owner (policy owner, assessor, evidence collector).
-    assignee: Owner
+    assignee: Assignee
     comment: Comment | None = None
     #: Optional: refuse the assignment if the entity changed since this version.
     version: StrictInt | None = Field(default=None, ge=1)
@@ -339,8 +345,9 @@ class Assignment:
         id_param = Param(id_name, "path", f"{kind.title} id", {"type": "string", "format": "uuid"})
         self.docs = {
             "POST": Operation(
-                f"Assign {kind.name} to a person (sets {kind.assignee_field}) in any status "
-                "but deleted; bumps the version; Idempotency-Key replays the first answer; "
+                f"Assign {kind.name} to a person (a user id; sets {kind.assignee_field}) in "
+                "any status but deleted and awaiting a decision (409); bumps the version; "
+                "Idempotency-Key replays the first answer; "
                 f"publishes {kind.name}.assigned with assignee and previous_assignee",
                 request=AssignmentRequest,
                 response=create_model(

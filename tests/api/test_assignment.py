@@ -144,7 +144,15 @@ def test_a_workflow_step_assigns_idempotently(client, collection):
 def test_assignment_refusals(client, collection):
     entity = _make(client, collection)
     path = f"/{collection}/{entity['id']}/assignment"
-    for body in ({}, {"assignee": ""}, {"assignee": "x" * 129}, {"assignee": "x", "extra": 1}):
+    for body in (
+        {},
+        {"assignee": ""},
+        {"assignee": "x" * 129},
+        {"assignee": "x", "extra": 1},
+        # One person, by user id: never a role or a recipient form.
+        {"assignee": "role:approver"},
+        {"assignee": "two words"},
+    ):
         resp = client.post(path, body)
         assert resp.status_code == 422, (body, resp.text)
     resp = client.post(path, {"assignee": "dave"}, headers={"If-Match": '"9"'})

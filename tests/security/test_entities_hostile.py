@@ -5,8 +5,12 @@ hand-overs that would let someone decide on their own work."""
 # ruff: noqa: F811 - the api tests' fixtures, imported, are parameters here
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from api_service.deadlines import DeadlineScanner
+from shared.db import utcnow
 from tests.api.conftest import (  # noqa: F401 - fixtures
     api_database_url,
     api_settings,
@@ -15,6 +19,8 @@ from tests.api.conftest import (  # noqa: F401 - fixtures
     evidence_dir,
     make_app,
 )
+from tests.api.entity_helpers import EntityClient
+from tests.api.helpers import unique_tenant
 
 # -- input ------------------------------------------------------------------------
 
@@ -173,6 +179,27 @@ def test_a_file_upload_without_its_version_says_how_to_send_it(client):
 
 
 # -- lifecycle --------------------------------------------------------------------
+
+
+def test_expired_evidence_does_not_let_an_assessment_complete(entity_settings, make_app):
+    app, deps = make_app(entity_settings)
+    client = EntityClient(app, unique_tenant())
+    aid = client.assessment(result="effective")["id"]
+    yesterday = (utcnow() - timedelta(days=1)).date().isoformat()
+    eid = client.evidence(assessments=[aid], valid_until=yesterday)["id"]
+    assert client.move("evidence", eid, "submitted", "editor").status_code == 200
+    assert client.move("evidence", eid, "accepted", "approver", sub="bob").status_code == 200
+    # The deadline scan expires it, as the relay does.
+    DeadlineScanner(deps.db, utcnow).scan()
+    assert client.read(f"/evidence/{eid}").json["status"] == "expired"
+    for to in ("in_progress", "under_review"):
+        assert client.move("assessments", aid, to, "editor").status_code == 200
+
+    resp = client.move("assessments", aid, "completed", "approver", sub="bob")
+
+    assert resp.status_code == 409, resp.text
+    assert resp.json["missing"] == ["evidence"]
+    assert "expired" in resp.json["description"]
 
 
 def test_rejected_evidence_does_not_let_an_assessment_complete(client):
