@@ -474,6 +474,44 @@ def test_bad_approval_steps_are_refused_naming_the_field(client, step, field):
     assert field in answer.json["description"]
 
 
+_DECIDES = [{"kind": "change_status", "to": "approved"}]
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"kind": "require_approval", "approvers": ["owner"], "on_approve": _DECIDES},
+        {"kind": "require_approval", "approvers": ["owner", "initiator"], "on_approve": _DECIDES},
+        {
+            "kind": "require_approval",
+            "stages": [{"approvers": ["role:approver"]}, {"approvers": ["initiator"]}],
+            "on_approve": _DECIDES,
+        },
+    ],
+)
+def test_a_deciding_stage_of_only_the_entitys_own_people_is_refused_at_save(client, step):
+    # Given an approval that moves the policy to approved, whose owner and initiator may
+    # never decide it: a stage naming only them could never be decided at any run.
+    body = {"name": "self", "entity_type": "policy", "trigger": "manual", "steps": [step]}
+    answer = client.simulate_post("/workflows", json=body, headers=auth(RUNNER, ["editor"]))
+    assert answer.status_code == 422, answer.text
+    assert "may not decide" in answer.json["description"]
+
+    # The same approval deciding nothing about the entity (a sign-off) is fine, and so is
+    # a stage with someone else in it.
+    for allowed in (
+        {**step, "on_approve": [{"kind": "notify", "recipients": ["owner"], "subject": "ok"}]},
+        {
+            "kind": "require_approval",
+            "approvers": ["owner", "role:approver"],
+            "on_approve": _DECIDES,
+        },
+    ):
+        body = {**body, "steps": [allowed]}
+        answer = client.simulate_post("/workflows", json=body, headers=auth(RUNNER, ["editor"]))
+        assert answer.status_code == 201, answer.text
+
+
 def test_overdue_stages_are_escalated_once(client, engine, outbox):
     step = approval_step(approvers=["user:alice"], due_in="1h", escalate_to=["role:admin"])
     execution_id = start(client, engine, outbox, step)

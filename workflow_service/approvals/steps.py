@@ -30,7 +30,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from shared.events import DECIDED_BY_HEADER
-from shared.lifecycles import lifecycle_of
+from shared.lifecycles import LIFECYCLES, lifecycle_of
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalStatus
 from workflow_service.models import StepRun, StepStatus
@@ -47,7 +47,13 @@ from workflow_service.steps import (
 from workflow_service.steps.base import TEMPLATE_NAMES
 from workflow_service.steps.change_status import ChangeStatus, ChangeStatusConfig
 from workflow_service.steps.notify import Notify, NotifyConfig
-from workflow_service.steps.recipients import check_single_recipient, entity_owner, parse_recipient
+from workflow_service.steps.recipients import (
+    INITIATOR,
+    OWNER,
+    check_single_recipient,
+    entity_owner,
+    parse_recipient,
+)
 from workflow_service.steps.registry import step_errors
 from workflow_service.templating import TemplateRenderError, renderer
 
@@ -152,6 +158,16 @@ class RequireApprovalConfig(StepConfig):
         if self.stages is not None and (self.quorum is not None or self.mode != "any"):
             raise ValueError("with 'stages', set 'mode' and 'quorum' on each stage")
         _check_quorum(self.mode, self.quorum)
+        if not self.allow_self_approval and decides_entity(None, self.on_approve, self.on_reject):
+            # Its owner and the chain's initiator never decide on the entity: a stage of
+            # only them could never be decided, which would show at every run.
+            for number, stage in enumerate(self.stage_plan(), start=1):
+                if {str(parse_recipient(a)) for a in stage.approvers} <= _BARRED:
+                    where = f"stage {number}" if self.stages is not None else "approvers"
+                    raise ValueError(
+                        f"{where} names only {' and '.join(sorted(_BARRED))}, who may not "
+                        "decide on the entity this approval moves: name other people or a role"
+                    )
         return self
 
     _quorum_within = field_validator("quorum")(_quorum_within)
@@ -274,13 +290,21 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _decisions(entity_type: str) -> Mapping[str, str]:
+#: Who never decides on their own entity (unless the workflow allows self-approval).
+_BARRED = frozenset({OWNER, INITIATOR})
+
+
+def _decisions(entity_type: str | None) -> Mapping[str, str]:
+    """The statuses that record a decision for ``entity_type``; None: any entity type's
+    (a step is checked before the workflow's entity type is known to it)."""
+    if entity_type is None:
+        return {status: how for lc in LIFECYCLES.values() for status, how in lc.decisions.items()}
     lifecycle = lifecycle_of(entity_type)
     return lifecycle.decisions if lifecycle is not None else {}
 
 
 def decides_entity(
-    entity_type: str,
+    entity_type: str | None,
     on_approve: Sequence[dict[str, Any]],
     on_reject: Sequence[dict[str, Any]] = (),
 ) -> bool:
