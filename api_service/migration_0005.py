@@ -2,8 +2,7 @@
 
 The tables are described here as they are at version 5, frozen: a later change to
 ``api_service.models`` must come with a migration of its own and never changes what
-this one creates (migration 1 creates tables from the current models, which is why
-migrations 3 and 4 have to check for columns that may already be there).
+this one creates.
 """
 
 from __future__ import annotations

@@ -5,17 +5,8 @@ from __future__ import annotations
 import peewee
 from playhouse.migrate import SchemaMigrator
 
-from api_service import migration_0005, migration_0006, migration_0007
-from api_service.models import MODELS, PolicyRefusal, TenantSettings
+from api_service import migration_0001, migration_0005, migration_0006, migration_0007
 from shared.db import Migration
-
-
-def _initial(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    # The first version creates the tables as the models describe them; later
-    # versions use ``migrator`` operations (add_column, add_index...) so that an
-    # existing database moves forward without being rebuilt.
-    with db.bind_ctx(MODELS):
-        db.create_tables(MODELS)
 
 
 def _deadline_notices(db: peewee.Database, migrator: SchemaMigrator) -> None:
@@ -39,9 +30,42 @@ def _deadline_notices(db: peewee.Database, migrator: SchemaMigrator) -> None:
     )
 
 
+def _separation_of_duties_tables(db: peewee.Database) -> list[type[peewee.Model]]:
+    # The tables as they were at version 3, frozen.
+    class TenantSettings(peewee.Model):
+        tenant = peewee.CharField(max_length=64, primary_key=True)
+        approval_requires_workflow = peewee.BooleanField(default=False)
+        updated_by = peewee.CharField(max_length=128)
+        updated_at = peewee.DateTimeField()
+
+        class Meta:
+            database = db
+            legacy_table_names = False
+            table_name = "tenant_settings"
+
+    class PolicyRefusal(peewee.Model):
+        id = peewee.BigAutoField()
+        tenant = peewee.CharField(max_length=64)
+        policy = peewee.UUIDField()
+        from_status = peewee.CharField(max_length=20)
+        to_status = peewee.CharField(max_length=20)
+        refused_by = peewee.CharField(max_length=128)
+        on_behalf_of = peewee.CharField(max_length=2000, null=True)
+        reason = peewee.TextField()
+        refused_at = peewee.DateTimeField()
+
+        class Meta:
+            database = db
+            legacy_table_names = False
+            table_name = "policy_refusal"
+            indexes = ((("policy", "refused_at"), False),)
+
+    return [TenantSettings, PolicyRefusal]
+
+
 def _separation_of_duties(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    # Migration 1 creates tables from the current models, so a fresh database has the
-    # new columns and index already; an older one gets them here.
+    # Each change is checked first: before migration 1 was frozen it created the
+    # tables from the models of its day, so a database made then may have some of them.
     from playhouse.migrate import migrate
 
     operations = []
@@ -68,12 +92,12 @@ def _separation_of_duties(db: peewee.Database, migrator: SchemaMigrator) -> None
         )
     if operations:
         migrate(*operations)
-    with db.bind_ctx([TenantSettings, PolicyRefusal]):
-        db.create_tables([TenantSettings, PolicyRefusal])
+    db.create_tables(_separation_of_duties_tables(db))
 
 
 def _version_via(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    # Migration 1 creates tables from the current models, so a fresh database has it.
+    # Checked first: before migration 1 was frozen it created the tables from the
+    # models of its day, so a database made then may have the column.
     from playhouse.migrate import migrate
 
     if "via" not in {c.name for c in db.get_columns("policy_version")}:
@@ -85,9 +109,7 @@ def _version_via(db: peewee.Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS: list[Migration] = [
-    Migration(
-        1, "policies, versions, outbox, idempotency records", _initial, service="api_service"
-    ),
+    Migration(1, migration_0001.NAME, migration_0001.apply, service="api_service"),
     Migration(2, "deadline notices", _deadline_notices, service="api_service"),
     Migration(
         3,

@@ -56,6 +56,8 @@ class Policy(BaseModel):
             (("tenant", "status"), False),
             (("tenant", "policy_type"), False),
             (("tenant", "owner"), False),
+            # The deadline scan looks policies up by review date (migration 2).
+            (("next_review_date",), False),
         )
 
 
@@ -201,6 +203,8 @@ class Assessment(BaseModel):
             (("tenant", "status"), False),
             (("tenant", "assessor"), False),
             (("tenant", "due_date"), False),
+            # The deadline scan, across tenants (migration 7).
+            (("due_date",), False),
         )
 
 
@@ -258,6 +262,8 @@ class Evidence(BaseModel):
             (("tenant", "collector"), False),
             (("tenant", "kind"), False),
             (("tenant", "valid_until"), False),
+            # The deadline scan, across tenants (migration 7).
+            (("status", "valid_until"), False),
         )
 
 

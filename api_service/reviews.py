@@ -77,6 +77,8 @@ class PolicyReview(Table):
 
     class Meta:
         table_name = "policy_review"
+        # The list reads a policy's reviews newest first.
+        indexes = ((("policy", "reviewed_at", "id"), False),)
 
 
 # ------------------------------------------------------------------------- errors
