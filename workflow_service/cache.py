@@ -6,6 +6,13 @@ version counter from Redis (one GET), which every workflow change increments aft
 commit. A changed counter or an entry older than the TTL reloads through the
 (tenant, entity_type, trigger, status) index. If Redis cannot be read the cache
 reloads from the database rather than trusting a possibly stale entry.
+
+An entry holds its workflows compiled and indexed (:class:`WorkflowIndex`), so matching
+an event costs about the same at ten thousand workflows as at ten. A stale entry is
+reloaded by one thread at a time: the others of the process that need it meanwhile
+wait for that load and use it if it is fresh for them, rather than each running the
+same query (which, after a workflow change, made every thread's first dispatch as slow
+as all of their loads together).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 
 import redis
 
+from workflow_service.matching import WorkflowIndex
 from workflow_service.models import Workflow, WorkflowStatus
 
 
@@ -50,10 +58,25 @@ class ActiveWorkflow:
 class _Entry:
     token: bytes | None
     loaded_at: float
-    workflows: list[ActiveWorkflow]
+    index: WorkflowIndex[ActiveWorkflow]
+
+    @property
+    def workflows(self) -> list[ActiveWorkflow]:
+        return self.index.workflows
+
+
+class _Flight:
+    """One reload of an entry in progress; the threads that need it wait on ``done``."""
+
+    def __init__(self, number: int):
+        self.number = number
+        self.done = threading.Event()
+        self.entry: _Entry | None = None
 
 
 class ActiveWorkflowCache:
+    """The active workflows of (tenant, entity type, trigger), indexed for matching."""
+
     def __init__(
         self,
         client: redis.Redis,
@@ -67,30 +90,81 @@ class ActiveWorkflowCache:
         self.clock = clock
         self.loads = 0  # how many times the database was asked (tests, metrics)
         self._entries: dict[tuple[str, str, str], _Entry] = {}
+        self._flights: dict[tuple[str, str, str], _Flight] = {}
+        self._flights_started = 0
         self._lock = threading.Lock()
 
     def get(self, tenant_id: str, entity_type: str, trigger: str) -> list[ActiveWorkflow]:
+        """The active workflows, oldest first (created_at, id)."""
+        return self._entry(tenant_id, entity_type, trigger).workflows
+
+    def match(
+        self,
+        tenant_id: str,
+        entity_type: str,
+        trigger: str,
+        data: dict[str, Any],
+        envelope: dict[str, Any] | None = None,
+    ) -> list[ActiveWorkflow]:
+        """The active workflows whose conditions hold for an event's data, oldest first."""
+        return self._entry(tenant_id, entity_type, trigger).index.match(data, envelope)
+
+    def _fresh(self, entry: _Entry, token: bytes | None, now: float) -> bool:
+        return token is not None and entry.token == token and now - entry.loaded_at < self.ttl_s
+
+    def _entry(self, tenant_id: str, entity_type: str, trigger: str) -> _Entry:
         try:
             token = self.client.get(version_key(self.namespace, tenant_id)) or b"0"
         except redis.RedisError:
             token = None
         key = (tenant_id, entity_type, trigger)
-        entry = self._entries.get(key)
         now = self.clock()
-        if (
-            entry is not None
-            and token is not None
-            and entry.token == token
-            and now - entry.loaded_at < self.ttl_s
-        ):
-            return entry.workflows
-        workflows = self._load(tenant_id, entity_type, trigger)
-        with self._lock:
-            self._entries[key] = _Entry(token, now, workflows)
-        return workflows
+        entry = self._entries.get(key)
+        if entry is not None and self._fresh(entry, token, now):
+            return entry
+        arrived: int | None = None  # the last load started when this thread came
+        while True:
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None and self._fresh(entry, token, now):
+                    return entry
+                if arrived is None:
+                    arrived = self._flights_started
+                flight = self._flights.get(key)
+                leading = flight is None
+                if flight is None:
+                    self._flights_started += 1
+                    flight = self._flights[key] = _Flight(self._flights_started)
+            if leading:
+                return self._reload(key, token, now, flight)
+            flight.done.wait()
+            # A load that began after this thread came read the database later than
+            # it asked (the only way to be fresh when Redis cannot say); one that began
+            # before is used only if it saw the same version. Otherwise (or if the load
+            # failed) go round: wait for the next load, or make it.
+            if flight.entry is not None and (
+                (arrived is not None and flight.number > arrived)
+                or self._fresh(flight.entry, token, now)
+            ):
+                return flight.entry
+
+    def _reload(
+        self, key: tuple[str, str, str], token: bytes | None, now: float, flight: _Flight
+    ) -> _Entry:
+        try:
+            entry = _Entry(token, now, WorkflowIndex(self._load(*key)))
+            with self._lock:
+                self._entries[key] = entry
+            flight.entry = entry
+            return entry
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
 
     def _load(self, tenant_id: str, entity_type: str, trigger: str) -> list[ActiveWorkflow]:
-        self.loads += 1
+        with self._lock:
+            self.loads += 1
         query = (
             Workflow.select(Workflow.id, Workflow.name, Workflow.version, Workflow.conditions)
             .where(

@@ -35,7 +35,6 @@ from workflow_service import ending
 from workflow_service.apiclient import ApiClient
 from workflow_service.audit import record as audit
 from workflow_service.cache import ActiveWorkflowCache
-from workflow_service.conditions import matches
 from workflow_service.definitions import trigger_for_event
 from workflow_service.heartbeat import ClaimHeartbeat
 from workflow_service.models import (
@@ -158,8 +157,9 @@ class Engine:
             audit.record_event(event)
             return []
         trigger = Trigger.from_payload(event.to_payload())
-        candidates = self.cache.get(event.tenant_id, event.entity_type, trigger_name)
-        matching = [w for w in candidates if matches(w.conditions, trigger.data, trigger.envelope)]
+        matching = self.cache.match(
+            event.tenant_id, event.entity_type, trigger_name, trigger.data, trigger.envelope
+        )
         with self.db.atomic():  # the event's audit entry and its executions: one commit
             audit.record_event(event)
             executions = [self.create_execution(w.id, w.version, trigger) for w in matching]
