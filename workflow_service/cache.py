@@ -124,19 +124,33 @@ class ActiveWorkflowCache:
             return entry
         arrived: int | None = None  # the last load started when this thread came
         while True:
-            with self._lock:
-                entry = self._entries.get(key)
-                if entry is not None and self._fresh(entry, token, now):
+            mine: _Flight | None = None
+            try:
+                with self._lock:
+                    entry = self._entries.get(key)
+                    if entry is not None and self._fresh(entry, token, now):
+                        return entry
+                    if arrived is None:
+                        arrived = self._flights_started
+                    flight = self._flights.get(key)
+                    if flight is None:
+                        self._flights_started += 1
+                        flight = mine = _Flight(self._flights_started)
+                        self._flights[key] = flight
+                if mine is not None:
+                    entry = _Entry(token, now, WorkflowIndex(self._load(*key)))
+                    with self._lock:
+                        self._entries[key] = entry
+                    mine.entry = entry
                     return entry
-                if arrived is None:
-                    arrived = self._flights_started
-                flight = self._flights.get(key)
-                leading = flight is None
-                if flight is None:
-                    self._flights_started += 1
-                    flight = self._flights[key] = _Flight(self._flights_started)
-            if leading:
-                return self._reload(key, token, now, flight)
+            finally:
+                # Whatever ends this thread's load (an error, a time limit raised in
+                # the thread), the threads waiting for it must wake and not wait again.
+                if mine is not None:
+                    with self._lock:
+                        if self._flights.get(key) is mine:
+                            del self._flights[key]
+                    mine.done.set()
             flight.done.wait()
             # A load that began after this thread came read the database later than
             # it asked (the only way to be fresh when Redis cannot say); one that began
@@ -147,20 +161,6 @@ class ActiveWorkflowCache:
                 or self._fresh(flight.entry, token, now)
             ):
                 return flight.entry
-
-    def _reload(
-        self, key: tuple[str, str, str], token: bytes | None, now: float, flight: _Flight
-    ) -> _Entry:
-        try:
-            entry = _Entry(token, now, WorkflowIndex(self._load(*key)))
-            with self._lock:
-                self._entries[key] = entry
-            flight.entry = entry
-            return entry
-        finally:
-            with self._lock:
-                del self._flights[key]
-            flight.done.set()
 
     def _load(self, tenant_id: str, entity_type: str, trigger: str) -> list[ActiveWorkflow]:
         with self._lock:
