@@ -5,18 +5,16 @@ api in this process (its client uses service tokens, as workers do)."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 from collections.abc import Iterator
 
 import falcon.testing
-import httpx
 import pytest
 
 from shared.auth import issue_token
-from shared.db import migrate, open_database
-from tests.conftest import JWT_SECRET, SERVICE_TOKEN_SECRET
-from workflow_service.apiclient import ApiClient
+from shared.db import migrate
+from tests.conftest import JWT_SECRET
+from tests.inprocess_api import api, api_app  # noqa: F401 - fixtures
 from workflow_service.db import init_database
 from workflow_service.files import FileStore
 from workflow_service.imports.settings import BatchSettings
@@ -110,51 +108,13 @@ def client(settings, workflow_db, redis_client, outbox):
     return falcon.testing.TestClient(app)
 
 
-@pytest.fixture
-def api_app(make_database_url, redis_url, namespace):
-    """The real api, in this process, on a database of its own."""
-    from api_service.app import build_deps
-    from api_service.app import create_app as create_api_app
-    from api_service.migrations import MIGRATIONS
-    from api_service.settings import ApiSettings
-
-    url = make_database_url("batchapi")
-    db = open_database(url)
-    with db.connection_context():
-        migrate(db, MIGRATIONS)
-    db.close()
-    settings = ApiSettings(
-        redis_url=redis_url,
-        namespace=namespace,
-        jwt_secret=JWT_SECRET,
-        service_token_secret=SERVICE_TOKEN_SECRET,
-        database_url=url,
-    )
-    deps = dataclasses.replace(build_deps(settings))
-    yield create_api_app(settings, deps)
-    if deps.outbox is not None:
-        deps.outbox.close()
-    deps.broker.close()
-    if hasattr(deps.db, "close_all"):
-        deps.db.close_all()
-
-
-@pytest.fixture
-def api(api_app) -> Iterator[ApiClient]:
-    client = ApiClient(
-        "http://api", SERVICE_TOKEN_SECRET, transport=httpx.WSGITransport(app=api_app)
-    )
-    yield client
-    client.close()
-
-
-def api_policies(api_app, tenant: str = TENANT) -> list[dict]:
+def api_policies(app, tenant: str = TENANT) -> list[dict]:
     """Every policy of ``tenant``, read through the api by a viewer."""
     items, cursor = [], None
     while True:
         params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
         answer = falcon.testing.simulate_get(
-            api_app, "/policies", params=params, headers=auth("vera", ["viewer"], tenant)
+            app, "/policies", params=params, headers=auth("vera", ["viewer"], tenant)
         )
         assert answer.status_code == 200, answer.text
         items += answer.json["items"]

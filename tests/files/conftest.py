@@ -3,18 +3,16 @@ directory with a clock the test moves, and the admin app."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from datetime import datetime
 
 import falcon.testing
-import httpx
 import pytest
 
 from shared.auth import issue_token
-from shared.db import migrate, open_database
-from tests.conftest import JWT_SECRET, SERVICE_TOKEN_SECRET
-from workflow_service.apiclient import ApiClient
+from shared.db import migrate
+from tests.conftest import JWT_SECRET
+from tests.inprocess_api import api, api_app  # noqa: F401 - fixtures
 from workflow_service.db import init_database
 from workflow_service.files import FileStore
 from workflow_service.migrations import all_migrations
@@ -96,50 +94,11 @@ def client(settings, workflow_db, redis_client, outbox):
     return falcon.testing.TestClient(app)
 
 
-@pytest.fixture
-def api_app(make_database_url, redis_url, namespace):
-    """The real api, in this process, on a database of its own."""
-    from api_service.app import build_deps
-    from api_service.app import create_app as create_api_app
-    from api_service.migrations import MIGRATIONS
-    from api_service.settings import ApiSettings
-
-    url = make_database_url("filesapi")
-    db = open_database(url)
-    with db.connection_context():
-        migrate(db, MIGRATIONS)
-    db.close()
-    settings = ApiSettings(
-        redis_url=redis_url,
-        namespace=namespace,
-        jwt_secret=JWT_SECRET,
-        service_token_secret=SERVICE_TOKEN_SECRET,
-        database_url=url,
-    )
-    deps = dataclasses.replace(build_deps(settings))
-    yield create_api_app(settings, deps)
-    if deps.outbox is not None:
-        deps.outbox.close()
-    deps.broker.close()
-    if hasattr(deps.db, "close_all"):
-        deps.db.close_all()
-
-
-@pytest.fixture
-def api(api_app) -> Iterator[ApiClient]:
-    """The workflow service's client of that api (service tokens)."""
-    client = ApiClient(
-        "http://api", SERVICE_TOKEN_SECRET, transport=httpx.WSGITransport(app=api_app)
-    )
-    yield client
-    client.close()
-
-
-def add_policy(api_app, tenant: str = TENANT, **fields) -> dict:
+def add_policy(app, tenant: str = TENANT, **fields) -> dict:
     """A policy created through the api by an editor of ``tenant``."""
     body = {"title": "Policy", "policy_type": "security", **fields}
     result = falcon.testing.simulate_post(
-        api_app, "/policies", json=body, headers=auth("olivia", ["editor"], tenant)
+        app, "/policies", json=body, headers=auth("olivia", ["editor"], tenant)
     )
     assert result.status_code == 201, result.text
     return result.json
