@@ -74,19 +74,28 @@ def start_system(tmp: Path, database: str, *, api: bool, env: dict[str, str]) ->
 class Probe:
     """A ``dramatiq bench.dramatiq_probe`` worker (stock or shared broker) and a sender."""
 
-    def __init__(self, tmp: Path, kind: str, threads: int):
+    def __init__(
+        self,
+        tmp: Path,
+        kind: str,
+        threads: int,
+        *,
+        processes: int = 1,
+        env: dict[str, str] | None = None,
+    ):
         self.namespace = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
         env = {
             "REDIS_URL": REDIS_URL,
             "REDIS_NAMESPACE": self.namespace,
             "BENCH_BROKER": kind,
             "PYTHONPATH": str(ROOT),
+            **(env or {}),
         }
         argv = [
             str(BIN / "dramatiq"),
             "bench.dramatiq_probe",
             "--processes",
-            "1",
+            str(processes),
             "--threads",
             str(threads),
         ]
@@ -119,10 +128,14 @@ class Probe:
             and self.client.llen(f"{self.namespace}:{PROBE_QUEUE}") == 0
         )
 
-    def drain_rate(self, count: int) -> float:
-        for _ in range(50):  # warm up
+    def warm_up(self, count: int = 50) -> None:
+        for _ in range(count):
             self.send("noop")
         poll(self.drained, timeout=60, message="warm-up drained")
+
+    def drain_rate(self, count: int, warm_up: bool = True) -> float:
+        if warm_up:
+            self.warm_up()
         started = time.perf_counter()
         for _ in range(count):
             self.send("noop")

@@ -1,18 +1,27 @@
 """Workflow executions per second against a bare Dramatiq no-op actor, same run.
 
     .venv/bin/python bench/workflow_throughput.py [--database sqlite|postgres] [--count 2000]
+        [--processes 1,2] [--rounds 1] [--no-counts]
 
-One worker process with 8 threads (``dramatiq workflow_service.worker --processes 1
---threads 8 --queues governance.policy``) and one active workflow with a single in-app
-``notify`` step. The clock runs from publishing the first of ``count`` trigger events
-(``shared.events.event_message`` + ``broker.enqueue``, as the api does) to the last
-execution ``completed`` in the database: each execution is two messages (dispatch, then
-run) and about a dozen SQL statements.
+Worker processes of 8 threads each (``dramatiq workflow_service.worker --processes 1
+--threads 8 --queues governance.policy``, one group per process) and one active
+workflow with a single in-app ``notify`` step. The clock runs from publishing the first
+of ``count`` trigger events (``shared.events.event_message`` + ``broker.enqueue``, as the
+api does) to the last execution ``completed`` in the database: each execution is two
+messages (dispatch, then run).
 
 Baseline: a ``noop`` actor on Dramatiq's stock RedisBroker with its default middleware,
 the same Redis and the same worker settings (1 process, 8 threads), timed from its first
-enqueue until its queue is empty. Target: workflow executions/s >= 0.5 x the no-op's
-messages/s.
+enqueue until its queue is empty, with as many worker processes as the workflow run.
+Targets: with one process, executions/s >= 0.35 x the no-op's messages/s; two
+processes >= 1.7 x one; worker CPU per execution <= 1.2 ms; job status <= 5 % of the
+execution throughput.
+
+Costs are counted, not estimated (``bench/_counting``): each process under test counts
+its SQL statements (by kind, and the pool's connection checks) and its Redis round trips
+and commands; the script prints them per execution (worker processes only) and per
+no-op message. Counting adds a wrapper call per statement and per Redis call to the
+worker's CPU time; ``--no-counts`` measures without it.
 
 Variants of the workflow measurement (e.g. with and without a middleware) are entries
 in :data:`VARIANTS`: a label and the environment the system's processes get.
@@ -27,9 +36,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from _counts import Counts, counting_env, read_counts
 from _cpu import process_tree_cpu_s
 from _harness import (
     REDIS_URL,
+    ROOT,
     Probe,
     add_notify_workflow,
     drop_created_databases,
@@ -44,6 +55,10 @@ from shared.settings import CommonSettings
 THREADS = 8
 TENANT = "bench"
 NO_JOB_STATUS = "workflow: 1-step notify, no job status"
+RATIO_TARGET = 0.35
+SCALING_TARGET = 1.7
+CPU_TARGET_MS = 1.2
+JOB_STATUS_TARGET = 0.05
 
 #: (label, extra environment of every process of the system under test).
 VARIANTS: list[tuple[str, dict[str, str]]] = [
@@ -59,21 +74,53 @@ class Result:
     label: str
     count: int
     seconds: float
-    #: CPU seconds the worker process used meanwhile (None: not measured).
+    processes: int = 1
+    #: CPU seconds the worker processes used meanwhile (None: not measured).
     worker_cpu_s: float | None = None
+    #: What the worker processes sent to the database and Redis meanwhile.
+    counts: Counts | None = None
 
     @property
     def rate(self) -> float:
         return self.count / self.seconds
 
 
+class _Counting:
+    """Where the processes of one measurement count (nothing when counts are off)."""
+
+    def __init__(self, tmp: Path, label: str, enabled: bool):
+        self.directory = tmp / f"counts-{label}-{time.monotonic_ns()}" if enabled else None
+
+    def env(self) -> dict[str, str]:
+        return counting_env(self.directory, str(ROOT)) if self.directory else {}
+
+    def read(self, pids: list[int], fresh_after: float | None = None) -> Counts | None:
+        if self.directory is None:
+            return None
+        total = Counts()
+        for pid in pids:
+            total = total + read_counts(self.directory, tree=pid, fresh_after=fresh_after)
+        return total
+
+
 def measure_workflow(
-    tmp: Path, database: str, label: str, env: dict[str, str], count: int
+    tmp: Path,
+    database: str,
+    label: str,
+    env: dict[str, str],
+    count: int,
+    processes: int = 1,
+    counts: bool = True,
 ) -> Result:
-    system = start_system(tmp, database, api=False, env=env)
+    counting = _Counting(tmp, "workflow", counts)
+    system = start_system(tmp, database, api=False, env={**env, **counting.env()})
     try:
         add_notify_workflow(system, TENANT)
-        worker = system.start_worker(queues=["governance.policy"], threads=THREADS)
+        workers = [
+            system.start_worker(queues=["governance.policy"], threads=THREADS)
+            for _ in range(processes)
+        ]
+        pids = [w.pid for w in workers]
         broker = create_broker(
             CommonSettings(
                 redis_url=REDIS_URL,
@@ -100,10 +147,11 @@ def measure_workflow(
             # The admin API's own listing would page; count in the database directly.
             return completed_count(system.workflow_database_url)
 
-        warmup = 50
+        warmup = 50 * processes
         publish(warmup)
         poll(lambda: completed() >= warmup, timeout=120, message="warm-up executions")
-        cpu_before = process_tree_cpu_s(worker.pid)
+        counts_before = counting.read(pids, fresh_after=time.time())
+        cpu_before = sum(process_tree_cpu_s(pid) for pid in pids)
         started = time.perf_counter()
         publish(count)
         poll(
@@ -113,9 +161,15 @@ def measure_workflow(
             message=f"{count} executions completed",
         )
         elapsed = time.perf_counter() - started
-        worker_cpu = process_tree_cpu_s(worker.pid) - cpu_before
+        worker_cpu = sum(process_tree_cpu_s(pid) for pid in pids) - cpu_before
+        counts_after = counting.read(pids, fresh_after=time.time())
         broker.close()
-        return Result(label, count, elapsed, worker_cpu)
+        used = (
+            counts_after - counts_before
+            if counts_after is not None and counts_before is not None
+            else None
+        )
+        return Result(label, count, elapsed, processes, worker_cpu, used)
     finally:
         system.stop()
 
@@ -133,17 +187,45 @@ def completed_count(url: str) -> int:
     return cursor.fetchone()[0]
 
 
-def measure_bare(tmp: Path, count: int) -> Result:
-    probe = Probe(tmp, "stock", THREADS)
+def measure_bare(tmp: Path, count: int, processes: int = 1, counts: bool = True) -> Result:
+    counting = _Counting(tmp, "probe", counts)
+    probe = Probe(tmp, "stock", THREADS, processes=processes, env=counting.env())
     try:
-        rate = probe.drain_rate(count)
+        probe.warm_up(50 * processes)
+        counts_before = counting.read([probe.process.pid], fresh_after=time.time())
+        cpu_before = process_tree_cpu_s(probe.process.pid)
+        rate = probe.drain_rate(count, warm_up=False)
+        cpu = process_tree_cpu_s(probe.process.pid) - cpu_before
+        counts_after = counting.read([probe.process.pid], fresh_after=time.time())
     finally:
         probe.stop()
-    return Result("bare Dramatiq no-op actor (stock broker)", count, count / rate)
+    used = (
+        counts_after - counts_before
+        if counts_after is not None and counts_before is not None
+        else None
+    )
+    label = "bare Dramatiq no-op actor (stock broker)"
+    return Result(label, count, count / rate, processes, cpu, used)
 
 
 def median_result(results: list[Result]) -> Result:
     return sorted(results, key=lambda r: r.rate)[len(results) // 2]
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def print_costs(result: Result, unit: str) -> None:
+    pad = " " * 47
+    if result.worker_cpu_s is not None:
+        per = 1000 * result.worker_cpu_s / result.count
+        target = f"  (target <= {CPU_TARGET_MS} ms: {_met(per <= CPU_TARGET_MS)})"
+        print(f"{pad}worker CPU {per:.2f} ms per {unit}{target if unit == 'execution' else ''}")
+    if result.counts is not None:
+        per_unit = result.counts.per(result.count)
+        print(f"{pad}per {unit}: {per_unit.sql_line()}")
+        print(f"{pad}per {unit}: {per_unit.redis_line()}")
 
 
 def main() -> int:
@@ -151,51 +233,100 @@ def main() -> int:
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument(
+        "--processes",
+        default="1",
+        help="comma-separated worker process counts to measure, e.g. 1,2 (each against the "
+        "no-op drain with as many processes)",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=1,
         help="measure the variants this many times, in alternating order, and report the "
         "median of each (a busy machine's noise is larger than the differences)",
     )
+    parser.add_argument(
+        "--no-counts",
+        dest="counts",
+        action="store_false",
+        help="do not count SQL statements and Redis round trips (no counting overhead)",
+    )
+    parser.add_argument(
+        "--variants",
+        default="all",
+        help="'all', or 'main' for the workflow with job status only",
+    )
     args = parser.parse_args()
+    process_counts = [int(p) for p in args.processes.split(",")]
+    variants = VARIANTS if args.variants == "all" else VARIANTS[:1]
+    bare: dict[int, Result] = {}
+    results: dict[int, list[Result]] = {}
+    runs: dict[tuple[int, str], list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-wf-") as tmp_name:
         tmp = Path(tmp_name)
         try:
-            bare = measure_bare(tmp, args.count * 2)
-            runs: dict[str, list[Result]] = {label: [] for label, _ in VARIANTS}
-            for round_ in range(args.rounds):
-                order = VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]
-                for label, env in order:
-                    runs[label].append(measure_workflow(tmp, args.database, label, env, args.count))
-            results = [median_result(runs[label]) for label, _ in VARIANTS]
+            for processes in process_counts:
+                bare[processes] = measure_bare(tmp, args.count * 2, processes, args.counts)
+                for label, _ in variants:
+                    runs[processes, label] = []
+                for round_ in range(args.rounds):
+                    order = variants if round_ % 2 == 0 else variants[::-1]
+                    for label, env in order:
+                        runs[processes, label].append(
+                            measure_workflow(
+                                tmp, args.database, label, env, args.count, processes, args.counts
+                            )
+                        )
+                results[processes] = [
+                    median_result(runs[processes, label]) for label, _ in variants
+                ]
         finally:
             drop_created_databases()
-    print(f"\nworkflow throughput ({args.database}, 1 worker process x {THREADS} threads)")
+    print(f"\nworkflow throughput ({args.database}, worker processes x {THREADS} threads)")
     print(f"  (load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-    print(f"  {bare.label:45} {bare.rate:9.1f} messages/s  ({bare.count} in {bare.seconds:.2f} s)")
-    for result in results:
-        ratio = result.rate / bare.rate
+    for processes in process_counts:
+        base = bare[processes]
+        print(f"\n  {processes} worker process{'es' if processes > 1 else ''}:")
         print(
-            f"  {result.label:45} {result.rate:9.1f} executions/s ({result.count} in "
-            f"{result.seconds:.2f} s)  ratio {ratio:.2f}  (target >= 0.50: "
-            f"{'met' if ratio >= 0.5 else 'NOT met'})"
+            f"  {base.label:45} {base.rate:9.1f} messages/s  ({base.count} in {base.seconds:.2f} s)"
         )
-        if result.worker_cpu_s is not None:
-            per_execution = 1000 * result.worker_cpu_s / result.count
-            print(f"  {'':45} worker CPU {per_execution:.2f} ms per execution")
-    by_label = {r.label: r for r in results}
-    without = by_label.get(NO_JOB_STATUS)
-    if without is not None:
-        cost = 1 - results[0].rate / without.rate
-        rounds = f"median of {args.rounds} rounds" if args.rounds > 1 else "1 round"
-        print(
-            f"  job status costs {cost:.1%} of workflow throughput ({rounds}; target <= 15%: "
-            f"{'met' if cost <= 0.15 else 'NOT met'})"
-        )
-        if args.rounds > 1:
-            pairs = zip(runs[VARIANTS[0][0]], runs[NO_JOB_STATUS], strict=True)
-            costs = ", ".join(f"{1 - a.rate / b.rate:.1%}" for a, b in pairs)
-            print(f"  per round: {costs}")
+        print_costs(base, "message")
+        for result in results[processes]:
+            ratio = result.rate / base.rate
+            target = f"  (target >= {RATIO_TARGET}: {_met(ratio >= RATIO_TARGET)})"
+            print(
+                f"  {result.label:45} {result.rate:9.1f} executions/s ({result.count} in "
+                f"{result.seconds:.2f} s)  ratio {ratio:.2f}{target if processes == 1 else ''}"
+            )
+            print_costs(result, "execution")
+        by_label = {r.label: r for r in results[processes]}
+        without = by_label.get(NO_JOB_STATUS)
+        if without is not None:
+            main_result = results[processes][0]
+            cost = 1 - main_result.rate / without.rate
+            rounds = f"median of {args.rounds} rounds" if args.rounds > 1 else "1 round"
+            print(
+                f"  job status costs {cost:.1%} of workflow throughput ({rounds}; target <= "
+                f"{JOB_STATUS_TARGET:.0%}: {_met(cost <= JOB_STATUS_TARGET)})"
+            )
+            if args.rounds > 1:
+                pairs = zip(
+                    runs[processes, VARIANTS[0][0]], runs[processes, NO_JOB_STATUS], strict=True
+                )
+                costs = ", ".join(f"{1 - a.rate / b.rate:.1%}" for a, b in pairs)
+                print(f"  per round: {costs}")
+    if len(process_counts) > 1:
+        one = process_counts[0]
+        print(f"\n  scaling against {one} process{'es' if one > 1 else ''}:")
+        for processes in process_counts[1:]:
+            base = bare[processes].rate / bare[one].rate
+            print(f"  {'no-op drain':45} {base:.2f}x")
+            for label, _ in variants:
+                first = next(r for r in results[one] if r.label == label)
+                now = next(r for r in results[processes] if r.label == label)
+                scale = now.rate / first.rate
+                target = f" (target >= {SCALING_TARGET}x: {_met(scale >= SCALING_TARGET)})"
+                print(f"  {label:45} {scale:.2f}x{target if processes == 2 else ''}")
     return 0
 
 
