@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SERVICES := $(BIN)/python deploy/local/services.py
 
-.PHONY: run test test-fast test-sqlite test-postgres lint install clean stop-redis lock images deploy-test k8s-check
+.PHONY: run test test-fast test-unit test-sqlite test-postgres lint install clean stop-redis lock images deploy-test k8s-check
 
 install: $(STAMP)
 
@@ -44,11 +44,15 @@ test: $(STAMP)
 		echo "PostgreSQL not reachable: skipped the PostgreSQL suite (it always runs in CI)"; \
 	fi
 
-# Everyday work: the suite on SQLite without the tests that start real processes
-# (marked e2e); `make test` is the whole suite CI runs.
+# Everyday work: the suite on SQLite without the tests that start real processes (the
+# system layer: unit, service and contract tests); `make test` is the whole suite CI runs.
 test-fast: $(STAMP)
 	REDIS_URL=$$($(SERVICES) redis-url) && export REDIS_URL && \
-	$(BIN)/tox -e sqlite -- -m "not e2e"
+	$(BIN)/tox -e sqlite -- -m "not system"
+
+# The unit layer only: no Redis, no database, no other process; seconds.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -m unit
 
 test-sqlite test-postgres lint: $(STAMP)
 	REDIS_URL=$$($(SERVICES) redis-url) && export REDIS_URL && \

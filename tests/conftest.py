@@ -4,14 +4,20 @@ Every test gets its own Redis key namespace (broker queues, job records, results
 tests never see each other's messages; databases are SQLite files in a tmp dir, or
 fresh PostgreSQL databases when ``TEST_DATABASE=postgres`` (the tox ``postgres`` env).
 A test that needs Redis or PostgreSQL and cannot reach it fails; it never skips.
+
+None of these fixtures is autouse: a test gets Redis or a database only by asking for
+one. Each test is marked with its layer at collection (:func:`layer_of`), so ``-m unit``
+or ``-m "not system"`` picks a lane.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import types
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -27,6 +33,90 @@ SERVICE_TOKEN_SECRET = "test-service-token-secret-for-the-suite-0123"
 # The suite runs in development mode (production refuses to start without real
 # secrets); processes it starts inherit this. Production tests pass APP_ENV themselves.
 os.environ["APP_ENV"] = "development"
+
+
+TESTS_DIR = Path(__file__).resolve().parent
+#: The layers of the suite, one marker each (``pytest -m unit``, ``-m "not system"``).
+LAYERS = {
+    "unit": "pure logic in tests/unit: no Redis, no database, no other process",
+    "service": "real Redis and a real database, in the test process",
+    "system": "starts real processes (services, workers, scheduler, relay, commands)",
+    "contract": "tests/contract: what the system relies on in its libraries and Redis",
+}
+#: Fixtures that reach Redis or a database: a unit test may not use them.
+HEAVY_FIXTURES = frozenset({"redis_url", "make_database_url"})
+#: Names whose use in a test or one of its fixtures means it starts real processes.
+PROCESS_NAMES = frozenset({"ServiceProcess", "System", "subprocess", "python_module"})
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """The global and attribute names a function refers to, nested functions included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _refers_to_processes(func: object, seen: set[object]) -> bool:
+    """Whether ``func``, or a helper function of the suite it calls, names a process
+    starter."""
+    code = getattr(func, "__code__", None)
+    if code is None or func in seen:
+        return False
+    seen.add(func)
+    names = _names(code)
+    if PROCESS_NAMES & names:
+        return True
+    module_globals = getattr(func, "__globals__", {})
+    return any(
+        _refers_to_processes(helper, seen)
+        for helper in (module_globals.get(name) for name in names)
+        if isinstance(helper, types.FunctionType) and helper.__module__.startswith("tests.")
+    )
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    functions = [getattr(item, "function", None)]
+    fixtureinfo = getattr(item, "_fixtureinfo", None)
+    if fixtureinfo is not None:
+        # The last definition of a name is the one the test gets (a module's own
+        # fixture overrides a conftest's of the same name).
+        functions += [defs[-1].func for defs in fixtureinfo.name2fixturedefs.values() if defs]
+    seen: set[object] = set()
+    return any(_refers_to_processes(func, seen) for func in functions)
+
+
+def layer_of(item: pytest.Item) -> str:
+    """unit (tests/unit), contract (tests/contract), system (starts real processes:
+    marked e2e, or it or a fixture of it uses ServiceProcess, System or subprocess),
+    otherwise service (real Redis and a real database, in this process)."""
+    path = Path(str(item.path)).resolve()
+    folder = path.relative_to(TESTS_DIR).parts[0] if path.is_relative_to(TESTS_DIR) else ""
+    if folder in ("unit", "contract"):
+        return folder
+    if item.get_closest_marker("e2e") or _starts_processes(item):
+        return "system"
+    return "service"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, description in LAYERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    misplaced = []
+    for item in items:
+        layer = layer_of(item)
+        item.add_marker(getattr(pytest.mark, layer))
+        if layer == "unit" and HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            misplaced.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError(
+            "unit tests may not use Redis or a database (move them out of tests/unit): "
+            + ", ".join(misplaced)
+        )
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Unit tests: pure logic, no Redis, no database, no other process (see tests/README.md)."""
