@@ -33,17 +33,11 @@ from api_service.reviews import add_routes as add_review_routes
 from api_service.settings import ApiSettings
 from api_service.tenant_settings import TenantSettingsStore
 from api_service.tenant_settings import add_routes as add_tenant_settings_routes
-from shared.auth import AuthMiddleware, decoder_for
+from shared.auth import decoder_for
 from shared.broker import WakingRedisBroker, create_broker
-from shared.db import FalconConnectionScope, check_current, open_database, utcnow
-from shared.http import (
-    ApiDocs,
-    QueryGuard,
-    RequestMetrics,
-    SecurityHeaders,
-    add_standard_routes,
-    install_error_handling,
-)
+from shared.db import check_current, open_database, utcnow
+from shared.http import ApiDocs
+from shared.http.app import build_app
 from shared.jobstatus import JobStatusStore
 
 API_VERSION = "1.0.0"
@@ -82,19 +76,6 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
         # be inherited by every worker. Start each process with an empty pool.
         deps.db.close_all()
 
-    decoder = decoder_for(settings, accept_service_tokens=True)
-    app = falcon.App(
-        middleware=[  # type: ignore[arg-type]  # falcon's middleware protocols
-            SecurityHeaders(),
-            RequestMetrics(deps.registry, "api"),
-            QueryGuard(),
-            AuthMiddleware(decoder),
-            FalconConnectionScope(deps.db),
-        ]
-    )
-    install_error_handling(app)
-    errors.install(app)
-
     if deps.outbox is None:
         deps.outbox = OutboxPublisher(
             deps.db,
@@ -103,25 +84,21 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
             claim_seconds=settings.outbox_claim_seconds,
             pause_seconds=settings.publish_pause_seconds,
         )
-    policies = PolicyService(deps.db, deps.outbox, deps.clock)
+    outbox = deps.outbox
+    policies = PolicyService(deps.db, outbox, deps.clock)
     limit = settings.max_body_bytes
-
-    docs = ApiDocs(
-        "Policy API",
-        API_VERSION,
-        "Policies with a lifecycle; every change publishes a trigger event to the "
-        "governance.policy queue.",
-    )
-    docs.add_route(app, "/policies", PolicyCollection(policies, limit))
-    docs.add_route(app, "/policies/{policy_id}", PolicyItem(policies, limit))
-    docs.add_route(app, "/policies/{policy_id}/transitions", PolicyTransitions(policies, limit))
-    docs.add_route(app, "/policies/{policy_id}/versions", PolicyVersions(policies))
-    docs.add_route(app, "/policies/{policy_id}/refusals", PolicyRefusals(policies))
-    add_entity_routes(app, docs, settings, deps.db, deps.outbox, deps.clock)
-    add_review_routes(app, docs, ReviewService(deps.db, deps.outbox, deps.clock), limit)
-    add_tenant_settings_routes(app, docs, TenantSettingsStore(deps.db, deps.clock), limit)
     job_store = deps.job_store or JobStatusStore(deps.broker.client, settings.namespace)
-    add_job_routes(app, docs, job_store)
+
+    def routes(app: falcon.App, docs: ApiDocs) -> None:
+        docs.add_route(app, "/policies", PolicyCollection(policies, limit))
+        docs.add_route(app, "/policies/{policy_id}", PolicyItem(policies, limit))
+        docs.add_route(app, "/policies/{policy_id}/transitions", PolicyTransitions(policies, limit))
+        docs.add_route(app, "/policies/{policy_id}/versions", PolicyVersions(policies))
+        docs.add_route(app, "/policies/{policy_id}/refusals", PolicyRefusals(policies))
+        add_entity_routes(app, docs, settings, deps.db, outbox, deps.clock)
+        add_review_routes(app, docs, ReviewService(deps.db, outbox, deps.clock), limit)
+        add_tenant_settings_routes(app, docs, TenantSettingsStore(deps.db, deps.clock), limit)
+        add_job_routes(app, docs, job_store)
 
     scraped = deps.registry
     if settings.prometheus_multiproc_dir:
@@ -130,14 +107,23 @@ def create_app(settings: ApiSettings, deps: Deps) -> falcon.App:
         scraped = CollectorRegistry()
         multiprocess.MultiProcessCollector(scraped, path=settings.prometheus_multiproc_dir)
     scraped.register(OutboxBacklogCollector(deps.db, deps.clock))
-    add_standard_routes(
-        app,
-        docs,
-        registry=scraped,
+    return build_app(
+        ApiDocs(
+            "Policy API",
+            API_VERSION,
+            "Policies with a lifecycle; every change publishes a trigger event to the "
+            "governance.policy queue.",
+        ),
+        metrics_prefix="api",
+        registry=deps.registry,
+        scraped=scraped,
+        decoder=decoder_for(settings, accept_service_tokens=True),
+        db=deps.db,
+        routes=routes,
         checks=[
             ("database", lambda: deps.db.execute_sql("SELECT 1")),
             ("redis", lambda: deps.broker.client.ping()),
         ],
         metrics_public=settings.metrics_public,
+        error_handlers=[errors.install],
     )
-    return app

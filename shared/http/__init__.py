@@ -11,6 +11,7 @@
 - :mod:`~shared.http.openapi`: route declarations (:class:`Operation`) and the OpenAPI
   document built from them.
 - :mod:`~shared.http.probes`: /healthz, /readyz and the routes every service serves.
+- :mod:`~shared.http.app`: :func:`build_app`, the wiring both services' apps share.
 
 The package imports only ``shared`` (and libraries), never a service. The names below
 are re-exported so ``from shared.http import ...`` keeps working.

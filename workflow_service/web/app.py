@@ -13,17 +13,11 @@ import peewee
 import redis
 from prometheus_client import CollectorRegistry
 
-from shared.auth import AuthMiddleware, decoder_for
+from shared.auth import decoder_for
 from shared.broker import create_broker
-from shared.db import FalconConnectionScope, check_current, open_database
-from shared.http import (
-    ApiDocs,
-    QueryGuard,
-    RequestMetrics,
-    SecurityHeaders,
-    add_standard_routes,
-    install_error_handling,
-)
+from shared.db import check_current, open_database
+from shared.http import ApiDocs
+from shared.http.app import build_app
 from workflow_service.db import database
 from workflow_service.engine import Engine
 from workflow_service.migrations import all_migrations
@@ -107,40 +101,33 @@ def create_app(settings: WorkflowSettings, deps: Deps) -> falcon.App:
         check_current(deps.db, all_migrations())
     load_steps(settings.plugins)
 
-    app = falcon.App(
-        middleware=[  # type: ignore[arg-type]  # falcon's middleware protocols
-            SecurityHeaders(),
-            RequestMetrics(deps.registry, "workflow"),
-            QueryGuard(),
-            AuthMiddleware(decoder_for(settings, accept_service_tokens=False)),
-            FalconConnectionScope(deps.db),
-        ]
-    )
-    install_error_handling(app)
     engine = deps.engine or build_engine(settings, database, deps.broker, deps.redis)
     store = WorkflowStore(database, cache_invalidator(deps.redis, settings.namespace))
     context = AppContext(settings=settings, deps=deps, engine=engine, store=store)
-    docs = ApiDocs(
-        "Workflow admin API",
-        API_VERSION,
-        "Workflow definitions, executions with their step log, tasks and the in-app inbox.",
-    )
     limit = settings.max_body_bytes
-    add_workflow_routes(app, docs, store, engine, limit)
-    add_execution_routes(app, docs, engine)
-    add_inbox_routes(app, docs)
-    for register in extension_registrars():
-        register(app, docs, context)
+
+    def routes(app: falcon.App, docs: ApiDocs) -> None:
+        add_workflow_routes(app, docs, store, engine, limit)
+        add_execution_routes(app, docs, engine)
+        add_inbox_routes(app, docs)
+        for register in extension_registrars():
+            register(app, docs, context)
 
     def check_database() -> None:
         with deps.db.connection_context():
             deps.db.execute_sql("SELECT 1")
 
-    add_standard_routes(
-        app,
-        docs,
+    return build_app(
+        ApiDocs(
+            "Workflow admin API",
+            API_VERSION,
+            "Workflow definitions, executions with their step log, tasks and the in-app inbox.",
+        ),
+        metrics_prefix="workflow",
         registry=deps.registry,
+        decoder=decoder_for(settings, accept_service_tokens=False),
+        db=deps.db,
+        routes=routes,
         checks=[("database", check_database), ("redis", lambda: deps.redis.ping())],
         metrics_public=settings.metrics_public,
     )
-    return app
