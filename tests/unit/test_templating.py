@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from workflow_service.templating import (
@@ -219,10 +217,10 @@ BIG = {"entity": {"tags": ["a", "b"], "big": "x" * 60_000, "title": "Access"}}
     ],
 )
 def test_every_path_pays_into_one_budget_and_fails_fast(source):
-    started = time.monotonic()
+    # Failing fast is the budget's work: each of these would run for minutes or take
+    # gigabytes without it (no wall-clock assertion: the machine may be busy).
     with pytest.raises(TemplateRenderError):
         renderer.render(source, BIG)
-    assert time.monotonic() - started < 1.0
 
 
 def test_budget_errors_say_which_limit_was_hit():
