@@ -3,8 +3,8 @@
 Run as ``python -m tests.unit.actor_wiring`` (a process of its own, so the actors'
 registration never touches the test process's broker): it stands in for
 :mod:`workflow_service.broker` with a module whose broker is Dramatiq's
-``StubBroker``, so nothing reaches Redis or a database, then imports the actor modules
-the worker imports.
+``StubBroker``, so nothing reaches Redis or a database, then imports every module of
+the service that registers actors.
 """
 
 from __future__ import annotations
@@ -26,26 +26,44 @@ from dramatiq.results.backends.stub import StubBackend
 UNREACHABLE_REDIS = "redis://127.0.0.1:9/0"
 
 
-def worker_actor_modules() -> list[str]:
-    """The actor modules the worker entry imports: those its features declare, or (a
-    worker that imports its actor modules one by one) those its source names."""
-    try:
-        features = importlib.import_module("workflow_service.features")
-    except ModuleNotFoundError:
-        features = None
-    if features is not None and hasattr(features, "actor_modules"):
-        return list(features.actor_modules())
+def _named_modules(source: str) -> set[str]:
+    """Dotted module names a source imports or spells out as a string."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.add(node.value)
+    return names
+
+
+def actor_modules() -> dict[str, list[str]]:
+    """Every module of the workflow service that registers actors (found by its source,
+    so a new one is covered without a list to keep), with the other modules of the
+    service that import or name it (the worker, a feature's declaration): an actor
+    module no other module names is never imported by a worker."""
     import workflow_service
 
-    source = Path(workflow_service.__file__).with_name("worker.py").read_text()
-    modules = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for alias in node.names:
-                name = f"{node.module}.{alias.name}"
-                if name.endswith(".actors"):
-                    modules.append(name)
-    return modules
+    root = Path(workflow_service.__file__).parent
+    sources = {
+        ".".join(("workflow_service", *path.relative_to(root).with_suffix("").parts)): (
+            path.read_text()
+        )
+        for path in sorted(root.rglob("*.py"))
+    }
+    registering = [
+        module
+        for module, source in sources.items()
+        if "dramatiq.actor(" in source or "@dramatiq.actor" in source
+    ]
+    named = {module: _named_modules(source) for module, source in sources.items()}
+    return {
+        module: sorted(other for other in sources if other != module and module in named[other])
+        for module in registering
+    }
 
 
 def stub_broker_module() -> types.ModuleType:
@@ -70,7 +88,7 @@ def stub_broker_module() -> types.ModuleType:
 
 def describe() -> dict:
     sys.modules["workflow_service.broker"] = module = stub_broker_module()
-    modules = worker_actor_modules()
+    modules = actor_modules()
     for name in modules:
         importlib.import_module(name)
     broker = module.broker
