@@ -77,7 +77,7 @@ class Counts:
         kinds = " ".join(f"{k} {self.sql[k]:.2f}" for k in SQL_KINDS if self.sql.get(k))
         return f"{self.statements:.2f} SQL ({kinds}) + {self.connection_checks:.2f} conn checks"
 
-    def redis_line(self, top: int = 6) -> str:
+    def redis_line(self, top: int = 12) -> str:
         busiest = sorted(self.redis_commands.items(), key=lambda kv: -kv[1])[:top]
         names = " ".join(f"{k} {v:.2f}" for k, v in busiest if v)
         return (

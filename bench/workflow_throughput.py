@@ -31,14 +31,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from _counts import Counts, counting_env, read_counts
-from _cpu import process_tree_cpu_s
+from _cpu import _TICK
 from _harness import (
+    BIN,
     REDIS_URL,
     ROOT,
     Probe,
@@ -69,20 +72,42 @@ VARIANTS: list[tuple[str, dict[str, str]]] = [
 ]
 
 
+def tree_cpu(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pids`` and their descendants, from ``/proc``."""
+    user = system = 0.0
+    pending = list(pids)
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{current}/task/{current}/children") as children:
+                pending += [int(c) for c in children.read().split()]
+        except OSError:
+            continue  # gone meanwhile
+        user += int(fields[11]) / _TICK
+        system += int(fields[12]) / _TICK
+    return user, system
+
+
 @dataclass
 class Result:
     label: str
     count: int
     seconds: float
     processes: int = 1
-    #: CPU seconds the worker processes used meanwhile (None: not measured).
-    worker_cpu_s: float | None = None
+    #: (user, system) CPU seconds the worker processes used meanwhile.
+    worker_cpu: tuple[float, float] | None = None
     #: What the worker processes sent to the database and Redis meanwhile.
     counts: Counts | None = None
 
     @property
     def rate(self) -> float:
         return self.count / self.seconds
+
+    @property
+    def worker_cpu_s(self) -> float | None:
+        return sum(self.worker_cpu) if self.worker_cpu is not None else None
 
 
 class _Counting:
@@ -103,6 +128,42 @@ class _Counting:
         return total
 
 
+class Profiler:
+    """``py-spy record`` of a process tree while the measured work runs (``--profile``).
+
+    py-spy samples from outside the process (``pip install py-spy``; attaching needs
+    ptrace rights: root, or ``kernel.yama.ptrace_scope=0``). Sampling pauses the
+    process briefly, so throughput measured with a profiler on is a little lower.
+    """
+
+    def __init__(self, directory: Path | None, name: str):
+        self.directory = directory
+        self.name = name
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, pids: list[int]) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for n, pid in enumerate(pids):
+            output = self.directory / f"{self.name}-{n + 1}.folded.txt"
+            # --gil: only samples of threads holding the GIL, i.e. running Python code
+            # (waits on sockets, locks and queues are left out): where the CPU goes.
+            argv = [str(BIN / "py-spy"), "record", "--pid", str(pid), "--subprocesses", "--gil"]
+            argv += ["--nonblocking"]  # no pauses: samples land where the time goes
+            argv += ["--rate", "250", "--format", "raw", "--output", str(output)]
+            self.processes.append(
+                subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        time.sleep(1)  # attached
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+        for process in self.processes:
+            process.wait(60)
+
+
 def measure_workflow(
     tmp: Path,
     database: str,
@@ -111,6 +172,7 @@ def measure_workflow(
     count: int,
     processes: int = 1,
     counts: bool = True,
+    profile: Path | None = None,
 ) -> Result:
     counting = _Counting(tmp, "workflow", counts)
     system = start_system(tmp, database, api=False, env={**env, **counting.env()})
@@ -150,8 +212,11 @@ def measure_workflow(
         warmup = 50 * processes
         publish(warmup)
         poll(lambda: completed() >= warmup, timeout=120, message="warm-up executions")
+        variant = "".join(c if c.isalnum() else "-" for c in label.split(":")[-1].strip())
+        profiler = Profiler(profile, f"worker-{database}-{processes}p-{variant}")
+        profiler.start(pids)
         counts_before = counting.read(pids, fresh_after=time.time())
-        cpu_before = sum(process_tree_cpu_s(pid) for pid in pids)
+        cpu_before = tree_cpu(pids)
         started = time.perf_counter()
         publish(count)
         poll(
@@ -161,7 +226,9 @@ def measure_workflow(
             message=f"{count} executions completed",
         )
         elapsed = time.perf_counter() - started
-        worker_cpu = sum(process_tree_cpu_s(pid) for pid in pids) - cpu_before
+        cpu_after = tree_cpu(pids)
+        worker_cpu = (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])
+        profiler.stop()
         counts_after = counting.read(pids, fresh_after=time.time())
         broker.close()
         used = (
@@ -193,9 +260,10 @@ def measure_bare(tmp: Path, count: int, processes: int = 1, counts: bool = True)
     try:
         probe.warm_up(50 * processes)
         counts_before = counting.read([probe.process.pid], fresh_after=time.time())
-        cpu_before = process_tree_cpu_s(probe.process.pid)
+        cpu_before = tree_cpu([probe.process.pid])
         rate = probe.drain_rate(count, warm_up=False)
-        cpu = process_tree_cpu_s(probe.process.pid) - cpu_before
+        cpu_after = tree_cpu([probe.process.pid])
+        cpu = (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])
         counts_after = counting.read([probe.process.pid], fresh_after=time.time())
     finally:
         probe.stop()
@@ -218,10 +286,14 @@ def _met(ok: bool) -> str:
 
 def print_costs(result: Result, unit: str) -> None:
     pad = " " * 47
-    if result.worker_cpu_s is not None:
-        per = 1000 * result.worker_cpu_s / result.count
+    if result.worker_cpu is not None:
+        user, system = (1000 * s / result.count for s in result.worker_cpu)
+        per = user + system
         target = f"  (target <= {CPU_TARGET_MS} ms: {_met(per <= CPU_TARGET_MS)})"
-        print(f"{pad}worker CPU {per:.2f} ms per {unit}{target if unit == 'execution' else ''}")
+        print(
+            f"{pad}worker CPU {per:.2f} ms per {unit} (user {user:.2f} + system {system:.2f})"
+            f"{target if unit == 'execution' else ''}"
+        )
     if result.counts is not None:
         per_unit = result.counts.per(result.count)
         print(f"{pad}per {unit}: {per_unit.sql_line()}")
@@ -252,6 +324,12 @@ def main() -> int:
         help="do not count SQL statements and Redis round trips (no counting overhead)",
     )
     parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record a py-spy profile of the worker processes during each measured run "
+        "into this folder (collapsed stacks: flamegraph.pl, or drop into https://www.speedscope.app)",
+    )
+    parser.add_argument(
         "--variants",
         default="all",
         help="'all', or 'main' for the workflow with job status only",
@@ -274,7 +352,14 @@ def main() -> int:
                     for label, env in order:
                         runs[processes, label].append(
                             measure_workflow(
-                                tmp, args.database, label, env, args.count, processes, args.counts
+                                tmp,
+                                args.database,
+                                label,
+                                env,
+                                args.count,
+                                processes,
+                                args.counts,
+                                args.profile,
                             )
                         )
                 results[processes] = [
