@@ -5,7 +5,13 @@ from __future__ import annotations
 import peewee
 from playhouse.migrate import SchemaMigrator
 
-from api_service import migration_0001, migration_0005, migration_0006, migration_0007
+from api_service import (
+    migration_0001,
+    migration_0005,
+    migration_0006,
+    migration_0007,
+    migration_0008,
+)
 from shared.db import Migration
 
 
@@ -132,4 +138,5 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(6, migration_0006.NAME, migration_0006.apply, service="api_service"),
     Migration(7, migration_0007.NAME, migration_0007.apply, service="api_service"),
+    Migration(8, migration_0008.NAME, migration_0008.apply, service="api_service"),
 ]

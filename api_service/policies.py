@@ -13,7 +13,7 @@ from typing import Any
 
 import peewee
 
-from api_service import idempotency, lifecycle, review_cycle
+from api_service import idempotency, lifecycle, review_cycle, search
 from api_service.duties import check_separation_of_duties, former_holders
 from api_service.errors import (
     ApprovalWorkflowRequired,
@@ -38,7 +38,6 @@ from api_service.outbox import Clock, OutboxPublisher, OutboxRow, PendingEvent
 from api_service.schemas import EDITABLE_FIELDS, PolicyCreate, PolicyUpdate, TransitionRequest
 from api_service.transactions import GroupCommit
 from shared.auth import Principal
-from shared.db import is_postgres
 from shared.events import Event
 from shared.sql import CompiledInsert
 
@@ -151,23 +150,13 @@ class PolicyService:
         limit: int,
     ) -> tuple[list[Policy], tuple[datetime, uuid.UUID] | None]:
         """Newest first; ``after`` is the (created_at, id) of the last row already seen."""
-        query = Policy.select().where(
-            (Policy.tenant == principal.tenant) & Policy.deleted_at.is_null()
-        )
+        query = search.policies(self.db, principal.tenant, filters.q)
         if filters.status:
             query = query.where(Policy.status == filters.status)
         if filters.policy_type:
             query = query.where(Policy.policy_type == filters.policy_type)
         if filters.owner:
             query = query.where(Policy.owner == filters.owner)
-        if filters.q:
-            # A substring match without LIKE, so % and _ in the search text are literal.
-            find = peewee.fn.strpos if is_postgres(self.db) else peewee.fn.instr
-            needle = filters.q.lower()
-            query = query.where(
-                (find(peewee.fn.lower(Policy.title), needle) > 0)
-                | (find(peewee.fn.lower(Policy.content), needle) > 0)
-            )
         if after is not None:
             created_at, last_id = after
             query = query.where(

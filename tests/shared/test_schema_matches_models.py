@@ -97,12 +97,40 @@ def _on_delete(db: peewee.Database, table: str) -> dict[str, str]:
     return {row[3]: row[6] for row in rows}  # from, on_delete
 
 
+def _full_text_tables(db: peewee.Database) -> set[str]:
+    # SQLite's full-text tables (virtual tables) and the shadow tables holding their
+    # index: no model declares them (the text search tests cover them).
+    if is_postgres(db):
+        return set()
+    virtual = {
+        name
+        for (name,) in db.execute_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND sql LIKE 'CREATE VIRTUAL TABLE%'"
+        )
+    }
+    return {
+        table
+        for table in db.get_tables()
+        if table in virtual or any(table.startswith(name + "_") for name in virtual)
+    }
+
+
+def _declarable(index: peewee.IndexMetadata) -> bool:
+    # Models declare b-tree indexes on columns; a GIN trigram index on an expression
+    # (the text search's, on PostgreSQL) is the migrations' own.
+    return " USING gin " not in (index.sql or "")
+
+
 def schema(db: peewee.Database) -> dict[str, dict[str, Any]]:
     """Each table's columns (type, null, primary key, default), indexes (columns and
-    whether unique) and foreign keys, as the database reports them."""
+    whether unique) and foreign keys, as the database reports them. Full-text search
+    structures (SQLite virtual tables, PostgreSQL GIN indexes) are left out: no model
+    can declare them."""
     tables = {}
+    full_text = _full_text_tables(db)
     for table in db.get_tables():
-        if table in (HISTORY_TABLE, LEGACY_HISTORY_TABLE):
+        if table in (HISTORY_TABLE, LEGACY_HISTORY_TABLE) or table in full_text:
             continue
         lengths = _char_lengths(db, table)
         columns = {
@@ -118,6 +146,7 @@ def schema(db: peewee.Database) -> dict[str, dict[str, Any]]:
         indexes = sorted(
             (tuple(i.columns), "unique" if i.unique else "not unique")
             for i in db.get_indexes(table)
+            if _declarable(i)
         )
         on_delete = _on_delete(db, table)
         foreign_keys = sorted(
