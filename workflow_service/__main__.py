@@ -1,6 +1,9 @@
 """``python -m workflow_service migrate [--wait S] | scheduler | health | users``.
 
 Further commands register in :data:`COMMANDS` (name -> (help, function(argv) -> int)).
+An entry point: it may import features (the ``users`` command is the user directory's),
+and installs them (:func:`workflow_service.features.install`) before a command that
+changes data, so the features' hooks (the audit trail) hear of it.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def cmd_migrate(argv: list[str]) -> int:
     except (peewee.OperationalError, peewee.InterfaceError) as exc:
         print(f"workflow_service migrate: database not answering: {exc}", file=sys.stderr)
         return 1
-    applied = migrate(db, all_migrations())
+    applied = migrate(db, all_migrations(settings.plugins))
     names = ", ".join(f"{m.version} {m.name}" for m in applied) or "nothing to apply"
     print(f"workflow_service database migrated: {names}")
     db.close()
@@ -65,9 +68,11 @@ def cmd_health(argv: list[str]) -> int:
 
 
 def cmd_users(argv: list[str]) -> int:
+    from workflow_service.features import install
     from workflow_service.users.importing import main
 
     settings = WorkflowSettings.from_env()
+    install(settings.plugins)
     db = init_database(settings.database_url)
     try:
         return main(argv)

@@ -6,7 +6,9 @@ left to decide, retries exhausted - goes through :func:`stop` and then :func:`re
 one conditional UPDATE, and, once the caller's transaction has committed, a note on
 the execution's run job (``ended``: ``cancelled`` or ``failed``, and why) that closes
 its waiting marker. The write's job tree then reads ``cancelled`` or ``failed``
-instead of ``waiting`` forever (see :mod:`shared.jobstatus.store`).
+instead of ``waiting`` forever (see :mod:`shared.jobstatus.store`). :func:`report` also
+fires the kernel's ``execution_ended`` hook, through which the approvals feature closes
+the approvals the execution left open, whatever path ended it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from shared.jobstatus import end_execution
 from shared.queues import ENTITY_QUEUES
-from workflow_service.audit.record import record_execution
+from workflow_service.kernel import hooks
 from workflow_service.models import Execution, ExecutionStatus
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ def stop(
     if row is not None:
         audited = dict(zip(("tenant_id", "entity_id", "workflow"), row[2:], strict=True))
         ended = Execution(id=execution_id, entity_type=row[1], **audited)
-        record_execution(ended, status, {"reason": reason[:500]})
+        hooks.execution_recorded(ended, status, {"reason": reason[:500]})
     job = None
     if row is not None and row[0] and row[1] in ENTITY_QUEUES:
         job = (row[0], ENTITY_QUEUES[row[1]])
@@ -82,14 +84,18 @@ def stop(
 
 
 def report(broker: Any, ended: Iterable[Ended | None]) -> None:
-    """Tell the run jobs of ended executions how they ended (after commit)."""
+    """Tell the run jobs of ended executions how they ended, and fire the
+    ``execution_ended`` hook for each (after commit: a feature closing what the
+    execution left open, its approvals, races with no decision still in flight)."""
     for item in ended:
-        if item is None or item.job is None:
+        if item is None:
             continue
-        try:
-            end_execution(broker, item.job[0], item.job[1], item.status, item.reason)
-        except Exception as exc:  # noqa: BLE001 - the execution has ended regardless
-            log.warning("job %s not told its execution ended: %s", item.job[0], exc)
+        if item.job is not None:
+            try:
+                end_execution(broker, item.job[0], item.job[1], item.status, item.reason)
+            except Exception as exc:  # noqa: BLE001 - the execution has ended regardless
+                log.warning("job %s not told its execution ended: %s", item.job[0], exc)
+        hooks.fire_after_commit(hooks.execution_ended, item.execution_id, item.status, item.reason)
 
 
 def end(

@@ -33,10 +33,10 @@ from shared.queues import ENTITY_QUEUES
 from shared.sql import CompiledInsert, CompiledQuery, CompiledSelect
 from workflow_service import ending
 from workflow_service.apiclient import ApiClient
-from workflow_service.audit import record as audit
 from workflow_service.cache import ActiveWorkflowCache
 from workflow_service.definitions import trigger_for_event
 from workflow_service.heartbeat import ClaimHeartbeat
+from workflow_service.kernel import hooks
 from workflow_service.models import (
     Execution,
     ExecutionStatus,
@@ -154,14 +154,14 @@ class Engine:
             hook(event)
         trigger_name = trigger_for_event(event.event_type)
         if trigger_name is None:
-            audit.record_event(event)
+            hooks.event_received(event)
             return []
         trigger = Trigger.from_payload(event.to_payload())
         matching = self.cache.match(
             event.tenant_id, event.entity_type, trigger_name, trigger.data, trigger.envelope
         )
         with self.db.atomic():  # the event's audit entry and its executions: one commit
-            audit.record_event(event)
+            hooks.event_received(event)
             executions = [self.create_execution(w.id, w.version, trigger) for w in matching]
         for execution in executions:
             if execution.status == ExecutionStatus.PENDING:
@@ -245,7 +245,7 @@ class Engine:
         )
         with self.db.atomic():  # the execution and who asked for it: one commit
             execution = self.create_execution(workflow.id, workflow.version, trigger)
-            audit.record_execution(execution, "requested", {"trigger": "manual"}, actor=actor)
+            hooks.execution_recorded(execution, "requested", {"trigger": "manual"}, actor=actor)
         self._send_or_leave_to_sweep(execution)
         return execution
 
@@ -310,7 +310,7 @@ class Engine:
             if claimed:
                 execution = _LOAD_EXECUTION.first(self.db, execution_id)
                 if execution.started_at == execution.claimed_at:  # its first claim
-                    audit.record_execution(execution, "started", {"attempt": execution.attempts})
+                    hooks.execution_recorded(execution, "started", {"attempt": execution.attempts})
         if not claimed:
             status = Execution.select(Execution.status).where(Execution.id == execution_id).scalar()
             if status is None:
@@ -404,7 +404,7 @@ class Engine:
         with self.db.atomic():
             finished = _COMPLETE.execute(self.db, execution.id, execution.attempts, self.clock())
             if finished:
-                audit.record_execution(execution, "completed")
+                hooks.execution_recorded(execution, "completed")
         if not finished:
             return Execution.get_by_id(execution.id).status
         return ExecutionStatus.COMPLETED
@@ -462,7 +462,7 @@ class Engine:
                 .where(StepRun.id == run.id)
                 .execute()
             )
-            audit.record_step(execution, run, StepStatus.FAILED, error=describe(exc))
+            hooks.step_recorded(execution, run, StepStatus.FAILED, error=describe(exc))
             raise
         return outcome
 
@@ -513,7 +513,7 @@ class Engine:
     def _record(self, run: StepRun, outcome: StepOutcome, execution: Execution) -> None:
         waiting = outcome.state == "waiting"
         status = StepStatus.WAITING if waiting else StepStatus.COMPLETED
-        audit.record_step(execution, run, status, output=outcome.output)
+        hooks.step_recorded(execution, run, status, output=outcome.output)
         _FINISH_STEP.execute(
             self.db,
             run.id,

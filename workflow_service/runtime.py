@@ -1,35 +1,24 @@
-"""Builds the engine a process needs from its settings, database and broker."""
+"""Builds the engine a process needs from its settings, database and broker.
+
+Part of the entry points (the web app, the worker's actors and the scheduler build
+their engine here): it installs the features (:mod:`workflow_service.features`) and
+gives the engine what they provide, the user directory and the hooks every event runs
+through before dispatch.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 from typing import Any
 
 import peewee
 import redis
 
+from workflow_service import features
 from workflow_service.apiclient import ApiClient
 from workflow_service.cache import ActiveWorkflowCache, bump_version
 from workflow_service.engine import Engine
 from workflow_service.settings import WorkflowSettings
-from workflow_service.steps import Directory
-
-
-def make_directory() -> Directory:
-    """The user directory that expands roles into users (none configured: roles stay)."""
-    from workflow_service.users.directory import UserDirectory
-
-    return UserDirectory()
-
-
-def make_event_hooks(broker: Any = None) -> list:
-    """What every event runs through before dispatch: approvals close on an entity's
-    deletion, archiving or change (see ``approvals.entity_events``); the executions
-    they stop are reported to job status through ``broker``."""
-    from workflow_service.approvals.entity_events import on_event
-
-    return [functools.partial(on_event, broker=broker)]
 
 
 def build_engine(
@@ -39,6 +28,7 @@ def build_engine(
     client: redis.Redis,
     api: ApiClient | None = None,
 ) -> Engine:
+    installed = features.install(settings.plugins)
     return Engine(
         settings=settings,
         db=db,
@@ -48,8 +38,8 @@ def build_engine(
             settings.api_url, settings.service_token_secret, timeout=settings.api_timeout_s
         ),
         cache=ActiveWorkflowCache(client, settings.namespace, settings.workflow_cache_ttl_s),
-        directory=make_directory(),
-        event_hooks=make_event_hooks(broker),
+        directory=features.make_directory(installed),
+        event_hooks=features.make_event_hooks(broker, installed),
     )
 
 

@@ -12,9 +12,9 @@ may run (for availability). Jobs:
 * the sweep: re-sends run messages of executions stuck pending or running longer than
   ``EXECUTION_SWEEP_AFTER_SECONDS`` (a lost message, a worker that died for good).
 
-Housekeeping (the sweep, and the jobs feature packages add through
-:data:`JOB_REGISTRARS`: functions called with ``(scheduler, context)`` that add
-APScheduler jobs and check ``context.is_leader()``) runs on one leader at a time: a
+Housekeeping (the sweep, and the ``jobs`` the features declare in their ``FEATURE``,
+see :mod:`workflow_service.features`: functions called with ``(scheduler, context)``
+that add APScheduler jobs and check ``context.is_leader()``) runs on one leader at a time: a
 Redis lock with a TTL, renewed every third of the TTL; another process takes over
 within one TTL after the leader dies. Such a job that misses a run catches up at its
 next one, so a gap costs a delay, not work.
@@ -28,7 +28,6 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -38,19 +37,16 @@ from apscheduler.triggers.base import BaseTrigger
 
 from shared.broker import create_broker
 from shared.db import check_current
-from workflow_service.approvals.jobs import register_jobs as approval_jobs
-from workflow_service.approvals.reassign import register_jobs as departed_approvers
-from workflow_service.audit.jobs import audit_sweep
+from workflow_service import features
 from workflow_service.cache import global_version_key
 from workflow_service.db import database, init_database
 from workflow_service.definitions import cron_trigger
 from workflow_service.engine import Engine
-from workflow_service.files.retention import register_jobs as file_retention
+from workflow_service.kernel.schedules import leader_key
 from workflow_service.migrations import all_migrations
 from workflow_service.models import Execution, Workflow, WorkflowStatus
 from workflow_service.runtime import build_engine
 from workflow_service.settings import WorkflowSettings
-from workflow_service.steps import load_steps
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +69,6 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-def leader_key(namespace: str) -> str:
-    """The Redis key of the schedulers' leader lock."""
-    return f"{namespace}:scheduler:leader"
 
 
 class LeaderLock:
@@ -120,16 +111,6 @@ class SchedulerContext:
 
     def is_leader(self) -> bool:
         return self.lock.held
-
-
-JobRegistrar = Callable[[BlockingScheduler, SchedulerContext], None]
-#: Further timed jobs (approval due dates, escalations), one registrar each.
-JOB_REGISTRARS: list[JobRegistrar] = [
-    approval_jobs,
-    departed_approvers,
-    file_retention,
-    audit_sweep,
-]
 
 
 class ScheduledWorkflows:
@@ -210,27 +191,11 @@ def scheduled_fire_time(trigger: BaseTrigger, now: datetime) -> datetime | None:
     return fire.astimezone(UTC).replace(tzinfo=None)
 
 
-def next_fire_times(trigger: BaseTrigger, now: datetime, count: int = 3) -> list[datetime]:
-    """The next ``count`` times (aware UTC) ``trigger`` fires after ``now`` (naive
-    UTC), as APScheduler computes them for the cron job :class:`ScheduledWorkflows`
-    adds."""
-    times: list[datetime] = []
-    previous = None
-    at = now.replace(tzinfo=UTC)
-    for _ in range(count):
-        fire = trigger.get_next_fire_time(previous, at)
-        if fire is None:
-            break
-        times.append(fire.astimezone(UTC))
-        previous, at = fire, fire + timedelta(microseconds=1)
-    return times
-
-
 def build(settings: WorkflowSettings) -> tuple[BlockingScheduler, SchedulerContext]:
     db = init_database(settings.pooled_database_url)
     with db.connection_context():
-        check_current(db, all_migrations())
-    load_steps(settings.plugins)
+        check_current(db, all_migrations(settings.plugins))
+    installed = features.install(settings.plugins)
     broker = create_broker(settings)
     engine = build_engine(settings, database, broker, broker.client)
     lock = LeaderLock(broker.client, leader_key(settings.namespace), settings.scheduler_lock_ttl_s)
@@ -277,8 +242,9 @@ def build(settings: WorkflowSettings) -> tuple[BlockingScheduler, SchedulerConte
         id="workflow-schedules",
         next_run_time=datetime.now(UTC),
     )
-    for register in JOB_REGISTRARS:
-        register(scheduler, context)
+    for feature in installed:
+        for register in feature.jobs:
+            register(scheduler, context)
     return scheduler, context
 
 

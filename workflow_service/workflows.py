@@ -12,8 +12,8 @@ from typing import Any, cast
 import peewee
 
 from shared.db import is_postgres, utcnow
-from workflow_service.audit.record import record_workflow
 from workflow_service.definitions import WorkflowDefinition, validate_definition
+from workflow_service.kernel import hooks
 from workflow_service.models import Execution, Workflow, WorkflowStatus, WorkflowVersion
 
 #: The audit action of each status a workflow is moved to.
@@ -85,7 +85,7 @@ class WorkflowStore:
                 updated_at=now,
             )
             self._snapshot(workflow, actor)
-            record_workflow(workflow, "created", actor)
+            hooks.workflow_changed(workflow, "created", actor)
         self.invalidate(tenant_id)
         return workflow
 
@@ -114,7 +114,7 @@ class WorkflowStore:
             for name, value in definition.stored().items():
                 setattr(workflow, name, value)
             self._bump(workflow, actor)
-            record_workflow(workflow, "updated", actor, changed=sorted(changes))
+            hooks.workflow_changed(workflow, "updated", actor, changed=sorted(changes))
         self.invalidate(tenant_id)
         return workflow
 
@@ -125,7 +125,7 @@ class WorkflowStore:
             if workflow.status != status:
                 workflow.status = status
                 self._bump(workflow, actor)
-                record_workflow(workflow, STATUS_ACTIONS[status], actor)
+                hooks.workflow_changed(workflow, STATUS_ACTIONS[status], actor)
         self.invalidate(tenant_id)
         return workflow
 
@@ -136,7 +136,7 @@ class WorkflowStore:
                 raise WorkflowInUse(workflow_id)
             WorkflowVersion.delete().where(WorkflowVersion.workflow == workflow.id).execute()
             workflow.delete_instance()
-            record_workflow(workflow, "deleted", None)
+            hooks.workflow_changed(workflow, "deleted", None)
         self.invalidate(tenant_id)
 
     def versions(self, workflow: Workflow):

@@ -13,14 +13,14 @@ import redis
 from shared.auth import issue_token
 from shared.db import migrate
 from tests.conftest import JWT_SECRET
+from workflow_service.app import Deps, create_app
 from workflow_service.db import database, init_database
+from workflow_service.features import install
 from workflow_service.migrations import all_migrations
 from workflow_service.settings import WorkflowSettings
-from workflow_service.steps import load_steps
 from workflow_service.users.directory import save_user
-from workflow_service.web.app import Deps, create_app
 
-load_steps()
+install()
 
 TENANT = "acme"
 PEOPLE = {

@@ -16,6 +16,7 @@ import pytest
 
 from shared.db import utcnow
 from tests.approvals.conftest import TENANT, auth
+from workflow_service.app import Deps, create_app
 from workflow_service.approvals import jobs
 from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot
 from workflow_service.db import database
@@ -24,7 +25,6 @@ from workflow_service.models import Execution, Notification, StepRun
 from workflow_service.notifications import delivery
 from workflow_service.notifications.models import Delivery
 from workflow_service.runtime import build_engine
-from workflow_service.web.app import Deps, create_app
 
 OWNER = "olivia"
 RUNNER = "ed"  # the editor whose change started the execution (not in the directory)
@@ -366,6 +366,27 @@ def test_a_cancelled_execution_cannot_be_decided(client, engine, outbox):
     assert answer.status_code == 409 and "cancelled" in answer.json["description"]
     assert ApprovalRequest.get_by_id(approval_id).status == "cancelled"
     assert run_pending(engine, outbox) == 0
+    later = utcnow() + timedelta(minutes=1)
+    assert jobs.settle_stragglers(engine.resume, now=later) == {"resumed": 0, "cancelled": 0}
+
+
+def test_a_cancel_that_does_not_come_through_http_closes_the_approvals(client, engine, outbox):
+    # Given: an execution waiting for alice and bob
+    step = approval_step(approvers=["user:alice", "user:bob"], mode="all")
+    execution_id = start(client, engine, outbox, step)
+    approval_id = only_approval(execution_id).id
+    # When: something other than the HTTP resource cancels it (an operator's tool, a
+    # lifecycle edge): the engine's own cancel, outside any request
+    assert engine.cancel(execution_id, "cancelled by an operator") is True
+    # Then: its approval closed with it (the kernel's execution_ended hook), before
+    # any housekeeping ran
+    request = ApprovalRequest.get_by_id(approval_id)
+    slots = {s.status for s in ApprovalSlot.select().where(ApprovalSlot.request == request)}
+    assert request.status == "cancelled" and request.closed_reason == "its execution ended"
+    assert slots == {"cancelled"}
+    assert pending_for(client, "alice") == []
+    answer = decide(client, approval_id, "bob")
+    assert answer.status_code == 409 and "cancelled" in answer.json["description"]
     later = utcnow() + timedelta(minutes=1)
     assert jobs.settle_stragglers(engine.resume, now=later) == {"resumed": 0, "cancelled": 0}
 

@@ -30,12 +30,12 @@ from tests.approvals.test_review_binding import (
     run_for,
     workflow,
 )
+from workflow_service.app import Deps, create_app
 from workflow_service.approvals import reassign
 from workflow_service.db import database
 from workflow_service.models import Execution
 from workflow_service.runtime import build_engine
 from workflow_service.users.directory import save_user
-from workflow_service.web.app import Deps, create_app
 
 QUEUE = ENTITY_QUEUES["policy"]
 

@@ -18,6 +18,7 @@ from shared.db import migrate
 from shared.events import Event
 from tests.approvals.conftest import TENANT, auth
 from tests.approvals.test_decisions import run_pending
+from workflow_service.app import Deps, create_app
 from workflow_service.approvals import reassign
 from workflow_service.approvals.models import ApprovalRefusal, ApprovalRequest, ApprovalSlot
 from workflow_service.db import database
@@ -25,7 +26,6 @@ from workflow_service.migrations import all_migrations
 from workflow_service.models import Execution, Notification, Workflow
 from workflow_service.runtime import build_engine
 from workflow_service.users.directory import delete_user, save_user
-from workflow_service.web.app import Deps, create_app
 
 POLICY = "p-1"
 

@@ -13,12 +13,12 @@ from playhouse.migrate import migrate as run
 from shared.db import migrate
 from tests.approvals.conftest import auth
 from tests.approvals.test_decisions import decide, only_approval, run_pending, status_of
+from workflow_service.app import Deps, create_app
 from workflow_service.approvals.models import ApprovalRefusal
 from workflow_service.db import database
 from workflow_service.migrations import all_migrations
 from workflow_service.models import Execution
 from workflow_service.runtime import build_engine
-from workflow_service.web.app import Deps, create_app
 
 EDITOR = "erin"  # an editor who writes policies (not an approver)
 APPROVE = [{"kind": "change_status", "to": "approved"}]

@@ -11,11 +11,11 @@ import pytest
 
 from shared.events import DECIDED_BY_HEADER, Event
 from tests.approvals.conftest import TENANT, auth
+from workflow_service.app import Deps, create_app
 from workflow_service.db import database
 from workflow_service.engine import ExecutionFailed, run_actor_name
 from workflow_service.models import Execution, Notification, Task, Workflow
 from workflow_service.runtime import build_engine
-from workflow_service.web.app import Deps, create_app
 
 
 class EntityApi:

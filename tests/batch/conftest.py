@@ -17,9 +17,8 @@ from tests.conftest import JWT_SECRET
 from tests.inprocess_api import api, api_app  # noqa: F401 - fixtures
 from workflow_service.db import init_database
 from workflow_service.files import FileStore
-from workflow_service.imports.settings import BatchSettings
 from workflow_service.migrations import all_migrations
-from workflow_service.settings import WorkflowSettings
+from workflow_service.settings import BatchSettings, WorkflowSettings
 
 TENANT, OTHER_TENANT = "acme", "globex"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -102,7 +101,7 @@ def outbox() -> Outbox:
 
 @pytest.fixture
 def client(settings, workflow_db, redis_client, outbox):
-    from workflow_service.web.app import Deps, create_app
+    from workflow_service.app import Deps, create_app
 
     app = create_app(settings, Deps(db=workflow_db, broker=outbox, redis=redis_client))
     return falcon.testing.TestClient(app)

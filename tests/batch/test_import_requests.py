@@ -256,7 +256,7 @@ class Unreachable:
 def test_redis_down_is_a_503_and_nothing_is_kept(settings, workflow_db, redis_client):
     import falcon.testing
 
-    from workflow_service.web.app import Deps, create_app
+    from workflow_service.app import Deps, create_app
 
     app = create_app(settings, Deps(db=workflow_db, broker=Unreachable(), redis=redis_client))
     answer = falcon.testing.TestClient(app).simulate_post(

@@ -88,7 +88,7 @@ def outbox() -> Outbox:
 
 @pytest.fixture
 def client(settings, workflow_db, redis_client, outbox):
-    from workflow_service.web.app import Deps, create_app
+    from workflow_service.app import Deps, create_app
 
     app = create_app(settings, Deps(db=workflow_db, broker=outbox, redis=redis_client))
     return falcon.testing.TestClient(app)

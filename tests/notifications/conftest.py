@@ -62,9 +62,8 @@ def make_web(workflow_db, redis_client, redis_url, namespace, restore_network_po
 
     from tests.conftest import JWT_SECRET
     from tests.workflow.conftest import Outbox
-    from workflow_service.notifications.settings import NotificationSettings
-    from workflow_service.settings import WorkflowSettings
-    from workflow_service.web.app import Deps, create_app
+    from workflow_service.app import Deps, create_app
+    from workflow_service.settings import NotificationSettings, WorkflowSettings
 
     def make(**notifications):
         settings = WorkflowSettings(

@@ -8,7 +8,7 @@ from workflow_service.approvals import service
 from workflow_service.approvals.service import Stage
 from workflow_service.models import Execution, Workflow
 from workflow_service.notifications import delivery
-from workflow_service.notifications.settings import NotificationSettings
+from workflow_service.settings import NotificationSettings
 from workflow_service.users import directory
 
 

@@ -18,7 +18,7 @@ from workflow_service.notifications.channels import (
     send_email,
     webhook_body,
 )
-from workflow_service.notifications.settings import NotificationSettings
+from workflow_service.settings import NotificationSettings
 
 SECRET = "webhook-test-secret"
 

@@ -19,7 +19,7 @@ from workflow_service.models import Notification
 from workflow_service.notifications import delivery, secrets
 from workflow_service.notifications.channels import PermanentDeliveryError, TransientDeliveryError
 from workflow_service.notifications.models import Delivery
-from workflow_service.notifications.settings import NotificationSettings
+from workflow_service.settings import NotificationSettings
 
 SECRET = "delivery-test-secret"
 

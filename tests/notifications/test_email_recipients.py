@@ -12,7 +12,7 @@ from workflow_service.notifications.channels import (
     build_email,
     send_email,
 )
-from workflow_service.notifications.settings import NotificationSettings
+from workflow_service.settings import NotificationSettings
 
 SNEAKY = [
     "olivia@example.org, eve@evil.example",

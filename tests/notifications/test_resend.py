@@ -15,12 +15,12 @@ from tests.workflow.conftest import Outbox
 from workflow_service.notifications import delivery, secrets
 from workflow_service.notifications.channels import PermanentDeliveryError, TransientDeliveryError
 from workflow_service.notifications.models import Delivery
-from workflow_service.notifications.settings import (
+from workflow_service.ops.reopen import reopen_for_retry
+from workflow_service.settings import (
     DEFAULT_RESEND_SCHEDULE_S,
     NotificationSettings,
     parse_schedule,
 )
-from workflow_service.ops.reopen import reopen_for_retry
 
 #: Catalog attempts of governance.notification.
 ATTEMPTS = 10

@@ -21,7 +21,7 @@ from workflow_service.notifications.channels import (
     post_webhook,
 )
 from workflow_service.notifications.models import Delivery
-from workflow_service.notifications.settings import NotificationSettings
+from workflow_service.settings import NotificationSettings
 from workflow_service.steps import webhook_urls
 
 SECRET = "address-test-secret"
@@ -326,9 +326,10 @@ def test_private_addresses_may_be_saved_when_allowed(make_web):
 
 
 def test_a_stored_step_that_became_invalid_fails_without_quoting_its_url():
-    from workflow_service.steps import StepFailed, build_step_or_fail, load_steps
+    from workflow_service.features import install
+    from workflow_service.steps import StepFailed, build_step_or_fail
 
-    load_steps()
+    install()
     url = "https://user:pw-123@hooks.example.org:99999/x?token=t-456"
     with pytest.raises(StepFailed) as info:
         build_step_or_fail({"kind": "webhook", "url": url})

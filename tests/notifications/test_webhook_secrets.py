@@ -14,7 +14,7 @@ from tests.notifications.receivers import WebhookReceiver
 from workflow_service.models import Execution, Workflow
 from workflow_service.notifications import delivery, secrets
 from workflow_service.notifications.models import Delivery, WebhookSigningKey
-from workflow_service.notifications.settings import NotificationSettings
+from workflow_service.settings import NotificationSettings
 
 MASTER = "master-key-of-the-notification-tests-0123456789"
 

@@ -17,11 +17,11 @@ from api_service.migrations import MIGRATIONS
 from api_service.settings import ApiSettings
 from shared.db import migrate, open_database
 from tests.conftest import JWT_SECRET, SERVICE_TOKEN_SECRET
+from workflow_service.app import Deps as WorkflowDeps
+from workflow_service.app import create_app as create_workflow
 from workflow_service.db import init_database
 from workflow_service.migrations import all_migrations
 from workflow_service.settings import WorkflowSettings
-from workflow_service.web.app import Deps as WorkflowDeps
-from workflow_service.web.app import create_app as create_workflow
 
 WEBHOOK_SECRET = "test-webhook-secret-for-the-suite-0123456789"
 

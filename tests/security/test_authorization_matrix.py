@@ -42,6 +42,8 @@ from shared.db import migrate, open_database
 from tests.conftest import JWT_SECRET, SERVICE_TOKEN_SECRET
 from tests.support import poll
 from workflow_service.apiclient import ApiClient
+from workflow_service.app import Deps as WorkflowDeps
+from workflow_service.app import create_app as create_workflow_app
 from workflow_service.approvals.models import ApprovalRequest
 from workflow_service.audit import chain as audit_chain
 from workflow_service.db import database, init_database
@@ -53,8 +55,6 @@ from workflow_service.notifications.models import Delivery
 from workflow_service.runtime import build_engine
 from workflow_service.settings import WorkflowSettings
 from workflow_service.users.directory import save_user
-from workflow_service.web.app import Deps as WorkflowDeps
-from workflow_service.web.app import create_app as create_workflow_app
 
 TENANT, OTHER_TENANT = "acme", "globex"
 

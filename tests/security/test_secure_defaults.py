@@ -29,8 +29,7 @@ from shared.settings import (
 from tests.conftest import JWT_SECRET, SERVICE_TOKEN_SECRET
 from tests.security.secure_apps import WEBHOOK_SECRET, bearer
 from tests.support import ROOT, free_port
-from workflow_service.notifications.settings import DEV_WEBHOOK_SECRET, NotificationSettings
-from workflow_service.settings import WorkflowSettings
+from workflow_service.settings import DEV_WEBHOOK_SECRET, NotificationSettings, WorkflowSettings
 
 #: What a production deployment sets: three different secrets of 32 bytes or more.
 PRODUCTION = {

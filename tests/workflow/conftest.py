@@ -9,11 +9,11 @@ import redis
 
 from shared.db import migrate
 from workflow_service.db import database, init_database
+from workflow_service.features import install
 from workflow_service.migrations import all_migrations
 from workflow_service.settings import WorkflowSettings
-from workflow_service.steps import load_steps
 
-load_steps(["tests.workflow.plugin_steps"])
+install(["tests.workflow.plugin_steps"])
 
 
 class Outbox:

@@ -12,10 +12,10 @@ import pytest
 
 from shared.http import encode_cursor
 from tests.workflow.conftest import Outbox
+from workflow_service.app import Deps, create_app
 from workflow_service.approvals.steps import _duration
 from workflow_service.steps.base import StepFailed
 from workflow_service.steps.recipients import resolve
-from workflow_service.web.app import Deps, create_app
 
 from .test_web import DEFINITION, NOTIFY, auth
 

@@ -13,10 +13,10 @@ from shared.auth import issue_token
 from shared.broker import create_broker
 from tests.conftest import JWT_SECRET
 from tests.workflow.conftest import Outbox, PolicyApi
+from workflow_service.app import Deps, create_app
 from workflow_service.db import database
 from workflow_service.definitions import validate_definition
 from workflow_service.models import Execution, Task, Workflow
-from workflow_service.web.app import Deps, create_app
 from workflow_service.workflows import StaleVersion, WorkflowArchived, WorkflowStore
 
 #: Nothing listens here: a Redis that is down.

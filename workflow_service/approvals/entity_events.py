@@ -15,7 +15,7 @@ all it costs.
 
 Every execution stopped here is ended through :mod:`workflow_service.ending`, so its
 run job stops reading ``waiting`` (the hook is bound to the engine's broker, see
-``runtime.make_event_hooks``).
+``features.make_event_hooks``).
 """
 
 from __future__ import annotations

@@ -26,8 +26,9 @@ from shared.db import utcnow
 from workflow_service import ending
 from workflow_service.approvals import service
 from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot, ApprovalStatus
-from workflow_service.audit.record import SYSTEM_ACTOR, record
 from workflow_service.db import database
+from workflow_service.kernel import hooks
+from workflow_service.kernel.hooks import SYSTEM_ACTOR
 from workflow_service.notifications import delivery
 from workflow_service.users import directory
 from workflow_service.users.models import User
@@ -115,7 +116,7 @@ def reassign_request(request_id: str, now: datetime | None = None) -> Reassigned
             result.deliveries += planned
         # Who may decide changed, and maybe the outcome: one entry per reassignment
         # (the lock version taken above names it).
-        record(
+        hooks.action_recorded(
             request.tenant_id,
             f"approval:{request.id}:reassigned:{request.lock_version}",
             "approval.reassigned",

@@ -31,8 +31,8 @@ from workflow_service.approvals.models import (
     ApprovalSlot,
     ApprovalStatus,
 )
-from workflow_service.audit.record import record_approval
 from workflow_service.db import database
+from workflow_service.kernel import hooks
 from workflow_service.models import Execution, ExecutionStatus, Notification
 from workflow_service.notifications import delivery
 from workflow_service.notifications.models import Channel
@@ -333,7 +333,7 @@ def open_request(
     request = ApprovalRequest.get(
         (ApprovalRequest.execution == execution.id) & (ApprovalRequest.step_key == step_key)
     )
-    record_approval(request, "requested", None, stages=len(stages), due_in_s=due_in_s)
+    hooks.approval_recorded(request, "requested", None, stages=len(stages), due_in_s=due_in_s)
     # Fail now, not after the first stage, when a later stage could never be decided.
     for index in range(1, len(stages)):
         eligible(request, index)
@@ -533,7 +533,7 @@ def close(
         if not closed or request is None:
             return False
         _cancel_pending_slots(request_id)
-        record_approval(request, "closed", None, reason=reason[:500])
+        hooks.approval_recorded(request, "closed", None, reason=reason[:500])
         if cancel_execution:
             why = f"approval {request_id} closed: {reason}"
             ended = ending.stop(
@@ -578,7 +578,7 @@ def record_refusal(
             description=str(error)[:2000],
             created_at=now or utcnow(),
         )
-        record_approval(request, "refused", user_id, decision=decision, reason=error.reason)
+        hooks.approval_recorded(request, "refused", user_id, decision=decision, reason=error.reason)
 
 
 def refusals_of(request: ApprovalRequest) -> list[dict[str, Any]]:
@@ -641,7 +641,9 @@ def decide(
             cancelled_execution = True
         else:
             result = _record(request, user_id, decision, comment, entity_version, now)
-            record_approval(request, "decided", user_id, slot=result.slot, outcome=result.outcome)
+            hooks.approval_recorded(
+                request, "decided", user_id, slot=result.slot, outcome=result.outcome
+            )
     if cancelled_execution:
         raise ExecutionNotWaiting(
             f"The execution of this approval is {execution.status}; no decision is possible."
@@ -833,7 +835,7 @@ def cancel_for_execution(execution_id: str, now: datetime | None = None) -> int:
             _cancel_pending_slots(request_id)
             if closed:
                 request = ApprovalRequest.get_by_id(request_id)
-                record_approval(request, "closed", None, reason="its execution ended")
+                hooks.approval_recorded(request, "closed", None, reason="its execution ended")
     return len(ids)
 
 

@@ -42,7 +42,6 @@ from workflow_service.steps import (
     StepFailed,
     StepOutcome,
     Template,
-    register,
 )
 from workflow_service.steps.base import TEMPLATE_NAMES
 from workflow_service.steps.change_status import ChangeStatus, ChangeStatusConfig
@@ -193,7 +192,6 @@ def _version(data: dict[str, Any]) -> int | None:
     return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
-@register
 class RequireApproval(Step):
     kind = "require_approval"
     Config = RequireApprovalConfig
@@ -332,7 +330,6 @@ class ApprovalChangeStatusConfig(ChangeStatusConfig):
     approval_step: str = Field(min_length=1, max_length=64)
 
 
-@register
 class ApprovalChangeStatus(ChangeStatus):
     """``change_status`` inside on_approve / on_reject: the api is told who decided
     (``X-Decided-By``: who approved, or for a move to a status that records a rejection,
@@ -379,7 +376,6 @@ class _ApprovalContext(StepContext):
         return {**super().template_values, "approval": self.approval or {}}
 
 
-@register
 class ApprovalNotify(Notify):
     """``notify`` inside on_approve / on_reject: templates also see ``approval``."""
 

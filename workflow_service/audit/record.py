@@ -20,13 +20,12 @@ from shared.db import utcnow
 from shared.sql import CompiledInsert
 from workflow_service.audit.models import AuditPending
 from workflow_service.db import database
+from workflow_service.kernel.hooks import SYSTEM_ACTOR
 
 #: A digest longer than this (as JSON) keeps only its keys.
 MAX_DIGEST_CHARS = 8000
 #: The tenant of platform-wide actions (an operator pausing a queue for everyone).
 PLATFORM_TENANT = "_platform"
-#: Who acts when no person does (the engine running steps, the scheduler).
-SYSTEM_ACTOR = "system"
 
 _local = threading.local()
 #: Rendered once (see shared.sql): this insert is on every audited hot path.

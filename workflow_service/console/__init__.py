@@ -4,7 +4,11 @@ package (no CDN, so it works on a machine without internet access).
 The page itself is public; it asks for a token once, keeps it in the browser's
 ``sessionStorage`` and sends it on every call to the data APIs, which check it and
 decide what it shows: every tenant's jobs for an operator, its own tenant's for an admin.
+
+Part of the operations feature (:mod:`workflow_service.ops` serves it); imports nothing
+of the service.
 """
+
 
 from __future__ import annotations
 

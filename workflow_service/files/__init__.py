@@ -6,7 +6,11 @@ each), answer their caller with :func:`~workflow_service.files.jobs.accepted` an
 the file's :meth:`~workflow_service.files.models.StoredFile.descriptor` as their job
 result. ``GET /files/{id}`` serves a file to its tenant's readers of its kind, and a
 scheduled job deletes files past their ``expires_at``.
-"""
+
+A feature, declared in :mod:`.feature`, that the batch features (audit, reports,
+exports, imports) build on. May import: the kernel (``engine``, ``models``, ``steps``,
+``web`` helpers, ``kernel.hooks``...) and ``shared``; no other feature."""
+
 
 from workflow_service.files.models import FileKind, StoredFile
 from workflow_service.files.store import FileStore

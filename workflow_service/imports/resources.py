@@ -27,7 +27,7 @@ from workflow_service.files.store import FileStore
 from workflow_service.imports import parsing
 from workflow_service.imports.messages import import_message
 from workflow_service.imports.models import ImportJob, ImportRow, RowStatus
-from workflow_service.imports.settings import BatchSettings
+from workflow_service.settings import BatchSettings
 from workflow_service.web.common import uuid_param
 
 WRITE_ROLES = ("editor",)

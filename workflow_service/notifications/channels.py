@@ -24,7 +24,7 @@ from email.utils import formatdate
 from typing import Any
 
 from workflow_service.notifications import signing
-from workflow_service.notifications.settings import NotificationSettings
+from workflow_service.settings import NotificationSettings
 from workflow_service.steps import webhook_urls
 from workflow_service.users.schemas import is_email_address
 

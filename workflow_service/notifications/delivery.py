@@ -37,8 +37,8 @@ from typing import Any, cast
 import dramatiq
 
 from shared.db import utcnow
-from workflow_service.audit.record import record_delivery
 from workflow_service.db import database
+from workflow_service.kernel import hooks
 from workflow_service.models import Notification
 from workflow_service.notifications.channels import (
     PermanentDeliveryError,
@@ -50,7 +50,7 @@ from workflow_service.notifications.channels import (
 )
 from workflow_service.notifications.models import Channel, Delivery, DeliveryStatus
 from workflow_service.notifications.secrets import signing_secrets
-from workflow_service.notifications.settings import NotificationSettings
+from workflow_service.settings import NotificationSettings
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def _finish(delivery_id: str, token: str, **fields: Any) -> bool:
             .execute()
         )
         if finished and fields.get("status") in DeliveryStatus.FINAL:
-            record_delivery(Delivery.get_by_id(delivery_id), token)
+            hooks.delivery_recorded(Delivery.get_by_id(delivery_id), token)
     return finished
 
 

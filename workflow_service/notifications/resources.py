@@ -15,7 +15,7 @@ from shared.auth import require_role
 from shared.http import ApiDocs, Operation, Param, parse_choice, parse_limit
 from workflow_service.notifications import secrets
 from workflow_service.notifications.models import Channel, Delivery, DeliveryStatus
-from workflow_service.notifications.settings import NotificationSettings
+from workflow_service.settings import NotificationSettings
 from workflow_service.steps import webhook_urls
 from workflow_service.steps.webhook_urls import for_reader
 from workflow_service.web.common import after_cursor, next_cursor, page_cursor

@@ -37,7 +37,7 @@ import peewee
 from shared.db import utcnow
 from workflow_service.db import database
 from workflow_service.notifications.models import WebhookSigningKey
-from workflow_service.notifications.settings import NotificationSettings
+from workflow_service.settings import NotificationSettings
 
 SECRET_PREFIX = "whsec_"
 

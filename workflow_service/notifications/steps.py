@@ -15,8 +15,8 @@ from pydantic import Field
 
 from workflow_service.notifications import delivery
 from workflow_service.notifications.models import Channel
-from workflow_service.steps import Step, StepConfig, StepContext, StepOutcome, register
-from workflow_service.steps.notify import CHANNELS, HttpUrl, NotifyConfig
+from workflow_service.steps import Step, StepConfig, StepContext, StepOutcome
+from workflow_service.steps.notify import HttpUrl, NotifyConfig
 from workflow_service.steps.recipients import Address
 from workflow_service.users import directory
 
@@ -87,8 +87,8 @@ def deliver_webhook(
     return {"url": url, "deliveries": _plan_and_send(ctx, items)}
 
 
-CHANNELS[Channel.EMAIL] = deliver_email
-CHANNELS[Channel.WEBHOOK] = deliver_webhook
+#: The ``notify`` channels this feature delivers (declared in its ``FEATURE``).
+CHANNELS = {Channel.EMAIL: deliver_email, Channel.WEBHOOK: deliver_webhook}
 
 
 def _about(ctx: StepContext) -> dict[str, Any]:
@@ -112,7 +112,6 @@ class WebhookConfig(StepConfig):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-@register
 class Webhook(Step):
     """POST a signed JSON document about the entity to ``url`` (via the notification queue)."""
 

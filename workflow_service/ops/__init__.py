@@ -4,6 +4,11 @@
 is waiting, in flight and dead); ``service`` combines it with the job-status records;
 ``resources`` exposes both to operators (every tenant) and to each tenant's admins (their
 own tenant's jobs); ``metrics`` turns them into Prometheus series collected on scrape.
+
+A feature, declared in :mod:`.feature`. May import: the kernel (``kernel.schedules``
+for the scheduler's lock and fire times, not the scheduler itself) and ``shared``, the
+console's static files, and the notification deliveries (an operator reopens a failed
+one).
 """
 
 from workflow_service.ops.metrics import QueueCollector

@@ -29,9 +29,9 @@ from shared.jobstatus.stats import BYTES_PER_QUEUE, SLOTS, MinuteStats
 from shared.jobstatus.workers import WorkerPresence
 from shared.queues import QUEUE_NAMES
 from workflow_service.definitions import cron_trigger
+from workflow_service.kernel.schedules import leader_key, next_fire_times
 from workflow_service.models import Execution, Workflow
 from workflow_service.ops.resources import OPS_READ_ROLES, ops_scope
-from workflow_service.scheduler import leader_key, next_fire_times
 
 log = logging.getLogger(__name__)
 

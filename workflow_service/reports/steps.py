@@ -34,7 +34,6 @@ from workflow_service.steps.base import (
 )
 from workflow_service.steps.base import StepOutcome as Outcome
 from workflow_service.steps.recipients import Recipient
-from workflow_service.steps.registry import register
 
 DEFAULT_CHANNELS = ("in_app", "email")
 
@@ -72,7 +71,6 @@ class GenerateReportConfig(StepConfig):
         return filters
 
 
-@register
 class GenerateReport(Step):
     kind = "generate_report"
     Config = GenerateReportConfig

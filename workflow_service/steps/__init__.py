@@ -1,6 +1,10 @@
-"""Workflow steps: the interface (:mod:`.base`), the registry, and the built-in kinds.
+"""Workflow steps: the interface (:mod:`.base`), the registry, and the kinds every
+feature builds on (``notify`` with its ``in_app`` channel, ``change_status``, and how
+steps name people, :mod:`.recipients`, and webhook addresses, :mod:`.webhook_urls`).
 
-See :mod:`workflow_service.steps.base` for how to write a step kind.
+Part of the kernel: may import the other kernel modules and ``shared``, never a feature
+package. Features declare their own kinds in their ``FEATURE`` (see
+:mod:`workflow_service.kernel.feature`); see :mod:`.base` for how to write one.
 """
 
 from workflow_service.steps.base import (
@@ -18,8 +22,8 @@ from workflow_service.steps.registry import (
     build_step,
     build_step_or_fail,
     kinds,
-    load_steps,
     register,
+    register_steps,
     step_class,
     step_errors,
 )
@@ -37,8 +41,8 @@ __all__ = [
     "build_step",
     "build_step_or_fail",
     "kinds",
-    "load_steps",
     "register",
+    "register_steps",
     "step_class",
     "step_errors",
 ]

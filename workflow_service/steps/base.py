@@ -1,10 +1,11 @@
 """The step interface: what a workflow step is and what it gets to work with.
 
-A step kind is a class registered under its name::
+A step kind is a class with a ``kind`` name, declared in its feature's ``FEATURE``
+(``Feature(name=..., steps=(Assign,))``, see :mod:`workflow_service.kernel.feature`);
+installing the features registers it under that name::
 
-    from workflow_service.steps import Step, StepContext, StepOutcome, register
+    from workflow_service.steps import Step, StepContext, StepOutcome
 
-    @register
     class Assign(Step):
         kind = "assign"
 

@@ -27,7 +27,6 @@ from workflow_service.steps.base import (
     StepOutcome,
     Template,
 )
-from workflow_service.steps.registry import register
 
 RETRYABLE_STATUS = {408, 429}
 
@@ -42,7 +41,6 @@ class ChangeStatusConfig(StepConfig):
     comment: Template | None = Field(default=None, max_length=2000)
 
 
-@register
 class ChangeStatus(Step):
     kind = "change_status"
     Config = ChangeStatusConfig

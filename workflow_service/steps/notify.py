@@ -5,9 +5,10 @@ Options: ``recipients`` (see :mod:`.recipients`), ``channels`` (default ``["in_a
 
 Channels are handlers in :data:`CHANNELS`; ``in_app`` writes inbox rows in the step's
 transaction (unique per execution, step and address, so never twice: no queue hop is
-needed for that). Other channels register a handler here: ``CHANNELS["email"] =
-handler``, where ``handler(ctx, addresses, subject, body, config)`` returns a JSON-able
-summary for the step log. The ``webhook`` channel posts to the step's ``webhook_url``.
+needed for that). Features declare further channels in their ``FEATURE``
+(``channels={"email": handler}``), which :func:`register_channel` adds when the
+features are installed; ``handler(ctx, addresses, subject, body, config)`` returns a
+JSON-able summary for the step log. The ``webhook`` channel posts to the step's ``webhook_url``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from workflow_service.steps.base import (
     Template,
 )
 from workflow_service.steps.recipients import Address, Recipient, resolve
-from workflow_service.steps.registry import register
 
 ChannelHandler = Callable[[StepContext, list[Address], str, str, "NotifyConfig"], Any]
 
@@ -72,6 +72,14 @@ def deliver_in_app(
 CHANNELS: dict[str, ChannelHandler] = {"in_app": deliver_in_app}
 
 
+def register_channel(name: str, handler: ChannelHandler) -> None:
+    """Deliver ``notify`` on channel ``name`` with ``handler`` (once per process)."""
+    existing = CHANNELS.get(name)
+    if existing is not None and existing is not handler:
+        raise RuntimeError(f"notify channel {name!r} is registered twice")
+    CHANNELS[name] = handler
+
+
 #: A webhook address: scheme, host and port checked when the workflow is saved (and a
 #: literal private address refused, see :func:`.webhook_urls.check_saved_url`); the
 #: addresses its name resolves to are checked again at every delivery.
@@ -105,7 +113,6 @@ class NotifyConfig(StepConfig):
         return self
 
 
-@register
 class Notify(Step):
     kind = "notify"
     Config = NotifyConfig

@@ -1,25 +1,19 @@
-"""Step kinds by name, and the validation of a workflow's step list."""
+"""Step kinds by name, and the validation of a workflow's step list.
+
+The kinds come from the features' declarations: ``workflow_service.features.install``
+registers every feature's ``steps`` (and imports the ``WORKFLOW_PLUGINS`` modules, which
+declare a ``FEATURE`` or use :func:`register`) once per process, before anything builds
+a step.
+"""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from workflow_service.steps.base import Step, StepFailed
-
-#: Modules that register step kinds when imported. Feature packages add one line each.
-STEP_MODULES: list[str] = [
-    "workflow_service.steps.notify",
-    "workflow_service.steps.assign",
-    "workflow_service.steps.create_task",
-    "workflow_service.steps.change_status",
-    "workflow_service.notifications.steps",
-    "workflow_service.approvals.steps",
-    "workflow_service.reports.steps",
-]
 
 _REGISTRY: dict[str, type[Step]] = {}
 #: Keys of a step definition that belong to the engine, not to the step's options.
@@ -34,7 +28,8 @@ def _short(value: Any) -> str:
 
 
 def register(cls: type[Step]) -> type[Step]:
-    """Class decorator: make ``cls`` available under ``cls.kind``."""
+    """Make ``cls`` available under ``cls.kind`` (also a class decorator, for plugin
+    modules that declare no ``FEATURE``)."""
     existing = _REGISTRY.get(cls.kind)
     if existing is not None and existing is not cls:
         raise RuntimeError(f"step kind {cls.kind!r} is registered twice")
@@ -42,10 +37,10 @@ def register(cls: type[Step]) -> type[Step]:
     return cls
 
 
-def load_steps(plugins: Iterable[str] = ()) -> None:
-    """Import the built-in step modules and any configured plugin modules."""
-    for module in [*STEP_MODULES, *plugins]:
-        importlib.import_module(module)
+def register_steps(classes: Iterable[type[Step]]) -> None:
+    """Register a feature's step kinds (the same class twice is one registration)."""
+    for cls in classes:
+        register(cls)
 
 
 def kinds() -> list[str]:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import peewee
 
 from shared.db import utcnow
-from workflow_service.audit.record import record_user
 from workflow_service.db import database
+from workflow_service.kernel import hooks
 from workflow_service.steps.recipients import (  # noqa: F401 - the one recipient grammar
     SPECIAL_RECIPIENTS,
     RecipientSpec,
@@ -145,7 +145,7 @@ def save_user(
                 [{"user": user.id, "tenant_id": tenant_id, "role": r} for r in unique_roles]
             ).execute()
         what = "created" if created else "updated"
-        record_user(tenant_id, user_id, what, name=name, roles=unique_roles, active=active)
+        hooks.user_recorded(tenant_id, user_id, what, name=name, roles=unique_roles, active=active)
     return user, created
 
 
@@ -156,7 +156,7 @@ def delete_user(tenant_id: str, user_id: str) -> None:
     with database.atomic():
         UserRole.delete().where(UserRole.user == user).execute()
         user.delete_instance()
-        record_user(tenant_id, user_id, "deleted")
+        hooks.user_recorded(tenant_id, user_id, "deleted")
 
 
 def user_dict(user: User, roles: list[str] | None = None) -> dict:

@@ -17,8 +17,8 @@ import yaml
 from pydantic import ValidationError
 
 from shared.http import validation_errors
-from workflow_service.audit.record import act_as
 from workflow_service.db import database
+from workflow_service.kernel import hooks
 from workflow_service.users.directory import save_user
 from workflow_service.users.schemas import UserRecord
 
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
     except (OSError, ImportFileError) as exc:
         print(f"error: {exc}")
         return 2
-    act_as(f"import:{args.file.name}")  # the audit entries' actor
+    hooks.acting_as(f"import:{args.file.name}")  # the audit entries' actor
     created, updated = import_records(records, args.tenant)
     print(f"imported {len(records)} users ({created} created, {updated} updated)")
     return 0

@@ -7,6 +7,7 @@ from datetime import datetime
 import falcon
 import peewee
 
+from shared.auth import ROLES
 from shared.http import ApiError, decode_cursor, encode_cursor, parse_uuid
 from workflow_service.definitions import InvalidDefinition
 
@@ -72,3 +73,13 @@ def next_cursor(rows, limit: int) -> str | None:
         return None
     last = rows[-1]
     return encode_cursor({"c": last.created_at.isoformat(), "i": last.id})
+
+
+def addressed_to(principal, tenant_column, user_column, role_column):
+    """Rows of the caller's tenant addressed to the caller or to one of their roles
+    (rows for a role are written when no user directory expands roles into users)."""
+    roles = sorted(r for r in principal.roles if r in ROLES)
+    mine = user_column == principal.sub
+    if roles:
+        mine = mine | role_column.in_(roles)
+    return (tenant_column == principal.tenant) & mine

@@ -10,7 +10,6 @@ import falcon
 from shared.auth import require_role
 from shared.events import ENTITY_TYPES
 from shared.http import Operation, Param, bad_parameter, parse_choice, parse_limit
-from workflow_service.approvals import service as approvals
 from workflow_service.engine import Engine
 from workflow_service.models import Execution, ExecutionStatus, StepRun, Workflow
 from workflow_service.web.common import (
@@ -145,9 +144,8 @@ class ExecutionCancel:
                 description=f"The execution is {Execution.get_by_id(execution.id).status}; "
                 "only pending, running or waiting executions can be cancelled.",
             )
-        # After the execution's own commit, so a decision racing with this one finds the
-        # execution ended; housekeeping closes the approvals if this is cut short.
-        approvals.cancel_for_execution(execution.id)
+        # Its open approvals were closed by the execution_ended hook (after the cancel's
+        # own commit); housekeeping closes them if that was cut short.
         execution = Execution.get_by_id(execution.id)
         name = _workflow_names([execution]).get(execution.workflow_id)
         resp.media = execution_body(execution, _steps(execution), workflow_name=name)

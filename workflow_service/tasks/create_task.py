@@ -12,7 +12,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from shared.auth import ROLES
 from shared.db import utcnow
-from workflow_service.audit.record import record_task
+from workflow_service.kernel import hooks
 from workflow_service.models import Task
 from workflow_service.steps.base import Step, StepConfig, StepContext, StepFailed, StepOutcome
 from workflow_service.steps.notify import Template
@@ -23,7 +23,6 @@ from workflow_service.steps.recipients import (
     parse_recipient,
     person_of,
 )
-from workflow_service.steps.registry import register
 from workflow_service.templating import MAX_TEMPLATE_CHARS
 
 
@@ -47,7 +46,6 @@ class CreateTaskConfig(StepConfig):
         return self
 
 
-@register
 class CreateTask(Step):
     kind = "create_task"
     Config = CreateTaskConfig
@@ -87,7 +85,7 @@ class CreateTask(Step):
             entity_id=ctx.trigger.entity_id,
             due_at=due,
         ).on_conflict_ignore().execute()
-        record_task(ctx.execution.tenant_id, task_id, "created", None, title=title[:300])
+        hooks.task_recorded(ctx.execution.tenant_id, task_id, "created", None, title=title[:300])
         return StepOutcome.completed(
             {"task_id": task_id, "assignee": assignee, "role": role, "title": title}
         )

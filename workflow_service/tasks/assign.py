@@ -43,7 +43,6 @@ from workflow_service.steps.base import (
 )
 from workflow_service.steps.notify import CHANNELS
 from workflow_service.steps.recipients import Address, Person, nobody_as, person_of
-from workflow_service.steps.registry import register
 
 RETRYABLE_STATUS = frozenset({408, 429})
 DEFAULT_SUBJECT = "You were assigned {{ entity.type }} {{ entity.title | default(entity.id) }}"
@@ -72,7 +71,6 @@ class AssignConfig(StepConfig):
     body: Template = Field(default=DEFAULT_BODY, max_length=4000)
 
 
-@register
 class Assign(Step):
     kind = "assign"
     Config = AssignConfig

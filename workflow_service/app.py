@@ -1,10 +1,14 @@
 """The admin web: ``create_app`` wires routes to what it is given and reads no
-environment (``workflow_service.wsgi`` does that)."""
+environment (``workflow_service.wsgi`` does that).
+
+An entry point: it adds the kernel's routes (``/workflows``, ``/executions``, from the
+:mod:`workflow_service.web` package, the kernel's HTTP layer) and then each feature's
+``routes``, in the order of :data:`workflow_service.features.FEATURES`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +24,11 @@ from shared.http import ApiDocs
 from shared.http.app import build_app
 from workflow_service.db import database
 from workflow_service.engine import Engine
+from workflow_service.features import install
 from workflow_service.migrations import all_migrations
 from workflow_service.runtime import build_engine, cache_invalidator
 from workflow_service.settings import WorkflowSettings
-from workflow_service.steps import load_steps
 from workflow_service.web.executions import add_execution_routes
-from workflow_service.web.inbox import add_inbox_routes
 from workflow_service.web.workflows import add_workflow_routes
 from workflow_service.workflows import WorkflowStore
 
@@ -53,41 +56,6 @@ class AppContext:
     store: WorkflowStore
 
 
-#: Feature packages register their routes here: one function each, called with
-#: (app, docs, context) after the core routes.
-RouteRegistrar = Callable[[falcon.App, ApiDocs, AppContext], None]
-
-
-def extension_registrars() -> list[RouteRegistrar]:
-    registrars: list[RouteRegistrar] = []
-    # Job status and operations: /queues, /jobs, /console
-    # Approvals, users, templates: /approvals, /users, /workflows/from-template/...
-    from workflow_service.approvals.resources import register as approval_routes
-    from workflow_service.notifications.resources import register as delivery_routes
-    from workflow_service.ops import register_ops
-    from workflow_service.users.resources import register as user_routes
-
-    registrars += [register_ops, approval_routes, user_routes, delivery_routes]
-    # Stored files: /files
-    from workflow_service.files.resources import register as file_routes
-
-    registrars += [file_routes]
-    # Reports: /reports
-    from workflow_service.reports.resources import register as report_routes
-
-    registrars += [report_routes]
-    # Audit trail: /audit, /audit/verify, /audit/packages
-    from workflow_service.audit.resources import register as audit_routes
-
-    registrars += [audit_routes]
-    # Bulk exports and imports: /exports, /imports
-    from workflow_service.exports.resources import register as export_routes
-    from workflow_service.imports.resources import register as import_routes
-
-    registrars += [export_routes, import_routes]
-    return registrars
-
-
 def build_deps(settings: WorkflowSettings) -> Deps:
     db = open_database(settings.pooled_database_url)
     broker = create_broker(settings)
@@ -98,8 +66,8 @@ def create_app(settings: WorkflowSettings, deps: Deps) -> falcon.App:
     """The WSGI app. Raises ``SchemaNotCurrent`` on an unmigrated database."""
     database.initialize(deps.db)
     with deps.db.connection_context():
-        check_current(deps.db, all_migrations())
-    load_steps(settings.plugins)
+        check_current(deps.db, all_migrations(settings.plugins))
+    features = install(settings.plugins)
 
     engine = deps.engine or build_engine(settings, database, deps.broker, deps.redis)
     store = WorkflowStore(database, cache_invalidator(deps.redis, settings.namespace))
@@ -109,9 +77,9 @@ def create_app(settings: WorkflowSettings, deps: Deps) -> falcon.App:
     def routes(app: falcon.App, docs: ApiDocs) -> None:
         add_workflow_routes(app, docs, store, engine, limit)
         add_execution_routes(app, docs, engine)
-        add_inbox_routes(app, docs)
-        for register in extension_registrars():
-            register(app, docs, context)
+        for feature in features:
+            for register in feature.routes:
+                register(app, docs, context)
 
     def check_database() -> None:
         with deps.db.connection_context():
