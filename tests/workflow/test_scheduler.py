@@ -1,4 +1,5 @@
-"""The scheduler: one leader at a time, scheduled workflows, the stuck-execution sweep."""
+"""The scheduler: one leader at a time, scheduled workflows, the stuck-execution sweep.
+When a cron schedule fires is tested in tests/unit/test_cron.py."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ import json
 import signal
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-import pytest
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from shared.db import migrate, utcnow
 from tests.support import ServiceProcess, python_module
 from tests.workflow.test_engine import event, make_workflow
 from workflow_service.db import init_database
-from workflow_service.definitions import cron_trigger, validate_definition
+from workflow_service.definitions import validate_definition
 from workflow_service.migrations import all_migrations
 from workflow_service.models import Execution
 from workflow_service.runtime import cache_invalidator
@@ -25,7 +25,6 @@ from workflow_service.scheduler import (
     LeaderLock,
     ScheduledWorkflows,
     SchedulerContext,
-    scheduled_fire_time,
 )
 from workflow_service.workflows import WorkflowStore
 
@@ -88,52 +87,6 @@ def test_a_scheduled_workflow_fires_once_per_fire_time_leader_or_not(
     jobs.sync()
     assert scheduler.get_jobs() == []
     assert jobs.fire(workflow.id, MONDAY_9 + timedelta(days=14)) is None
-
-
-@pytest.mark.parametrize(
-    ("cron", "timezone", "runs_at", "fires_for"),
-    [
-        # on time, and late within the misfire grace
-        ("0 9 * * *", "UTC", MONDAY_9, MONDAY_9),
-        ("0 9 * * *", "UTC", MONDAY_9 + timedelta(seconds=29.9), MONDAY_9),
-        (
-            "*/5 * * * *",
-            "UTC",
-            MONDAY_9 + timedelta(minutes=5, seconds=3),
-            MONDAY_9.replace(minute=5),
-        ),
-        # in the schedule's time zone, stored as UTC (Berlin is UTC+2 in June)
-        ("0 11 * * *", "Europe/Berlin", MONDAY_9 + timedelta(seconds=1), MONDAY_9),
-        # nothing scheduled within the look-back
-        ("0 9 * * *", "UTC", MONDAY_9 - timedelta(seconds=1), None),
-        ("0 9 * * *", "UTC", MONDAY_9 + timedelta(minutes=2), None),
-    ],
-)
-def test_a_cron_job_fires_for_its_scheduled_time(cron, timezone, runs_at, fires_for):
-    trigger = cron_trigger(cron, timezone)
-    assert scheduled_fire_time(trigger, runs_at) == fires_for
-
-
-@pytest.mark.parametrize(
-    ("weekdays", "fires_on"),
-    [
-        ("1", ["Mon"]),
-        ("0", ["Sun"]),
-        ("7", ["Sun"]),
-        ("1-5", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
-        ("*/3", ["Sun", "Wed", "Sat"]),
-        ("sat,sun", ["Sat", "Sun"]),
-    ],
-)
-def test_crontab_weekdays_count_from_sunday(weekdays, fires_on):
-    # APScheduler 3 counts 0 as Monday; a crontab line means what crontab means
-    trigger = cron_trigger(f"0 9 * * {weekdays}")
-    start = datetime(2026, 11, 29, tzinfo=UTC)  # a Sunday
-    days, at = set(), start
-    while (at := trigger.get_next_fire_time(None, at)) < start + timedelta(days=7):
-        days.add(at.strftime("%a"))
-        at += timedelta(minutes=1)
-    assert days == set(fires_on)
 
 
 def test_the_cron_job_fires_for_the_scheduled_time_when_it_runs_late(
