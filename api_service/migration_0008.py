@@ -10,8 +10,9 @@ frozen here as SQL:
   delete, and filled from the existing rows. ``detail=none`` keeps it small (about a
   quarter of the size of ``detail=full``); it can then answer only "has all these
   trigrams", so :mod:`api_service.search` checks each candidate with the exact predicate.
-  The rows are tied by ``rowid``: a later migration that rebuilds ``policy`` (copies it
-  into a new table) must create the triggers again and rebuild the index
+  The rows are tied by ``rowid`` (``VACUUM`` keeps rowids; a test checks it): a later
+  migration that rebuilds ``policy`` (copies it into a new table) must create the
+  triggers again and rebuild the index
   (``INSERT INTO policy_search(policy_search) VALUES ('rebuild')``).
 - PostgreSQL: the ``pg_trgm`` extension and a GIN trigram index on ``lower(title)`` and
   one on ``lower(content)``, which serve the escaped ``LIKE`` the search writes. Building

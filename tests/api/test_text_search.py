@@ -91,6 +91,8 @@ QUERIES = [
     # whitespace, short, long
     " ",
     "  ",
+    "   ",
+    "\t\t\t",
     "\n",
     "line\nbreak",
     "\tand",
@@ -367,5 +369,34 @@ def test_without_the_index_the_search_scans_with_the_same_answers(make_database_
                 assert _scan_ids(db, tenant, "orphan 1") == [
                     str(p.id) for p in found.order_by(Policy.created_at.desc(), Policy.id.desc())
                 ]
+    finally:
+        db.close()
+
+
+def test_vacuum_keeps_the_index_tied_to_its_rows(make_database_url):
+    # SQLite ties the FTS rows to policy rowids; VACUUM must not move them.
+    db = open_database(make_database_url("text_search_vacuum"))
+    tenant = unique_tenant()
+    try:
+        with db.bind_ctx([Policy]):
+            with db.connection_context():
+                migrate(db, MIGRATIONS)
+            _bulk_policies(db, tenant, 60, lambda i: f"Kept {i}", lambda i: f"body {i}")
+            with db.connection_context():
+                # Given: gaps in the rowids, then a VACUUM
+                Policy.delete().where(
+                    Policy.title.in_([f"Kept {i}" for i in range(0, 60, 3)])
+                ).execute()
+                db.execute_sql("VACUUM")
+                # Then: the search finds what the scan finds
+                for q in ["kept 1", "kept 4", "body 5", "kept 3"]:
+                    query = search.policies(db, tenant, q)
+                    ordered = query.order_by(Policy.created_at.desc(), Policy.id.desc())
+                    assert [str(p.id) for p in ordered] == _scan_ids(db, tenant, q), q
+                if not is_postgres(db):
+                    db.execute_sql(
+                        "INSERT INTO policy_search (policy_search, rank) "
+                        "VALUES ('integrity-check', 1)"
+                    )
     finally:
         db.close()
