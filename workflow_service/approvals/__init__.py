@@ -8,4 +8,5 @@ an entity's deletion, archiving or change before dispatch (``entity_event``).
 May import: the kernel (``engine``, ``models``, ``steps``, ``web`` helpers,
 ``kernel.hooks``...) and ``shared``; of other features only what the import contract of
 pyproject.toml still lists (the user directory to resolve approvers, the notification
-deliveries to e-mail them). It tells the audit trail through kernel hooks."""
+deliveries to e-mail them). It tells the audit trail through kernel hooks.
+"""

@@ -11,4 +11,5 @@ lock. See the README's "Audit trail" section.
 May import: the kernel (``engine``, ``models``, ``steps``, ``web`` helpers,
 ``kernel.hooks``...) and ``shared``; the file store (packages are stored files) and the
 approval tables (packages include approvals), as the import contract lists. Nothing
-imports it but the list of features."""
+imports it but the list of features.
+"""

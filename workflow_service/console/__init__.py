@@ -9,7 +9,6 @@ Part of the operations feature (:mod:`workflow_service.ops` serves it); imports 
 of the service.
 """
 
-
 from __future__ import annotations
 
 from importlib import resources

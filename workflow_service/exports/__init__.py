@@ -3,4 +3,5 @@ lists them with the caller's filters, written page by page to a CSV, XLSX or JSO
 in the file store.
 
 A feature, declared in :mod:`.feature`. May import: the kernel (``engine``, ``models``,
-``steps``, ``web`` helpers, ``kernel.hooks``...) and ``shared``, and the file store."""
+``steps``, ``web`` helpers, ``kernel.hooks``...) and ``shared``, and the file store.
+"""

@@ -9,8 +9,8 @@ scheduled job deletes files past their ``expires_at``.
 
 A feature, declared in :mod:`.feature`, that the batch features (audit, reports,
 exports, imports) build on. May import: the kernel (``engine``, ``models``, ``steps``,
-``web`` helpers, ``kernel.hooks``...) and ``shared``; no other feature."""
-
+``web`` helpers, ``kernel.hooks``...) and ``shared``; no other feature.
+"""
 
 from workflow_service.files.models import FileKind, StoredFile
 from workflow_service.files.store import FileStore

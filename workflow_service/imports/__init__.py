@@ -7,4 +7,5 @@ time limit.
 
 A feature, declared in :mod:`.feature`. May import: the kernel (``engine``, ``models``,
 ``steps``, ``web`` helpers, ``kernel.hooks``...) and ``shared``, the file store, and the
-export writers (an import's report is written like an export)."""
+export writers (an import's report is written like an export).
+"""

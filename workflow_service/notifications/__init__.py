@@ -6,4 +6,5 @@ parked and re-sent) and their HTTP API. The ``in_app`` channel is the kernel's.
 
 May import: the kernel (``engine``, ``models``, ``steps``, ``web`` helpers,
 ``kernel.hooks``...) and ``shared``, and the user directory (e-mail addresses). It tells
-the audit trail through the ``delivery_recorded`` hook."""
+the audit trail through the ``delivery_recorded`` hook.
+"""

@@ -7,4 +7,5 @@ runs on ``governance.reporting``.
 
 A feature, declared in :mod:`.feature`. May import: the kernel (``engine``, ``models``,
 ``steps``, ``web`` helpers, ``kernel.hooks``...) and ``shared``, the file store, and the
-approval tables (the turnaround report)."""
+approval tables (the turnaround report).
+"""

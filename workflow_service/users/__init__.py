@@ -4,4 +4,5 @@ A feature, declared in :mod:`.feature`: ``/users``, the ``users import`` command
 the directory the engine expands roles with (its ``user_directory`` provider). May
 import: the kernel (``engine``, ``models``, ``steps``, ``web`` helpers,
 ``kernel.hooks``...) and ``shared``; no other feature (user changes reach the audit
-trail through the ``user_recorded`` hook)."""
+trail through the ``user_recorded`` hook).
+"""
