@@ -19,12 +19,19 @@ Three changes to stock Dramatiq live here, each small and for a measured reason:
   message.
 * A delayed message that a worker holds in memory until its eta is moved onto its
   queue by one script that first takes its body out of the delay queue
-  (:data:`MOVE_DUE`), so an operator's promote (which takes the body the same way) and
-  the worker never both send it: whoever takes the body sends the message.
+  (``move_due.lua`` of :mod:`shared.dramatiq_redis`), so an operator's promote (which
+  takes the body the same way) and the worker never both send it: whoever takes the
+  body sends the message. A delay queue's consumer sleeps until the earliest eta it
+  holds (or a wake-up, or the worker timeout), not in short ticks, so an idle worker
+  does not spin and a retry still starts within a millisecond or two of its eta.
 * :class:`BrokerMaintenance` runs Dramatiq's queue maintenance (the requeue of a dead
   worker's messages) on a timer in every worker, instead of only when one Redis command
   in a thousand happens to trigger it, so a killed worker's work resumes within seconds
   of the heartbeat timeout.
+
+Everything this module assumes about how Dramatiq lays out its queues in Redis (keys,
+the dispatch script's arguments, its consumer class) comes from
+:mod:`shared.dramatiq_redis`.
 
 A database outage does not use up a message's attempts: each retry for an unreachable
 database raises that message's ``max_retries`` (Dramatiq's per-message option) by one,
@@ -47,8 +54,7 @@ from uuid import uuid4
 import dramatiq
 import redis
 from dramatiq.broker import MessageProxy
-from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import current_millis, dq_name, iter_queue
+from dramatiq.common import current_millis, iter_queue
 from dramatiq.errors import ActorNotFound, ConnectionClosed, DecodeError, Retry
 from dramatiq.middleware import (
     AgeLimit,
@@ -65,6 +71,18 @@ from dramatiq.results.backends.redis import RedisBackend
 from dramatiq.worker import ConsumerThread
 
 from shared.db import is_database_unavailable
+from shared.dramatiq_redis import (
+    SCRIPTS,
+    Layout,
+    RedisBroker,
+    RedisConsumer,
+    dead_letter_by_body,
+    delay_queue_name,
+    dispatch_args,
+    earliest_held_eta_ms,
+    is_delay_queue,
+    move_due_call,
+)
 from shared.jobstatus import JobStatus, JobStatusStore
 from shared.queues import CATALOG, spec_for
 from shared.settings import CommonSettings
@@ -79,28 +97,12 @@ OUTAGE_RETRIES = "outage_retries"
 #: Longest wait between two maintenance rounds of a worker (see BrokerMaintenance).
 MAINTENANCE_INTERVAL_MAX_S = 5.0
 
-#: How often a waiting delay-queue consumer returns so the worker can move due
-#: messages from memory back onto their queue (bounds retry-time accuracy).
-DELAY_QUEUE_TICK_MS = 10
-
 #: Longest time a consumer trusts the pause flag it read: a pause (or resume) whose
 #: wake-up was lost still takes effect within this.
 PAUSE_CHECK_S = 1.0
 
 #: Wake-up payload sent by a pause or resume: read the queue's pause flag again now.
 PAUSE_CHANGED = b"pause"
-
-#: Move a due delayed message onto its queue, only if its body is still in the delay
-#: queue (an operator's promote may have taken it and sent it already).
-#: KEYS: delay-queue bodies, queue list, queue bodies; ARGV: delayed id, new id, data.
-MOVE_DUE = """
-if redis.call("hdel", KEYS[1], ARGV[1]) == 0 then
-  return 0
-end
-redis.call("hset", KEYS[3], ARGV[2], ARGV[3])
-redis.call("rpush", KEYS[2], ARGV[2])
-return 1
-"""
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +124,8 @@ class WakingRedisBroker(RedisBroker):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._move_due = self.client.register_script(MOVE_DUE)
+        self.layout = Layout(self.namespace)
+        self._move_due = self.client.register_script(SCRIPTS["move_due"])
 
     @property
     def consumer_class(self):
@@ -156,7 +159,7 @@ class WakingRedisBroker(RedisBroker):
                 message = message.copy(options={"redis_message_id": str(uuid4())})
                 if delay is not None:
                     message = message.copy(
-                        queue_name=dq_name(message.queue_name),
+                        queue_name=delay_queue_name(message.queue_name),
                         options={"eta": current_millis() + delay},
                     )
                 self.emit_before("enqueue", message, delay)
@@ -176,7 +179,14 @@ class WakingRedisBroker(RedisBroker):
                     if moving_due and delayed_id:
                         self._queue_move_due(pipe, message, delayed_id, loaded)
                         continue
-                    args = self._dispatch_args(message)
+                    args = dispatch_args(
+                        self,
+                        "enqueue",
+                        message.queue_name,
+                        message.options["redis_message_id"],
+                        message.encode(),
+                        maintenance=self._should_do_maintenance("enqueue"),
+                    )
                     if loaded:
                         pipe.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, *args)
                     else:
@@ -214,9 +224,10 @@ class WakingRedisBroker(RedisBroker):
         return prepared
 
     def _queue_move_due(self, pipe, message: dramatiq.Message, delayed_id: str, loaded: bool):
-        queue = f"{self.namespace}:{message.queue_name}"
-        keys = [f"{self.namespace}:{dq_name(message.queue_name)}.msgs", queue, f"{queue}.msgs"]
-        args = [delayed_id, message.options["redis_message_id"], message.encode()]
+        new_id = message.options["redis_message_id"]
+        keys, args = move_due_call(
+            self.layout, message.queue_name, delayed_id, new_id, message.encode()
+        )
         if loaded:
             pipe.evalsha(self._move_due.sha, len(keys), *keys, *args)
         else:
@@ -239,25 +250,11 @@ class WakingRedisBroker(RedisBroker):
         for queue_name in sorted(self.get_declared_queues() | self.get_declared_delay_queues()):
             self.do_maintenance(queue_name)
 
-    def _dispatch_args(self, message: dramatiq.Message) -> list:
-        return [
-            "enqueue",
-            current_millis(),
-            message.queue_name,
-            self.broker_id,
-            self.heartbeat_timeout,
-            self.dead_message_ttl,
-            self._should_do_maintenance("enqueue"),
-            self._max_unpack_size(),
-            message.options["redis_message_id"],
-            message.encode(),
-        ]
-
     def _job_status(self) -> JobStatus | None:
         return next((m for m in self.middleware if isinstance(m, JobStatus)), None)
 
 
-class _WakingConsumer(_RedisConsumer):
+class _WakingConsumer(RedisConsumer):
     """Fetches like Dramatiq's consumer, but waits for a wake-up instead of sleeping.
 
     It fetches when woken, when an in-flight message finished and there is room to
@@ -267,7 +264,7 @@ class _WakingConsumer(_RedisConsumer):
 
     def __init__(self, broker, queue_name, prefetch, timeout):
         super().__init__(broker, queue_name, prefetch, timeout)
-        self.is_delay_queue = queue_name.endswith(".DQ")
+        self.is_delay_queue = is_delay_queue(queue_name)
         self.room = threading.Event()
         self.channel = wake_channel(broker.namespace, queue_name)
         self.pubsub = broker.client.pubsub(ignore_subscribe_messages=True)
@@ -393,28 +390,36 @@ class _WakingConsumer(_RedisConsumer):
         self.logger.error(
             "Dead-lettering an undecodable message on %r: %.200r", self.queue_name, data
         )
-        if data is None:
-            return
-        client, ns = self.broker.client, self.broker.namespace
-        acks = f"{ns}:__acks__.{self.broker.broker_id}.{self.queue_name}"
-        bodies = f"{ns}:{self.queue_name}.msgs"
-        for redis_id in client.smembers(acks):
-            if client.hget(bodies, redis_id) == data:
-                self.broker.do_nack(self.queue_name, redis_id.decode())
-                return
+        if data is not None:
+            dead_letter_by_body(self.broker, self.queue_name, data)
 
     def _wait(self, has_room: bool) -> None:
-        """Block until woken, or for one tick, without sending Redis anything."""
-        tick_ms = DELAY_QUEUE_TICK_MS if self.is_delay_queue else self.timeout
+        """Block until woken, or for one tick, without sending Redis anything.
+
+        A tick is the worker timeout; a delay queue's ends at the earliest eta of the
+        messages its worker holds, so the worker moves that one onto its queue on time.
+        """
+        tick_s = self.timeout / 1000
+        if self.is_delay_queue:
+            tick_s = min(tick_s, self._until_next_eta_s())
         if not has_room:
             # Full: wait for a worker thread to finish a message, then fetch again.
-            if self.room.wait(tick_ms / 1000):
+            if self.room.wait(tick_s):
                 self.must_fetch = True
             return
-        if self._wake_pending(tick_ms / 1000):
+        if self._wake_pending(tick_s):
             self.must_fetch = True
             while self._wake_pending(0):  # drain wake-ups that arrived together
                 pass
+
+    @staticmethod
+    def _until_next_eta_s() -> float:
+        """Seconds until the earliest eta among the delayed messages this consumer's
+        worker holds in memory; infinite when it holds none."""
+        eta_ms = earliest_held_eta_ms()
+        if eta_ms is None:
+            return float("inf")
+        return max(0.0, (eta_ms - current_millis()) / 1000)
 
     def _wake_pending(self, timeout: float) -> bool:
         try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from shared import dramatiq_redis
+
 Backoff = Literal["exponential", "fixed", "none"]
 
 #: Dramatiq's default time limit (10 minutes), used where the catalog says "default".
@@ -103,10 +105,9 @@ ENTITY_QUEUES: dict[str, str] = {
 
 
 def base_queue_name(queue_name: str) -> str:
-    """``governance.policy.DQ`` / ``.XQ`` -> ``governance.policy``."""
-    if queue_name.endswith((".DQ", ".XQ")):
-        return queue_name[:-3]
-    return queue_name
+    """A delay queue's or dead-letter queue's queue (``governance.policy.DQ`` ->
+    ``governance.policy``), as Dramatiq names them (:mod:`shared.dramatiq_redis`)."""
+    return dramatiq_redis.base_queue_name(queue_name)
 
 
 def spec_for(queue_name: str) -> QueueSpec:

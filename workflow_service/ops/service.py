@@ -371,7 +371,7 @@ class JobOps:
             matching.append((job_id, queue, broker_id))
         pipe = self.store.client.pipeline(transaction=False)
         for _, queue, broker_id in matching:
-            pipe.zscore(self.state.key(f"{queue}.XQ"), broker_id)
+            self.state.dead_at(pipe, queue, broker_id)
         dead = pipe.execute() if matching else []
         return [job_id for (job_id, _, _), score in zip(matching, dead, strict=True) if score]
 
@@ -436,14 +436,15 @@ class JobOps:
     def promote(self, job_id: str, tenant: str | None, by: str) -> dict[str, Any]:
         """Run a delayed job (a retry waiting on its backoff) now, exactly once.
 
-        The delayed message is in its queue's delay queue (``<q>.DQ``): either still in
-        the list, or fetched by a worker that holds it in memory until its eta (Dramatiq
-        prefetches delayed messages). Its body stays in ``<q>.DQ.msgs`` until then. One
+        The delayed message is in its queue's delay queue: either still in its list, or
+        fetched by a worker that holds it in memory until its eta (Dramatiq prefetches
+        delayed messages). Its body stays in the delay queue's bodies until then. One
         Lua script takes that body out of the delay queue (list, bodies, and the holding
         worker's unacked set) and pushes a copy without the eta (same message id, same
         attempt count, new Redis id) onto the queue itself. When the held original comes
         due, the worker moves it with a script that also first takes the body
-        (``MOVE_DUE`` in :mod:`shared.broker`): it finds none and sends nothing. Whichever
+        (``move_due.lua`` of :mod:`shared.dramatiq_redis`): it finds none and sends
+        nothing. Whichever
         takes the body sends the message, so it runs once even if promote races the
         eta; a promote that loses answers :class:`JobNotDelayed`. The worker's ack of
         the original then finds nothing to remove, and a worker that dies holding it
