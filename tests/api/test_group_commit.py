@@ -10,8 +10,11 @@ import peewee
 
 from api_service.models import Outbox
 from api_service.transactions import GroupCommit
+from shared.db import is_database_unavailable, open_database, pooled_url
 from shared.sql import CompiledInsert
 from tests.api.test_outbox import own_db  # noqa: F401 - a fixture
+from tests.conftest import database_outage
+from tests.support import poll
 
 INSERT = CompiledInsert(Outbox)
 
@@ -82,3 +85,43 @@ def test_a_failing_write_fails_alone_and_the_rest_of_its_group_commits(own_db): 
     assert isinstance(outcomes[taken], peewee.IntegrityError)  # a duplicate event id
     assert {e: outcomes[e] for e in fresh} == dict.fromkeys(fresh, "committed")
     assert Outbox.select().count() == 1 + len(fresh)
+
+
+def test_writes_commit_again_once_a_database_outage_ends(own_db):  # noqa: F811
+    url, _ = own_db
+    db = open_database(pooled_url(url, 8))
+    group = GroupCommit(db)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    committed: list[float] = []
+
+    def write() -> None:
+        while not stop.is_set():
+            try:
+                group.run(_row(db, str(uuid.uuid4())))
+                committed.append(time.monotonic())
+            except (peewee.DatabaseError, peewee.InterfaceError) as exc:
+                failures.append(exc)  # and write again at once, as callers under load do
+
+    # Given writers keeping the group commit busy
+    writers = [threading.Thread(target=write) for _ in range(16)]
+    for t in writers:
+        t.start()
+    try:
+        poll(lambda: len(committed) > 20, timeout=10, message="writes committing")
+        # When the database goes away for a moment (PostgreSQL drops the connections)
+        with database_outage(url):
+            time.sleep(0.3)
+        ended = time.monotonic()
+        # Then writes commit again, on a new connection
+        poll(
+            lambda: sum(t > ended for t in committed) > 20,
+            timeout=10,
+            message="writes committing after the outage",
+        )
+    finally:
+        stop.set()
+        for t in writers:
+            t.join()
+        db.close_all()
+    assert all(is_database_unavailable(exc) for exc in failures), failures[:3]
