@@ -233,7 +233,9 @@ def report(result: dict, redis_proc: subprocess.Popen, every: bool) -> None:
     pss = sum(p for _, p in result["memory"].values()) / 1024
     redis_rss = memory_kb(redis_proc.pid)[0] / 1024
     commands = sum(result["calls"].values())
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"measured over {elapsed:.1f} s, {result['processes']} processes in the tree")
+    print(f"(machine load average {load} on {os.cpu_count()} cores: pickup times vary with it)")
     verdict = "ok" if cpu_pct <= GOAL_CPU_PCT else "OVER"
     print(f"CPU        {cpu_pct:6.2f} % of a core   (goal <= {GOAL_CPU_PCT} %: {verdict})")
     verdict = "ok" if rss <= GOAL_RSS_MB else "OVER"
