@@ -25,18 +25,16 @@ from api_service.resources import (
     initiator_of,
 )
 from api_service.schemas import Comment, JobLink, PolicyVersionOut
-from shared.auth import CLAIM_ID, require_role
+from shared.auth import CLAIM_ID
 from shared.http import (
-    Operation,
     Param,
     StrictModel,
     bad_parameter,
     decode_cursor,
     encode_cursor,
-    parse_body,
     parse_limit,
     parse_uuid,
-    read_json,
+    route,
 )
 
 WRITE_ROLES = ("editor",)
@@ -73,8 +71,8 @@ class DeletedOut(BaseModel):
 
 
 class VersionListOut(BaseModel):
-    items: list[PolicyVersionOut]
     next_cursor: str | None
+    items: list[PolicyVersionOut]
 
 
 class RefusalOut(BaseModel):
@@ -125,11 +123,12 @@ def _etag(resp, version: int) -> None:
     resp.etag = f'"{version}"'
 
 
-def _answer(resp, status: int, body: dict[str, Any]) -> None:
+def _answer(resp, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """``body``, answered with ``status`` and the ETag of the version it holds."""
     resp.status = status
     if "version" in body:
         _etag(resp, body["version"])
-    resp.media = body
+    return body
 
 
 class Collection:
@@ -141,7 +140,7 @@ class Collection:
         out = api.out
         self.write_out = api.model("WriteOut", __base__=out, jobs=(list[JobLink], ...))
         self.docs = {
-            "POST": Operation(
+            "POST": route(
                 f"Create {kind.name} (status {kind.initial_status}); Idempotency-Key replays "
                 f"the first answer and never creates twice; publishes {kind.name}.created",
                 request=api.create,
@@ -151,7 +150,7 @@ class Collection:
                 errors=(422,),
                 params=(IDEMPOTENCY,),
             ),
-            "GET": Operation(
+            "GET": route(
                 f"List {kind.collection}, newest first",
                 response=api.model(
                     "ListOut",
@@ -169,16 +168,16 @@ class Collection:
         }
 
     def on_post(self, req, resp):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = req.context.principal
         key = idempotency_key(req)
-        data = parse_body(self.api.create, read_json(req, self.max_body_bytes))
+        data = req.context.body
         values = self.api.create_values(data, principal.sub)
         status, body = self.service.create(principal, values, idempotency_key=key)
         resp.location = f"/{self.api.kind.collection}/{body['id']}"
-        _answer(resp, status, body)
+        return _answer(resp, status, body)
 
     def on_get(self, req, resp):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         conditions = self.api.filters(req)
         limit = parse_limit(req, default=50, maximum=200)
         after = None
@@ -195,7 +194,7 @@ class Collection:
         next_cursor = None
         if last is not None:
             next_cursor = encode_cursor({"t": last[0].isoformat(), "i": str(last[1])})
-        resp.media = {"items": [self.api.kind.body(r) for r in rows], "next_cursor": next_cursor}
+        return {"items": [self.api.kind.body(r) for r in rows], "next_cursor": next_cursor}
 
 
 class Item:
@@ -206,14 +205,14 @@ class Item:
         kind = api.kind
         frozen = ", ".join(kind.frozen) or "none"
         self.docs = {
-            "GET": Operation(
+            "GET": route(
                 f"Get {kind.name} (ETag = version)",
                 response=api.out,
                 roles=READ_ROLES,
                 errors=(400, 404),
                 params=(api.id_param,),
             ),
-            "PATCH": Operation(
+            "PATCH": route(
                 f"Change fields of {kind.name}; needs If-Match or 'version' (stale: 412); "
                 f"content in status {frozen} does not change (409); Idempotency-Key "
                 f"replays the first answer; publishes {kind.name}.updated",
@@ -223,7 +222,7 @@ class Item:
                 errors=(404, 409, 412, 422, 428),
                 params=(api.id_param, IF_MATCH, IDEMPOTENCY),
             ),
-            "DELETE": Operation(
+            "DELETE": route(
                 f"Delete {kind.name} (soft); publishes {kind.name}.deleted",
                 response=DeletedOut,
                 roles=WRITE_ROLES,
@@ -236,17 +235,17 @@ class Item:
         return parse_uuid(raw, self.api.id_name)
 
     def on_get(self, req, resp, **params):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         row = self.service.get(principal, self._id(params[self.api.id_name]))
         _etag(resp, row.version)
-        resp.media = self.api.kind.body(row)
+        return self.api.kind.body(row)
 
     def on_patch(self, req, resp, **params):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = req.context.principal
         entity_id = self._id(params[self.api.id_name])
         if_match = if_match_version(req)
         key = idempotency_key(req)
-        data = parse_body(self.api.update, read_json(req, self.max_body_bytes))
+        data = req.context.body
         status, body = self.service.update(
             principal,
             entity_id,
@@ -255,13 +254,13 @@ class Item:
             if_match=if_match,
             idempotency_key=key,
         )
-        _answer(resp, status, body)
+        return _answer(resp, status, body)
 
     def on_delete(self, req, resp, **params):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = req.context.principal
         entity_id = self._id(params[self.api.id_name])
         status, body = self.service.delete(principal, entity_id, if_match=if_match_version(req))
-        _answer(resp, status, body)
+        return _answer(resp, status, body)
 
 
 class Transitions:
@@ -282,7 +281,7 @@ class Transitions:
         decisions = ", ".join(sorted(kind.decisions)) or "none"
         system = ", ".join(sorted(kind.system_only))
         self.docs = {
-            "POST": Operation(
+            "POST": route(
                 f"Move {kind.name} through its lifecycle (forbidden move: 409 with the "
                 f"allowed targets); moves to {decisions} are decisions (approver; refused "
                 "(403) to whoever created, owns or submitted it; the workflow service names "
@@ -306,14 +305,14 @@ class Transitions:
         }
 
     def on_post(self, req, resp, **params):
-        principal = require_role(req, *TRANSITION_ROLES)
+        principal = req.context.principal
         entity_id = parse_uuid(params[self.api.id_name], self.api.id_name)
         if_match = if_match_version(req)
         causation = causation_chain(req, principal)
         initiator = initiator_of(req, principal)
         deciders = deciders_of(req, principal)
         key = idempotency_key(req)
-        data = parse_body(self.request, read_json(req, self.max_body_bytes))
+        data = req.context.body
         status, body = self.service.transition(
             principal,
             entity_id,
@@ -326,7 +325,7 @@ class Transitions:
             initiator=initiator,
             deciders=deciders,
         )
-        _answer(resp, status, body)
+        return _answer(resp, status, body)
 
 
 class Assignment:
@@ -344,7 +343,7 @@ class Assignment:
         self.id_name = id_name
         id_param = Param(id_name, "path", f"{kind.title} id", {"type": "string", "format": "uuid"})
         self.docs = {
-            "POST": Operation(
+            "POST": route(
                 f"Assign {kind.name} to a person (a user id; sets {kind.assignee_field}) in "
                 "any status but deleted and awaiting a decision (409); bumps the version; "
                 "Idempotency-Key replays the first answer; "
@@ -360,13 +359,13 @@ class Assignment:
         }
 
     def on_post(self, req, resp, **params):
-        principal = require_role(req, *ASSIGN_ROLES)
+        principal = req.context.principal
         entity_id = parse_uuid(params[self.id_name], self.id_name)
         if_match = if_match_version(req)
         causation = causation_chain(req, principal)
         initiator = initiator_of(req, principal)
         key = idempotency_key(req)
-        data = parse_body(AssignmentRequest, read_json(req, self.max_body_bytes))
+        data = req.context.body
         version = data.version if data.version is not None else if_match
         if data.version is not None and if_match is not None and data.version != if_match:
             raise bad_parameter("If-Match", "If-Match and 'version' name different versions.")
@@ -380,7 +379,7 @@ class Assignment:
             idempotency_key=key,
             initiator=initiator,
         )
-        _answer(resp, status, body)
+        return _answer(resp, status, body)
 
 
 def _paged_versions(req, service: EntityService, principal, entity_id) -> dict[str, Any]:
@@ -414,7 +413,7 @@ class Versions:
         self.api = api
         self.service = service
         self.docs = {
-            "GET": Operation(
+            "GET": route(
                 f"The {api.kind.name}'s version snapshots, oldest first",
                 response=VersionListOut,
                 roles=READ_ROLES,
@@ -428,9 +427,9 @@ class Versions:
         }
 
     def on_get(self, req, resp, **params):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         entity_id = parse_uuid(params[self.api.id_name], self.api.id_name)
-        resp.media = _paged_versions(req, self.service, principal, entity_id)
+        return _paged_versions(req, self.service, principal, entity_id)
 
 
 class Refusals:
@@ -438,7 +437,7 @@ class Refusals:
         self.api = api
         self.service = service
         self.docs = {
-            "GET": Operation(
+            "GET": route(
                 f"Refused moves of the {api.kind.name} (who, for whom, when, why), newest first",
                 response=RefusalListOut,
                 roles=READ_ROLES,
@@ -448,9 +447,9 @@ class Refusals:
         }
 
     def on_get(self, req, resp, **params):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         entity_id = parse_uuid(params[self.api.id_name], self.api.id_name)
-        resp.media = {
+        return {
             "items": [
                 {
                     "from_status": r.from_status,
@@ -471,7 +470,7 @@ class EvidenceFile:
         id_param = Param("evidence_id", "path", "Evidence id", {"type": "string", "format": "uuid"})
         types = ", ".join(sorted(ALLOWED_TYPES))
         self.docs = {
-            "PUT": Operation(
+            "PUT": route(
                 "Store the evidence's file: the raw body with its Content-Type (one of "
                 f"{types}; others 415), at most EVIDENCE_MAX_BYTES (413); needs If-Match "
                 "(428/412); not once the evidence is submitted, accepted or expired (409); "
@@ -485,7 +484,7 @@ class EvidenceFile:
                     Param("file_name", description="The file's name (shown on download)"),
                 ),
             ),
-            "GET": Operation(
+            "GET": route(
                 "Download the evidence's file (as an attachment, with its content type)",
                 roles=READ_ROLES,
                 errors=(400, 404),
@@ -494,7 +493,7 @@ class EvidenceFile:
         }
 
     def on_put(self, req, resp, evidence_id):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = req.context.principal
         entity_id = parse_uuid(evidence_id, "evidence_id")
         # Another tenant's evidence is a 404 whatever is sent.
         self.files.evidence.get(principal, entity_id)
@@ -523,10 +522,10 @@ class EvidenceFile:
             file_name=file_name,
             stream=req.bounded_stream,
         )
-        _answer(resp, 200, body)
+        return _answer(resp, 200, body)
 
     def on_get(self, req, resp, evidence_id):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         row, stream = self.files.open(principal, parse_uuid(evidence_id, "evidence_id"))
         resp.content_type = row.content_type
         resp.set_header("Content-Disposition", f'attachment; filename="{row.file_name}"')

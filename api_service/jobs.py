@@ -11,8 +11,7 @@ from __future__ import annotations
 import falcon
 
 from api_service.resources import READ_ROLES
-from shared.auth import require_role
-from shared.http import Operation, Param, bad_parameter, parse_choice, parse_limit, parse_uuid
+from shared.http import Param, bad_parameter, parse_choice, parse_limit, parse_uuid, route
 from shared.jobstatus import (
     STATES,
     InvalidCursor,
@@ -49,7 +48,7 @@ def job_not_found(job_id: str) -> falcon.HTTPNotFound:
 
 class JobItem:
     docs = {
-        "GET": Operation(
+        "GET": route(
             summary="A job's status, timeline, progress and the jobs it started",
             response=JobDetailOut,
             errors=(400, 404),
@@ -61,17 +60,17 @@ class JobItem:
         self.store = store
 
     def on_get(self, req, resp, job_id):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         job_id = str(parse_uuid(job_id, "job_id"))
         record = self.store.get(job_id)
         if record is None or record["tenant_id"] != principal.tenant:
             raise job_not_found(job_id)
-        resp.media = record
+        return record
 
 
 class JobCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             summary="Your tenant's jobs, newest first (?tree_state=failed: writes whose work "
             "failed somewhere below; search by entity id, actor, error text and time)",
             response=JobPageOut,
@@ -85,7 +84,7 @@ class JobCollection:
         self.store = store
 
     def on_get(self, req, resp):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         queue = parse_choice(req, "queue", QUEUE_NAMES)
         state = parse_choice(req, "state", STATES)
         tree_state = parse_tree_state(req, state)
@@ -119,7 +118,7 @@ class JobCollection:
             raise bad_parameter(
                 "cursor", "'cursor' is not a cursor returned by this API."
             ) from None
-        resp.media = {"items": items, "next_cursor": next_cursor}
+        return {"items": items, "next_cursor": next_cursor}
 
 
 def add_job_routes(app: falcon.App, docs, store: JobStatusStore) -> None:

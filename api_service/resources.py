@@ -21,18 +21,15 @@ from api_service.schemas import (
     PolicyWriteOut,
     TransitionRequest,
 )
-from shared.auth import require_role
 from shared.http import (
-    Operation,
     Param,
     bad_parameter,
     decode_cursor,
     encode_cursor,
-    parse_body,
     parse_choice,
     parse_limit,
     parse_uuid,
-    read_json,
+    route,
 )
 
 READ_ROLES = ("viewer", "editor", "approver", "auditor", "service")
@@ -178,7 +175,7 @@ def _set_etag(resp, version: int) -> None:
 
 class PolicyCollection:
     docs = {
-        "POST": Operation(
+        "POST": route(
             "Create a policy (status draft); Idempotency-Key replays the first answer "
             "and never creates a second policy (keys are per caller; another request "
             "with the same key: 422); the workflow service creates only for the person "
@@ -190,7 +187,7 @@ class PolicyCollection:
             errors=(400, 422),
             params=(IDEMPOTENCY_KEY, ACTING_FOR),
         ),
-        "GET": Operation(
+        "GET": route(
             "List policies, newest first",
             response=PolicyListOut,
             roles=READ_ROLES,
@@ -211,26 +208,24 @@ class PolicyCollection:
         self.max_body_bytes = max_body_bytes
 
     def on_post(self, req, resp):
-        principal = require_role(req, *EDIT_ROLES)
+        principal = req.context.principal
         person = acting_for(req, principal)
         key = idempotency_key(req)
-        data = parse_body(PolicyCreate, read_json(req, self.max_body_bytes))
+        data = req.context.body
         if key:
             # Bulk imports repeat a create with the same key: never a second policy.
             status, body = self.service.create_idempotent(principal, data, key, acting_for=person)
             resp.status = status
             resp.location = f"/policies/{body['id']}"
             _set_etag(resp, body["version"])
-            resp.media = body
-            return
+            return body
         result = self.service.create(principal, data, acting_for=person)
-        resp.status = falcon.HTTP_201
         resp.location = f"/policies/{result.policy.id}"
         _set_etag(resp, result.policy.version)
-        resp.media = result.body()
+        return result.body()
 
     def on_get(self, req, resp):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         q = req.get_param("q") or None
         if q is not None and len(q) > MAX_QUERY_LENGTH:
             raise bad_parameter("q", f"'q' may be at most {MAX_QUERY_LENGTH} characters.")
@@ -255,19 +250,19 @@ class PolicyCollection:
         next_cursor = None
         if last is not None:
             next_cursor = encode_cursor({"t": last[0].isoformat(), "i": str(last[1])})
-        resp.media = {"items": [policy_body(p) for p in rows], "next_cursor": next_cursor}
+        return {"items": [policy_body(p) for p in rows], "next_cursor": next_cursor}
 
 
 class PolicyItem:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "Get a policy (ETag = version)",
             response=PolicyOut,
             roles=READ_ROLES,
             errors=(400, 404),
             params=(ID_PARAM,),
         ),
-        "PATCH": Operation(
+        "PATCH": route(
             "Change fields of a policy; needs If-Match or 'version' (stale: 412); a "
             "policy in review is not edited (409: withdraw it to draft first); "
             "Idempotency-Key replays the first answer; the workflow service edits only "
@@ -278,7 +273,7 @@ class PolicyItem:
             errors=(400, 404, 409, 412, 422, 428),
             params=(ID_PARAM, IF_MATCH, IDEMPOTENCY_KEY, ACTING_FOR),
         ),
-        "DELETE": Operation(
+        "DELETE": route(
             "Delete a policy (soft); publishes policy.deleted",
             response=PolicyDeletedOut,
             roles=WRITE_ROLES,
@@ -292,40 +287,39 @@ class PolicyItem:
         self.max_body_bytes = max_body_bytes
 
     def on_get(self, req, resp, policy_id):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         policy = self.service.get(principal, parse_uuid(policy_id, "policy_id"))
         _set_etag(resp, policy.version)
-        resp.media = policy_body(policy)
+        return policy_body(policy)
 
     def on_patch(self, req, resp, policy_id):
-        principal = require_role(req, *EDIT_ROLES)
+        principal = req.context.principal
         person = acting_for(req, principal)
         pid = parse_uuid(policy_id, "policy_id")
         if_match = if_match_version(req)
         key = idempotency_key(req)
-        data = parse_body(PolicyUpdate, read_json(req, self.max_body_bytes))
+        data = req.context.body
         if key:
             status, body = self.service.update_idempotent(
                 principal, pid, data, if_match=if_match, idempotency_key=key, acting_for=person
             )
             resp.status = status
             _set_etag(resp, body["version"])
-            resp.media = body
-            return
+            return body
         result = self.service.update(principal, pid, data, if_match=if_match, acting_for=person)
         _set_etag(resp, result.policy.version)
-        resp.media = result.body()
+        return result.body()
 
     def on_delete(self, req, resp, policy_id):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = req.context.principal
         pid = parse_uuid(policy_id, "policy_id")
         result = self.service.delete(principal, pid, if_match=if_match_version(req))
-        resp.media = {"id": str(pid), "deleted": True, "jobs": result.body()["jobs"]}
+        return {"id": str(pid), "deleted": True, "jobs": result.body()["jobs"]}
 
 
 class PolicyTransitions:
     docs = {
-        "POST": Operation(
+        "POST": route(
             "Move a policy through its lifecycle (forbidden move: 409 with the allowed "
             "targets); Idempotency-Key replays the first answer (keys are per caller); "
             "in_review -> approved is refused (403) to the policy's creator, owner and "
@@ -356,14 +350,14 @@ class PolicyTransitions:
         self.max_body_bytes = max_body_bytes
 
     def on_post(self, req, resp, policy_id):
-        principal = require_role(req, *TRANSITION_ROLES)
+        principal = req.context.principal
         pid = parse_uuid(policy_id, "policy_id")
         if_match = if_match_version(req)
         causation = causation_chain(req, principal)
         initiator = initiator_of(req, principal)
         deciders = deciders_of(req, principal)
         key = idempotency_key(req)
-        data = parse_body(TransitionRequest, read_json(req, self.max_body_bytes))
+        data = req.context.body
         status, body = self.service.transition(
             principal,
             pid,
@@ -376,12 +370,12 @@ class PolicyTransitions:
         )
         resp.status = status
         _set_etag(resp, body["version"])
-        resp.media = body
+        return body
 
 
 class PolicyVersions:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "The policy's version snapshots, oldest first",
             response=PolicyVersionListOut,
             roles=READ_ROLES,
@@ -398,7 +392,7 @@ class PolicyVersions:
         self.service = service
 
     def on_get(self, req, resp, policy_id):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         policy = parse_uuid(policy_id, "policy_id")
         limit = parse_limit(req, default=50, maximum=200)
         after = None
@@ -409,7 +403,7 @@ class PolicyVersions:
                 raise bad_parameter("cursor", "'cursor' is not a cursor returned by this API.")
         versions = self.service.versions(principal, policy, after=after, limit=limit + 1)
         more, versions = len(versions) > limit, versions[:limit]
-        resp.media = {
+        return {
             "next_cursor": encode_cursor({"v": versions[-1].version}) if more else None,
             "items": [
                 {
@@ -427,7 +421,7 @@ class PolicyVersions:
 
 class PolicyRefusals:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "Refused moves of the policy (who, for whom, when, why), newest first",
             response=PolicyRefusalListOut,
             roles=READ_ROLES,
@@ -440,9 +434,9 @@ class PolicyRefusals:
         self.service = service
 
     def on_get(self, req, resp, policy_id):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         refusals = self.service.refusals(principal, parse_uuid(policy_id, "policy_id"))
-        resp.media = {
+        return {
             "items": [
                 {
                     "from_status": r.from_status,

@@ -36,19 +36,17 @@ from api_service.policies import SNAPSHOT_FIELDS, job_links, json_value, policy_
 from api_service.resources import idempotency_key, if_match_version
 from api_service.review_cycle import next_review
 from api_service.schemas import JobLink
-from shared.auth import Principal, require_role
+from shared.auth import Principal
 from shared.events import Event
 from shared.http import (
-    Operation,
     Param,
     StrictModel,
     bad_parameter,
     decode_cursor,
     encode_cursor,
-    parse_body,
     parse_limit,
     parse_uuid,
-    read_json,
+    route,
 )
 
 #: Who records a review (admins too); the owner never reviews their own policy.
@@ -371,7 +369,7 @@ ID_PARAM = Param("policy_id", "path", "Policy id", {"type": "string", "format": 
 
 class PolicyReviews:
     docs = {
-        "POST": Operation(
+        "POST": route(
             "Record a periodic review of a policy in force (approved or published; "
             "otherwise 409): outcome no_change or changes_required. Approvers and "
             "admins only, never the policy's owner (403). Moves next_review_date one "
@@ -389,7 +387,7 @@ class PolicyReviews:
                 Param("Idempotency-Key", "header", "Replays the first answer for this key"),
             ),
         ),
-        "GET": Operation(
+        "GET": route(
             "The policy's periodic reviews, newest first",
             response=ReviewListOut,
             roles=READ_ROLES,
@@ -407,21 +405,21 @@ class PolicyReviews:
         self.max_body_bytes = max_body_bytes
 
     def on_post(self, req, resp, policy_id):
-        principal = require_role(req, *RECORD_ROLES)
+        principal = req.context.principal
         pid = parse_uuid(policy_id, "policy_id")
         if_match = if_match_version(req)
         key = idempotency_key(req)
-        data = parse_body(ReviewRequest, read_json(req, self.max_body_bytes))
+        data = req.context.body
         status, body = self.service.record(
             principal, pid, data, if_match=if_match, idempotency_key=key
         )
         resp.status = status
         resp.location = f"/policies/{pid}/reviews"
         resp.etag = f'"{body["policy_version"]}"'  # the policy's version it made
-        resp.media = body
+        return body
 
     def on_get(self, req, resp, policy_id):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         pid = parse_uuid(policy_id, "policy_id")
         limit = parse_limit(req, default=50, maximum=200)
         after = None
@@ -444,7 +442,7 @@ class PolicyReviews:
         next_cursor = None
         if last is not None:
             next_cursor = encode_cursor({"t": last[0].isoformat(), "i": last[1]})
-        resp.media = {"items": [review_body(r) for r in rows], "next_cursor": next_cursor}
+        return {"items": [review_body(r) for r in rows], "next_cursor": next_cursor}
 
 
 def add_routes(app: falcon.App, docs, service: ReviewService, max_body_bytes: int) -> None:

@@ -1,5 +1,6 @@
-"""Request and response bodies. Request models refuse unknown fields; the response
-models exist for the OpenAPI document."""
+"""Request and response bodies. Request models refuse unknown fields; answers are
+serialised through the response models (their field order is the answers' key order),
+which also describe them in the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -144,9 +145,9 @@ class PolicyVersionOut(BaseModel):
 
 
 class PolicyVersionListOut(BaseModel):
-    items: list[PolicyVersionOut]
     #: Pass as ``cursor`` for the next page; null on the last page.
     next_cursor: str | None
+    items: list[PolicyVersionOut]
 
 
 class PolicyRefusalOut(BaseModel):

@@ -13,8 +13,7 @@ from api_service.models import TenantSettings
 from api_service.outbox import Clock
 from api_service.policies import json_value
 from api_service.schemas import TenantSettingsOut, TenantSettingsPatch
-from shared.auth import require_role
-from shared.http import Operation, parse_body, read_json
+from shared.http import route
 
 #: Everyone of the tenant may read them (people need to know how approval works there).
 READ_ROLES = ("viewer", "editor", "approver", "auditor")
@@ -55,12 +54,12 @@ class TenantSettingsStore:
 
 class TenantSettingsResource:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "The caller's tenant settings (defaults until its admin changes them)",
             response=TenantSettingsOut,
             roles=READ_ROLES,
         ),
-        "PATCH": Operation(
+        "PATCH": route(
             "Change the caller's tenant settings (its admin only); "
             "approval_requires_workflow: only the workflow service approves policies",
             request=TenantSettingsPatch,
@@ -74,14 +73,14 @@ class TenantSettingsResource:
         self.max_body_bytes = max_body_bytes
 
     def on_get(self, req, resp):
-        principal = require_role(req, *READ_ROLES)
-        resp.media = self.store.get(principal.tenant)
+        principal = req.context.principal
+        return self.store.get(principal.tenant)
 
     def on_patch(self, req, resp):
-        principal = require_role(req, *WRITE_ROLES)
-        data = parse_body(TenantSettingsPatch, read_json(req, self.max_body_bytes))
+        principal = req.context.principal
+        data = req.context.body
         changes = data.model_dump(exclude_unset=True)
-        resp.media = self.store.update(principal.tenant, principal.sub, changes)
+        return self.store.update(principal.tenant, principal.sub, changes)
 
 
 def add_routes(app: falcon.App, docs, store: TenantSettingsStore, max_body_bytes: int) -> None:

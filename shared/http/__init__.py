@@ -8,8 +8,10 @@
 - :mod:`~shared.http.access`: role checks.
 - :mod:`~shared.http.metrics`: request metrics and /metrics.
 - :mod:`~shared.http.headers`: headers every answer carries.
-- :mod:`~shared.http.openapi`: route declarations (:class:`Operation`) and the OpenAPI
+- :mod:`~shared.http.openapi`: route descriptions (:class:`Operation`) and the OpenAPI
   document built from them.
+- :mod:`~shared.http.routes`: declared routes (:func:`route`): roles, request and
+  response model said once, enforced, parsed and serialised by the toolkit.
 - :mod:`~shared.http.probes`: /healthz, /readyz and the routes every service serves.
 - :mod:`~shared.http.app`: :func:`build_app`, the wiring both services' apps share.
 
@@ -43,6 +45,7 @@ from shared.http.probes import (
     ReadinessResource,
     add_standard_routes,
 )
+from shared.http.routes import route
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -75,5 +78,6 @@ __all__ = [
     "parse_uuid",
     "read_json",
     "require_operator",
+    "route",
     "validation_errors",
 ]

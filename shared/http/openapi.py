@@ -12,6 +12,8 @@ import falcon
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from shared.http.input import DEFAULT_MAX_BODY_BYTES
+
 
 @dataclass(frozen=True)
 class Param:
@@ -33,6 +35,10 @@ class Operation:
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
     roles: tuple[str, ...] = ()
+    #: Made by :func:`shared.http.routes.route`: the toolkit enforces the roles, parses
+    #: the request and serialises the response (otherwise the responder does, and this
+    #: only describes it).
+    declared: bool = False
 
 
 _ERROR_SCHEMA = {
@@ -82,6 +88,16 @@ class ApiDocs:
         self._document: dict[str, Any] | None = None
 
     def add_route(self, app: falcon.App, template: str, resource: Any, suffix: str = "") -> None:
+        """Route ``template`` to ``resource``; its declared responders are wrapped to act
+        on their declaration (:mod:`shared.http.routes`)."""
+        from shared.http.routes import declared_responder
+
+        max_body_bytes = getattr(resource, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+        for method, op in self._operations(resource, suffix):
+            name = _responder_name(method, suffix)
+            responder = getattr(resource, name)
+            if op.declared and getattr(responder, "operation", None) is not op:
+                setattr(resource, name, declared_responder(op, responder, max_body_bytes))
         if suffix:
             app.add_route(template, resource, suffix=suffix)
         else:
@@ -99,8 +115,7 @@ class ApiDocs:
         if not isinstance(docs, Mapping):
             docs = {}
         for method in falcon.COMBINED_METHODS:
-            name = f"on_{method.lower()}" + (f"_{suffix}" if suffix else "")
-            responder = getattr(resource, name, None)
+            responder = getattr(resource, _responder_name(method, suffix), None)
             if responder is None:
                 continue
             op = docs.get(method)
@@ -146,6 +161,9 @@ class ApiDocs:
             summary += f" (roles: {', '.join(op.roles)})"
         slug = re.sub(r"[^a-z0-9]+", "_", template.lower()).strip("_")
         out: dict[str, Any] = {"summary": summary, "operationId": f"{method.lower()}_{slug}"}
+        if op.roles:
+            # Machine-readable; for a declared route, the roles the server enforces.
+            out["x-roles"] = list(op.roles)
         declared = {p.name for p in op.params if p.location == "path"}
         params = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -192,6 +210,10 @@ class ApiDocs:
         if public:
             out["security"] = []
         return out
+
+
+def _responder_name(method: str, suffix: str) -> str:
+    return f"on_{method.lower()}" + (f"_{suffix}" if suffix else "")
 
 
 class OpenAPIResource:
