@@ -2,11 +2,18 @@
 
 import os
 
-# Two processes per core: a process's threads share one interpreter lock, so threads
-# alone leave cores idle while they queue for it (measured on the policy write path).
-workers = int(os.environ.get("WEB_WORKERS") or 2 * (os.cpu_count() or 1))
+# One process per core, 16 threads each (bench/api_write.py, 32 connections on 2 cores,
+# gthread: 1 x 16 per core against 2 x 8, the earlier setting, and 1 x 8). A process's
+# threads share one interpreter lock, so fewer threads than this leave a core idle
+# while they wait on the database or Redis. But every process has its own group commit
+# and its own publisher, which batch what that process's threads write: fewer, busier
+# processes make bigger batches, so each write pays for a smaller share of a commit
+# and of a Redis round trip. 1 x 16 per core took 20-25 % less server CPU per policy
+# write than 2 x 8, half the Redis round trips and commits, with the same or better
+# throughput and p99, on SQLite and PostgreSQL alike; the echo app was unaffected.
+workers = int(os.environ.get("WEB_WORKERS") or os.cpu_count() or 1)
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "8"))
+threads = int(os.environ.get("WEB_THREADS", "16"))
 keepalive = 5
 timeout = 30
 graceful_timeout = 20
