@@ -30,7 +30,7 @@ from shared.db import utcnow
 from shared.events import Event
 from shared.jobstatus import end_waiting, report_progress, report_subject, report_waiting
 from shared.queues import ENTITY_QUEUES
-from shared.sql import CompiledInsert, CompiledQuery, CompiledSelect
+from shared.sql import CompiledInsert, CompiledQuery
 from workflow_service import ending
 from workflow_service.apiclient import ApiClient
 from workflow_service.cache import ActiveWorkflowCache
@@ -137,6 +137,7 @@ class Engine:
     #: an entity's deletion or change ends); an exception retries the dispatch.
     event_hooks: list[Callable[[Event], Any]] = field(default_factory=list)
     _definitions: dict[tuple[str, int], dict] = field(default_factory=dict, repr=False)
+    _steps: dict[tuple[str, int, str], tuple[dict, Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._heartbeat = ClaimHeartbeat(
@@ -305,10 +306,16 @@ class Engine:
 
     def run(self, execution_id: str) -> str:
         """Run or resume an execution; returns its status afterwards."""
-        with self.db.atomic():  # the claim and, on the first, its audit entry: one commit
-            claimed = self.claim(execution_id)
-            if claimed:
-                execution = _LOAD_EXECUTION.first(self.db, execution_id)
+        first_run: StepRun | None = None
+        # The claim, on the first its audit entry and the first step's run row (the
+        # step log shows the attempt from the moment it is claimed): one commit.
+        with self.db.atomic():
+            now = self.clock()
+            stale = now - timedelta(seconds=self.settings.claim_timeout_s)
+            execution = _claim_returning(self.db, execution_id, now, stale)
+            claimed = execution is not None
+            if execution is not None:
+                first_run = self._first_step_run(execution)
                 if execution.started_at == execution.claimed_at:  # its first claim
                     hooks.execution_recorded(execution, "started", {"attempt": execution.attempts})
         if not claimed:
@@ -317,8 +324,9 @@ class Engine:
                 raise UnknownExecution(f"no execution {execution_id}")
             log.info("execution %s not claimable (%s); skipped", execution_id, status)
             return status
+        assert execution is not None
         try:
-            return self._run_claimed(execution)
+            return self._run_claimed(execution, first_run)
         except ClaimLost:
             log.warning("execution %s was claimed by another worker; this run stops", execution_id)
             return ExecutionStatus.RUNNING
@@ -337,7 +345,47 @@ class Engine:
             )
             raise
 
-    def _run_claimed(self, execution: Execution) -> str:
+    def _first_step_run(self, execution: Execution) -> StepRun | None:
+        """On an execution's first claim, its first step's run row, written in the
+        claim's transaction; None on a later claim (which looks at earlier runs first),
+        or when the step cannot be built (it fails as before, without a row)."""
+        definition = self._definitions.get((execution.workflow_id, execution.workflow_version))
+        if execution.attempts != 1 or not definition or not definition.get("steps"):
+            return None  # (a definition not read yet is read after the claim, as before)
+        spec = definition["steps"][0]
+        try:
+            self._step(execution.workflow_id, execution.workflow_version, "0", spec)
+        except Exception:  # noqa: BLE001 - it fails where it always did, in its run
+            return None
+        run = StepRun(
+            execution=execution.id,
+            key="0",
+            position=0,
+            kind=spec["kind"],
+            attempt=execution.attempts,
+            started_at=execution.claimed_at,
+        )
+        run.id = _INSERT_STEP_RUN.execute(self.db, run.__data__)
+        return run
+
+    def _step(self, workflow_id: str, version: int, key: str, spec: dict) -> Any:
+        """The step object for ``spec``. A definition's own steps (not a branch's, whose
+        keys say which branch) are validated once per version: versions never change,
+        and validation renders templates' syntax (the costliest part of a run)."""
+        if "." in key:
+            return build_step_or_fail(spec)
+        cache_key = (workflow_id, version, key)
+        built = self._steps.get(cache_key)
+        if built is None or built[0] is not spec:
+            built = (spec, build_step_or_fail(spec))
+            if len(self._steps) > 5000:
+                self._steps.clear()
+            self._steps[cache_key] = built
+        prototype = built[1]
+        # A step object holds what prepare() rendered for one run: a new one per run.
+        return type(prototype)(prototype.config)
+
+    def _run_claimed(self, execution: Execution, first_run: StepRun | None = None) -> str:
         definition = self._definition(execution.workflow_id, execution.workflow_version)
         trigger = Trigger.from_payload(execution.event)
         # Names for the job's record (the console shows them beside the ids); batched
@@ -386,7 +434,7 @@ class Engine:
                 if index > 0 and self._cancelled(execution.id):
                     return ExecutionStatus.CANCELLED
                 report_progress(int(100 * index / len(plan)), f"step {index + 1} of {len(plan)}")
-                outcome = self._run_step(
+                outcome, ended = self._run_step(
                     execution,
                     trigger,
                     key,
@@ -395,19 +443,31 @@ class Engine:
                     spec,
                     latest.get(key),
                     definition.get("name", ""),
+                    first_run if index == 0 else None,
+                    last=index == len(plan) - 1,
                 )
                 if outcome.state == "waiting":
                     return self._wait(execution, outcome)
+                if ended is not None:  # completed in the last step's commit
+                    if ended:
+                        return ExecutionStatus.COMPLETED
+                    return Execution.get_by_id(execution.id).status
                 branch = list(outcome.branch)
             plan[index + 1 : index + 1] = [(f"{key}.{j}", s) for j, s in enumerate(branch)]
             index += 1
         with self.db.atomic():
-            finished = _COMPLETE.execute(self.db, execution.id, execution.attempts, self.clock())
-            if finished:
-                hooks.execution_recorded(execution, "completed")
+            finished = self._complete(execution)
         if not finished:
             return Execution.get_by_id(execution.id).status
         return ExecutionStatus.COMPLETED
+
+    def _complete(self, execution: Execution) -> int:
+        """Mark the execution completed (and audit it) inside the caller's transaction;
+        0 when another worker owns it now."""
+        finished = _COMPLETE.execute(self.db, execution.id, execution.attempts, self.clock())
+        if finished:
+            hooks.execution_recorded(execution, "completed")
+        return finished
 
     def _run_step(
         self,
@@ -419,18 +479,24 @@ class Engine:
         spec: dict,
         previous: StepRun | None,
         workflow_name: str,
-    ) -> StepOutcome:
-        step = build_step_or_fail(spec)
+        run: StepRun | None = None,
+        *,
+        last: bool = False,
+    ) -> tuple[StepOutcome, int | None]:
+        """Run one step; returns its outcome, and whether the execution completed in
+        the step's commit (None: not there; 1, or 0 when another worker owns it now)."""
+        step = self._step(execution.workflow_id, execution.workflow_version, key, spec)
         now = self.clock()
-        run = StepRun(
-            execution=execution.id,
-            key=key,
-            position=index,
-            kind=spec["kind"],
-            attempt=execution.attempts,
-            started_at=now,
-        )
-        run.id = _INSERT_STEP_RUN.execute(self.db, run.__data__)
+        if run is None:
+            run = StepRun(
+                execution=execution.id,
+                key=key,
+                position=index,
+                kind=spec["kind"],
+                attempt=execution.attempts,
+                started_at=now,
+            )
+            run.id = _INSERT_STEP_RUN.execute(self.db, run.__data__)
         # A transactional step's messages wait for its commit: a worker must never
         # take a message whose rows may still roll back (or not be visible yet).
         after_commit = _AfterCommit(self.broker) if step.transactional else None
@@ -451,7 +517,7 @@ class Engine:
         )
         try:
             with self._heartbeat.held(execution.id, execution.attempts):
-                outcome = self._run_in_claim(step, ctx, execution, run, now)
+                outcome, completed = self._run_in_claim(step, ctx, execution, run, now, last)
             if after_commit:
                 after_commit.send()
         except BaseException as exc:
@@ -464,13 +530,20 @@ class Engine:
             )
             hooks.step_recorded(execution, run, StepStatus.FAILED, error=describe(exc))
             raise
-        return outcome
+        return outcome, completed
 
     def _run_in_claim(
-        self, step: Any, ctx: StepContext, execution: Execution, run: StepRun, now: datetime
-    ) -> StepOutcome:
+        self,
+        step: Any,
+        ctx: StepContext,
+        execution: Execution,
+        run: StepRun,
+        now: datetime,
+        last: bool = False,
+    ) -> tuple[StepOutcome, int | None]:
         # Templates render here, never inside the write transaction below.
         step.prepare(ctx)
+        completed = None
         if step.transactional:
             with self.db.atomic():
                 # In the step's transaction: its database side effect commits only
@@ -478,11 +551,14 @@ class Engine:
                 self._renew_claim(execution, now)
                 outcome = step.run(ctx)
                 self._record(run, outcome, execution)
+                if last and outcome.state != "waiting" and not outcome.branch:
+                    # The last step: the execution completes in the same commit.
+                    completed = self._complete(execution)
         else:
             self._renew_claim(execution, now)
             outcome = step.run(ctx)
             self._record(run, outcome, execution)
-        return outcome
+        return outcome, completed
 
     def _renew_claim(self, execution: Execution, now: datetime) -> None:
         """Steps renew the claim, so only a worker silent for the claim timeout loses its
@@ -658,12 +734,25 @@ def _owned_by(execution_id: Any, attempts: Any):
     )
 
 
+def _claim_returning(db: Any, execution_id: str, now: datetime, stale: datetime) -> Any:
+    """:meth:`Engine.claim`'s UPDATE, answering the claimed row (as an Execution), or
+    None: one statement where a claim and a SELECT were two."""
+    rows = _CLAIM_RETURNING.cursor(db, execution_id, now, stale).fetchall()
+    if not rows:
+        return None
+    values = {f.name: f.python_value(v) for f, v in zip(_EXECUTION_FIELDS, rows[0], strict=True)}
+    execution = Execution(__no_default__=1, **values)
+    execution._dirty.clear()  # type: ignore[attr-defined]  # as peewee does for a row
+    return execution
+
+
 # The statements every execution runs, rendered once (see shared.sql).
 _INSERT_EXECUTION = CompiledInsert(Execution, ignore_conflicts=True)
 _INSERT_STEP_RUN = CompiledInsert(StepRun)
-_LOAD_EXECUTION = CompiledSelect(Execution, lambda execution_id: Execution.id == execution_id)
-_CLAIM = CompiledQuery(
-    lambda execution_id, now, stale: Execution.update(
+
+
+def _claim_query(execution_id: Any, now: Any, stale: Any) -> Any:
+    return Execution.update(
         status=ExecutionStatus.RUNNING,
         attempts=Execution.attempts + 1,
         claimed_at=now,
@@ -675,6 +764,14 @@ _CLAIM = CompiledQuery(
             (Execution.status == ExecutionStatus.PENDING)
             | ((Execution.status == ExecutionStatus.RUNNING) & (Execution.claimed_at < stale))
         )
+    )
+
+
+_CLAIM = CompiledQuery(_claim_query)
+_EXECUTION_FIELDS = Execution._meta.sorted_fields
+_CLAIM_RETURNING = CompiledQuery(
+    lambda execution_id, now, stale: _claim_query(execution_id, now, stale).returning(
+        *_EXECUTION_FIELDS
     )
 )
 _COMPLETE = CompiledQuery(
