@@ -16,8 +16,10 @@ from api_service.entities import EntityKind, EntityService
 from api_service.evidence_files import ALLOWED_TYPES, EvidenceFiles
 from api_service.policies import json_value
 from api_service.resources import (
+    CREATED_KEYSET,
     IF_MATCH,
     READ_ROLES,
+    VERSION_KEYSET,
     causation_chain,
     deciders_of,
     idempotency_key,
@@ -30,8 +32,6 @@ from shared.http import (
     Param,
     StrictModel,
     bad_parameter,
-    decode_cursor,
-    encode_cursor,
     parse_limit,
     parse_uuid,
     route,
@@ -180,20 +180,9 @@ class Collection:
         principal = req.context.principal
         conditions = self.api.filters(req)
         limit = parse_limit(req, default=50, maximum=200)
-        after = None
-        cursor = req.get_param("cursor")
-        if cursor:
-            position = decode_cursor(cursor, ("t", "i"))
-            try:
-                after = (datetime.fromisoformat(position["t"]), uuid.UUID(position["i"]))
-            except (TypeError, ValueError, AttributeError):
-                raise bad_parameter(
-                    "cursor", "'cursor' is not a cursor returned by this API."
-                ) from None
+        after = CREATED_KEYSET.after(req)
         rows, last = self.service.search(principal, conditions, after=after, limit=limit)
-        next_cursor = None
-        if last is not None:
-            next_cursor = encode_cursor({"t": last[0].isoformat(), "i": str(last[1])})
+        next_cursor = CREATED_KEYSET.encode(*last) if last is not None else None
         return {"items": [self.api.kind.body(r) for r in rows], "next_cursor": next_cursor}
 
 
@@ -384,16 +373,11 @@ class Assignment:
 
 def _paged_versions(req, service: EntityService, principal, entity_id) -> dict[str, Any]:
     limit = parse_limit(req, default=50, maximum=200)
-    after = None
-    cursor = req.get_param("cursor")
-    if cursor:
-        after = decode_cursor(cursor, ("v",))["v"]
-        if not isinstance(after, int) or isinstance(after, bool) or abs(after) >= 2**63:
-            raise bad_parameter("cursor", "'cursor' is not a cursor returned by this API.")
+    (after,) = VERSION_KEYSET.after(req) or (None,)
     versions = service.versions(principal, entity_id, after=after, limit=limit + 1)
     more, versions = len(versions) > limit, versions[:limit]
     return {
-        "next_cursor": encode_cursor({"v": versions[-1].version}) if more else None,
+        "next_cursor": VERSION_KEYSET.encode(versions[-1].version) if more else None,
         "items": [
             {
                 "version": v.version,

@@ -22,10 +22,9 @@ from api_service.schemas import (
     TransitionRequest,
 )
 from shared.http import (
+    Keyset,
     Param,
     bad_parameter,
-    decode_cursor,
-    encode_cursor,
     parse_choice,
     parse_limit,
     parse_uuid,
@@ -43,6 +42,10 @@ TRANSITION_ROLES = ("editor", "approver", "service")
 _EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_CAUSATION = 32
 MAX_QUERY_LENGTH = 200
+
+#: Lists newest first page by creation time, then id; version lists by version.
+CREATED_KEYSET = Keyset(("t", datetime), ("i", uuid.UUID))
+VERSION_KEYSET = Keyset(("v", int))
 
 IF_MATCH = Param("If-Match", "header", "The ETag (version) the change is based on.")
 ID_PARAM = Param("policy_id", "path", "Policy id", {"type": "string", "format": "uuid"})
@@ -236,20 +239,9 @@ class PolicyCollection:
             q=q,
         )
         limit = parse_limit(req, default=50, maximum=200)
-        after = None
-        cursor = req.get_param("cursor")
-        if cursor:
-            position = decode_cursor(cursor, ("t", "i"))
-            try:
-                after = (datetime.fromisoformat(position["t"]), uuid.UUID(position["i"]))
-            except (TypeError, ValueError, AttributeError):
-                raise bad_parameter(
-                    "cursor", "'cursor' is not a cursor returned by this API."
-                ) from None
+        after = CREATED_KEYSET.after(req)
         rows, last = self.service.search(principal, filters, after=after, limit=limit)
-        next_cursor = None
-        if last is not None:
-            next_cursor = encode_cursor({"t": last[0].isoformat(), "i": str(last[1])})
+        next_cursor = CREATED_KEYSET.encode(*last) if last is not None else None
         return {"items": [policy_body(p) for p in rows], "next_cursor": next_cursor}
 
 
@@ -395,16 +387,11 @@ class PolicyVersions:
         principal = req.context.principal
         policy = parse_uuid(policy_id, "policy_id")
         limit = parse_limit(req, default=50, maximum=200)
-        after = None
-        cursor = req.get_param("cursor")
-        if cursor:
-            after = decode_cursor(cursor, ("v",))["v"]
-            if not isinstance(after, int) or isinstance(after, bool) or abs(after) >= 2**63:
-                raise bad_parameter("cursor", "'cursor' is not a cursor returned by this API.")
+        (after,) = VERSION_KEYSET.after(req) or (None,)
         versions = self.service.versions(principal, policy, after=after, limit=limit + 1)
         more, versions = len(versions) > limit, versions[:limit]
         return {
-            "next_cursor": encode_cursor({"v": versions[-1].version}) if more else None,
+            "next_cursor": VERSION_KEYSET.encode(versions[-1].version) if more else None,
             "items": [
                 {
                     "version": v.version,

@@ -39,11 +39,9 @@ from api_service.schemas import JobLink
 from shared.auth import Principal
 from shared.events import Event
 from shared.http import (
+    Keyset,
     Param,
     StrictModel,
-    bad_parameter,
-    decode_cursor,
-    encode_cursor,
     parse_limit,
     parse_uuid,
     route,
@@ -365,6 +363,8 @@ def _fingerprint(request: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------- resources
 
 ID_PARAM = Param("policy_id", "path", "Policy id", {"type": "string", "format": "uuid"})
+#: Reviews page newest first by review time, then their (integer) id.
+REVIEW_KEYSET = Keyset(("t", datetime), ("i", int))
 
 
 class PolicyReviews:
@@ -422,26 +422,9 @@ class PolicyReviews:
         principal = req.context.principal
         pid = parse_uuid(policy_id, "policy_id")
         limit = parse_limit(req, default=50, maximum=200)
-        after = None
-        cursor = req.get_param("cursor")
-        if cursor:
-            position = decode_cursor(cursor, ("t", "i"))
-            try:
-                after = (datetime.fromisoformat(position["t"]), position["i"])
-            except (TypeError, ValueError):
-                after = None
-            last_id = after[1] if after else None
-            if (
-                after is None
-                or not isinstance(last_id, int)
-                or isinstance(last_id, bool)
-                or abs(last_id) >= 2**63
-            ):
-                raise bad_parameter("cursor", "'cursor' is not a cursor returned by this API.")
+        after = REVIEW_KEYSET.after(req)
         rows, last = self.service.list(principal, pid, after=after, limit=limit)
-        next_cursor = None
-        if last is not None:
-            next_cursor = encode_cursor({"t": last[0].isoformat(), "i": last[1]})
+        next_cursor = REVIEW_KEYSET.encode(*last) if last is not None else None
         return {"items": [review_body(r) for r in rows], "next_cursor": next_cursor}
 
 

@@ -4,7 +4,7 @@
   serializer and the handlers that map validation, database and Redis failures.
 - :mod:`~shared.http.input`: the JSON body (size, depth, NUL checks), request models
   that refuse unknown fields, and path and query parameters; :class:`QueryGuard`.
-- :mod:`~shared.http.paging`: ``limit`` and the opaque keyset cursor every list uses.
+- :mod:`~shared.http.paging`: ``limit`` and the keyset cursor (:class:`Keyset`) lists use.
 - :mod:`~shared.http.access`: role checks.
 - :mod:`~shared.http.metrics`: request metrics and /metrics.
 - :mod:`~shared.http.headers`: headers every answer carries.
@@ -38,7 +38,7 @@ from shared.http.input import (
 )
 from shared.http.metrics import MetricsResource, RequestMetrics
 from shared.http.openapi import ApiDocs, OpenAPIResource, Operation, Param
-from shared.http.paging import decode_cursor, encode_cursor, parse_limit
+from shared.http.paging import Keyset, decode_cursor, encode_cursor, parse_limit
 from shared.http.probes import (
     HealthResource,
     ReadinessCheck,
@@ -55,6 +55,7 @@ __all__ = [
     "ApiError",
     "BodyTooDeep",
     "HealthResource",
+    "Keyset",
     "MetricsResource",
     "NotJsonNumber",
     "OpenAPIResource",
