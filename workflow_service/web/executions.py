@@ -7,9 +7,8 @@ from typing import cast
 
 import falcon
 
-from shared.auth import require_role
 from shared.events import ENTITY_TYPES
-from shared.http import Operation, Param, bad_parameter, parse_choice, parse_limit
+from shared.http import Param, bad_parameter, parse_choice, parse_limit, route
 from workflow_service.engine import Engine
 from workflow_service.models import Execution, ExecutionStatus, StepRun, Workflow
 from workflow_service.web.common import (
@@ -57,7 +56,7 @@ def _steps(execution: Execution) -> list[StepRun]:
 
 class ExecutionCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "Executions of the tenant, newest first",
             response=ExecutionListOut,
             params=(
@@ -74,7 +73,7 @@ class ExecutionCollection:
     }
 
     def on_get(self, req, resp):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         limit = parse_limit(req)
         query = Execution.select().where(Execution.tenant_id == principal.tenant)
         workflow_id = req.get_param("workflow_id")
@@ -93,7 +92,7 @@ class ExecutionCollection:
             query = query.where(Execution.status == status)
         rows = list(after_cursor(query, Execution, page_cursor(req)).limit(limit))
         names = _workflow_names(rows)
-        resp.media = {
+        return {
             "items": [
                 execution_body(e, reader=principal, workflow_name=names.get(e.workflow_id))
                 for e in rows
@@ -104,7 +103,7 @@ class ExecutionCollection:
 
 class ExecutionItem:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "An execution with its step log (every attempt of every step)",
             response=ExecutionOut,
             params=(ID,),
@@ -114,15 +113,15 @@ class ExecutionItem:
     }
 
     def on_get(self, req, resp, execution_id):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         execution = _get(principal.tenant, execution_id)
         name = _workflow_names([execution]).get(execution.workflow_id)
-        resp.media = execution_body(execution, _steps(execution), principal, name)
+        return execution_body(execution, _steps(execution), principal, name)
 
 
 class ExecutionCancel:
     docs = {
-        "POST": Operation(
+        "POST": route(
             "Cancel an execution: its running step finishes, no further step starts, "
             "its open approvals are cancelled",
             response=ExecutionOut,
@@ -136,7 +135,7 @@ class ExecutionCancel:
         self.engine = engine
 
     def on_post(self, req, resp, execution_id):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = req.context.principal
         execution = _get(principal.tenant, execution_id)
         if not self.engine.cancel(execution.id):
             raise falcon.HTTPConflict(
@@ -148,7 +147,7 @@ class ExecutionCancel:
         # own commit); housekeeping closes them if that was cut short.
         execution = Execution.get_by_id(execution.id)
         name = _workflow_names([execution]).get(execution.workflow_id)
-        resp.media = execution_body(execution, _steps(execution), workflow_name=name)
+        return execution_body(execution, _steps(execution), workflow_name=name)
 
 
 def add_execution_routes(app, docs, engine: Engine) -> None:

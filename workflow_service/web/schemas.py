@@ -115,7 +115,8 @@ class ExecutionOut(BaseModel):
     workflow_name: str | None = None
     workflow_version: int
     event_id: str
-    event_type: str
+    #: Null for an execution whose stored event names none.
+    event_type: str | None
     entity_type: str
     entity_id: str
     #: The entity's title as the triggering event saw it.
