@@ -26,13 +26,20 @@ from shared.auth import (
 SECRET = "unit-test-secret-of-at-least-32-characters-0123"
 SERVICE_SECRET = "unit-test-service-secret-of-32-characters-456"
 #: PyJWT checks iat and exp against the real time; the decoder's clock decides only
-#: how long a verified token stays remembered.
+#: how long a verified token stays remembered. Set afresh for every test (below): the
+#: module is imported when the whole suite is collected, maybe minutes before it runs.
 NOW = int(time.time())
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    global NOW
+    NOW = int(time.time())
+
+
 class Clock:
-    def __init__(self, now: float = NOW):
-        self.now = now
+    def __init__(self, now: float | None = None):
+        self.now = NOW if now is None else now
 
     def __call__(self) -> float:
         return self.now
