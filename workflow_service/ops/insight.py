@@ -24,6 +24,7 @@ import redis
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import BaseModel
 
+from shared.dramatiq_redis import Layout
 from shared.http import ApiError, Operation, Param, bad_parameter, parse_choice, require_operator
 from shared.jobstatus.stats import BYTES_PER_QUEUE, SLOTS, MinuteStats
 from shared.jobstatus.workers import WorkerPresence
@@ -328,6 +329,7 @@ class FleetCollector:
     def __init__(self, client: redis.Redis, namespace: str, clock: Callable[[], float]):
         self.client = client
         self.namespace = namespace
+        self.layout = Layout(namespace)
         self.clock = clock
 
     def describe(self) -> list[Metric]:
@@ -345,13 +347,13 @@ class FleetCollector:
         queues = list(QUEUE_NAMES)
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
-            pipe.lindex(f"{self.namespace}:{queue}", 0)
+            pipe.lindex(self.layout.queue(queue), 0)
         pipe.exists(leader_key(self.namespace))
         *heads, leader = pipe.execute()
         pipe = self.client.pipeline(transaction=False)
         for queue, head in zip(queues, heads, strict=True):
             if head is not None:
-                pipe.hget(f"{self.namespace}:{queue}.msgs", head)
+                pipe.hget(self.layout.bodies(queue), head)
         bodies = iter(pipe.execute())
         now_ms = self.clock() * 1000
         age = GaugeMetricFamily(
