@@ -3,6 +3,7 @@ the scheduler's sweep for rows nobody kicked."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from shared.db import utcnow
@@ -53,3 +54,27 @@ def test_the_sweep_sends_builders_for_rows_left_pending(
     ).execute()
     assert jobs.sweep(outbox, redis_client, namespace) == 1
     assert [m.args for m in outbox.take("append_audit")] == [("acme",)]
+
+
+def test_a_worker_kicks_a_tenant_once_per_interval_and_sends_what_it_owes(
+    workflow_db, outbox, redis_client, namespace
+):
+    take_touched()
+    middleware = WorkerKick(redis_client, namespace, every_s=0.2)
+    note("task:1:created")
+    middleware.after_process_message(outbox, None, result=None)
+    assert [m.args for m in outbox.take("append_audit")] == [(TENANT,)]
+    # The builder starts (clears the key); a write right after is owed a kick, not lost
+    redis_client.delete(kick_key(namespace, TENANT))
+    note("task:2:created")
+    middleware.after_process_message(outbox, None, result=None)
+    note("task:3:created")
+    middleware.after_process_message(outbox, None, result=None)
+    assert outbox.take("append_audit") == []
+    sent = []
+    for _ in range(100):
+        sent = outbox.take("append_audit")
+        if sent:
+            break
+        time.sleep(0.05)
+    assert [m.args for m in sent] == [(TENANT,)]

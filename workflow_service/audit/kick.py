@@ -6,11 +6,20 @@ committed or rolled back - one ``append_audit`` message per tenant goes out. A R
 key per tenant (``SET NX``, cleared by the builder as it starts) keeps a burst of
 writes to one message; anything a lost message leaves behind, the scheduler's sweep
 sends (:mod:`.jobs`).
+
+A worker sends that ``SET NX`` at most once per tenant per :data:`WORKER_KICK_EVERY_S`
+(:class:`WorkerKick`): a busy worker records audit rows after nearly every message, and
+one round trip per message bought nothing while a builder was queued anyway. A message
+that records rows within that interval of the tenant's last kick is owed one, sent by a
+timer when the interval ends, so rows committed after a builder started (and cleared the
+key) still wake a builder within the interval rather than at the sweep.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,6 +35,8 @@ APPEND_ACTOR = "append_audit"
 PACKAGE_ACTOR = "build_audit_package"
 #: How long a kick key outlives a lost message (the sweep sends another meanwhile).
 KICK_TTL_S = 60
+#: A worker process kicks a tenant at most once per this many seconds (see WorkerKick).
+WORKER_KICK_EVERY_S = 0.25
 
 
 def kick_key(namespace: str, tenant_id: str) -> str:
@@ -65,19 +76,61 @@ def kick(broker: Any, client: Any, namespace: str, tenants: Iterable[str]) -> in
 
 
 class WorkerKick(Middleware):
-    """Dramatiq middleware: kick after each message that recorded audit rows."""
+    """Dramatiq middleware: kick after each message that recorded audit rows, at most
+    once per tenant per :data:`WORKER_KICK_EVERY_S` in this process.
 
-    def __init__(self, client: Any, namespace: str):
+    A tenant kicked less than the interval ago is owed a kick instead; one timer per
+    process sends what is owed when the earliest interval ends. Shutting down with a
+    kick owed leaves those rows to the sweep, like a lost message.
+    """
+
+    def __init__(self, client: Any, namespace: str, *, every_s: float = WORKER_KICK_EVERY_S):
         self.client = client
         self.namespace = namespace
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        #: tenant -> monotonic time of its last kick from this process
+        self._kicked: dict[str, float] = {}
+        self._owed: set[str] = set()
+        self._timer: threading.Timer | None = None
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         tenants = take_touched()
         if tenants:
-            kick(broker, self.client, self.namespace, tenants)
+            self._kick(broker, tenants)
 
     def after_skip_message(self, broker, message):
         take_touched()
+
+    def _kick(self, broker: Any, tenants: Iterable[str]) -> None:
+        now = time.monotonic()
+        due: list[str] = []
+        with self._lock:
+            for tenant_id in tenants:
+                last = self._kicked.get(tenant_id)
+                if last is not None and now - last < self.every_s:
+                    self._owed.add(tenant_id)
+                    if self._timer is None:
+                        self._timer = threading.Timer(
+                            last + self.every_s - now, self._send_owed, args=(broker,)
+                        )
+                        self._timer.daemon = True
+                        self._timer.start()
+                    continue
+                self._kicked[tenant_id] = now
+                due.append(tenant_id)
+            if len(self._kicked) > 1000:  # forget tenants not kicked for a while
+                self._kicked = {t: at for t, at in self._kicked.items() if now - at < self.every_s}
+        if due:
+            kick(broker, self.client, self.namespace, due)
+
+    def _send_owed(self, broker: Any) -> None:
+        with self._lock:
+            self._timer = None
+            owed, self._owed = self._owed, set()
+        if owed:
+            # Those kicked again meanwhile are owed again (a new timer), the rest go now.
+            self._kick(broker, owed)
 
 
 class WebKick:
