@@ -17,7 +17,7 @@ from workflow_service.audit import chain
 from workflow_service.audit.models import AuditEntry
 from workflow_service.audit.package import PackageError, run_package, store_package
 from workflow_service.audit.record import record
-from workflow_service.files import FileStore, StoredFile
+from workflow_service.storage import FileStore, StoredFile
 
 NOW = datetime.now(UTC).replace(tzinfo=None).isoformat() + "Z"
 

@@ -17,9 +17,9 @@ from tests.batch.conftest import (
     xlsx_bytes,
 )
 from workflow_service.db import database
-from workflow_service.files.models import FileKind, StoredFile
 from workflow_service.imports.models import ImportJob, ImportRow
 from workflow_service.imports.parsing import is_formula
+from workflow_service.storage.models import FileKind, StoredFile
 
 EDITOR = auth("edith", ["editor"])
 GOOD = csv_bytes([["Access control", "security"], ["Backups", "operations"]])

@@ -14,9 +14,9 @@ from shared.db import migrate
 from tests.conftest import JWT_SECRET
 from tests.inprocess_api import api, api_app  # noqa: F401 - fixtures
 from workflow_service.db import init_database
-from workflow_service.files import FileStore
 from workflow_service.migrations import all_migrations
 from workflow_service.settings import WorkflowSettings
+from workflow_service.storage import FileStore
 
 TENANT, OTHER_TENANT = "acme", "globex"
 

@@ -11,10 +11,10 @@ import pytest
 from tests.files.conftest import TENANT, add_policy, auth
 from workflow_service.app import Deps, create_app
 from workflow_service.db import database
-from workflow_service.files import StoredFile
 from workflow_service.models import Execution, Notification, StepRun
 from workflow_service.runtime import build_engine
 from workflow_service.scheduler import ScheduledWorkflows, SchedulerContext
+from workflow_service.storage import StoredFile
 from workflow_service.users.directory import save_user
 
 EDITOR = auth("olivia", ["editor"])

@@ -11,7 +11,6 @@ import pytest
 
 from tests.files.conftest import OTHER_TENANT, TENANT, add_policy, auth
 from workflow_service.approvals.models import ApprovalRequest, ApprovalSlot
-from workflow_service.files import StoredFile
 from workflow_service.models import Execution, Workflow
 from workflow_service.reports import data
 from workflow_service.reports.definitions import (
@@ -21,6 +20,7 @@ from workflow_service.reports.definitions import (
     ReportSpec,
 )
 from workflow_service.reports.service import REPORT_ACTOR, REPORT_QUEUE, produce
+from workflow_service.storage import StoredFile
 
 NOW = datetime(2026, 3, 1, 12, 0, 0)
 

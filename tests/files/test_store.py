@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from workflow_service.files import FileStore, StoredFile
-from workflow_service.files.cells import neutralise, neutralise_row
 from workflow_service.files.retention import purge
+from workflow_service.storage import FileStore, StoredFile
+from workflow_service.storage.cells import neutralise, neutralise_row
 
 pytestmark = pytest.mark.usefixtures("connected")
 

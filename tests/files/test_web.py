@@ -8,7 +8,7 @@ import pytest
 
 from tests.files.conftest import OTHER_TENANT, TENANT, auth
 from workflow_service.db import database
-from workflow_service.files.models import FileKind
+from workflow_service.storage.models import FileKind
 
 #: Who reads each kind (admin reads all; viewers and operators none).
 READERS = {

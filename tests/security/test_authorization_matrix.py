@@ -48,12 +48,12 @@ from workflow_service.approvals.models import ApprovalRequest
 from workflow_service.audit import chain as audit_chain
 from workflow_service.db import database, init_database
 from workflow_service.engine import ExecutionFailed
-from workflow_service.files import FileStore
 from workflow_service.migrations import all_migrations
 from workflow_service.models import Notification, Task
 from workflow_service.notifications.models import Delivery
 from workflow_service.runtime import build_engine
 from workflow_service.settings import WorkflowSettings
+from workflow_service.storage import FileStore
 from workflow_service.users.directory import save_user
 
 TENANT, OTHER_TENANT = "acme", "globex"

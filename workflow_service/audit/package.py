@@ -337,7 +337,7 @@ def _log_summary(tenant_id: str, bounds: tuple[int, int] | None) -> dict[str, An
 
 def store_package(tenant_id: str, requested_by: str, job_id: str, settings: Any):
     """A sink for :func:`build` writing through the file store, keyed on the job."""
-    from workflow_service.files.store import FileStore
+    from workflow_service.storage.store import FileStore
 
     store = FileStore.from_settings(settings)
 

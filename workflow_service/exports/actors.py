@@ -18,7 +18,7 @@ from workflow_service.apiclient import ApiClient, ApiRefused
 from workflow_service.exports import runner
 from workflow_service.exports.formats import EXPORTABLE, FORMATS
 from workflow_service.exports.messages import EXPORT_ACTOR, EXPORT_QUEUE
-from workflow_service.files.store import FileStore
+from workflow_service.storage.store import FileStore
 
 _api: ApiClient | None = None
 _lock = threading.Lock()

@@ -6,7 +6,7 @@ from typing import Any
 
 import dramatiq
 
-from workflow_service.files.jobs import job_message
+from workflow_service.storage.jobs import job_message
 
 EXPORT_QUEUE = "governance.export"
 EXPORT_ACTOR = "export_entities"

@@ -13,7 +13,7 @@ from typing import Any
 from shared.jobstatus import report_progress, report_subject
 from workflow_service.apiclient import iter_entities
 from workflow_service.exports.formats import CONTENT_TYPES, EXPORTABLE, WRITERS
-from workflow_service.files.models import FileKind
+from workflow_service.storage.models import FileKind
 
 #: Progress is reported after every this many rows.
 PROGRESS_ROWS = 1000

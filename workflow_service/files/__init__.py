@@ -1,18 +1,19 @@
-"""Stored files: reports, exports, import reports, audit packages and uploads.
+"""Stored files' feature: ``GET /files`` and ``GET /files/{id}``, the table's migrations
+and the scheduled job that deletes files past their ``expires_at``.
 
-Batch jobs write their output through :class:`~workflow_service.files.store.FileStore`
-(bytes under ``FILES_DIR``, one :class:`~workflow_service.files.models.StoredFile` row
-each), answer their caller with :func:`~workflow_service.files.jobs.accepted` and return
-the file's :meth:`~workflow_service.files.models.StoredFile.descriptor` as their job
-result. ``GET /files/{id}`` serves a file to its tenant's readers of its kind, and a
-scheduled job deletes files past their ``expires_at``.
+The store itself is infrastructure every batch feature (audit, reports, exports,
+imports) writes through, so it lives in the kernel-level :mod:`workflow_service.storage`
+(:class:`~workflow_service.storage.store.FileStore`, the
+:class:`~workflow_service.storage.models.StoredFile` table, the batch jobs' HTTP answer
+and the spreadsheet writers); this package serves and expires what it holds.
+``files.models``, ``files.store`` and ``files.jobs`` re-export those modules for the
+callers that still import them from here.
 
-A feature, declared in :mod:`.feature`, that the batch features (audit, reports,
-exports, imports) build on. May import: the kernel (``engine``, ``models``, ``steps``,
+A feature, declared in :mod:`.feature`. May import: the kernel (``storage``, ``models``,
 ``web`` helpers, ``kernel.hooks``...) and ``shared``; no other feature.
 """
 
-from workflow_service.files.models import FileKind, StoredFile
-from workflow_service.files.store import FileStore
+from workflow_service.storage.models import FileKind, StoredFile
+from workflow_service.storage.store import FileStore
 
 __all__ = ["FileKind", "FileStore", "StoredFile"]

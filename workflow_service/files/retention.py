@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from workflow_service.db import database
-from workflow_service.files.store import FileStore
+from workflow_service.storage.store import FileStore
 
 log = logging.getLogger(__name__)
 

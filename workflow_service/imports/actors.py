@@ -16,7 +16,6 @@ from dramatiq.middleware import CurrentMessage
 from shared.broker import actor_options
 from workflow_service import broker as worker_broker
 from workflow_service.apiclient import ApiClient
-from workflow_service.files.store import FileStore
 from workflow_service.imports import runner
 from workflow_service.imports.messages import (
     IMPORT_ACTOR,
@@ -26,6 +25,7 @@ from workflow_service.imports.messages import (
 )
 from workflow_service.imports.models import ImportJob
 from workflow_service.models import is_id
+from workflow_service.storage.store import FileStore
 
 OPTIONS = actor_options(IMPORT_QUEUE)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dramatiq
 
-from workflow_service.files.jobs import job_message
 from workflow_service.imports.models import ImportJob
+from workflow_service.storage.jobs import job_message
 
 IMPORT_QUEUE = "governance.import"
 IMPORT_ACTOR = "import_entities"

@@ -29,11 +29,11 @@ from shared.db import utcnow
 from shared.jobstatus import report_progress, report_subject
 from workflow_service.apiclient import ApiUnavailable
 from workflow_service.db import database
-from workflow_service.exports.formats import Utf8Out
-from workflow_service.files.cells import neutralise_row
-from workflow_service.files.models import FileKind
 from workflow_service.imports.models import ImportJob, ImportRow, ImportStatus, RowStatus
 from workflow_service.imports.validation import api_body, check_row, differs
+from workflow_service.storage.cells import neutralise_row
+from workflow_service.storage.models import FileKind
+from workflow_service.storage.tabular import Utf8Out
 
 log = logging.getLogger(__name__)
 

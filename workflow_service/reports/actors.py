@@ -18,9 +18,9 @@ from pydantic import ValidationError
 from shared.broker import actor_options
 from workflow_service import broker as worker_broker
 from workflow_service.apiclient import ApiClient, ApiRefused
-from workflow_service.files import FileStore
 from workflow_service.reports.definitions import ReportSpec, filter_errors
 from workflow_service.reports.service import REPORT_ACTOR, REPORT_QUEUE, produce
+from workflow_service.storage import FileStore
 
 _api: ApiClient | None = None
 _lock = threading.Lock()

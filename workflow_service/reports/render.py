@@ -1,6 +1,6 @@
 """Rendering a report as CSV (csv module), XLSX (openpyxl) or PDF (reportlab).
 
-Every text cell of CSV and XLSX goes through :func:`workflow_service.files.cells.neutralise`
+Every text cell of CSV and XLSX goes through :func:`workflow_service.storage.cells.neutralise`
 (policy titles and owners are tenant input and could hold formulas). The PDF gets a
 title, the filters, the period, the table and a bar chart (reportlab.graphics); text
 in it is escaped, as reportlab's paragraphs read markup.
@@ -14,8 +14,8 @@ from datetime import date, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from workflow_service.files.cells import neutralise_row
 from workflow_service.reports.data import ReportData
+from workflow_service.storage.cells import neutralise_row
 
 #: Rows of the PDF table (a PDF is read, not processed: the CSV or XLSX has them all).
 PDF_MAX_ROWS = 2000

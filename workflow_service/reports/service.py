@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from shared.jobstatus import report_progress
-from workflow_service.files import FileStore, StoredFile
-from workflow_service.files.models import FileKind
 from workflow_service.reports import data
 from workflow_service.reports.definitions import CONTENT_TYPES, ReportSpec
 from workflow_service.reports.render import EXTENSIONS, render
+from workflow_service.storage import FileStore, StoredFile
+from workflow_service.storage.models import FileKind
 
 #: The actor that generates reports, on governance.reporting.
 REPORT_QUEUE = "governance.reporting"

@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from workflow_service.apiclient import ApiRefused, ApiUnavailable
-from workflow_service.files import FileStore
 from workflow_service.reports.definitions import FORMATS, KINDS, ReportSpec, filter_errors
 from workflow_service.reports.service import produce
 from workflow_service.steps.base import (
@@ -34,6 +33,7 @@ from workflow_service.steps.base import (
 )
 from workflow_service.steps.base import StepOutcome as Outcome
 from workflow_service.steps.recipients import Recipient
+from workflow_service.storage import FileStore
 
 DEFAULT_CHANNELS = ("in_app", "email")
 
