@@ -7,6 +7,7 @@ is stored under its job id, so a retry replaces the file it may have written.
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import datetime
 
@@ -26,6 +27,7 @@ from workflow_service.audit.kick import (
 )
 from workflow_service.audit.package import run_package, store_package
 
+log = logging.getLogger(__name__)
 OPTIONS = actor_options(AUDIT_QUEUE)
 _api: ApiClient | None = None
 _api_lock = threading.Lock()
@@ -46,13 +48,18 @@ def _client() -> ApiClient:
         return _api
 
 
-def append_audit(tenant_id: str) -> dict[str, int]:
-    """Chain the tenant's pending audit rows."""
+def append_audit(tenant_id: str) -> None:
+    """Chain the tenant's pending audit rows.
+
+    Returns nothing: the count is logged, not stored (no result backend entry for a job
+    the sweep sends every few seconds)."""
     if not isinstance(tenant_id, str) or not tenant_id:
         raise InvalidAuditMessage("an append_audit message takes one argument, a tenant id")
     # Cleared first: a write committed from now on sends a new builder (see .kick).
     worker_broker.broker.client.delete(kick_key(worker_broker.settings.namespace, tenant_id))
-    return {"appended": chain.append(worker_broker.database_proxy, tenant_id)}
+    appended = chain.append(worker_broker.database_proxy, tenant_id)
+    if appended:
+        log.info("audit: %d entries chained for tenant %s", appended, tenant_id)
 
 
 def build_audit_package(tenant_id: str, start: str, until: str, requested_by: str) -> dict:
