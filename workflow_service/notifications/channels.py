@@ -23,10 +23,10 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+from shared.addresses import is_email_address
 from workflow_service.notifications import signing
 from workflow_service.settings import NotificationSettings
 from workflow_service.steps import webhook_urls
-from workflow_service.users.schemas import is_email_address
 
 #: How much of a receiver's answer is kept on the delivery record (and shown on
 #: ``/deliveries``): enough to see what went wrong, too little to store a document.

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import re
-from email.headerregistry import Address
-from email.utils import getaddresses, parseaddr
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.addresses import MAX_EMAIL_CHARS, is_email_address
 from shared.auth import CLAIM_ID, ROLES
-
-MAX_EMAIL_CHARS = 320
 
 USER_ID_RULE = (
     "A user id is the token 'sub' its person signs in with: 1 to 64 letters, digits "
@@ -34,30 +31,6 @@ def _check_roles(roles: list[str]) -> list[str]:
     if unknown:
         raise ValueError(f"unknown roles {unknown}; known roles: {', '.join(ROLES)}")
     return sorted(set(roles))
-
-
-def is_email_address(value: object) -> bool:
-    """True when ``value`` is exactly one plain addr-spec (``local@domain.tld``): no
-    display name, comment, quoted local part, second address or line break, so it can
-    never add a recipient to a message."""
-    if not isinstance(value, str) or not 3 <= len(value) <= MAX_EMAIL_CHARS:
-        return False
-    if not value.isprintable() or any(c in value for c in ' "<>(),;:\\'):
-        return False
-    try:
-        address = Address(addr_spec=value)
-    except Exception:  # the parser raises several error types for malformed input
-        return False
-    domain = address.domain
-    return (
-        address.addr_spec == value
-        and 0 < len(address.username) <= 64  # RFC 5321's limits
-        and len(domain) <= 255
-        and "." in domain.strip(".")
-        and not domain.startswith("[")
-        and parseaddr(value) == ("", value)
-        and getaddresses([value]) == [("", value)]
-    )
 
 
 def check_email(email: str | None) -> str | None:
