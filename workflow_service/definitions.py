@@ -18,7 +18,14 @@ from shared.lifecycles import lifecycle_of
 from workflow_service.conditions import OPERATORS
 from workflow_service.steps.base import Directory
 from workflow_service.steps.change_status import ChangeStatusConfig
-from workflow_service.steps.recipients import POLICY_OWNERS, foreign_recipients, named_users
+from workflow_service.steps.recipients import (
+    INITIATOR,
+    OWNER,
+    POLICY_OWNERS,
+    foreign_recipients,
+    named_people,
+    named_users,
+)
 from workflow_service.steps.registry import step_class, step_errors
 
 #: The trigger an event verb fires (``policy.status_changed`` -> ``on_status_change``);
@@ -231,9 +238,8 @@ def _foreign_trigger(definition: WorkflowDefinition) -> list[dict[str, str]]:
     ]
 
 
-#: Step options that may name people relative to the entity or its event.
-_PEOPLE_OPTIONS = frozenset({"recipients", "approvers", "escalate_to", "assignee"})
-_RELATIVE_PEOPLE = frozenset({"owner", "initiator", POLICY_OWNERS})
+#: Recipients relative to the entity or its event.
+_RELATIVE_PEOPLE = frozenset({OWNER, INITIATOR, POLICY_OWNERS})
 
 
 def _needs_entity_data(definition: WorkflowDefinition) -> list[dict[str, str]]:
@@ -245,24 +251,15 @@ def _needs_entity_data(definition: WorkflowDefinition) -> list[dict[str, str]]:
         errors.append(
             {"field": "conditions", "message": "scheduled runs carry no entity data to match"}
         )
-
-    def walk(value: Any, where: str, option: str | None = None) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, f"{where}.{key}", key if key in _PEOPLE_OPTIONS else option)
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                walk(item, f"{where}.{index}", option)
-        elif option and value in _RELATIVE_PEOPLE:
-            errors.append(
-                {
-                    "field": where,
-                    "message": f"a scheduled run has no event or entity data: name people "
-                    f"by user or role, not {value!r}",
-                }
-            )
-
-    walk(definition.steps, "steps")
+    errors.extend(
+        {
+            "field": where,
+            "message": f"a scheduled run has no event or entity data: name people "
+            f"by user or role, not {value!r}",
+        }
+        for where, value in named_people(definition.steps)
+        if value in _RELATIVE_PEOPLE
+    )
     return errors
 
 

@@ -41,6 +41,7 @@ from workflow_service.steps import (
     StepContext,
     StepFailed,
     StepOutcome,
+    Steps,
     Template,
 )
 from workflow_service.steps.base import TEMPLATE_NAMES
@@ -48,6 +49,7 @@ from workflow_service.steps.change_status import ChangeStatus, ChangeStatusConfi
 from workflow_service.steps.notify import Notify, NotifyConfig
 from workflow_service.steps.recipients import (
     INITIATOR,
+    NAMES_PEOPLE,
     OWNER,
     check_single_recipient,
     entity_owner,
@@ -81,7 +83,7 @@ def _duration(value: Any) -> Any:
     raise ValueError("must be seconds or a duration like '90s', '30m', '4h' or '2d'")
 
 
-Recipient = Annotated[str, AfterValidator(_recipient)]
+Recipient = Annotated[str, AfterValidator(_recipient), NAMES_PEOPLE]
 Duration = Annotated[int, BeforeValidator(_duration), Field(ge=1, le=366 * 86400)]
 Mode = Literal["all", "any", "quorum"]
 
@@ -147,8 +149,8 @@ class RequireApprovalConfig(StepConfig):
     notify: list[Literal["in_app", "email"]] = Field(
         default_factory=_in_app_and_email, max_length=2
     )
-    on_approve: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
-    on_reject: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    on_approve: Steps = Field(default_factory=list, max_length=50)
+    on_reject: Steps = Field(default_factory=list, max_length=50)
 
     @model_validator(mode="after")
     def _one_plan(self):

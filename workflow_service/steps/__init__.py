@@ -15,6 +15,7 @@ from workflow_service.steps.base import (
     StepContext,
     StepFailed,
     StepOutcome,
+    Steps,
     Template,
     Trigger,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "StepContext",
     "StepFailed",
     "StepOutcome",
+    "Steps",
     "Template",
     "Trigger",
     "build_step",

@@ -71,6 +71,7 @@ import peewee
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 if TYPE_CHECKING:
+    from shared.events import Event
     from workflow_service.apiclient import ApiClient
     from workflow_service.models import Execution, StepRun
     from workflow_service.settings import WorkflowSettings
@@ -117,6 +118,20 @@ def check_template(value: str, info: ValidationInfo) -> str:
 Template = Annotated[str, AfterValidator(check_template)]
 
 
+class _NestedSteps:
+    """Marker in a type's ``Annotated`` metadata: a list of step definitions."""
+
+    def __repr__(self) -> str:
+        return "STEPS"
+
+
+#: Marks an option holding step definitions run by the step (``require_approval``'s
+#: ``on_approve``), so that checks reading steps by their option types walk into them.
+STEPS = _NestedSteps()
+#: An option holding nested step definitions (each validated by the step that runs them).
+Steps = Annotated[list[dict[str, Any]], STEPS]
+
+
 class StepFailed(Exception):
     """A step error that retrying cannot fix (bad configuration, a refused transition)."""
 
@@ -140,7 +155,15 @@ class StepOutcome:
 
 @dataclass(frozen=True)
 class Trigger:
-    """What started an execution: an event's envelope and data, or a manual run."""
+    """What started an execution: an event's envelope and data, or a manual run.
+
+    The envelope is :class:`shared.events.Event`'s (its fields but ``schema_version``;
+    a test holds the two to the same names): an event becomes a trigger through
+    :meth:`from_event`. A trigger is more than an event, though: manual and scheduled
+    runs are triggers no event carries (``policy.manual``, ``policy.scheduled``, which
+    the event schema refuses), and the initiator is always set (the event's actor when
+    it names none). Its payload is what an execution stores and a run reads back.
+    """
 
     event_id: str
     event_type: str
@@ -154,6 +177,23 @@ class Trigger:
     #: The person whose change started the chain: the event's initiator if it names
     #: one (a workflow acted for them), else its actor.
     initiator: str | None = None
+
+    @classmethod
+    def from_event(cls, event: Event) -> Trigger:
+        """The trigger of a validated event."""
+        return cls(
+            event_id=event.event_id,
+            event_type=event.event_type,
+            entity_type=event.entity_type,
+            entity_id=event.entity_id,
+            tenant_id=event.tenant_id,
+            actor=event.actor,
+            data=dict(event.data),
+            causation=tuple(event.causation),
+            # The event schema's own JSON form of the time, as its payload carries it.
+            occurred_at=event.model_dump(mode="json", include={"occurred_at"})["occurred_at"],
+            initiator=event.initiator or event.actor,
+        )
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> Trigger:

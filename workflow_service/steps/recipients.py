@@ -21,19 +21,27 @@ A recipient is one of:
 
 Anything else (``team:x``, ``user:``, an id with spaces) is refused when the workflow
 is saved, naming the step and option.
+
+Which options name people is read from the step's option model, not from option names:
+every field whose type carries :data:`NAMES_PEOPLE` (:data:`Recipient`, :data:`Person`,
+or a type built on them, alone, in a list or in a nested model) is walked, as are the
+nested step lists typed :data:`workflow_service.steps.base.Steps`. A new step kind whose
+option is called ``reviewers`` is checked at save like ``notify``'s ``recipients``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from shared.auth import CLAIM_ID, ROLES
 from shared.lifecycles import lifecycle_of
-from workflow_service.steps.base import MAX_RECIPIENTS, StepContext, StepFailed
+from workflow_service.steps.base import MAX_RECIPIENTS, STEPS, StepContext, StepFailed
+from workflow_service.steps.registry import step_class
 
 OWNER = "owner"
 INITIATOR = "initiator"
@@ -41,8 +49,6 @@ POLICY_OWNERS = "policy_owners"
 SPECIAL_RECIPIENTS = (OWNER, INITIATOR, POLICY_OWNERS)
 #: Entity types whose events carry ``policy_owners`` (those linked to policies).
 POLICY_OWNERS_ENTITIES = ("assessment", "evidence")
-#: Step options that name people, at any depth of a step (stages' approvers too).
-PEOPLE_OPTIONS = frozenset({"recipients", "approvers", "escalate_to", "assignee"})
 GRAMMAR = (
     "'user:<id>' (or a bare user id), 'role:<role>', 'owner', 'initiator' or "
     "'policy_owners' (evidence and assessments)"
@@ -107,25 +113,94 @@ def check_single_recipient(value: str) -> str:
     return value.strip()
 
 
+class _NamesPeople:
+    """Marker in a type's ``Annotated`` metadata: its strings are recipients."""
+
+    def __repr__(self) -> str:
+        return "NAMES_PEOPLE"
+
+
+#: Put in ``Annotated[str, ..., NAMES_PEOPLE]`` by every recipient type, so that the
+#: save-time checks find the options naming people by their type.
+NAMES_PEOPLE = _NamesPeople()
+
 #: A recipient option: bounded, and checked when the workflow is saved.
-Recipient = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_recipient)]
+Recipient = Annotated[
+    str, Field(min_length=1, max_length=200), AfterValidator(check_recipient), NAMES_PEOPLE
+]
 #: One person (``assign``'s assignee).
-Person = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_person)]
+Person = Annotated[
+    str, Field(min_length=1, max_length=200), AfterValidator(check_person), NAMES_PEOPLE
+]
 
 
-def named_people(value: Any, where: str, option: str | None = None) -> Iterator[tuple[str, Any]]:
-    """``(field, recipient)`` for every recipient a step (or a list of steps) names,
-    nested steps and stages included."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from named_people(
-                item, f"{where}.{key}", key if key in PEOPLE_OPTIONS else option
-            )
-    elif isinstance(value, list):
+def _marked(annotation: Any, marker: object) -> bool:
+    """Whether an ``Annotated`` type (at any depth of ``Annotated`` nesting) carries
+    ``marker``."""
+    return any(m is marker for m in getattr(annotation, "__metadata__", ()))
+
+
+def _walk(annotation: Any, value: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """``(field, recipient)`` in ``value`` read as ``annotation``."""
+    if _marked(annotation, NAMES_PEOPLE):
+        if isinstance(value, str):
+            yield where, value
+        return
+    if _marked(annotation, STEPS):
+        yield from named_people(value, where)
+        return
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        yield from _walk(get_args(annotation)[0], value, where)
+    elif origin is Union or origin is UnionType:
+        # The first member whose shape fits the value (``list[Recipient] | None``).
+        for member in get_args(annotation):
+            found = list(_walk(member, value, where))
+            if found:
+                yield from found
+                return
+    elif origin in (list, tuple) and isinstance(value, list):
+        args = [a for a in get_args(annotation) if a is not Ellipsis]
         for index, item in enumerate(value):
-            yield from named_people(item, f"{where}.{index}", option)
-    elif option and isinstance(value, str):
-        yield where, value
+            if args:
+                yield from _walk(args[min(index, len(args) - 1)], item, f"{where}.{index}")
+    elif (
+        isinstance(annotation, type)
+        and issubclass(annotation, BaseModel)
+        and isinstance(value, dict)
+    ):
+        yield from _walk_model(annotation, value, where)
+
+
+def _walk_model(model: type[BaseModel], value: dict, where: str) -> Iterator[tuple[str, Any]]:
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if key not in value:
+            continue
+        # Metadata of a field's own ``Annotated`` is moved to the field by pydantic.
+        if any(m is NAMES_PEOPLE for m in field.metadata):
+            yield from _walk(Annotated[Any, NAMES_PEOPLE], value[key], f"{where}.{key}")
+        elif any(m is STEPS for m in field.metadata):
+            yield from named_people(value[key], f"{where}.{key}")
+        else:
+            yield from _walk(field.annotation, value[key], f"{where}.{key}")
+
+
+def named_people(steps: Any, where: str = "steps") -> Iterator[tuple[str, Any]]:
+    """``(field, recipient)`` for every recipient a list of step definitions names,
+    nested steps and stages included: the options whose type (in the step kind's option
+    model) carries :data:`NAMES_PEOPLE`. Steps of unknown kinds are skipped (refused by
+    their own validation)."""
+    if not isinstance(steps, list):
+        return
+    for index, step in enumerate(steps):
+        kind = step.get("kind") if isinstance(step, dict) else None
+        try:
+            cls = step_class(kind) if isinstance(kind, str) else None
+        except KeyError:
+            cls = None
+        if cls is not None:
+            yield from _walk_model(cls.Config, step, f"{where}.{index}")
 
 
 def named_users(steps: Any, where: str = "steps") -> Iterator[tuple[str, str]]:
