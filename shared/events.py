@@ -1,8 +1,10 @@
 """Trigger events: the versioned message the api publishes and the workflow service reads.
 
-The api builds a :class:`dramatiq.Message` with :func:`event_message` and enqueues it
-on the broker; it never imports workflow code. The message id is the event id, so a
-republished outbox row is recognisably the same message.
+The api builds a :class:`dramatiq.Message` with :func:`event_message` (through the
+entity type's job spec in :data:`DISPATCH_JOBS`, which the workflow service declares its
+dispatch actors from) and enqueues it on the broker; it never imports workflow code.
+The message id is the event id, so a republished outbox row is recognisably the same
+message.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Annotated, Any, Literal, get_args
 import dramatiq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.jobs import JobSpec
 from shared.queues import ENTITY_QUEUES
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -129,13 +132,19 @@ def dispatch_actor_name(entity_type: str) -> str:
     return DISPATCH_ACTOR if entity_type == "policy" else f"{DISPATCH_ACTOR}_{entity_type}"
 
 
+def _dispatch_args(event: Event) -> tuple[tuple[Any, ...], dict[str, Any], str]:
+    # The message id is the event id: a republished outbox row is the same message.
+    return (event.to_payload(),), {"tenant_id": event.tenant_id}, event.event_id
+
+
+#: The dispatch job of each entity type: the api sends its events with it, and the
+#: workflow service declares the actor receiving them from it.
+DISPATCH_JOBS: dict[str, JobSpec[Event]] = {
+    entity: JobSpec(dispatch_actor_name(entity), queue, Event, _dispatch_args)
+    for entity, queue in ENTITY_QUEUES.items()
+}
+
+
 def event_message(event: Event) -> dramatiq.Message:
     """The Dramatiq message that carries ``event`` to the workflow service."""
-    return dramatiq.Message(
-        queue_name=event.queue_name,
-        actor_name=dispatch_actor_name(event.entity_type),
-        args=(event.to_payload(),),
-        kwargs={},
-        options={"tenant_id": event.tenant_id},
-        message_id=event.event_id,
-    )
+    return DISPATCH_JOBS[event.entity_type].message(event)

@@ -24,9 +24,9 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from shared.broker import actor_options
-from shared.events import InvalidEvent, dispatch_actor_name, parse_event
+from shared.events import DISPATCH_JOBS, InvalidEvent, parse_event
 from shared.jobstatus import report_subject
-from shared.queues import ENTITY_QUEUES, base_queue_name
+from shared.queues import base_queue_name
 from workflow_service import broker as worker_broker
 from workflow_service.engine import (
     Engine,
@@ -128,10 +128,12 @@ def execution_failed(message_data: dict, retry_info: dict) -> None:
 
 
 def _register() -> None:
-    for entity, queue in ENTITY_QUEUES.items():
-        options = actor_options(queue)
+    # The dispatch actors are declared from the job specs the api sends with; each entity
+    # type's run actors share its dispatch actor's queue.
+    for entity, dispatch in DISPATCH_JOBS.items():
+        options = actor_options(dispatch.queue)
         dramatiq.actor(
-            actor_name=dispatch_actor_name(entity),
+            actor_name=dispatch.name,
             throws=(InvalidEvent, InvalidMessage),
             # No stored result: the job's record lists its run jobs as children, each
             # with its execution's id, so a stored copy bought nothing but a round trip.

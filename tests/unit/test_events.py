@@ -1,6 +1,14 @@
+import dramatiq
 import pytest
 
-from shared.events import DISPATCH_ACTOR, Event, InvalidEvent, event_message, parse_event
+from shared.events import (
+    DISPATCH_ACTOR,
+    DISPATCH_JOBS,
+    Event,
+    InvalidEvent,
+    event_message,
+    parse_event,
+)
 
 
 def make_event(**overrides) -> Event:
@@ -92,3 +100,21 @@ def test_event_ids_are_bounded_by_the_execution_column():
     # And: 64 characters fit, as do the UUIDs the api makes
     assert parse_event({**payload, "event_id": "e" * 64, "causation": ["c" * 64]})
     assert len(make_event().event_id) == 36
+
+
+def test_the_dispatch_job_spec_builds_the_same_message_bytes_as_by_hand():
+    # The message the workflow service has always read: its bytes must not change.
+    event = make_event(entity_type="evidence", event_type="evidence.created")
+    by_hand = dramatiq.Message(
+        queue_name="governance.evidence",
+        actor_name="dispatch_event_evidence",
+        args=(event.to_payload(),),
+        kwargs={},
+        options={"tenant_id": "acme"},
+        message_id=event.event_id,
+        message_timestamp=0,
+    )
+    built = event_message(event)._replace(message_timestamp=0)
+    assert built.encode() == by_hand.encode()
+    spec = DISPATCH_JOBS["evidence"]
+    assert (spec.name, spec.queue, spec.args) == (built.actor_name, built.queue_name, Event)
