@@ -157,7 +157,7 @@ class Engine:
         if trigger_name is None:
             hooks.event_received(event)
             return []
-        trigger = Trigger.from_payload(event.to_payload())
+        trigger = Trigger.from_event(event)
         matching = self.cache.match(
             event.tenant_id, event.entity_type, trigger_name, trigger.data, trigger.envelope
         )
