@@ -289,7 +289,9 @@ def test_every_pattern_that_reads_user_input_is_linear():
     ]
     # Linear time, measured as growth rather than against a clock: four times the
     # input costs about four times as much; a quadratic pattern costs sixteen times.
+    # The floor keeps a loaded machine's stalls out of it: a super-linear pattern on
+    # 150,000 characters costs seconds, far above it.
     for small, large in zip(_hostile_inputs(37_500), _hostile_inputs(150_000), strict=True):
         for check in patterns:
             small_cost, large_cost = _cost(check, small), _cost(check, large)
-            assert large_cost < max(0.02, 8 * small_cost), (check, large[:10], small_cost)
+            assert large_cost < max(0.25, 8 * small_cost), (check, large[:10], small_cost)
