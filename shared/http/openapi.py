@@ -4,7 +4,7 @@ pydantic models their declarations name, so it cannot drift from the code."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,13 @@ class Operation:
     #: the request and serialises the response (otherwise the responder does, and this
     #: only describes it).
     declared: bool = False
+    #: False: a declared responder reads its body itself (its own validation answers);
+    #: ``request`` then only documents the body.
+    parses_body: bool = True
+    #: Checks the caller instead of ``require_role(req, *roles)`` and answers the
+    #: principal; for routes whose refusal says more than the roles (``roles`` still
+    #: documents who may call them).
+    authorize: Callable[[Any], Any] | None = None
 
 
 _ERROR_SCHEMA = {

@@ -45,9 +45,16 @@ def route(
     status: int = 200,
     params: tuple[Param, ...] = (),
     errors: tuple[int, ...] = (),
+    parses_body: bool = True,
+    authorize: Callable[[Any], Any] | None = None,
 ) -> Operation:
     """A declared operation: the toolkit enforces ``roles``, parses ``request`` and
-    serialises through ``response`` (see the module docstring)."""
+    serialises through ``response`` (see the module docstring).
+
+    ``parses_body=False`` leaves reading the body to a responder whose validation
+    answers differ from :func:`parse_body`'s; ``request`` then only documents it.
+    ``authorize(req)`` replaces :func:`require_role` where a route's refusal says more
+    than its roles (it raises the 401/403 and answers the principal)."""
     if not roles:
         raise ValueError(f"a declared route names the roles that may call it: {summary!r}")
     return Operation(
@@ -59,6 +66,8 @@ def route(
         errors=errors,
         roles=roles,
         declared=True,
+        parses_body=parses_body,
+        authorize=authorize,
     )
 
 
@@ -87,10 +96,13 @@ def declared_responder(
 
     @functools.wraps(responder)
     def respond(req, resp, **params: Any) -> None:
-        req.context.principal = require_role(req, *op.roles)
+        if op.authorize is not None:
+            req.context.principal = op.authorize(req)
+        else:
+            req.context.principal = require_role(req, *op.roles)
         for name in uuid_params:
             parse_uuid(params[name], name)
-        if op.request is not None:
+        if op.request is not None and op.parses_body:
             req.context.body = parse_body(op.request, read_json(req, max_body_bytes))
         resp.status = status
         result = responder(req, resp, **params)

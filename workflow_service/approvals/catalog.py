@@ -22,8 +22,7 @@ from typing import Any, Literal
 import falcon
 from pydantic import Field
 
-from shared.auth import require_role
-from shared.http import ApiDocs, Operation, Param, StrictModel, parse_body, read_json
+from shared.http import ApiDocs, Param, StrictModel, parse_body, read_json, route
 from workflow_service.approvals.models import TemplateWorkflow
 from workflow_service.db import database
 from workflow_service.definitions import InvalidDefinition, WorkflowDefinition, validate_definition
@@ -263,14 +262,13 @@ def template_list() -> list[dict[str, Any]]:
 
 class TemplateCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "The ready-made workflow templates, each with what it does",
             roles=(*READ_ROLES, "admin"),
         )
     }
 
     def on_get(self, req, resp):
-        require_role(req, *READ_ROLES)
         resp.media = {"items": template_list()}
 
 
@@ -328,7 +326,7 @@ def instantiate(
 
 class WorkflowFromTemplate:
     docs = {
-        "POST": Operation(
+        "POST": route(
             "Create the tenant's workflow from a ready template (" + ", ".join(TEMPLATES) + "; "
             "see GET /workflows/templates): 201 with the new workflow, or 200 with the one "
             "made from it before (one per tenant and template; a new one only after it was "
@@ -339,6 +337,8 @@ class WorkflowFromTemplate:
             params=(Param("template", "path", "Template name: " + ", ".join(TEMPLATES)),),
             errors=(404,),
             roles=("editor", "admin"),
+            # Read after the template is found (404 first); no body means no options.
+            parses_body=False,
         )
     }
 
@@ -347,7 +347,7 @@ class WorkflowFromTemplate:
         self.max_body_bytes = max_body_bytes
 
     def on_post(self, req, resp, template):
-        principal = require_role(req, "editor")
+        principal = req.context.principal
         if template not in TEMPLATES:
             raise falcon.HTTPNotFound(
                 title="Template not found",

@@ -10,16 +10,16 @@ from typing import Literal
 import falcon
 from pydantic import BaseModel, Field
 
-from shared.auth import principal_of
+from shared.auth import ROLES
 from shared.http import (
     ApiDocs,
-    Operation,
     Param,
     StrictModel,
     parse_body,
     parse_choice,
     parse_limit,
     read_json,
+    route,
 )
 from workflow_service import ending
 from workflow_service.approvals import service
@@ -87,7 +87,7 @@ def _get(tenant: str, approval_id: str) -> ApprovalRequest:
 
 class ApprovalCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "Approvals I am an approver of (newest first)",
             params=(
                 Param(
@@ -99,11 +99,12 @@ class ApprovalCollection:
                 Param("cursor"),
             ),
             errors=(400,),
+            roles=ROLES,
         )
     }
 
     def on_get(self, req, resp):
-        principal = principal_of(req)
+        principal = req.context.principal
         status = parse_choice(req, "status", ApprovalStatus.ALL)
         limit = parse_limit(req)
         query = ApprovalRequest.select().where(ApprovalRequest.tenant_id == principal.tenant)
@@ -136,13 +137,16 @@ class ApprovalCollection:
 
 class ApprovalItem:
     docs = {
-        "GET": Operation(
-            "One approval with its stages and decisions", params=(ID,), errors=(403, 404)
+        "GET": route(
+            "One approval with its stages and decisions",
+            params=(ID,),
+            errors=(403, 404),
+            roles=ROLES,
         )
     }
 
     def on_get(self, req, resp, approval_id):
-        principal = principal_of(req)
+        principal = req.context.principal
         request = _get(principal.tenant, approval_id)
         involved = (
             ApprovalSlot.select()
@@ -164,7 +168,7 @@ class ApprovalItem:
 
 class ApprovalDecision:
     docs = {
-        "POST": Operation(
+        "POST": route(
             "Approve or reject (once; the decision is final). Needs a slot in the "
             "current stage, the approver role (or a role the stage names) and an active "
             "directory entry; the entity's creator, owner and submitter never decide an "
@@ -176,6 +180,10 @@ class ApprovalDecision:
             response=DecisionOut,
             params=(ID,),
             errors=(403, 404, 409),
+            roles=ROLES,
+            # Read after the approval is found: an unknown approval is a 404 whatever
+            # the body.
+            parses_body=False,
         )
     }
 
@@ -186,7 +194,7 @@ class ApprovalDecision:
         self.max_body_bytes = max_body_bytes
 
     def on_post(self, req, resp, approval_id):
-        principal = principal_of(req)
+        principal = req.context.principal
         request = _get(principal.tenant, approval_id)
         body = parse_body(DecisionIn, read_json(req, self.max_body_bytes))
         try:

@@ -12,8 +12,7 @@ from typing import Literal
 import falcon
 from pydantic import BaseModel, Field
 
-from shared.auth import require_role
-from shared.http import ApiDocs, ApiError, Operation, StrictModel, parse_body, read_json
+from shared.http import ApiDocs, ApiError, StrictModel, route
 from workflow_service.exports.formats import EXPORTABLE
 from workflow_service.exports.messages import export_message
 from workflow_service.files.jobs import accepted, submit
@@ -69,7 +68,7 @@ def check_filters(entity_type: str, filters: dict[str, str]) -> dict[str, str]:
 
 class ExportCollection:
     docs = {
-        "POST": Operation(
+        "POST": route(
             "Export the tenant's entities (the api's list filters) as CSV, XLSX or JSON; "
             "the job's result names the file (GET /files/{id})",
             request=ExportRequest,
@@ -85,8 +84,8 @@ class ExportCollection:
         self.max_body_bytes = max_body_bytes
 
     def on_post(self, req, resp):
-        principal = require_role(req, *ROLES)
-        request = parse_body(ExportRequest, read_json(req, self.max_body_bytes))
+        principal = req.context.principal
+        request = req.context.body
         filters = check_filters(request.entity_type, request.filters)
         message = export_message(
             principal.tenant, principal.sub, request.entity_type, request.format, filters

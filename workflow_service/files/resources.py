@@ -12,8 +12,7 @@ from urllib.parse import quote
 import falcon
 from pydantic import BaseModel
 
-from shared.auth import require_role
-from shared.http import ApiDocs, Operation, Param, bad_parameter, parse_limit
+from shared.http import ApiDocs, Param, bad_parameter, parse_limit, route
 from workflow_service.files.models import READ_ROLES, FileKind, StoredFile, readable_kinds
 from workflow_service.files.store import FileStore
 from workflow_service.web.common import after_cursor, next_cursor, page_cursor, uuid_param
@@ -58,7 +57,7 @@ def _chunks(handle):
 
 class FileCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "The tenant's stored files the caller may read (newest first)",
             response=FilePageOut,
             params=(
@@ -72,7 +71,7 @@ class FileCollection:
     }
 
     def on_get(self, req, resp):
-        principal = require_role(req, *ANY_READER)
+        principal = req.context.principal
         kinds = readable_kinds(principal)
         kind = req.get_param("kind")
         if kind:
@@ -91,7 +90,7 @@ class FileCollection:
 
 class FileItem:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "Download a stored file (an attachment); its kind decides who may read it: "
             "reports and exports editors, approvers and auditors; import files editors "
             "and auditors; audit packages auditors; admins all",
@@ -104,7 +103,7 @@ class FileItem:
         self.store = store
 
     def on_get(self, req, resp, file_id):
-        principal = require_role(req, *ANY_READER)
+        principal = req.context.principal
         file_id = uuid_param(file_id, "file_id")
         stored = self.store.get(principal.tenant, file_id)
         if stored is None or not principal.has_role(*READ_ROLES.get(stored.kind, ())):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import falcon
 
-from shared.auth import principal_of
+from shared.auth import ROLES
 from shared.db import utcnow
-from shared.http import Operation, Param, parse_choice, parse_limit
+from shared.http import Param, parse_choice, parse_limit, route
 from workflow_service.models import Notification
 from workflow_service.web.common import (
     addressed_to,
@@ -31,16 +31,17 @@ def _mine(principal):
 
 class NotificationCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "My in-app notifications, newest first",
             response=NotificationListOut,
             params=(Param("unread", description="true: only unread ones"), *LIST_PARAMS),
             errors=(400,),
+            roles=ROLES,
         )
     }
 
     def on_get(self, req, resp):
-        principal = principal_of(req)
+        principal = req.context.principal
         limit = parse_limit(req)
         mine = _mine(principal)
         query = Notification.select().where(mine)
@@ -57,13 +58,16 @@ class NotificationCollection:
 
 class NotificationRead:
     docs = {
-        "POST": Operation(
-            "Mark one of my notifications read", response=NotificationOut, errors=(400, 404)
+        "POST": route(
+            "Mark one of my notifications read",
+            response=NotificationOut,
+            errors=(400, 404),
+            roles=ROLES,
         )
     }
 
     def on_post(self, req, resp, notification_id):
-        principal = principal_of(req)
+        principal = req.context.principal
         notification_id = uuid_param(notification_id, "notification_id")
         mine = _mine(principal)
         note = Notification.get_or_none((Notification.id == notification_id) & mine)

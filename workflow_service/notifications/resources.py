@@ -11,8 +11,7 @@ from __future__ import annotations
 import falcon
 from pydantic import BaseModel
 
-from shared.auth import require_role
-from shared.http import ApiDocs, Operation, Param, parse_choice, parse_limit
+from shared.http import ApiDocs, Param, parse_choice, parse_limit, route
 from workflow_service.notifications import secrets
 from workflow_service.notifications.models import Channel, Delivery, DeliveryStatus
 from workflow_service.settings import NotificationSettings
@@ -26,7 +25,7 @@ ROLES = ("editor", "auditor")  # the workflow web refuses service tokens
 
 class DeliveryCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "Notification deliveries (newest first) with attempts and the last answer",
             params=(
                 Param("execution_id"),
@@ -41,7 +40,7 @@ class DeliveryCollection:
     }
 
     def on_get(self, req, resp):
-        principal = require_role(req, *ROLES)
+        principal = req.context.principal
         query = Delivery.select().where(Delivery.tenant_id == principal.tenant)
         execution_id = req.get_param("execution_id")
         if execution_id:
@@ -100,7 +99,7 @@ class WebhookSecretRotated(BaseModel):
 
 class WebhookSecretItem:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "The tenant's webhook signing secret: its generation and dates, never the secret",
             response=WebhookSecretOut,
             roles=("admin",),
@@ -111,13 +110,13 @@ class WebhookSecretItem:
         self.settings = settings
 
     def on_get(self, req, resp):
-        principal = require_role(req, "admin")
+        principal = req.context.principal
         resp.media = secrets.describe(principal.tenant, self.settings)
 
 
 class WebhookSecretRotation:
     docs = {
-        "POST": Operation(
+        "POST": route(
             "Make a new webhook signing secret and show it, this once; the previous one "
             "keeps signing for WEBHOOK_SECRET_GRACE_SECONDS",
             response=WebhookSecretRotated,
@@ -131,7 +130,7 @@ class WebhookSecretRotation:
         self.settings = settings
 
     def on_post(self, req, resp):
-        principal = require_role(req, "admin")
+        principal = req.context.principal
         try:
             rotation = secrets.rotate(principal.tenant, principal.sub, self.settings)
         except secrets.RotationConflict:

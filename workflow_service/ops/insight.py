@@ -25,14 +25,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import BaseModel
 
 from shared.dramatiq_redis import Layout
-from shared.http import ApiError, Operation, Param, bad_parameter, parse_choice, require_operator
+from shared.http import ApiError, Param, bad_parameter, parse_choice, require_operator, route
 from shared.jobstatus.stats import BYTES_PER_QUEUE, SLOTS, MinuteStats
 from shared.jobstatus.workers import WorkerPresence
 from shared.queues import QUEUE_NAMES
 from workflow_service.definitions import cron_trigger
 from workflow_service.kernel.schedules import leader_key, next_fire_times
 from workflow_service.models import Execution, Workflow
-from workflow_service.ops.resources import OPS_READ_ROLES, ops_scope
+from workflow_service.ops.resources import OPS_READ_ROLES, ops_reader, ops_scope
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,22 @@ class StatsOut(BaseModel):
     items: list[QueueSeriesOut]
 
 
+def _stats_operator(req):
+    return require_operator(req, "Figures over time count every tenant's jobs")
+
+
+def _workers_operator(req):
+    return require_operator(req, "Worker processes serve every tenant")
+
+
 class StatsResource:
     docs = {
-        "GET": Operation(
+        "GET": route(
             summary="Per queue, per minute (last 24 h at most): processed, succeeded, "
             "failed, retried; latency (enqueue to start) and duration p50 / p95",
             response=StatsOut,
             roles=("operator",),
+            authorize=_stats_operator,
             params=(
                 Param("queue", schema={"enum": list(QUEUE_NAMES)}, description="Default: all."),
                 Param("minutes", schema={"type": "integer"}, description="1-1440, default 60"),
@@ -96,7 +105,6 @@ class StatsResource:
         self.stats = stats
 
     def on_get(self, req, resp):
-        require_operator(req, "Figures over time count every tenant's jobs")
         queue = parse_choice(req, "queue", QUEUE_NAMES)
         raw = req.get_param("minutes") or "60"
         try:
@@ -139,11 +147,12 @@ class WorkersOut(BaseModel):
 
 class WorkerCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             summary="Worker processes: host, pid, queues, threads, jobs in flight, last "
             "heartbeat, version; gone and stopped ones for ten minutes",
             response=WorkersOut,
             roles=("operator",),
+            authorize=_workers_operator,
             errors=(503,),
         )
     }
@@ -152,7 +161,6 @@ class WorkerCollection:
         self.presence = presence
 
     def on_get(self, req, resp):
-        require_operator(req, "Worker processes serve every tenant")
         try:
             workers = self.presence.list()
         except redis.RedisError as exc:
@@ -228,12 +236,13 @@ def read_leader(client: redis.Redis, namespace: str) -> dict[str, Any] | None:
 
 class ScheduleCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             summary="Scheduled workflows with their cron line, time zone, next three fire "
             "times and last run (an admin: its own tenant's); operators also see which "
             "scheduler process leads",
             response=SchedulesOut,
             roles=OPS_READ_ROLES,
+            authorize=ops_reader,
             errors=(503,),
         )
     }

@@ -22,16 +22,14 @@ from pydantic import BaseModel, Field
 from shared.auth import principal_of
 from shared.http import (
     ApiError,
-    Operation,
     Param,
     StrictModel,
     bad_parameter,
-    parse_body,
     parse_choice,
     parse_limit,
     parse_uuid,
-    read_json,
     require_operator,
+    route,
 )
 from shared.jobstatus import STATES, InvalidCursor, InvalidSearch, JobDetailOut, JobPageOut
 from shared.jobstatus.params import TREE_STATE_PARAM, parse_tree_state
@@ -178,6 +176,22 @@ def ops_scope(req, *, read: bool = False) -> str | None:
     )
 
 
+def ops_reader(req):
+    """A declared route's check: ``ops_scope(read=True)``'s refusal, the principal."""
+    ops_scope(req, read=True)
+    return principal_of(req)
+
+
+def ops_actor(req):
+    """A declared route's check: ``ops_scope``'s refusal, the principal."""
+    ops_scope(req)
+    return principal_of(req)
+
+
+def _queue_operator(req):
+    return require_operator(req, "A queue is shared by every tenant")
+
+
 def _not_found(job_id: str, scope: str | None) -> falcon.HTTPNotFound:
     where = "" if scope is None else " for your tenant"
     return falcon.HTTPNotFound(
@@ -219,11 +233,12 @@ def _redis_down(exc: redis.RedisError) -> ApiError:
 
 class QueueCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             summary="Every queue: ready, delayed, in flight, dead, kept records, workers "
             "(an admin: its tenant's kept records only)",
             response=QueuesOut,
             roles=OPS_READ_ROLES,
+            authorize=ops_reader,
             errors=(503,),
         )
     }
@@ -241,11 +256,12 @@ class QueueCollection:
 
 class OpsJobCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             summary="Jobs of every tenant (an admin: its own tenant's), newest first; "
             "search by entity id, actor, error text and time",
             response=JobPageOut,
             roles=OPS_READ_ROLES,
+            authorize=ops_reader,
             params=(
                 Param("queue", schema={"enum": list(QUEUE_NAMES)}),
                 Param("state", schema={"enum": list(STATES)}),
@@ -317,17 +333,19 @@ class OpsJobCollection:
 
 class OpsJobItem:
     docs = {
-        "GET": Operation(
+        "GET": route(
             summary="A job's record, timeline, children, arguments (redacted), attempts, "
             "last traceback and execution (an admin: its tenant's jobs)",
             response=OpsJobOut,
             roles=OPS_READ_ROLES,
+            authorize=ops_reader,
             errors=(400, 404),
         ),
-        "DELETE": Operation(
+        "DELETE": route(
             summary="Drop a failed job: its dead letter and its record",
             status=204,
             roles=OPS_ROLES,
+            authorize=ops_actor,
             errors=(400, 404, 409),
         ),
     }
@@ -359,11 +377,12 @@ class OpsJobItem:
 
 class OpsJobRetry:
     docs = {
-        "POST": Operation(
+        "POST": route(
             summary="Send a dead job again as a new job with a fresh attempt count",
             response=RetryOut,
             status=202,
             roles=OPS_ROLES,
+            authorize=ops_actor,
             errors=(400, 404, 409, 503),
         )
     }
@@ -394,18 +413,19 @@ class QueuePause:
         self.paused = paused
         what = "Pause" if paused else "Resume"
         self.docs = {
-            "POST": Operation(
+            "POST": route(
                 summary=f"{what} a queue for every tenant (workers "
                 + ("take no new message; in-flight work finishes" if paused else "take work again")
                 + ")",
                 response=PauseOut,
                 roles=("operator",),
+                authorize=_queue_operator,
                 errors=(403, 404, 503),
             )
         }
 
     def on_post(self, req, resp, name):
-        principal = require_operator(req, "A queue is shared by every tenant")
+        principal = req.context.principal
         queue = _queue_name(name)
         try:
             resp.media = self.ops.set_paused(queue, self.paused, principal.sub)
@@ -415,12 +435,13 @@ class QueuePause:
 
 class OpsJobRetryFailed:
     docs = {
-        "POST": Operation(
+        "POST": route(
             summary="Retry every failed job matching a filter: a dry run counts them and "
             "answers a confirmation, the real call needs it (an admin: its tenant's jobs)",
             request=RetryFailedIn,
             response=RetryFailedOut,
             roles=OPS_ROLES,
+            authorize=ops_actor,
             errors=(409, 422, 503),
         )
     }
@@ -430,7 +451,7 @@ class OpsJobRetryFailed:
 
     def on_post(self, req, resp):
         scope = ops_scope(req)
-        body = parse_body(RetryFailedIn, read_json(req))
+        body = req.context.body
         if body.queue is not None and body.queue not in QUEUE_NAMES:
             raise ApiError(
                 falcon.HTTP_422, "Invalid request body", f"There is no queue {body.queue!r}."
@@ -467,12 +488,13 @@ class OpsJobRetryFailed:
 
 class OpsJobClean:
     docs = {
-        "POST": Operation(
+        "POST": route(
             summary="Drop the failed jobs that failed before a time (records and dead "
             "letters; an admin: its tenant's jobs)",
             request=CleanIn,
             response=CleanOut,
             roles=OPS_ROLES,
+            authorize=ops_actor,
             errors=(422, 503),
         )
     }
@@ -482,7 +504,7 @@ class OpsJobClean:
 
     def on_post(self, req, resp):
         scope = ops_scope(req)
-        body = parse_body(CleanIn, read_json(req))
+        body = req.context.body
         if body.state != FAILED_STATE:
             raise ApiError(
                 falcon.HTTP_422, "Invalid request body", "Only failed jobs can be cleaned."
@@ -497,11 +519,12 @@ class OpsJobClean:
 
 class OpsJobPromote:
     docs = {
-        "POST": Operation(
+        "POST": route(
             summary="Run a delayed job (a retry waiting on its backoff) now, once",
             response=PromoteOut,
             status=202,
             roles=OPS_ROLES,
+            authorize=ops_actor,
             errors=(400, 404, 409, 503),
         )
     }

@@ -5,8 +5,7 @@ from __future__ import annotations
 import falcon
 from pydantic import BaseModel
 
-from shared.auth import require_role
-from shared.http import ApiDocs, ApiError, Operation, parse_body, read_json
+from shared.http import ApiDocs, ApiError, route
 from workflow_service.files.jobs import accepted, job_message, new_job_id, submit
 from workflow_service.reports.definitions import FORMATS, KINDS, ReportSpec, filter_errors
 from workflow_service.reports.service import REPORT_ACTOR, REPORT_QUEUE
@@ -26,7 +25,7 @@ class ReportAccepted(BaseModel):
 
 class ReportCollection:
     docs = {
-        "POST": Operation(
+        "POST": route(
             f"Generate a report ({', '.join(KINDS)}) as {', '.join(FORMATS)}; follow the "
             "job: its result names the file (GET /files/{id})",
             request=ReportSpec,
@@ -42,8 +41,8 @@ class ReportCollection:
         self.max_body_bytes = max_body_bytes
 
     def on_post(self, req, resp):
-        principal = require_role(req, *ROLES)
-        spec = parse_body(ReportSpec, read_json(req, self.max_body_bytes))
+        principal = req.context.principal
+        spec = req.context.body
         problems = filter_errors(spec.kind, spec.filters)
         if problems:
             described = "; ".join(f"{e['field']}: {e['message']}" for e in problems)

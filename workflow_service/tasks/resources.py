@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import falcon
 
-from shared.auth import principal_of
+from shared.auth import ROLES
 from shared.db import utcnow
-from shared.http import Operation, Param, parse_choice, parse_limit
+from shared.http import Param, parse_choice, parse_limit, route
 from workflow_service.db import database
 from workflow_service.kernel import hooks
 from workflow_service.models import Task
@@ -30,16 +30,17 @@ def _mine(principal):
 
 class TaskCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "My tasks (assigned to me or to one of my roles)",
             response=TaskListOut,
             params=(Param("status", description="open or completed"), *LIST_PARAMS),
             errors=(400,),
+            roles=ROLES,
         )
     }
 
     def on_get(self, req, resp):
-        principal = principal_of(req)
+        principal = req.context.principal
         limit = parse_limit(req)
         query = Task.select().where(_mine(principal))
         status = parse_choice(req, "status", ("open", "completed"))
@@ -53,10 +54,14 @@ class TaskCollection:
 
 
 class TaskComplete:
-    docs = {"POST": Operation("Complete one of my tasks", response=TaskOut, errors=(400, 404, 409))}
+    docs = {
+        "POST": route(
+            "Complete one of my tasks", response=TaskOut, errors=(400, 404, 409), roles=ROLES
+        )
+    }
 
     def on_post(self, req, resp, task_id):
-        principal = principal_of(req)
+        principal = req.context.principal
         task_id = uuid_param(task_id, "task_id")
         task = Task.get_or_none((Task.id == task_id) & _mine(principal))
         if task is None:

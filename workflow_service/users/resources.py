@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from shared.auth import require_role
-from shared.http import ApiDocs, Operation, Param, parse_body, parse_limit, read_json
+from shared.http import ApiDocs, Param, parse_limit, route
 from workflow_service.users.directory import (
     UserExists,
     delete_user,
@@ -27,7 +26,7 @@ def _not_found(user_id: str) -> falcon.HTTPNotFound:
 
 class UserCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "List the directory's users",
             roles=READERS,
             params=(
@@ -36,7 +35,7 @@ class UserCollection:
                 Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 500}),
             ),
         ),
-        "POST": Operation(
+        "POST": route(
             "Create a user",
             request=UserCreate,
             response=UserOut,
@@ -50,7 +49,7 @@ class UserCollection:
         self.max_body_bytes = max_body_bytes
 
     def on_get(self, req, resp):
-        principal = require_role(req, *READERS)
+        principal = req.context.principal
         limit = parse_limit(req, default=100, maximum=500)
         query = User.select().where(User.tenant_id == principal.tenant)
         role = req.get_param("role")
@@ -68,8 +67,8 @@ class UserCollection:
         }
 
     def on_post(self, req, resp):
-        principal = require_role(req, *ADMIN)
-        body = parse_body(UserCreate, read_json(req, self.max_body_bytes))
+        principal = req.context.principal
+        body = req.context.body
         try:
             user, _ = save_user(
                 principal.tenant,
@@ -92,26 +91,24 @@ class UserCollection:
 
 class UserItem:
     docs = {
-        "GET": Operation("Get a user", response=UserOut, roles=READERS, errors=(404,)),
-        "PUT": Operation(
-            "Create or replace a user", request=UserUpdate, response=UserOut, roles=ADMIN
-        ),
-        "DELETE": Operation("Delete a user", status=204, roles=ADMIN, errors=(404,)),
+        "GET": route("Get a user", response=UserOut, roles=READERS, errors=(404,)),
+        "PUT": route("Create or replace a user", request=UserUpdate, response=UserOut, roles=ADMIN),
+        "DELETE": route("Delete a user", status=204, roles=ADMIN, errors=(404,)),
     }
 
     def __init__(self, max_body_bytes: int):
         self.max_body_bytes = max_body_bytes
 
     def on_get(self, req, resp, user_id):
-        principal = require_role(req, *READERS)
+        principal = req.context.principal
         user = get_user(principal.tenant, user_id)
         if user is None:
             raise _not_found(user_id)
         resp.media = user_dict(user)
 
     def on_put(self, req, resp, user_id):
-        principal = require_role(req, *ADMIN)
-        body = parse_body(UserUpdate, read_json(req, self.max_body_bytes))
+        principal = req.context.principal
+        body = req.context.body
         try:
             check_user_id(user_id)
         except ValueError as exc:
@@ -130,7 +127,7 @@ class UserItem:
         resp.media = user_dict(user)
 
     def on_delete(self, req, resp, user_id):
-        principal = require_role(req, *ADMIN)
+        principal = req.context.principal
         try:
             delete_user(principal.tenant, user_id)
         except LookupError:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import falcon
 
-from shared.auth import require_role
 from shared.events import ENTITY_TYPES
 from shared.http import (
     ApiError,
-    Operation,
     Param,
     bad_parameter,
     parse_body,
     parse_choice,
     parse_limit,
     read_json,
+    route,
 )
 from workflow_service.apiclient import ApiUnavailable, load_entity
 from workflow_service.definitions import (
@@ -149,7 +148,7 @@ def _get(store: WorkflowStore, tenant: str, workflow_id: str):
 
 class WorkflowCollection:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "List the tenant's workflows",
             response=WorkflowListOut,
             params=(
@@ -161,12 +160,14 @@ class WorkflowCollection:
             errors=(400,),
             roles=READ,
         ),
-        "POST": Operation(
+        "POST": route(
             "Create a workflow (version 1); allow_self_approval: true needs an admin (403)",
             request=WorkflowCreate,
             response=WorkflowOut,
             status=201,
             roles=WRITE,
+            # Read by on_post: an invalid definition is its 422 "Invalid workflow".
+            parses_body=False,
         ),
     }
 
@@ -176,7 +177,7 @@ class WorkflowCollection:
         self.max_body_bytes = max_body_bytes
 
     def on_get(self, req, resp):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         filters = {
             "status": parse_choice(req, "status", WorkflowStatus.ALL),
             "entity_type": parse_choice(req, "entity_type", ENTITY_TYPES),
@@ -191,7 +192,7 @@ class WorkflowCollection:
         }
 
     def on_post(self, req, resp):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = req.context.principal
         data = read_json(req, self.max_body_bytes)
         if not isinstance(data, dict):
             raise invalid_definition(
@@ -217,10 +218,8 @@ class WorkflowCollection:
 
 class WorkflowItem:
     docs = {
-        "GET": Operation(
-            "A workflow", response=WorkflowOut, params=(ID,), errors=(404,), roles=READ
-        ),
-        "PATCH": Operation(
+        "GET": route("A workflow", response=WorkflowOut, params=(ID,), errors=(404,), roles=READ),
+        "PATCH": route(
             "Edit a workflow; the result is a new version; needs If-Match or 'version' "
             "(missing: 428, stale: 412); allow_self_approval: true needs an admin (403)",
             request=WorkflowPatch,
@@ -228,8 +227,10 @@ class WorkflowItem:
             params=(ID, IF_MATCH),
             errors=(404, 412, 428),
             roles=WRITE,
+            # Read after the workflow is found (404 first) and with the changes kept raw.
+            parses_body=False,
         ),
-        "DELETE": Operation(
+        "DELETE": route(
             "Delete a workflow that never ran (archive one that did)",
             status=204,
             params=(ID,),
@@ -244,11 +245,11 @@ class WorkflowItem:
         self.max_body_bytes = max_body_bytes
 
     def on_get(self, req, resp, workflow_id):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         resp.media = workflow_body(_get(self.store, principal.tenant, workflow_id), principal)
 
     def on_patch(self, req, resp, workflow_id):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = req.context.principal
         current = _get(self.store, principal.tenant, workflow_id)
         data = read_json(req, self.max_body_bytes)
         patch = parse_body(WorkflowPatch, data)
@@ -284,7 +285,7 @@ class WorkflowItem:
         resp.media = workflow_body(workflow)
 
     def on_delete(self, req, resp, workflow_id):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = req.context.principal
         workflow = _get(self.store, principal.tenant, workflow_id)
         try:
             self.store.delete(principal.tenant, workflow.id)
@@ -304,7 +305,7 @@ class WorkflowStatusAction:
         self.store = store
         self.status = status
         self.docs = {
-            "POST": Operation(
+            "POST": route(
                 f"Set the workflow's status to {status} (a new version)",
                 response=WorkflowOut,
                 params=(ID,),
@@ -314,7 +315,7 @@ class WorkflowStatusAction:
         }
 
     def on_post(self, req, resp, workflow_id):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = req.context.principal
         workflow = _get(self.store, principal.tenant, workflow_id)
         if workflow.status == WorkflowStatus.ARCHIVED and self.status != WorkflowStatus.ARCHIVED:
             raise falcon.HTTPConflict(
@@ -327,7 +328,7 @@ class WorkflowStatusAction:
 
 class WorkflowVersions:
     docs = {
-        "GET": Operation(
+        "GET": route(
             "Every version of a workflow, newest first",
             response=WorkflowVersionListOut,
             params=(ID, *PAGE),
@@ -340,7 +341,7 @@ class WorkflowVersions:
         self.store = store
 
     def on_get(self, req, resp, workflow_id):
-        principal = require_role(req, *READ_ROLES)
+        principal = req.context.principal
         workflow = _get(self.store, principal.tenant, workflow_id)
         limit = parse_limit(req)
         query = self.store.versions(workflow)
@@ -362,7 +363,7 @@ class WorkflowVersions:
 
 class WorkflowRun:
     docs = {
-        "POST": Operation(
+        "POST": route(
             "Run the workflow now for one entity, loaded from the api (404 when it has "
             "no such entity); answers with the job to follow",
             request=RunRequest,
@@ -371,6 +372,9 @@ class WorkflowRun:
             params=(ID,),
             errors=(404, 409, 503),
             roles=WRITE,
+            # Read after the workflow is found: an unknown workflow is a 404 whatever
+            # the body.
+            parses_body=False,
         )
     }
 
@@ -380,7 +384,7 @@ class WorkflowRun:
         self.max_body_bytes = max_body_bytes
 
     def on_post(self, req, resp, workflow_id):
-        principal = require_role(req, *WRITE_ROLES)
+        principal = req.context.principal
         workflow = _get(self.store, principal.tenant, workflow_id)
         body = parse_body(RunRequest, read_json(req, self.max_body_bytes))
         if workflow.status == WorkflowStatus.ARCHIVED:
