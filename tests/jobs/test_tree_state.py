@@ -6,7 +6,9 @@ them, for a tree shaped like a write's: dispatch -> run_execution -> webhook del
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 import uuid
 
 import pytest
@@ -321,7 +323,18 @@ def test_the_waiting_marker_names_the_people_who_decide_now(store, write_tree):
 
 def test_a_root_whose_tree_failed_outlives_the_succeeded_retention(redis_client, namespace):
     # Given: two succeeded records kept per queue, three failed
-    store = JobStatusStore(redis_client, namespace, keep_succeeded=2, keep_failed=3, min_age_s=0)
+    # (a clock a millisecond apart per write: retention drops the oldest by their time,
+    # and records of one millisecond have no order among themselves)
+    ticks = itertools.count()
+    start = time.time()
+    store = JobStatusStore(
+        redis_client,
+        namespace,
+        keep_succeeded=2,
+        keep_failed=3,
+        min_age_s=0,
+        clock=lambda: start + next(ticks) / 1000,
+    )
     dispatch, run = new_id(), new_id()
     move(store, dispatch, POLICY, "queued", actor="dispatch_event")
     move(store, run, POLICY, "queued", parent=dispatch, actor="run_execution")
