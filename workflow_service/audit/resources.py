@@ -25,7 +25,7 @@ from workflow_service.audit.httpaudit import OpsAudit
 from workflow_service.audit.kick import AUDIT_QUEUE, PACKAGE_ACTOR, WebKick
 from workflow_service.audit.models import AuditEntry
 from workflow_service.audit.package import entry_dict, iso
-from workflow_service.files.jobs import accepted, job_message, submit
+from workflow_service.storage.jobs import accepted, job_message, submit
 
 READ_ROLES = ("auditor",)  # admin holds every role
 #: Longest period one package covers.

@@ -12,17 +12,18 @@ from typing import Literal
 import falcon
 from pydantic import BaseModel, Field
 
+from shared.events import EntityType
 from shared.http import ApiDocs, ApiError, StrictModel, route
 from workflow_service.exports.formats import EXPORTABLE
 from workflow_service.exports.messages import export_message
-from workflow_service.files.jobs import accepted, submit
+from workflow_service.storage.jobs import accepted, submit
 
 ROLES = ("editor", "auditor")
 MAX_FILTER_CHARS = 200
 
 
 class ExportRequest(StrictModel):
-    entity_type: Literal["policy", "assessment", "evidence"]
+    entity_type: EntityType
     format: Literal["csv", "xlsx", "json"]
     filters: dict[str, str] = Field(default_factory=dict)
 

@@ -6,8 +6,6 @@ imports) writes through, so it lives in the kernel-level :mod:`workflow_service.
 (:class:`~workflow_service.storage.store.FileStore`, the
 :class:`~workflow_service.storage.models.StoredFile` table, the batch jobs' HTTP answer
 and the spreadsheet writers); this package serves and expires what it holds.
-``files.models``, ``files.store`` and ``files.jobs`` re-export those modules for the
-callers that still import them from here.
 
 A feature, declared in :mod:`.feature`. May import: the kernel (``storage``, ``models``,
 ``web`` helpers, ``kernel.hooks``...) and ``shared``; no other feature.

@@ -13,8 +13,8 @@ import falcon
 from pydantic import BaseModel
 
 from shared.http import ApiDocs, Param, bad_parameter, parse_limit, route
-from workflow_service.files.models import READ_ROLES, FileKind, StoredFile, readable_kinds
-from workflow_service.files.store import FileStore
+from workflow_service.storage.models import READ_ROLES, FileKind, StoredFile, readable_kinds
+from workflow_service.storage.store import FileStore
 from workflow_service.web.common import after_cursor, next_cursor, page_cursor, uuid_param
 
 #: Anyone who may read some kind of file (``admin`` holds them all).

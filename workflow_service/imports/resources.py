@@ -20,13 +20,13 @@ from pydantic import BaseModel, Field
 
 from shared.http import ApiDocs, ApiError, Param, bad_parameter, read_json, route
 from workflow_service.db import database
-from workflow_service.files.jobs import accepted, job_ref, new_job_id, submit
-from workflow_service.files.models import FileKind
-from workflow_service.files.store import FileStore
 from workflow_service.imports import parsing
 from workflow_service.imports.messages import import_message
 from workflow_service.imports.models import ImportJob, ImportRow, RowStatus
 from workflow_service.settings import BatchSettings
+from workflow_service.storage.jobs import accepted, job_ref, new_job_id, submit
+from workflow_service.storage.models import FileKind
+from workflow_service.storage.store import FileStore
 from workflow_service.web.common import uuid_param
 
 WRITE_ROLES = ("editor",)

@@ -6,9 +6,9 @@ import falcon
 from pydantic import BaseModel
 
 from shared.http import ApiDocs, ApiError, route
-from workflow_service.files.jobs import accepted, job_message, new_job_id, submit
 from workflow_service.reports.definitions import FORMATS, KINDS, ReportSpec, filter_errors
 from workflow_service.reports.service import REPORT_ACTOR, REPORT_QUEUE
+from workflow_service.storage.jobs import accepted, job_message, new_job_id, submit
 
 #: Who may ask for a report (``admin`` holds every role); they read reports too.
 ROLES = ("editor", "approver", "auditor")
